@@ -1,0 +1,77 @@
+"""Realistic STEM-EDX simulation with ground truth.
+
+* :mod:`~psnmf.simulate.physics` -- the forward model (:class:`EDXModel`): lines
+  from xraylib, relativistic Bethe cross-sections, detector resolution and
+  efficiency, Kramers continuum, k-factors.
+* :mod:`~psnmf.simulate.maps` -- microstructure generators (abundance maps).
+* :mod:`~psnmf.simulate.dataset` -- :class:`SimulatedDataset`, :func:`simulate`,
+  HyperSpy files and :func:`load_simulated`.
+* :mod:`~psnmf.simulate.scenarios` -- the paper's :func:`mantle` scenario and
+  sample files (:func:`sample_dataset`).
+
+Convention: expected counts of pixel ``i`` = ``N_i * sum_k maps[i, k] *
+spectra[k]`` with spectra rows summing to 1, maps summing to 1 per pixel and
+``N_i`` the mean counts per pixel (times a relative thickness, uniform by default).
+
+Examples
+--------
+>>> from psnmf import simulate
+>>> ds = simulate.mantle("medium", seed=0, shape=(24, 24))
+>>> ds.counts.shape
+(24, 24, 1980)
+"""
+
+from psnmf.simulate.dataset import CONVENTION, SimulatedDataset, load_simulated, simulate
+from psnmf.simulate.maps import (
+    GENERATORS,
+    Microstructure,
+    from_recipe,
+    grains_in_matrix,
+    lamellae,
+    particles_on_support,
+    voronoi_polycrystal,
+)
+from psnmf.simulate.physics import (
+    EDXModel,
+    EnergyAxis,
+    Line,
+    atomic_number,
+    family_lines,
+    ionization_cross_section,
+    normalize_composition,
+)
+from psnmf.simulate.scenarios import (
+    MANTLE_PHASES,
+    SNR_PRESETS,
+    builtin_samples,
+    load_sample,
+    mantle,
+    sample_dataset,
+)
+
+__all__ = [
+    "CONVENTION",
+    "EDXModel",
+    "EnergyAxis",
+    "GENERATORS",
+    "Line",
+    "MANTLE_PHASES",
+    "Microstructure",
+    "SNR_PRESETS",
+    "SimulatedDataset",
+    "atomic_number",
+    "builtin_samples",
+    "family_lines",
+    "from_recipe",
+    "grains_in_matrix",
+    "ionization_cross_section",
+    "lamellae",
+    "load_sample",
+    "load_simulated",
+    "mantle",
+    "normalize_composition",
+    "particles_on_support",
+    "sample_dataset",
+    "simulate",
+    "voronoi_polycrystal",
+]
