@@ -1,0 +1,252 @@
+"""The PSNMF estimator: NMF-based pan-sharpening (Chen, Alexander & Hebert, arXiv 2405.14649).
+
+1. Bin the counts ``b x b`` (sums keep the noise Poisson): the low-resolution,
+   high-signal data (LR-HS).
+2. Poisson NMF of the binned data: accurate phase spectra.
+3. Poisson NMF of the full-resolution data (HR-LS), started from those spectra and the
+   upsampled binned maps: high-resolution maps.
+4. Fuse: stage-2 maps x stage-1 spectra x per-pixel counts = denoised cube (HR-HS).
+
+Abundances sum to one per pixel throughout (see :mod:`psnmf.nmf`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from psnmf import _signals
+from psnmf._validation import check_n_components, check_positive_int
+from psnmf.binning import bin_counts, binned_shape, check_bin_factor, upsample_maps
+from psnmf.nmf import INIT_METHODS, poisson_nmf
+
+STAGE2_MODES = ("fixed", "free")
+
+
+class PSNMF(TransformerMixin, BaseEstimator):
+    """NMF-based pan-sharpening of a spectrum image.
+
+    Parameters
+    ----------
+    n_components : int, default=3
+        Number of phases ``k``.
+    bin_factor : int, default=4
+        Spatial bin factor ``b`` of the first stage. Partial edge bins are kept.
+    init : {'nndsvda', 'spa', 'random'}, default='nndsvda'
+        Initialisation of the binned-data NMF.
+    stage2_spectra : {'fixed', 'free'}, default='fixed'
+        In the full-resolution stage, keep the stage-1 spectra fixed and solve the maps only
+        (a convex problem per pixel, so the maps are exactly consistent with the fused
+        spectra), or update both as in the paper's step 3 ('free'). In both cases the fused
+        result uses the stage-1 spectra, as in the paper's step 4.
+    max_iter : int, default=2000
+        Iteration cap of the binned stage.
+    max_iter_full : int, default=500
+        Iteration cap of the full-resolution stage.
+    tol : float, default=1e-7
+        Relative change of the loss at which each stage stops.
+    random_state : int or None
+        Seed of the initialisation.
+    image_shape : (ny, nx), optional
+        Needed only when ``fit`` receives a 2-D (pixels, channels) matrix, as it does when
+        used as ``algorithm=`` in HyperSpy's ``decomposition()``.
+
+    Attributes
+    ----------
+    spectra_ : ndarray (k, channels)
+        Phase spectra from the binned data, rows summing to one.
+    components_ : ndarray (k, channels)
+        Same as ``spectra_`` (scikit-learn / HyperSpy name).
+    maps_ : ndarray (ny, nx, k)
+        Full-resolution abundance maps, summing to one per pixel.
+    scale_ : ndarray (ny, nx)
+        Per-pixel count scale (total counts of the pixel, the maximum-likelihood value).
+    binned_maps_ : ndarray (ceil(ny/b), ceil(nx/b), k)
+        Maps of the binned stage.
+    full_spectra_ : ndarray (k, channels)
+        Spectra at the end of the full-resolution stage (equal to ``spectra_`` when fixed).
+    loss_ : dict
+        ``{'binned': ndarray, 'full': ndarray}`` loss (generalised KL) histories.
+    n_iter_ : dict
+        Iterations run by each stage.
+    image_shape_ : (ny, nx)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from psnmf import PSNMF
+    >>> rng = np.random.default_rng(0)
+    >>> spectra = rng.dirichlet(np.ones(64), size=2)
+    >>> maps = np.zeros((24, 24, 2)); maps[:, :12, 0] = 1; maps[:, 12:, 1] = 1
+    >>> cube = rng.poisson(50 * maps @ spectra)
+    >>> model = PSNMF(n_components=2, bin_factor=4, random_state=0).fit(cube)
+    >>> model.maps_.shape, bool(np.allclose(model.maps_.sum(-1), 1))
+    ((24, 24, 2), True)
+    """
+
+    def __init__(
+        self,
+        n_components: int = 3,
+        bin_factor: int = 4,
+        *,
+        init: str = "nndsvda",
+        stage2_spectra: str = "fixed",
+        max_iter: int = 2000,
+        max_iter_full: int = 500,
+        tol: float = 1e-7,
+        random_state: int | None = None,
+        image_shape: tuple[int, int] | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.bin_factor = bin_factor
+        self.init = init
+        self.stage2_spectra = stage2_spectra
+        self.max_iter = max_iter
+        self.max_iter_full = max_iter_full
+        self.tol = tol
+        self.random_state = random_state
+        self.image_shape = image_shape
+
+    # -- fitting -----------------------------------------------------------------------
+    def _check_params(self, image_shape: tuple[int, int], n_channels: int) -> tuple[int, int]:
+        b = check_bin_factor(self.bin_factor, image_shape)
+        nb = int(np.prod(binned_shape(image_shape, b)))
+        k = check_positive_int(self.n_components, "n_components")
+        if k > nb:
+            raise ValueError(
+                f"n_components={k} is more than the binned image can support: bin_factor={b}"
+                f" leaves {nb} binned pixels on the {image_shape[0]} x {image_shape[1]} image."
+                f" Use a bin_factor of at most {_max_bin_for(image_shape, k)} or fewer "
+                "components."
+            )
+        check_n_components(k, (nb, n_channels))
+        if self.init not in INIT_METHODS:
+            raise ValueError(f"init={self.init!r} is not one of {INIT_METHODS}.")
+        if self.stage2_spectra not in STAGE2_MODES:
+            raise ValueError(
+                f"stage2_spectra={self.stage2_spectra!r} is not one of {STAGE2_MODES}."
+            )
+        check_positive_int(self.max_iter, "max_iter")
+        check_positive_int(self.max_iter_full, "max_iter_full")
+        return b, k
+
+    def fit(self, X: Any, y: None = None) -> PSNMF:
+        """Fit PSNMF to a spectrum image.
+
+        Parameters
+        ----------
+        X : ndarray (ny, nx, channels), HyperSpy Signal1D with two navigation axes, or a
+            (pixels, channels) matrix together with ``image_shape``.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        counts, shape, signal = _signals.as_counts(X, self.image_shape)
+        b, k = self._check_params(shape, counts.shape[1])
+        rng = np.random.default_rng(self.random_state)
+
+        binned = bin_counts(counts, shape, b)
+        stage1 = poisson_nmf(
+            binned,
+            k,
+            simplex=True,
+            init=self.init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=rng,
+        )
+        bshape = binned_shape(shape, b)
+        A0 = upsample_maps(stage1.A, shape, b).reshape(-1, k)
+        stage2 = poisson_nmf(
+            counts,
+            k,
+            simplex=True,
+            A_init=A0,
+            S_init=stage1.S,
+            update_S=self.stage2_spectra == "free",
+            max_iter=self.max_iter_full,
+            tol=self.tol,
+        )
+        ny, nx = shape
+        self.image_shape_ = shape
+        self.bin_factor_ = b
+        self.spectra_ = stage1.S
+        self.components_ = self.spectra_
+        self.full_spectra_ = stage2.S
+        self.maps_ = stage2.A.reshape(ny, nx, k)
+        self.binned_maps_ = stage1.A.reshape(*bshape, k)
+        self.scale_ = stage2.scale.reshape(ny, nx)
+        self.loss_ = {"binned": stage1.loss, "full": stage2.loss}
+        self.n_iter_ = {"binned": stage1.n_iter, "full": stage2.n_iter}
+        self.converged_ = {"binned": stage1.converged, "full": stage2.converged}
+        self.n_features_in_ = counts.shape[1]
+        self._signal = signal
+        return self
+
+    def fit_transform(self, X: Any, y: None = None) -> np.ndarray:
+        """Fit, then return loadings ``scale_ * maps_`` as (pixels, k).
+
+        ``loadings @ components_`` is the fused denoised data, which is what HyperSpy's
+        ``decomposition(algorithm=PSNMF(...))`` stores as loadings and factors.
+        """
+        self.fit(X)
+        return (self.scale_[..., None] * self.maps_).reshape(-1, self.spectra_.shape[0])
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Loadings (pixels, k) of new counts with the fitted spectra held fixed."""
+        self._check_fitted()
+        counts, shape, _ = _signals.as_counts(X, self.image_shape or self.image_shape_)
+        k = self.spectra_.shape[0]
+        res = poisson_nmf(
+            counts,
+            k,
+            A_init=np.full((counts.shape[0], k), 1.0 / k),
+            S_init=self.spectra_,
+            update_S=False,
+            max_iter=self.max_iter_full,
+            tol=self.tol,
+        )
+        return res.scale[:, None] * res.A
+
+    # -- results -----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "spectra_"):
+            raise AttributeError("This PSNMF is not fitted yet; call fit(X) first.")
+
+    def reconstruct(self) -> Any:
+        """The fused denoised counts cube ``scale * maps @ spectra``, shape (ny, nx, channels).
+
+        Returns a signal of the input's class with its axes and metadata when the model was
+        fitted on a HyperSpy signal, else an ndarray (float64).
+        """
+        self._check_fitted()
+        cube = self.scale_[..., None] * (self.maps_ @ self.spectra_)
+        if self._signal is not None:
+            return _signals.cube_signal(cube, self._signal, title="PSNMF denoised")
+        return cube
+
+    def get_spectra(self) -> Any:
+        """Spectra as a signal (energy axis and metadata of the input) or the ndarray."""
+        self._check_fitted()
+        if self._signal is not None:
+            return _signals.spectra_signal(self.spectra_, self._signal)
+        return self.spectra_
+
+    def get_maps(self) -> Any:
+        """Maps as a Signal2D (component | y, x) with the input's spatial axes, or ndarray."""
+        self._check_fitted()
+        if self._signal is not None:
+            return _signals.maps_signal(self.maps_, self._signal)
+        return self.maps_
+
+
+def _max_bin_for(image_shape: tuple[int, int], k: int) -> int:
+    """Largest bin factor that leaves at least ``k`` binned pixels."""
+    for b in range(max(image_shape), 0, -1):
+        if int(np.prod(binned_shape(image_shape, b))) >= k:
+            return b
+    return 1
