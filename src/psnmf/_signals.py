@@ -6,7 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from psnmf._validation import check_counts_matrix, check_cube
+from psnmf._validation import (
+    as_array,
+    check_counts_matrix,
+    check_cube,
+    check_image_shape,
+)
 
 
 def is_signal(obj: Any) -> bool:
@@ -14,8 +19,19 @@ def is_signal(obj: Any) -> bool:
     return hasattr(obj, "axes_manager") and hasattr(obj, "data") and hasattr(obj, "metadata")
 
 
-def check_spectrum_image(signal: Any, name: str = "X") -> None:
-    """Raise unless ``signal`` is a 1-D signal with two navigation axes."""
+_LINE_SCAN_HINT = (
+    "PSNMF bins the image spatially, so it needs a 2-D map; for a line scan or single "
+    "spectrum use standard NMF instead: psnmf.standard_nmf(X, n_components) or "
+    "psnmf.poisson_nmf(counts_matrix, n_components), which take any number of pixels."
+)
+
+
+def check_spectrum_image(signal: Any, name: str = "X", *, allow_line_scan: bool = False) -> None:
+    """Raise unless ``signal`` is a 1-D signal with two navigation axes.
+
+    With ``allow_line_scan=True``, zero or one navigation axis (a single spectrum or a line
+    scan) is accepted as well.
+    """
     am = signal.axes_manager
     if am.signal_dimension != 1:
         raise ValueError(
@@ -23,62 +39,103 @@ def check_spectrum_image(signal: Any, name: str = "X") -> None:
             f"signal with {am.signal_dimension} signal dimensions. Use signal.as_signal1D(...)"
             " to make the energy axis the signal axis."
         )
-    if am.navigation_dimension != 2:
+    nav = am.navigation_dimension
+    if nav == 2 or (allow_line_scan and nav in (0, 1)):
+        return
+    what = {0: "a single spectrum", 1: "a line scan"}.get(nav, f"{nav} navigation axes")
+    if allow_line_scan:
         raise ValueError(
-            f"{name} must have two navigation axes (y, x), got {am.navigation_dimension} "
-            f"(navigation shape {am.navigation_shape}). PSNMF bins the image spatially, so "
-            "a 2-D map is required; a line scan or single spectrum has nothing to bin."
+            f"{name} has {what} (navigation shape {am.navigation_shape}); at most two "
+            "navigation axes (y, x) are supported. Sum or slice the extra axes first "
+            "(e.g. signal.sum(axis=...) over frames or tilts)."
         )
+    raise ValueError(
+        f"{name} must have two navigation axes (y, x), got {what} (navigation shape "
+        f"{am.navigation_shape}). {_LINE_SCAN_HINT}"
+    )
 
 
-def as_counts(X: Any, image_shape: tuple[int, int] | None, name: str = "X"):
-    """Return ``(counts CSR (pixels, channels), (ny, nx), signal or None)`` for any input.
+def _lazy_counts(data: Any, source: Any) -> Any:
+    """Sparse counts of a lazy (dask) array, converted chunk by chunk (never dense).
+
+    ``source`` is the signal (its file name goes into error messages) or the array itself.
+    """
+    from psnmf.io import to_counts
+
+    if data.ndim != 3:  # line scan / single spectrum: view as a (1, n, channels) image
+        data = data.reshape((1, -1, data.shape[-1]))
+        source = data
+    counts, _ = to_counts(source, dtype=np.float64)
+    return counts
+
+
+def as_counts(
+    X: Any,
+    image_shape: tuple[int, int] | None,
+    name: str = "X",
+    *,
+    allow_line_scan: bool = False,
+):
+    """Return ``(counts CSR (pixels, channels), navigation shape, signal or None)``.
 
     Accepts a HyperSpy spectrum image, a (ny, nx, channels) array, or a (pixels, channels)
-    array/sparse matrix together with ``image_shape``.
+    array/sparse matrix together with ``image_shape``. The navigation shape is ``(ny, nx)``.
+
+    With ``allow_line_scan=True`` (standard NMF, which needs no image), a line scan (a
+    signal with one navigation axis, or a (pixels, channels) matrix without
+    ``image_shape``) gives the navigation shape ``(n,)`` and a single spectrum (a signal
+    without navigation axes, or a 1-D array) gives ``()``.
+
+    A lazy signal (or dask array) is converted to sparse counts chunk by chunk with
+    :func:`psnmf.io.to_counts`, so the dense cube is never held in memory.
     """
     signal = None
     if is_signal(X):
-        check_spectrum_image(X, name)
+        check_spectrum_image(X, name, allow_line_scan=allow_line_scan)
         signal = X
         data = X.data
-        if hasattr(data, "compute"):  # lazy signal: bring the counts in, sparse
-            data = data.compute()
-        ny, nx, ne = data.shape
-        counts = check_counts_matrix(np.asarray(data).reshape(ny * nx, ne), name)
-        shape = (ny, nx)
-    else:
-        try:
-            import scipy.sparse as sp
-
-            ndim = X.ndim if sp.issparse(X) else np.ndim(X)
-        except Exception as exc:  # pragma: no cover
-            raise TypeError(f"{name} must be an array or a HyperSpy signal.") from exc
-        if ndim == 3:
-            cube = check_cube(X, name)
-            ny, nx, ne = cube.shape
-            counts = check_counts_matrix(cube.reshape(ny * nx, ne), name)
-            shape = (ny, nx)
-        elif ndim == 2:
-            counts = check_counts_matrix(X, name)
-            if image_shape is None:
-                raise ValueError(
-                    f"{name} is a 2-D (pixels, channels) matrix, so PSNMF needs "
-                    "image_shape=(ny, nx) to know how to bin it spatially (HyperSpy's "
-                    "decomposition passes such a matrix: set image_shape to the signal's "
-                    "axes_manager.navigation_shape[::-1])."
-                )
-            shape = (int(image_shape[0]), int(image_shape[1]))
-            if shape[0] * shape[1] != counts.shape[0]:
-                raise ValueError(
-                    f"image_shape={tuple(image_shape)} has {shape[0] * shape[1]} pixels but "
-                    f"{name} has {counts.shape[0]} rows."
-                )
+        shape = tuple(int(n) for n in data.shape[:-1])
+        if hasattr(data, "compute"):  # lazy signal: the chunked, sparse path
+            counts = check_counts_matrix(_lazy_counts(data, X), name)
         else:
+            data = np.asarray(data)
+            counts = check_counts_matrix(data.reshape(-1, data.shape[-1]), name)
+        return counts, shape, signal
+    import scipy.sparse as sp
+
+    if hasattr(X, "dask") and getattr(X, "ndim", 0) == 3:  # a bare dask cube: chunked path
+        counts = check_counts_matrix(_lazy_counts(X, X), name)
+        return counts, (int(X.shape[0]), int(X.shape[1])), None
+    if not sp.issparse(X):
+        X = as_array(X, name)
+    ndim = X.ndim
+    if ndim == 3:
+        cube = check_cube(X, name)
+        ny, nx, ne = cube.shape
+        counts = check_counts_matrix(cube.reshape(ny * nx, ne), name)
+        shape: tuple[int, ...] = (ny, nx)
+    elif ndim == 2:
+        counts = check_counts_matrix(X, name)
+        if image_shape is None:
+            if allow_line_scan:
+                return counts, (counts.shape[0],), None
             raise ValueError(
-                f"{name} must be a spectrum image of shape (ny, nx, channels) or a HyperSpy "
-                f"Signal1D with two navigation axes, got an array of shape {np.shape(X)}."
+                f"{name} is a 2-D (pixels, channels) matrix, so PSNMF needs "
+                "image_shape=(ny, nx) to know how to bin it spatially (HyperSpy's "
+                "decomposition passes such a matrix: set image_shape to the signal's "
+                "axes_manager.navigation_shape[::-1]). If it is a line scan, "
+                + _LINE_SCAN_HINT
             )
+        shape = check_image_shape(image_shape, counts.shape[0], name)
+    elif ndim == 1 and allow_line_scan:
+        counts = check_counts_matrix(np.asarray(X)[None, :], name)
+        shape = ()
+    else:
+        raise ValueError(
+            f"{name} must be a spectrum image of shape (ny, nx, channels) or a HyperSpy "
+            f"Signal1D with two navigation axes, got an array of shape {np.shape(X)}. "
+            + (_LINE_SCAN_HINT if ndim in (0, 1) else "")
+        )
     return counts, shape, signal
 
 

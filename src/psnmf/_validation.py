@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
 from numbers import Integral
 
@@ -11,6 +13,88 @@ import scipy.sparse as sp
 
 class NonIntegerCountsWarning(UserWarning):
     """The data are not integer counts, which the Poisson model assumes."""
+
+
+class InsufficientMemoryError(MemoryError):
+    """The dense (in-memory) path would need more memory than the machine has available."""
+
+
+#: Fraction of the available memory a single dense array may take before psnmf refuses.
+MEMORY_FRACTION = 0.8
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now (RAM not in use, or a large fallback).
+
+    Uses :mod:`psutil` when installed, else ``/proc/meminfo`` (Linux), else ``sysconf``.
+    Returns ``2**63 - 1`` when nothing can tell, so that the check never refuses by mistake.
+    """
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - psutil missing or failing
+        pass
+    try:  # pragma: no cover - exercised only without psutil
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover
+        pass
+    try:  # pragma: no cover
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 2**63 - 1
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.3g} GiB"
+
+
+def check_memory(n_bytes: int, what: str) -> None:
+    """Refuse, before allocating, a dense array that would not fit in memory.
+
+    The one place where psnmf decides that a dataset is too large for the in-memory path.
+
+    Parameters
+    ----------
+    n_bytes : int
+        Estimated bytes the dense path would allocate.
+    what : str
+        What would be allocated, naming the input (e.g. ``"'scan.bcf' as a dense
+        (512, 512, 4096) uint16 cube"``).
+
+    Raises
+    ------
+    InsufficientMemoryError
+        If ``n_bytes`` exceeds :data:`MEMORY_FRACTION` of :func:`available_memory`; the
+        message says how much is needed and points to the lazy (Dask) path.
+    """
+    available = available_memory()
+    if n_bytes > MEMORY_FRACTION * available:
+        raise too_large_error(what, n_bytes, available)
+
+
+def too_large_error(
+    what: str, n_bytes: int | None = None, available: int | None = None
+) -> InsufficientMemoryError:
+    """The :class:`InsufficientMemoryError` psnmf raises, pointing to the lazy path."""
+    need = f"needs about {_gib(n_bytes)} of memory" if n_bytes is not None else (
+        "does not fit in memory"
+    )
+    have = f", but only {_gib(available)} is available" if available is not None else ""
+    return InsufficientMemoryError(
+        f"{what} {need}{have}. Use the lazy path, which never holds the dense cube: "
+        "psnmf.io.load_spectrum_image(path, lazy=True) (or hyperspy.api.load(path, "
+        "lazy=True)) and pass the lazy signal on, so the counts are converted to a sparse "
+        "matrix chunk by chunk; or crop it first (energy_range=..., a smaller region)."
+    )
+
+
+def dense_nbytes(shape: tuple[int, ...], dtype) -> int:
+    """Bytes of a dense array of ``shape`` and ``dtype``."""
+    return int(math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize)
 
 
 def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
@@ -40,7 +124,10 @@ def _check_values(values: np.ndarray, name: str) -> None:
         return
     dt = values.dtype
     if not np.issubdtype(dt, np.number) or np.issubdtype(dt, np.complexfloating):
-        raise TypeError(f"{name} must hold real numbers (counts), got dtype {values.dtype}.")
+        raise TypeError(
+            f"{name} must hold real numbers (counts), got dtype {values.dtype}. Convert it "
+            f"to counts first, e.g. np.asarray({name}, dtype=np.uint32)."
+        )
     if np.issubdtype(values.dtype, np.floating):
         bad = ~np.isfinite(values)
         if bad.any():
@@ -76,21 +163,25 @@ def check_counts_matrix(X, name: str = "X") -> sp.csr_matrix:
         Name of the argument, used in error messages.
     """
     if sp.issparse(X):
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (pixels, channels), got {X.ndim}-D.")
         M = sp.csr_matrix(X)
-        if M.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (pixels, channels), got {M.ndim}-D.")
         _check_values(M.data, name)
         M = sp.csr_matrix(M, dtype=np.float64, copy=True)
     else:
-        arr = np.asarray(X)
+        arr = as_array(X, name)
         if arr.ndim != 2:
             raise ValueError(
                 f"{name} must be a 2-D counts matrix (pixels, channels), got shape "
                 f"{arr.shape}. Reshape a (ny, nx, channels) cube with cube.reshape(-1, "
-                "channels) or use the PSNMF estimator, which takes cubes."
+                "channels) (a single spectrum with spectrum[None, :]) or use the PSNMF "
+                "estimator, which takes cubes."
             )
         _check_values(arr, name)
-        M = sp.csr_matrix(arr.astype(np.float64, copy=False))
+        # sparse first, in the native dtype: never a dense float64 copy of the cube
+        native = arr.dtype.kind in "iu" or arr.dtype in (np.float32, np.float64)
+        M = sp.csr_matrix(arr if native else arr.astype(np.float64))
+        M = sp.csr_matrix(M, dtype=np.float64)
     if M.shape[0] < 1 or M.shape[1] < 1:
         raise ValueError(f"{name} is empty (shape {M.shape}); it needs pixels and channels.")
     M.sum_duplicates()
@@ -100,9 +191,58 @@ def check_counts_matrix(X, name: str = "X") -> sp.csr_matrix:
     return M
 
 
+def as_array(X, name: str = "X") -> np.ndarray:
+    """``np.asarray(X)``, with an error naming ``name`` for inputs NumPy cannot make an array of.
+
+    Ragged nested lists, for example, otherwise fail deep inside NumPy.
+    """
+    try:
+        return np.asarray(X)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(
+            f"{name} cannot be read as an array of counts ({exc}). Pass a NumPy array of "
+            "shape (ny, nx, channels) or (pixels, channels), a scipy.sparse matrix, or a "
+            "HyperSpy signal."
+        ) from None
+
+
+def check_has_counts(counts: sp.spmatrix, name: str = "X") -> None:
+    """Refuse data without a single count: there is nothing to unmix.
+
+    All-zero pixels and channels are fine (they are handled); an all-zero dataset means the
+    wrong signal, energy range or file.
+    """
+    if counts.nnz == 0 or not counts.sum() > 0:
+        raise ValueError(
+            f"{name} holds no counts at all (every pixel and channel is zero, shape "
+            f"{counts.shape}): there is nothing to unmix. Check that the right signal was "
+            "loaded and that energy_range does not exclude every peak."
+        )
+
+
+def check_image_shape(image_shape, n_pixels: int, name: str = "X") -> tuple[int, int]:
+    """Validate ``image_shape=(ny, nx)`` against the number of rows of a counts matrix."""
+    try:
+        ny, nx = (int(v) for v in image_shape)
+        if any(float(v) != int(v) for v in image_shape):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"image_shape must be a pair of integers (ny, nx), got {image_shape!r}."
+        ) from None
+    if ny < 1 or nx < 1:
+        raise ValueError(f"image_shape={(ny, nx)} must have sizes >= 1.")
+    if ny * nx != n_pixels:
+        raise ValueError(
+            f"image_shape={(ny, nx)} has {ny * nx} pixels but {name} has {n_pixels} rows; "
+            "pass the (ny, nx) of the image the rows come from (row-major order)."
+        )
+    return ny, nx
+
+
 def check_cube(cube, name: str = "X") -> np.ndarray:
     """Validate a dense (ny, nx, channels) counts cube (values checked by the caller)."""
-    arr = np.asarray(cube)
+    arr = as_array(cube, name)
     if arr.ndim != 3:
         raise ValueError(
             f"{name} must be a spectrum image of shape (ny, nx, channels), got {arr.ndim}-D "
@@ -111,3 +251,41 @@ def check_cube(cube, name: str = "X") -> np.ndarray:
     if min(arr.shape) < 1:
         raise ValueError(f"{name} is empty (shape {arr.shape}).")
     return arr
+
+
+def check_random_state(random_state, name: str = "random_state") -> np.random.Generator:
+    """Return a NumPy Generator for ``None``, a non-negative int or a Generator."""
+    if random_state is None or isinstance(random_state, np.random.Generator):
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"{name} must be >= 0, got {random_state}.")
+        return np.random.default_rng(int(random_state))
+    raise TypeError(
+        f"{name} must be None, a non-negative integer seed or a numpy.random.Generator, "
+        f"got {random_state!r}. Pass an integer such as {name}=0 for reproducible results."
+    )
+
+
+def check_finite_array(values, name: str) -> np.ndarray:
+    """Return ``values`` as a float64 array, or raise if it holds NaN or infinite values."""
+    arr = as_array(values, name)
+    try:
+        arr = arr.astype(float, copy=False)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}.") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(
+            f"{name} contains {int(np.sum(~np.isfinite(arr)))} NaN or infinite value(s); "
+            "metrics need finite values. Check where they came from (a failed fit, a "
+            "division by zero) and replace or mask them."
+        )
+    return arr
+
+
+def check_counts_values(values, name: str = "X") -> None:
+    """Raise for negative, NaN or infinite counts; warn for non-integer ones (any shape)."""
+    if sp.issparse(values):
+        _check_values(sp.csr_matrix(values).data, name)
+    else:
+        _check_values(as_array(values, name), name)

@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 
 from psnmf import _signals
-from psnmf._validation import check_positive_int
+from psnmf._validation import (
+    check_has_counts,
+    check_n_components,
+    check_positive_int,
+    check_random_state,
+)
 from psnmf.nmf import poisson_nmf
 
 
@@ -48,10 +53,15 @@ def standard_nmf(
     Parameters
     ----------
     X : ndarray (ny, nx, channels) or HyperSpy spectrum image
+        Line scans are fine too (no binning is involved): a signal with one navigation
+        axis or a (pixels, channels) matrix gives maps of shape (pixels, k), and a single
+        spectrum (``n_components=1`` only) maps of shape (k,).
     n_components : int
     init, max_iter, tol, random_state : as in :func:`psnmf.nmf.poisson_nmf`
     """
-    counts, (ny, nx), _ = _signals.as_counts(X, None)
+    counts, shape, _ = _signals.as_counts(X, None, allow_line_scan=True)
+    check_has_counts(counts)
+    rng = check_random_state(random_state)
     res = poisson_nmf(
         counts,
         n_components,
@@ -59,13 +69,13 @@ def standard_nmf(
         init=init,
         max_iter=max_iter,
         tol=tol,
-        random_state=np.random.default_rng(random_state),
+        random_state=rng,
     )
     k = res.S.shape[0]
     return NMFBaseline(
         spectra=res.S,
-        maps=res.A.reshape(ny, nx, k),
-        scale=res.scale.reshape(ny, nx),
+        maps=res.A.reshape(*shape, k),
+        scale=res.scale.reshape(shape),
         loss=res.loss,
         n_iter=res.n_iter,
     )
@@ -90,17 +100,13 @@ def pca_denoise(X: Any, n_components: int) -> Any:
     import hyperspy.api as hs
 
     k = check_positive_int(n_components, "n_components")
+    counts, _, _ = _signals.as_counts(X, None)  # validates the counts (and the shape)
+    check_n_components(k, counts.shape)
     if _signals.is_signal(X):
-        _signals.check_spectrum_image(X)
         s = X.deepcopy()
         given_signal = True
     else:
-        cube = np.asarray(X)
-        if cube.ndim != 3:
-            raise ValueError(
-                f"X must be a (ny, nx, channels) cube for PCA denoising, got shape {cube.shape}."
-            )
-        s = hs.signals.Signal1D(cube)
+        s = hs.signals.Signal1D(np.asarray(X))
         given_signal = False
     s.change_dtype("float64")
     s.decomposition(

@@ -69,6 +69,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse
 
+from psnmf import _validation
+
 if TYPE_CHECKING:  # pragma: no cover
     from hyperspy.signal import BaseSignal
 
@@ -314,6 +316,8 @@ def describe_signals(path: PathLike, *, lazy: bool = True) -> list[SignalInfo]:
     [1] EDSTEMSpectrum 'EDX' (EDS_TEM), 64x64x2048 uint8  <- EDS spectrum image (picked)
     """
     path = _check_input(path)
+    if not lazy:
+        _check_fits_in_memory(path)
     signals = _read_all(path, lazy=lazy)
     infos = [_info(i, s) for i, s in enumerate(signals)]
     picked = _pick(infos, require_2d=True)
@@ -383,8 +387,12 @@ def _read_all(path: Path, *, lazy: bool) -> list[BaseSignal]:
             f"Reading '{path}' needs the Python package '{exc.name}', which is not installed. "
             f"Install it (pip install {exc.name}) and try again."
         ) from exc
-    except (KeyboardInterrupt, MemoryError):
+    except KeyboardInterrupt:
         raise
+    except MemoryError as exc:
+        if lazy or isinstance(exc, _validation.InsufficientMemoryError):
+            raise
+        raise _validation.too_large_error(f"Reading '{path}' into memory") from exc
     except Exception as exc:
         raise CorruptFileError(
             f"Could not read '{path}' ({os.path.getsize(path) if path.is_file() else '?'} "
@@ -446,6 +454,9 @@ def load_spectrum_image(
     InputNotFoundError, UnsupportedFormatError, CorruptFileError,
     MissingDependencyError, NoSpectrumImageError, InvalidCountsError, PsnmfIOError
         See the module docstring; messages name the file and the fix.
+    psnmf._validation.InsufficientMemoryError
+        (a :class:`MemoryError`) when ``lazy=False`` and the data would not fit in memory;
+        the message points to ``lazy=True``.
 
     Warns
     -----
@@ -459,6 +470,8 @@ def load_spectrum_image(
     ((64, 64, 1000), ['Cu', 'O', 'Pd', 'Ti'])
     """
     path = _check_input(path)
+    if not lazy:
+        _check_fits_in_memory(path)
     signals = _read_all(path, lazy=lazy)
     infos = [_info(i, s) for i, s in enumerate(signals)]
 
@@ -498,6 +511,33 @@ def load_spectrum_image(
         {"file": str(path), "signal_index": index, "n_signals": len(signals), "title": info.title},
     )
     return signal
+
+
+#: A file this many times smaller than the available memory is read eagerly without
+#: first looking at its shape (compressed formats such as .bcf expand on reading).
+_EXPANSION_GUESS = 64
+
+
+def _check_fits_in_memory(path: Path) -> None:
+    """Before an eager read, refuse a file whose dense arrays would not fit in memory.
+
+    Small files (the usual case) are let through on their size alone; for big ones the
+    file is opened lazily to read the exact shapes and dtypes.
+    """
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    size = sum(p.stat().st_size for p in files)
+    if size * _EXPANSION_GUESS < _validation.MEMORY_FRACTION * _validation.available_memory():
+        return
+    signals = _read_all(path, lazy=True)
+    sizes = [
+        (_validation.dense_nbytes(s.data.shape, s.data.dtype), tuple(s.data.shape), s.data.dtype)
+        for s in signals
+    ]
+    _, shape, dtype = max(sizes, key=lambda t: t[0])
+    _validation.check_memory(
+        sum(t[0] for t in sizes),
+        f"Reading '{path}' into memory (largest array: {shape} {dtype})",
+    )
 
 
 def _check_chosen(

@@ -16,6 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
+from psnmf._validation import check_counts_values, check_finite_array
+
 
 def spectral_angle(v1: np.ndarray, v2: np.ndarray) -> float | np.ndarray:
     """Spectral angle ``arccos(v1 . v2 / (|v1| |v2|))`` in degrees (eq. 1 of the paper).
@@ -24,11 +26,22 @@ def spectral_angle(v1: np.ndarray, v2: np.ndarray) -> float | np.ndarray:
 
     Examples
     --------
-    >>> spectral_angle(np.array([1.0, 0.0]), np.array([1.0, 1.0]))
+    >>> round(spectral_angle(np.array([1.0, 0.0]), np.array([1.0, 1.0])), 9)
     45.0
     """
-    v1 = np.asarray(v1, dtype=float)
-    v2 = np.asarray(v2, dtype=float)
+    v1 = check_finite_array(v1, "v1")
+    v2 = check_finite_array(v2, "v2")
+    if v1.ndim == 0 or v2.ndim == 0 or v1.shape[-1] != v2.shape[-1]:
+        raise ValueError(
+            f"v1 and v2 must be spectra with the same number of channels (last axis), got "
+            f"shapes {v1.shape} and {v2.shape}."
+        )
+    try:
+        np.broadcast_shapes(v1.shape, v2.shape)
+    except ValueError:
+        raise ValueError(
+            f"v1 and v2 stacks of spectra do not broadcast: shapes {v1.shape} and {v2.shape}."
+        ) from None
     num = np.sum(v1 * v2, axis=-1)
     den = np.linalg.norm(v1, axis=-1) * np.linalg.norm(v2, axis=-1)
     cos = np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
@@ -38,10 +51,12 @@ def spectral_angle(v1: np.ndarray, v2: np.ndarray) -> float | np.ndarray:
 
 def map_mse(m1: np.ndarray, m2: np.ndarray) -> float:
     """Mean squared error between two maps of the same shape (eq. 2 of the paper)."""
-    m1 = np.asarray(m1, dtype=float)
-    m2 = np.asarray(m2, dtype=float)
+    m1 = check_finite_array(m1, "m1")
+    m2 = check_finite_array(m2, "m2")
     if m1.shape != m2.shape:
-        raise ValueError(f"maps must have the same shape, got {m1.shape} and {m2.shape}.")
+        raise ValueError(
+            f"maps m1 and m2 must have the same shape, got {m1.shape} and {m2.shape}."
+        )
     return float(np.mean((m1 - m2) ** 2))
 
 
@@ -59,8 +74,13 @@ def match_components(found: np.ndarray, reference: np.ndarray) -> np.ndarray:
         ``found[order[i]]`` is the component matched to ``reference[i]`` (Hungarian
         algorithm minimising the total spectral angle). Requires ``k_found >= k_ref``.
     """
-    found = np.asarray(found, dtype=float)
-    reference = np.asarray(reference, dtype=float)
+    found = check_finite_array(found, "found")
+    reference = check_finite_array(reference, "reference")
+    if found.ndim != 2 or reference.ndim != 2 or found.shape[1] != reference.shape[1]:
+        raise ValueError(
+            "found and reference must be (components, channels) arrays with the same "
+            f"number of channels, got shapes {found.shape} and {reference.shape}."
+        )
     if found.shape[0] < reference.shape[0]:
         raise ValueError(
             f"cannot match {found.shape[0]} found components to {reference.shape[0]} "
@@ -114,7 +134,8 @@ def count_split(
     X1, X2 : same type as ``X``
     """
     if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}.")
+        raise ValueError(f"fraction must be in (0, 1), e.g. 0.5, got {fraction}.")
+    check_counts_values(X, "X")
     rng = random_state if isinstance(random_state, np.random.Generator) else (
         np.random.default_rng(random_state)
     )
@@ -147,7 +168,13 @@ def poisson_deviance(X, M, *, floor: float = 1e-6, per_count: bool = True) -> fl
     per_count : bool
         Divide by the total counts of ``X`` (comparable across datasets).
     """
-    M = np.maximum(np.asarray(M, dtype=float), floor)
+    M = np.maximum(check_finite_array(M, "M"), floor)
+    check_counts_values(X, "X")
+    if int(np.prod(X.shape if sp.issparse(X) else np.shape(X))) != M.size:
+        raise ValueError(
+            f"X (shape {X.shape if sp.issparse(X) else np.shape(X)}) and M (shape {M.shape}) "
+            "must hold the same number of values: M predicts the mean of every count of X."
+        )
     if sp.issparse(X):
         Xc = sp.coo_matrix(X)
         Mf = M.reshape(Xc.shape)
@@ -166,9 +193,17 @@ def poisson_deviance(X, M, *, floor: float = 1e-6, per_count: bool = True) -> fl
 
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
     """Relative squared error ``|estimate - truth|^2 / |truth|^2`` (denoising error)."""
-    estimate = np.asarray(estimate, dtype=float)
-    truth = np.asarray(truth, dtype=float)
+    estimate = check_finite_array(estimate, "estimate")
+    truth = check_finite_array(truth, "truth")
     if estimate.shape != truth.shape:
-        raise ValueError(f"shapes differ: {estimate.shape} vs {truth.shape}.")
+        raise ValueError(
+            f"estimate and truth must have the same shape, got {estimate.shape} vs "
+            f"{truth.shape}."
+        )
     den = float(np.sum(truth**2))
-    return float(np.sum((estimate - truth) ** 2) / den) if den > 0 else float("nan")
+    if not den > 0:
+        raise ValueError(
+            "truth is all zeros, so the relative error is undefined; compare with "
+            "map_mse or poisson_deviance instead."
+        )
+    return float(np.sum((estimate - truth) ** 2) / den)
