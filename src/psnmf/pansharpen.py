@@ -18,7 +18,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from psnmf import _signals
-from psnmf._validation import check_n_components, check_positive_int
+from psnmf._validation import (
+    check_has_counts,
+    check_n_components,
+    check_positive_int,
+    check_random_state,
+)
 from psnmf.binning import bin_counts, binned_shape, check_bin_factor, upsample_maps
 from psnmf.nmf import INIT_METHODS, poisson_nmf
 
@@ -146,8 +151,9 @@ class PSNMF(TransformerMixin, BaseEstimator):
         self
         """
         counts, shape, signal = _signals.as_counts(X, self.image_shape)
+        check_has_counts(counts)
         b, k = self._check_params(shape, counts.shape[1])
-        rng = np.random.default_rng(self.random_state)
+        rng = check_random_state(self.random_state)
 
         binned = bin_counts(counts, shape, b)
         stage1 = poisson_nmf(
@@ -199,13 +205,23 @@ class PSNMF(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Loadings (pixels, k) of new counts with the fitted spectra held fixed."""
         self._check_fitted()
-        counts, shape, _ = _signals.as_counts(X, self.image_shape or self.image_shape_)
-        k = self.spectra_.shape[0]
+        counts, _, _ = _signals.as_counts(X, None, allow_line_scan=True)
+        k, ne = self.spectra_.shape
+        if counts.shape[1] != ne:
+            raise ValueError(
+                f"X has {counts.shape[1]} channels but this PSNMF was fitted on {ne}; "
+                "transform data with the same energy axis (and energy_range) as in fit."
+            )
+        # A channel where every fitted spectrum is exactly zero (no counts there in fit)
+        # cannot explain counts of new data: give the spectra a negligible floor so the
+        # fixed-spectra solve stays finite and on the simplex.
+        spectra = self.spectra_ + 1e-12 / ne
+        spectra /= spectra.sum(axis=1, keepdims=True)
         res = poisson_nmf(
             counts,
             k,
             A_init=np.full((counts.shape[0], k), 1.0 / k),
-            S_init=self.spectra_,
+            S_init=spectra,
             update_S=False,
             max_iter=self.max_iter_full,
             tol=self.tol,
