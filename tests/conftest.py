@@ -47,7 +47,8 @@ def three_phase_maps(ny: int, nx: int, rng: np.random.Generator) -> np.ndarray:
         cy, cx = rng.uniform(0, ny), rng.uniform(0, nx)
         g2 = np.maximum(g2, _grain(yy, xx, cy, cx, rng.uniform(3, 5) * scale, 1.5 * scale))
     g1 = g1 * (1 - g2)
-    return np.stack([1 - g1 - g2, g1, g2], axis=-1)
+    m = np.clip(np.stack([1 - g1 - g2, g1, g2], axis=-1), 0, None)
+    return m / m.sum(axis=-1, keepdims=True)
 
 
 def make_toy(
