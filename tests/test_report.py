@@ -1,0 +1,90 @@
+"""The HTML report: self-contained, and every figure renders in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from psnmf.workflow import unmix
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+FAST = {"max_iter": 100, "max_iter_full": 30, "progress": False}
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"real data not found at {REAL}")
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "test_TEM_psnmf"
+    unmix(REAL / "test_TEM.bcf", n_components=None, bin_factor="auto", bins=(4, 8, 16),
+          components=(2, 3), output_dir=out, seed=0, **FAST)
+    return out
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_report_is_self_contained(report_dir):
+    text = (report_dir / "report.html").read_text()
+    images = re.findall(r'<img [^>]*src="([^"]{0,40})', text)
+    assert len(images) == 8  # incl. the sweep figure
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    assert "http://" not in text and "https://" not in text  # nothing fetched from outside
+    for needle in ("Held-out Poisson deviance", "PCA (HyperSpy", "PSNMF (k =",
+                   "Elemental maps", "scree", "Choosing k and b", "render-check"):
+        assert needle in text, needle
+
+
+def test_report_renders_in_headless_chromium(report_dir, tmp_path):
+    exe = _chromium()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; `make test` installs Debian's chromium")
+        pytest.skip("chromium not installed (apt-get install chromium; required under CI)")
+    url = (report_dir / "report.html").resolve().as_uri()
+    dom = subprocess.run(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile1'}",
+         "--virtual-time-budget=10000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    check = re.search(r'id="render-check"[^>]*', dom.stdout)
+    assert check, "the page's render check did not run"
+    attrs = dict(re.findall(r'data-([a-z]+)="([^"]*)"', check.group(0)))
+    assert attrs == {"ok": "true", "images": "8", "failed": "0"}, attrs
+    assert "[figures ok]" in dom.stdout
+
+    shot = tmp_path / "report.png"
+    proc = subprocess.run(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile2'}",
+         f"--screenshot={shot}", "--window-size=1400,4000", url],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(shot)
+    assert img.shape[:2] == (4000, 1400)
+    rgb = img[..., :3]
+    # not blank: plenty of non-white pixels, and colour (figures, not just text)
+    assert (rgb.min(axis=-1) < 0.9).mean() > 0.05
+    assert (np.ptp(rgb, axis=-1) > 0.2).mean() > 0.005
+    keep = os.environ.get("PSNMF_KEEP_SCREENSHOT")
+    if keep:
+        shutil.copy(shot, keep)

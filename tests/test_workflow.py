@@ -1,0 +1,164 @@
+"""psnmf.workflow.unmix / sweep on the three real files in ../shared/data/real/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from psnmf import io
+from psnmf.workflow import SweepResult, UnmixResult, format_summary, sweep, unmix
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+FILES = ["test_TEM.bcf", "bcf_v2_50x50px.bcf", "example_velox_EELS_EDS.emd"]
+FAST = {"max_iter": 100, "max_iter_full": 30, "progress": False}
+
+pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"real data not found at {REAL}")
+
+
+@pytest.fixture(scope="module", params=FILES)
+def run(request, tmp_path_factory) -> tuple[str, UnmixResult, Path]:
+    name = request.param
+    out = tmp_path_factory.mktemp(name.split(".")[0]) / "out"
+    with pytest.warns() if name.endswith(".emd") else _nullcontext():
+        res = unmix(REAL / name, n_components=3, bin_factor=8, output_dir=out, seed=0, **FAST)
+    return name, res, out
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_outputs_exist_and_open(run):
+    import hyperspy.api as hs
+
+    name, res, out = run
+    for fname in ("denoised.hspy", "pca_denoised.hspy", "component_spectra.hspy",
+                  "component_maps.hspy", "component_spectra.png", "component_maps.png",
+                  "element_maps.png", "scree.png", "deviance.png", "sum_spectrum.png",
+                  "loss.png", "summary.json", "report.html"):
+        assert (out / fname).is_file(), fname
+    den = hs.load(out / "denoised.hspy")
+    ny, nx, ne = res.signal.data.shape
+    assert den.data.shape == (ny, nx, ne)
+    assert den.axes_manager.signal_axes[0].units == "keV"
+    assert den.metadata.Signal.signal_type.startswith("EDS")
+    assert den.axes_manager.signal_axes[0].offset == pytest.approx(
+        res.signal.axes_manager.signal_axes[0].offset
+    )
+    # the denoised cube keeps every pixel's counts
+    np.testing.assert_allclose(den.data.sum(-1), res.signal.data.sum(-1), rtol=1e-6, atol=1e-6)
+    maps = hs.load(out / "component_maps.hspy")
+    assert maps.data.shape == (3, ny, nx)
+    np.testing.assert_allclose(maps.data.sum(0), 1.0, atol=1e-6)
+    spectra = hs.load(out / "component_spectra.hspy")
+    np.testing.assert_allclose(spectra.data.sum(-1), 1.0, atol=1e-6)
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(out / "element_maps.png")
+    assert img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 0
+
+
+def test_summary_reports_heldout_deviance(run):
+    name, res, out = run
+    summary = json.loads((out / "summary.json").read_text())
+    dev = summary["heldout_deviance"]
+    for key in ("raw", "pca", "psnmf"):
+        assert isinstance(dev[key], float) and np.isfinite(dev[key]) and dev[key] > 0, key
+    assert dev["floor"] == pytest.approx(1e-6)
+    # denoising predicts held-out counts better than the raw counts themselves
+    assert dev["psnmf"] < dev["raw"]
+    assert summary["parameters"]["n_components"] == 3
+    assert summary["parameters"]["bin_factor"] == 8
+    assert summary["parameters"]["seed"] == 0
+    assert summary["input"]["counts_per_pixel"] > 0
+    assert summary["input"]["source"]["file"].endswith(name)
+    assert "energy_range_reason" in summary["input"]
+    assert set(summary["psnmf"]["loss"]) == {"binned", "full"}
+    assert summary["timings_s"]["total"] > 0
+    assert summary["versions"]["hyperspy"]
+    assert len(summary["pca_explained_variance_ratio"]) >= 3
+    assert "psnmf" in format_summary(res) and str(out) in format_summary(res)
+
+
+def test_default_energy_range_and_elements(run):
+    name, res, out = run
+    lo, hi = res.summary["input"]["energy_range_keV"]
+    if name == "example_velox_EELS_EDS.emd":
+        # nearly all counts of this file are in the zero-energy peak: full range + warning
+        assert lo < 0 and any("zero-energy" in w for w in res.warnings)
+    else:
+        assert lo == pytest.approx(0.2, abs=0.011)
+        assert not res.warnings
+    beam = res.summary["input"]["beam_energy_keV"]
+    assert hi <= min(beam, 20.0) + 0.011
+    elements = res.summary["input"]["elements"]
+    assert elements and set(res.element_maps) == {"raw", "pca", "psnmf"}
+    lines = res.summary["input"]["xray_lines_mapped"]
+    assert {line.split("_")[0] for line in lines} <= set(elements)
+    for kind in ("raw", "pca", "psnmf"):
+        for line in lines:
+            assert res.element_maps[kind][line].shape == res.signal.data.shape[:2]
+
+
+def test_reproducible_with_seed(run):
+    name, res, out = run
+    if name != "test_TEM.bcf":
+        pytest.skip("checked on one file")
+    again = unmix(REAL / name, n_components=3, bin_factor=8, seed=0, report=False, **FAST)
+    assert again.deviance["psnmf"] == pytest.approx(res.deviance["psnmf"], rel=1e-9)
+    np.testing.assert_allclose(again.model.maps_, res.model.maps_)
+    assert not again.paths  # nothing written without output_dir
+
+
+def test_unmix_accepts_a_signal():
+    s = io.load_spectrum_image(REAL / "test_TEM.bcf")
+    res = unmix(s, n_components=2, bin_factor=8, **FAST)
+    assert res.denoised.data.shape[:2] == (64, 64)
+    assert res.maps.data.shape == (2, 64, 64)
+    assert s.data.shape[-1] == 2048  # the caller's signal is not cropped in place
+
+
+def test_auto_choice_runs_the_search():
+    res = unmix(REAL / "test_TEM.bcf", n_components=None, bin_factor="auto", bins=(4, 8),
+                components=(2, 3), **FAST)
+    assert isinstance(res.sweep, SweepResult)
+    assert res.n_components == res.sweep.best["n_components"]
+    assert res.bin_factor == res.sweep.best["bin_factor"]
+    assert res.sweep.components == [2, 3] and res.sweep.bins == [4, 8]
+
+
+def test_sweep_table_and_files(tmp_path):
+    res = sweep(REAL / "test_TEM.bcf", bins=(2, 4, 8, 16), components=(3,), seed=0,
+                output_dir=tmp_path / "sw", progress=False)
+    assert [r["bin_factor"] for r in res.rows] == [2, 4, 8, 16]
+    assert all(r["deviance"] is not None and r["deviance"] > 0 for r in res.rows)
+    assert res.best["deviance"] == min(r["deviance"] for r in res.rows)
+    text = res.to_text()
+    assert "best: bin factor" in text and text.count("\n") >= 6
+    for key in ("json", "table", "figure"):
+        assert res.paths[key].is_file()
+    data = json.loads(res.paths["json"].read_text())
+    assert data["best"]["bin_factor"] == res.best["bin_factor"]
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(io.InputNotFoundError, match="nope.bcf"):
+        unmix(tmp_path / "nope.bcf", n_components=2, bin_factor=4, **FAST)
+    with pytest.raises(ValueError, match="bin_factor"):
+        unmix(REAL / "test_TEM.bcf", n_components=2, bin_factor="big", **FAST)
+    with pytest.raises(ValueError, match="n_components"):
+        unmix(REAL / "test_TEM.bcf", n_components=0, bin_factor=4, **FAST)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x.txt").write_text("x")
+    with pytest.raises(io.OutputExistsError, match="overwrite"):
+        unmix(REAL / "test_TEM.bcf", n_components=2, bin_factor=4, output_dir=busy, **FAST)
+    with pytest.raises(ValueError, match="bins"):
+        sweep(REAL / "test_TEM.bcf", bins="2,x", progress=False)
