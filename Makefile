@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/psnmf demo
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q
 
