@@ -237,9 +237,9 @@ def test_extreme_cubes_named_in_the_issue(pattern, dtype, init):
     """The extreme cases of the issue, with every initialisation, at k=1 (spa needs
     k pixels with counts, so k=1 is the case every init supports)."""
     cube = make_counts((9, 7, 25), dtype, pattern, 0)
-    model = PSNMF(
-        1, bin_factor=3, init=init, max_iter=100, max_iter_full=50, random_state=0
-    ).fit(cube)
+    model = PSNMF(1, bin_factor=3, init=init, max_iter=100, max_iter_full=50, random_state=0).fit(
+        cube
+    )
     assert np.all(np.isfinite(model.maps_)) and np.all(model.maps_ >= 0)
     np.testing.assert_allclose(model.maps_.sum(-1), 1.0, atol=1e-12)
     np.testing.assert_allclose(model.spectra_.sum(-1), 1.0, atol=1e-12)

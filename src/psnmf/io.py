@@ -439,8 +439,8 @@ def load_spectrum_image(
         Keep the data as a dask array. Count checks then happen in
         :func:`to_counts`, chunk by chunk, instead of at load.
     require_2d : bool, default True
-        Require two navigation axes. The only place where line scans would be
-        let through (``False``; psnmf itself does not support them yet).
+        Require two navigation axes. ``False`` lets line scans through, for
+        :func:`psnmf.standard_nmf` (PSNMF itself needs a 2-D map to bin).
 
     Returns
     -------
@@ -481,8 +481,8 @@ def load_spectrum_image(
             raise NoSpectrumImageError(
                 f"'{path}' holds no EDS spectrum image that psnmf can use: psnmf needs a 2-D "
                 "spectrum image (an EDS_TEM/EDS_SEM signal with navigation axes y, x and one "
-                "energy axis); line scans and single spectra are not supported. The file "
-                f"holds:\n{_format_infos(infos)}\n"
+                "energy axis) to bin; a line scan can be loaded with require_2d=False and "
+                f"unmixed with psnmf.standard_nmf. The file holds:\n{_format_infos(infos)}\n"
                 "If one of these is an EDS spectrum image without its signal type, pass its "
                 "number as signal_index."
             )
@@ -557,9 +557,10 @@ def _check_chosen(
     if sig != 1 or not (nav == 2 or (not require_2d and nav == 1)):
         what = {0: "a single spectrum", 1: "a line scan"}.get(nav, f"{nav} navigation axes")
         raise NoSpectrumImageError(
-            f"Signal {info.index} of '{path}' is {what} ({info}); psnmf needs a 2-D spectrum "
-            "image (navigation axes y, x and one energy axis). Line scans and single spectra "
-            "are not supported."
+            f"Signal {info.index} of '{path}' is {what} ({info}); PSNMF needs a 2-D spectrum "
+            "image (navigation axes y, x and one energy axis) to bin. For a line scan, load "
+            "it with require_2d=False and unmix it with standard NMF (psnmf.standard_nmf), "
+            "which needs no image."
         )
 
 
