@@ -235,7 +235,9 @@ def check_image_shape(image_shape, n_pixels: int, name: str = "X") -> tuple[int,
     if ny * nx != n_pixels:
         raise ValueError(
             f"image_shape={(ny, nx)} has {ny * nx} pixels but {name} has {n_pixels} rows; "
-            "pass the (ny, nx) of the image the rows come from (row-major order)."
+            "pass the (ny, nx) of the image the rows come from (row-major order). In "
+            "HyperSpy, EDS signals mask low-count pixels in decomposition() by default: "
+            "call it with navigation_mask=None, normalize_poissonian_noise=False."
         )
     return ny, nx
 
