@@ -832,7 +832,7 @@ def unmix(
     out = io.prepare_output_dir(output_dir, overwrite) if output_dir is not None else None
     prog = Progress(progress, verbose)
     notes: list[str] = []
-    n_steps = 7 + int(k_auto or b_auto) + int(out is not None) * 2
+    n_steps = 6 + int(k_auto or b_auto) + int(out is not None) * 2
     prog.start(n_steps, "psnmf unmix")
     try:
         with _quiet_libraries(verbose):
