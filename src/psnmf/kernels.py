@@ -6,17 +6,35 @@ multiplicative updates reduces to row and column sums of ``A`` and ``S``. An EDX
 tens to hundreds of counts over ~2000 channels, so the count matrix is >90 % zeros and one
 iteration costs ``O(nnz * k)`` instead of ``O(pixels * channels * k)``.
 
-Why Numba: the kernel is a loop over the non-zeros of a CSR matrix with a short inner loop
-over ``k`` components. SciPy sparse can express it only through temporaries of size
-``nnz * k`` (several GB on a 512 x 512 map) and runs single-threaded; a Numba kernel does it
-in one pass, in place, over both cores, with no compiler needed at install time.
+Why Numba: the kernels are loops over the non-zeros of a CSR matrix with a short inner loop
+over ``k`` components. SciPy sparse can express them only through temporaries of size
+``nnz * k`` (several GB on a 512 x 512 map), in several passes, single-threaded; a Numba
+kernel does one fused pass, in place, over all cores (``prange``), with no compiler needed at
+install time (wheels on every platform) and an on-disk cache (``cache=True``) so the JIT cost
+is paid once per machine.
 
-Determinism: rows are split into a fixed number of chunks (:data:`N_CHUNKS`, independent of
-the number of threads), each chunk accumulates into its own buffer, and the buffers are
-summed in a fixed order, so results are bit-identical for any thread count.
+Three kernels:
+
+* :func:`ratio_numerators` - one pass giving the numerators of the multiplicative updates
+  of ``A`` and/or ``S`` (the binned stage, where the spectra move). ``sum X log(AS)`` is only
+  computed when asked for: the logarithm costs more than the rest of the pass together, so
+  the engine evaluates the loss every few iterations only.
+* :func:`solve_fixed_spectra` - with the spectra fixed the problem splits into one small
+  convex problem per pixel (the full-resolution stage of PSNMF). Each pixel is iterated to
+  its own convergence while its ~100 non-zeros sit in the L1 cache, instead of streaming the
+  whole matrix from memory once per iteration. A pixel's result depends on nothing but that
+  pixel, so any split into chunks (threads, Dask blocks, machines) gives bit-identical maps.
+* :func:`ratio_numerators_dense` - a plain dense NumPy reference for tests.
+
+Determinism: in :func:`ratio_numerators` rows are split into a fixed number of chunks
+(:data:`N_CHUNKS`, independent of the number of threads), each chunk accumulates into its
+own buffer, and the buffers are summed in a fixed order, so results are bit-identical for any
+thread count.
 """
 
 from __future__ import annotations
+
+import types
 
 import numpy as np
 from numba import njit, prange
@@ -27,39 +45,56 @@ N_CHUNKS = 16
 #: Smallest model value used in a ratio ``X / model`` (avoids division by zero).
 TINY = 1e-300
 
+#: Below this many non-zeros a pass runs on one thread: thread start-up and barriers would
+#: cost more than they save (much more on a machine busy with other work).
+PARALLEL_MIN_NNZ = 1_000_000
 
-@njit(parallel=True, cache=True, fastmath=False)
-def _ratio_pass(indptr, indices, data, A, St, num_A, num_St_parts, want_A, want_S):
+
+def _ratio_pass(
+    indptr, indices, data, A, St, num_A, num_St_parts, ll_parts, want_A, want_S, want_ll, floor
+):
     """One pass over the non-zeros: accumulate multiplicative-update numerators.
 
     For every non-zero ``x = X_ij`` with model ``m = sum_q A_iq S_qj`` it adds
-    ``x / m * S_qj`` to ``num_A[i, q]`` and ``x / m * A_iq`` to ``num_St[j, q]``, and returns
-    ``sum x * log(m)`` over the non-zeros.
+    ``x / m * S_qj`` to ``num_A[i, q]`` and ``x / m * A_iq`` to ``num_St[j, q]``, and (if
+    ``want_ll``) returns ``sum x * log(m)`` over the non-zeros. ``num_A`` and the per-chunk
+    buffers are overwritten (no zeroing needed by the caller).
     """
     n, k = A.shape
-    n_chunks = num_St_parts.shape[0]
-    ll_parts = np.zeros(n_chunks)
+    n_chunks = ll_parts.shape[0]
+    ne = num_St_parts.shape[1]
     for c in prange(n_chunks):
         start = (c * n) // n_chunks
         stop = ((c + 1) * n) // n_chunks
+        if want_S:
+            for j in range(ne):
+                for q in range(k):
+                    num_St_parts[c, j, q] = 0.0
         ll = 0.0
+        acc = np.empty(k)
         for i in range(start, stop):
+            for q in range(k):
+                acc[q] = 0.0
             for p in range(indptr[i], indptr[i + 1]):
                 j = indices[p]
                 x = data[p]
                 m = 0.0
                 for q in range(k):
                     m += A[i, q] * St[j, q]
-                if m < TINY:
-                    m = TINY
+                if m < floor:
+                    m = floor
                 r = x / m
-                ll += x * np.log(m)
+                if want_ll:
+                    ll += x * np.log(m)
                 if want_A:
                     for q in range(k):
-                        num_A[i, q] += r * St[j, q]
+                        acc[q] += r * St[j, q]
                 if want_S:
                     for q in range(k):
                         num_St_parts[c, j, q] += r * A[i, q]
+            if want_A:
+                for q in range(k):
+                    num_A[i, q] = acc[q]
         ll_parts[c] = ll
     total = 0.0
     for c in range(n_chunks):
@@ -67,16 +102,15 @@ def _ratio_pass(indptr, indices, data, A, St, num_A, num_St_parts, want_A, want_
     return total
 
 
-@njit(parallel=True, cache=True)
 def _sum_parts(parts, out):
-    """Sum the per-chunk buffers in a fixed order (deterministic)."""
+    """Sum the per-chunk buffers in a fixed order (deterministic); ``out`` is (k, ne)."""
     n_chunks, ne, k = parts.shape
     for j in prange(ne):
         for q in range(k):
             s = 0.0
             for c in range(n_chunks):
                 s += parts[c, j, q]
-            out[j, q] = s
+            out[q, j] = s
 
 
 @njit(parallel=True, cache=True)
@@ -89,9 +123,49 @@ def _xlogx_sum(data):
     return s
 
 
+def _compile(func):
+    """Parallel and serial compilations of a kernel (same arithmetic, same results).
+
+    The serial one is compiled from a renamed copy so that the two have separate entries
+    in Numba's on-disk cache (which is keyed by the function's qualified name).
+    """
+    serial = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial")
+    serial.__qualname__ = func.__qualname__ + "_serial"
+    return njit(parallel=True, cache=True)(func), njit(parallel=False, cache=True)(serial)
+
+
+_RATIO = _compile(_ratio_pass)
+_SUM_PARTS = _compile(_sum_parts)
+
+
+def _pick(pair, nnz: int):
+    return pair[0] if nnz >= PARALLEL_MIN_NNZ else pair[1]
+
+
 def xlogx_sum(data: np.ndarray) -> float:
     """Return ``sum x log x`` over the stored counts (the constant part of the KL loss)."""
     return float(_xlogx_sum(np.ascontiguousarray(data, dtype=np.float64)))
+
+
+class RatioWorkspace:
+    """Reusable buffers of :func:`ratio_numerators` (no allocation inside an NMF loop).
+
+    Parameters
+    ----------
+    n, ne, k : int
+        Pixels, channels and components.
+    want_A, want_S : bool
+        Which numerators the buffers are for.
+    """
+
+    def __init__(self, n: int, ne: int, k: int, want_A: bool = True, want_S: bool = True) -> None:
+        self.num_A = np.empty((n if want_A else 0, k))
+        self.parts = np.empty((N_CHUNKS, ne if want_S else 0, k))
+        self.num_S = np.empty((k, ne if want_S else 0))
+        self.ll_parts = np.empty(N_CHUNKS)
+        self.St = np.empty((ne, k))
+        self.no_A = np.empty((0, k))
+        self.no_parts = np.empty((N_CHUNKS, 0, k))
 
 
 def ratio_numerators(
@@ -101,19 +175,29 @@ def ratio_numerators(
     *,
     want_A: bool = True,
     want_S: bool = True,
+    want_ll: bool = True,
+    floor: float = TINY,
+    workspace: RatioWorkspace | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
     """Numerators of the multiplicative Poisson-NMF updates, from the non-zeros only.
 
     Parameters
     ----------
     X : scipy.sparse CSR matrix, shape (n_pixels, n_channels)
-        Counts; its ``data`` must be float64 and its indices sorted per row is not required.
+        Counts with float64 ``data`` (indices need not be sorted within a row).
     A : ndarray, shape (n_pixels, k)
         Abundances (C-contiguous float64).
     S : ndarray, shape (k, n_channels)
         Spectra.
     want_A, want_S : bool
         Which numerators to compute (the other is returned as ``None``).
+    want_ll : bool, default=True
+        Whether to compute ``sum X log(AS)`` (returned as NaN otherwise).
+    floor : float
+        Smallest model value used in ``X / (AS)``.
+    workspace : RatioWorkspace, optional
+        Buffers to reuse; the returned arrays are then views into it, overwritten by the
+        next call.
 
     Returns
     -------
@@ -122,28 +206,162 @@ def ratio_numerators(
     num_S : ndarray (k, n_channels) or None
         ``A^T (X / (A S))``.
     xlogm : float
-        ``sum_ij X_ij log (A S)_ij`` over the non-zeros.
+        ``sum_ij X_ij log (A S)_ij`` over the non-zeros (NaN unless ``want_ll``).
     """
     n, k = A.shape
     ne = S.shape[1]
-    St = np.ascontiguousarray(S.T)
-    A = np.ascontiguousarray(A)
-    num_A = np.zeros((n, k)) if want_A else np.zeros((0, k))
-    parts = np.zeros((N_CHUNKS, ne, k)) if want_S else np.zeros((N_CHUNKS, 0, k))
-    xlogm = _ratio_pass(X.indptr, X.indices, X.data, A, St, num_A, parts, want_A, want_S)
+    ws = workspace if workspace is not None else RatioWorkspace(n, ne, k, want_A, want_S)
+    ws.St[...] = S.T
+    St = ws.St
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    num_A = ws.num_A if want_A else ws.no_A
+    parts = ws.parts if want_S else ws.no_parts
+    xlogm = _pick(_RATIO, X.nnz)(
+        X.indptr, X.indices, X.data, A, St, num_A, parts, ws.ll_parts,
+        want_A, want_S, want_ll, float(floor),
+    )
     num_S = None
     if want_S:
-        num_St = np.empty((ne, k))
-        _sum_parts(parts, num_St)
-        num_S = np.ascontiguousarray(num_St.T)
-    return (num_A if want_A else None), num_S, float(xlogm)
+        _pick(_SUM_PARTS, X.nnz)(parts, ws.num_S)
+        num_S = ws.num_S
+    return (num_A if want_A else None), num_S, (float(xlogm) if want_ll else float("nan"))
+
+
+def _fixed_spectra(
+    indptr, indices, data, St, A, denom, simplex, max_iter, tol, floor, ll0, ll1, n_iter
+):
+    n, k = A.shape
+    for i in prange(n):
+        p0 = indptr[i]
+        p1 = indptr[i + 1]
+        nnz = p1 - p0
+        if nnz == 0:
+            ll0[i] = 0.0
+            ll1[i] = 0.0
+            n_iter[i] = 0
+            if not simplex:
+                for q in range(k):
+                    A[i, q] = 0.0
+            continue
+        # gather the pixel's spectra rows into a contiguous buffer (stays in cache)
+        Sg = np.empty((nnz, k))
+        xs = np.empty(nnz)
+        total = 0.0
+        for p in range(nnz):
+            j = indices[p0 + p]
+            xs[p] = data[p0 + p]
+            total += xs[p]
+            for q in range(k):
+                Sg[p, q] = St[j, q]
+        a = np.empty(k)
+        num = np.empty(k)
+        for q in range(k):
+            a[q] = A[i, q]
+        it = 0
+        while it < max_iter:
+            for q in range(k):
+                num[q] = 0.0
+            ll = 0.0
+            for p in range(nnz):
+                m = 0.0
+                for q in range(k):
+                    m += a[q] * Sg[p, q]
+                if m < floor:
+                    m = floor
+                if it == 0:
+                    ll += xs[p] * np.log(m)
+                r = xs[p] / m
+                for q in range(k):
+                    num[q] += r * Sg[p, q]
+            if it == 0:
+                ll0[i] = ll
+            it += 1
+            delta = 0.0
+            asum = 0.0
+            for q in range(k):
+                new = a[q] * num[q] / (total if simplex else denom[q])
+                d = abs(new - a[q])
+                if d > delta:
+                    delta = d
+                a[q] = new
+                asum += new
+            if delta <= tol * asum:
+                break
+        ll = 0.0
+        for p in range(nnz):
+            m = 0.0
+            for q in range(k):
+                m += a[q] * Sg[p, q]
+            if m < floor:
+                m = floor
+            ll += xs[p] * np.log(m)
+        ll1[i] = ll
+        if max_iter == 0:
+            ll0[i] = ll
+        n_iter[i] = it
+        for q in range(k):
+            A[i, q] = a[q]
+
+
+_FIXED = _compile(_fixed_spectra)
+
+
+def solve_fixed_spectra(
+    X,
+    A: np.ndarray,
+    S: np.ndarray,
+    *,
+    simplex: bool,
+    max_iter: int,
+    tol: float,
+    floor: float = TINY,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Multiplicative (EM) updates of ``A`` for fixed ``S``, each pixel to its own convergence.
+
+    Pixel ``i`` is updated ``a <- a * ((x / (a S)) S^T) / d`` with ``d = n_i`` (its total
+    counts; simplex EM) or ``d = S 1`` (plain KL-MU) until the largest change of an
+    abundance is at most ``tol`` times the sum of its abundances, or ``max_iter`` updates.
+    Every update is a monotone EM/MM step of that pixel's convex problem.
+
+    Parameters
+    ----------
+    X : scipy.sparse CSR matrix (n_pixels, n_channels), float64 data
+    A : ndarray (n_pixels, k)
+        Initial abundances; updated **in place** and returned.
+    S : ndarray (k, n_channels)
+        Fixed spectra (rows summing to one when ``simplex``).
+    simplex : bool
+    max_iter : int
+    tol : float
+    floor : float
+        Smallest model value used in ``x / (a S)``.
+
+    Returns
+    -------
+    A : ndarray (n_pixels, k)
+        The solved abundances (the input array).
+    xlogm : ndarray (2, n_pixels)
+        ``sum_j x_ij log (a_i S)_j`` per pixel before and after.
+    n_iter : ndarray (n_pixels,) of int
+        Updates done per pixel.
+    """
+    n, k = A.shape
+    St = np.ascontiguousarray(S.T, dtype=np.float64)
+    denom = np.maximum(S.sum(axis=1), 1e-300)
+    ll = np.empty((2, n))
+    n_iter = np.empty(n, dtype=np.int64)
+    _pick(_FIXED, X.nnz)(
+        X.indptr, X.indices, X.data, St, A, denom, bool(simplex), int(max_iter), float(tol),
+        float(floor), ll[0], ll[1], n_iter,
+    )
+    return A, ll, n_iter
 
 
 def ratio_numerators_dense(
-    X: np.ndarray, A: np.ndarray, S: np.ndarray
+    X: np.ndarray, A: np.ndarray, S: np.ndarray, floor: float = TINY
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Plain dense NumPy reference of :func:`ratio_numerators` (for tests and small data)."""
-    M = np.maximum(A @ S, TINY)
+    M = np.maximum(A @ S, floor)
     R = np.where(X > 0, X / M, 0.0)
     xlogm = float(np.sum(np.where(X > 0, X * np.log(M), 0.0)))
     return R @ S.T, A.T @ R, xlogm

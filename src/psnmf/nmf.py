@@ -37,6 +37,9 @@ from psnmf._validation import check_counts_matrix, check_n_components, check_pos
 
 INIT_METHODS = ("nndsvda", "spa", "random")
 
+#: Floor of the model at non-zero counts in plain KL-MU (scikit-learn's ``EPSILON``).
+SKLEARN_EPSILON = float(np.finfo(np.float32).eps)
+
 
 @dataclass
 class NMFResult:
@@ -206,6 +209,7 @@ def poisson_nmf(
     max_iter: int = 500,
     tol: float = 1e-6,
     random_state: int | np.random.Generator | None = None,
+    loss_every: int = 10,
 ) -> NMFResult:
     """Poisson NMF of a counts matrix by multiplicative (EM) updates on its non-zeros.
 
@@ -225,13 +229,30 @@ def poisson_nmf(
         ``simplex=True`` they are normalised to rows summing to one.
     update_A, update_S : bool
         Set ``update_S=False`` to keep the spectra fixed and solve the abundances only (a
-        convex problem), or ``update_A=False`` to solve the spectra for fixed abundances.
+        convex problem, solved pixel by pixel: see Notes), or ``update_A=False`` to solve
+        the spectra for fixed abundances.
     max_iter : int, default=500
-        Maximum number of iterations.
+        Maximum number of iterations (per pixel when the spectra are fixed).
     tol : float, default=1e-6
-        Stop when the relative decrease of the loss over one iteration is below ``tol``.
+        Stop when the relative decrease of the loss over one iteration is below ``tol``,
+        checked every ``loss_every`` iterations. With fixed spectra: a pixel
+        stops when no abundance changes by more than ``tol`` times its abundance sum.
+        ``tol=0`` runs exactly ``max_iter`` iterations.
     random_state : int, numpy Generator or None
         Seed for the initialisation.
+    loss_every : int, default=10
+        Evaluate the loss (at two consecutive iterations) every ``loss_every`` iterations:
+        the logarithm costs more than the update itself, and scikit-learn's ``mu`` solver
+        checks every 10 iterations too. ``1`` records the loss at every iteration.
+
+    Notes
+    -----
+    ``NMFResult.loss`` holds the loss at the iterations ``NMFResult.info['loss_iter']``
+    (before that iteration's update, then at the end).
+    With fixed spectra (``update_S=False``) each pixel is iterated to its own convergence
+    while its counts stay in cache (:func:`psnmf.kernels.solve_fixed_spectra`); the loss
+    history is then ``[initial, final]``, ``n_iter`` the largest per-pixel count and
+    ``info['pixel_iter']`` the per-pixel counts.
 
     Returns
     -------
@@ -252,6 +273,7 @@ def poisson_nmf(
     n, ne = Xc.shape
     k = check_n_components(n_components, Xc.shape)
     max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
+    loss_every = check_positive_int(loss_every, "loss_every")
     if not (isinstance(tol, float | int) and tol >= 0 and np.isfinite(tol)):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}.")
     rng = random_state if isinstance(random_state, np.random.Generator) else (
@@ -276,52 +298,119 @@ def poisson_nmf(
     total = float(totals.sum())
     has_counts = totals > 0
     nlogn = float(np.sum(totals[has_counts] * np.log(totals[has_counts])))
+    floor = kernels.TINY if simplex else SKLEARN_EPSILON
 
     def loss_of(xlogm: float, A_: np.ndarray, S_: np.ndarray) -> float:
         if simplex:
             return const - nlogn - xlogm
         return const - xlogm - total + float(A_.sum(axis=0) @ S_.sum(axis=1))
 
+    if update_A and not update_S:
+        return _fit_fixed_spectra(
+            Xc, A, S, simplex=simplex, max_iter=max_iter, tol=tol, floor=floor,
+            totals=totals, loss_of=loss_of,
+        )
+
     losses: list[float] = []
+    loss_iter: list[int] = []
     converged = False
     it = 0
+    ws = kernels.RatioWorkspace(n, ne, k, want_A=update_A, want_S=update_S)
+    inv_totals = np.divide(1.0, totals, out=np.zeros(n), where=has_counts)[:, None]
+    empty_rows = np.flatnonzero(~has_counts)
+    A_empty = A[empty_rows].copy()
     while it < max_iter:
-        it += 1
+        # the loss at two consecutive iterations every `loss_every`: the stopping rule is on
+        # the decrease over one iteration, as if it were evaluated at every iteration
+        evaluate = it % loss_every == 0 or (it + 1) % loss_every == 0
         if simplex:
             num_A, num_S, xlogm = kernels.ratio_numerators(
-                Xc, A, S, want_A=update_A, want_S=update_S
+                Xc, A, S, want_A=update_A, want_S=update_S, want_ll=evaluate, workspace=ws
             )
-            losses.append(loss_of(xlogm, A, S))
-            if update_A:
-                A_new = A * num_A
-                A_new[has_counts] /= totals[has_counts, None]
-                A_new[~has_counts] = A[~has_counts]
+            if evaluate:
+                losses.append(loss_of(xlogm, A, S))
+                loss_iter.append(it)
+            if update_A:  # EM: a_i <- a_i * (x_i / (a_i S)) S^T / n_i, stays on the simplex
+                A *= num_A
+                A *= inv_totals
+                if empty_rows.size:
+                    A[empty_rows] = A_empty
             if update_S:
                 S = _normalise_rows(S * num_S, S)
+        else:  # Lee-Seung KL-MU in scikit-learn's order: A (W) first, then S (H)
             if update_A:
-                A = A_new
-        else:
-            if update_A:
-                num_A, _, xlogm = kernels.ratio_numerators(Xc, A, S, want_S=False)
-                losses.append(loss_of(xlogm, A, S))
-                A = A * num_A / np.maximum(S.sum(axis=1), 1e-300)[None, :]
-            if update_S:
-                _, num_S, xlogm = kernels.ratio_numerators(Xc, A, S, want_A=False)
-                if not update_A:
+                num_A, _, xlogm = kernels.ratio_numerators(
+                    Xc, A, S, want_S=False, want_ll=evaluate, floor=floor, workspace=ws
+                )
+                if evaluate:
                     losses.append(loss_of(xlogm, A, S))
-                S = S * num_S / np.maximum(A.sum(axis=0), 1e-300)[:, None]
-        if len(losses) >= 2:
+                    loss_iter.append(it)
+                S_sum = S.sum(axis=1)
+                S_sum[S_sum == 0] = SKLEARN_EPSILON
+                A *= num_A
+                A /= S_sum[None, :]
+            if update_S:
+                want_ll = evaluate and not update_A
+                _, num_S, xlogm = kernels.ratio_numerators(
+                    Xc, A, S, want_A=False, want_ll=want_ll, floor=floor, workspace=ws
+                )
+                if want_ll:
+                    losses.append(loss_of(xlogm, A, S))
+                    loss_iter.append(it)
+                A_sum = A.sum(axis=0)
+                A_sum[A_sum == 0] = 1.0
+                S = S * num_S / A_sum[:, None]
+        it += 1
+        if evaluate and len(losses) >= 2 and loss_iter[-1] - loss_iter[-2] == 1:
             prev, cur = losses[-2], losses[-1]
             if abs(prev - cur) <= tol * max(abs(cur), 1e-12 * max(total, 1.0)):
                 converged = True
                 break
 
     # final loss of the returned factors
-    _, _, xlogm = kernels.ratio_numerators(Xc, A, S, want_A=False, want_S=False)
+    _, _, xlogm = kernels.ratio_numerators(
+        Xc, A, S, want_A=False, want_S=False, floor=floor
+    )
     losses.append(loss_of(xlogm, A, S))
+    loss_iter.append(it)
     scale = totals.astype(np.float64) if simplex else np.ones(n)
     return NMFResult(
-        A=A, S=S, scale=scale, loss=np.asarray(losses), n_iter=it, converged=converged
+        A=A, S=S, scale=scale, loss=np.asarray(losses), n_iter=it, converged=converged,
+        info={"loss_iter": np.asarray(loss_iter)},
+    )
+
+
+def _fit_fixed_spectra(
+    Xc: sp.csr_matrix,
+    A: np.ndarray,
+    S: np.ndarray,
+    *,
+    simplex: bool,
+    max_iter: int,
+    tol: float,
+    floor: float,
+    totals: np.ndarray,
+    loss_of,
+) -> NMFResult:
+    """Abundances for fixed spectra: one convex problem per pixel, each to its own tolerance.
+
+    The per-pixel stopping rule (largest abundance change per update at most ``tol`` times
+    the pixel's abundance sum) makes a pixel's result independent of every other pixel, so
+    chunked and distributed runs (:mod:`psnmf.daskpath`) give the same maps bit for bit.
+    """
+    A_start = A if simplex else A.copy()  # the plain loss needs the initial A's sums
+    A, ll, n_iter_px = kernels.solve_fixed_spectra(
+        Xc, A, S, simplex=simplex, max_iter=max_iter, tol=tol, floor=floor
+    )
+    losses = np.array(
+        [loss_of(float(ll[0].sum()), A_start, S), loss_of(float(ll[1].sum()), A, S)]
+    )
+    n_iter = int(n_iter_px.max()) if n_iter_px.size else 0
+    scale = totals.astype(np.float64) if simplex else np.ones(A.shape[0])
+    return NMFResult(
+        A=A, S=S, scale=scale, loss=losses, n_iter=n_iter,
+        converged=bool(np.all(n_iter_px < max_iter)) if max_iter > 0 else False,
+        info={"loss_iter": np.array([0, n_iter]), "pixel_iter": n_iter_px, "pixel_xlogm": ll},
     )
 
 

@@ -1,0 +1,97 @@
+"""The count-sparse kernels agree with plain dense NumPy references."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from psnmf import kernels
+
+
+@pytest.fixture
+def small():
+    rng = np.random.default_rng(0)
+    n, ne, k = 57, 40, 3
+    S = rng.dirichlet(np.ones(ne), size=k)
+    A = rng.dirichlet(np.ones(k), size=n)
+    X = rng.poisson(30 * A @ S).astype(np.float64)
+    X[5] = 0  # an empty pixel
+    return sp.csr_matrix(X), X, A, S
+
+
+def test_ratio_numerators_match_dense(small):
+    Xs, X, A, S = small
+    ref_A, ref_S, ref_ll = kernels.ratio_numerators_dense(X, A, S)
+    num_A, num_S, ll = kernels.ratio_numerators(Xs, A, S)
+    np.testing.assert_allclose(num_A, ref_A, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(num_S, ref_S, rtol=1e-12, atol=1e-12)
+    assert ll == pytest.approx(ref_ll, rel=1e-12)
+
+
+def test_ratio_numerators_flags_and_workspace(small):
+    Xs, X, A, S = small
+    ref_A, ref_S, _ = kernels.ratio_numerators_dense(X, A, S)
+    ws = kernels.RatioWorkspace(*Xs.shape, 3)
+    for _ in range(2):  # reused buffers are overwritten, not accumulated
+        num_A, num_S, ll = kernels.ratio_numerators(Xs, A, S, want_ll=False, workspace=ws)
+        np.testing.assert_allclose(num_A, ref_A, rtol=1e-12)
+        np.testing.assert_allclose(num_S, ref_S, rtol=1e-12, atol=1e-15)
+        assert np.isnan(ll)
+    only_A, none_S, _ = kernels.ratio_numerators(Xs, A, S, want_S=False)
+    assert none_S is None
+    np.testing.assert_allclose(only_A, ref_A, rtol=1e-12)
+
+
+def _dense_fixed_spectra(X, A, S, simplex, n_iter):
+    """Plain NumPy multiplicative updates of A for fixed S, all pixels together."""
+    A = A.copy()
+    d = X.sum(axis=1, keepdims=True) if simplex else S.sum(axis=1)[None, :]
+    for _ in range(n_iter):
+        num_A, _, _ = kernels.ratio_numerators_dense(X, A, S)
+        new = A * num_A / np.where(d > 0, d, 1.0)
+        if simplex:
+            new[X.sum(axis=1) == 0] = A[X.sum(axis=1) == 0]
+        A = new
+    return A
+
+
+@pytest.mark.parametrize("simplex", [True, False])
+def test_fixed_spectra_matches_dense_updates(small, simplex):
+    Xs, X, A, S = small
+    A0 = np.full_like(A, 1 / 3) * (1 if simplex else X.sum(axis=1, keepdims=True) + 1)
+    # tol=0: every pixel does exactly max_iter updates, as the dense loop
+    out, ll, n_iter = kernels.solve_fixed_spectra(
+        Xs, A0.copy(), S, simplex=simplex, max_iter=25, tol=0.0
+    )
+    ref = _dense_fixed_spectra(X, A0, S, simplex, 25)
+    np.testing.assert_allclose(out, ref, rtol=1e-11, atol=1e-13)
+    assert np.all(n_iter[X.sum(axis=1) > 0] == 25)
+    _, _, ll_end = kernels.ratio_numerators_dense(X, out, S)
+    assert ll[1].sum() == pytest.approx(ll_end, rel=1e-12)
+    assert np.all(ll[1] >= ll[0] - 1e-9) if simplex else True  # EM: likelihood up
+
+
+def test_results_do_not_depend_on_thread_count(small, monkeypatch):
+    Xs, _, A, S = small
+    serial = kernels.ratio_numerators(Xs, A, S)
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_NNZ", 0)  # force the parallel kernels
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = kernels.ratio_numerators(Xs, A, S)
+        one_f = kernels.solve_fixed_spectra(Xs, A.copy(), S, simplex=True, max_iter=50,
+                                            tol=1e-9)[0]
+        numba.set_num_threads(before)
+        many = kernels.ratio_numerators(Xs, A, S)
+        many_f = kernels.solve_fixed_spectra(Xs, A.copy(), S, simplex=True, max_iter=50,
+                                             tol=1e-9)[0]
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(serial[0], many[0])
+    np.testing.assert_array_equal(serial[1], many[1])
+    np.testing.assert_array_equal(one[0], many[0])
+    np.testing.assert_array_equal(one[1], many[1])
+    assert one[2] == many[2]
+    np.testing.assert_array_equal(one_f, many_f)
