@@ -150,6 +150,10 @@ class PSNMF(TransformerMixin, BaseEstimator):
         -------
         self
         """
+        from psnmf import daskpath
+
+        if daskpath.is_lazy(X):  # dask array / lazy signal: chunked, distributed path
+            return daskpath.fit_lazy(self, X)
         counts, shape, signal = _signals.as_counts(X, self.image_shape)
         check_has_counts(counts)
         b, k = self._check_params(shape, counts.shape[1])
