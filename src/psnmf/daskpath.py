@@ -116,7 +116,9 @@ def _solve_band(
     # nearest-neighbour upsampling of the binned maps for the band's rows
     yy = (np.arange(r0, r0 + rows) // b)[:, None]
     xx = (np.arange(nx) // b)[None, :]
-    A0 = binned_maps[yy, xx].reshape(-1, k)
+    from psnmf.pansharpen import stage2_start
+
+    A0 = stage2_start(binned_maps[yy, xx].reshape(-1, k))
     res = poisson_nmf(X, k, A_init=A0, S_init=S, update_S=False, max_iter=max_iter, tol=tol)
     out = np.empty((rows * nx, k + 4))
     out[:, :k] = res.A

@@ -28,6 +28,19 @@ from psnmf.binning import bin_counts, binned_shape, check_bin_factor, upsample_m
 from psnmf.nmf import INIT_METHODS, poisson_nmf
 
 STAGE2_MODES = ("fixed", "free")
+#: Weight of the uniform map mixed into the upsampled stage-1 maps that start stage 2.
+START_MIX = 0.01
+
+
+def stage2_start(upsampled_maps: np.ndarray) -> np.ndarray:
+    """Starting maps of the full-resolution stage from the upsampled stage-1 maps.
+
+    Multiplicative updates cannot lift an abundance from zero, and stage 1 drives the
+    abundances of absent phases to ~0 in whole bins, while a full-resolution pixel inside
+    such a bin may still hold that phase. Every phase therefore starts at >= START_MIX / k.
+    """
+    k = upsampled_maps.shape[-1]
+    return (1.0 - START_MIX) * upsampled_maps + START_MIX / k
 
 
 class PSNMF(TransformerMixin, BaseEstimator):
@@ -170,7 +183,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
             random_state=rng,
         )
         bshape = binned_shape(shape, b)
-        A0 = upsample_maps(stage1.A, shape, b).reshape(-1, k)
+        A0 = stage2_start(upsample_maps(stage1.A, shape, b).reshape(-1, k))
         stage2 = poisson_nmf(
             counts,
             k,
