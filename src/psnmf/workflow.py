@@ -50,6 +50,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from psnmf import __version__, _signals
+from psnmf.baselines import PCA_DIMENSION, pca_denoise
 from psnmf.binning import binned_shape
 from psnmf.metrics import count_split, poisson_deviance
 from psnmf.pansharpen import PSNMF
@@ -72,8 +73,6 @@ DEVIANCE_FLOOR = 1e-6
 INTEGRATION_WINDOWS = 2.4
 #: Target counts per binned pixel for the first bin factor of the two-stage search.
 TARGET_BINNED_COUNTS = 50.0
-#: Number of PCA components computed (randomized SVD) for the scree plot and denoising.
-PCA_DIMENSION = 20
 #: Iteration caps of the candidate fits of a sweep (binned stage, full stage).
 SWEEP_ITERATIONS = (200, 50)
 #: Iteration caps of the final fit (binned stage, full stage).
@@ -671,30 +670,8 @@ def _quiet_libraries(verbose: bool) -> Iterator[None]:
 
 
 def _pca(signal: Any, k: int, seed: int | None = 0) -> tuple[Any, np.ndarray]:
-    """HyperSpy PCA (Poisson-normalised SVD): (denoised model with k components, scree).
-
-    ``decomposition(normalize_poissonian_noise=True, algorithm="SVD")`` as HyperSpy users
-    run it, with two settings made explicit: ``navigation_mask=None`` (exspy's default
-    vacuum mask drops every pixel whose largest channel holds <= 1 count, i.e. nearly all
-    pixels of sparse STEM-EDX data) and a randomized SVD of the first ``PCA_DIMENSION``
-    components (a full SVD of a 4096 x 2000 matrix takes tens of seconds on a laptop).
-    The scree values are the explained variance ratios among those components.
-    """
-    s = signal.deepcopy()
-    s.change_dtype("float64")
-    n_pix = int(np.prod(s.axes_manager.navigation_shape))
-    dim = int(min(PCA_DIMENSION, n_pix - 1, s.axes_manager.signal_axes[0].size - 1))
-    kwargs: dict[str, Any] = {"navigation_mask": None} if hasattr(
-        s, "get_lines_intensity") else {}
-    s.decomposition(
-        normalize_poissonian_noise=True, algorithm="SVD", output_dimension=max(dim, k),
-        svd_solver="randomized", random_state=seed, print_info=False, **kwargs,
-    )
-    variance = np.asarray(s.learning_results.explained_variance, dtype=float)
-    ratio = variance / variance.sum() if variance.sum() > 0 else variance
-    model = s.get_decomposition_model(k)
-    model.metadata.General.title = "PCA denoised"
-    return model, ratio
+    """HyperSpy PCA denoising (see :func:`psnmf.baselines.pca_denoise`) and its scree."""
+    return pca_denoise(signal, k, n_factors=PCA_DIMENSION, random_state=seed, return_scree=True)
 
 
 def _element_maps(signals: dict[str, Any], lines: list[str]) -> dict[str, dict[str, np.ndarray]]:
