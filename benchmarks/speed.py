@@ -175,17 +175,29 @@ def bench_hyperspy(quick: bool) -> list[tuple[str, float, str]]:
 # ----------------------------------------------------------------------------------------
 # 3-4: PSNMF wall time and peak memory in a fresh process per size
 # ----------------------------------------------------------------------------------------
+# Peak RSS from VmHWM (this process image only): getrusage's ru_maxrss survives exec on
+# Linux and would report the parent's peak.
 _CHILD = r"""
 import json, resource, sys, time
 import numpy as np, scipy.sparse as sp
 from psnmf import PSNMF
+
+def hwm_kb():
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
 path, ny, nx = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 X = sp.load_npz(path).tocsr()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm_kb()
 t0 = time.perf_counter()
 m = PSNMF(3, 4, random_state=0, image_shape=(ny, nx)).fit(X)
 wall = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm_kb()
 print(json.dumps({"wall": wall, "peak_mb": peak / 1024, "base_mb": base / 1024,
                   "n_iter": m.n_iter_, "nnz": int(X.nnz)}))
 """
