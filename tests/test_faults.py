@@ -43,6 +43,10 @@ CHILD_CLI = textwrap.dedent(
     import sys
     from psnmf.cli import main
 
+    # the heavy imports of the subcommands happen here, not after "ready": a SIGINT that
+    # lands inside a third-party import can be swallowed there, which made the test racy
+    import exspy, hyperspy.api, psnmf.simulate, psnmf.workflow  # noqa: E401, F401
+
     print("ready", flush=True)
     sys.exit(main(sys.argv[1:]))
     """
