@@ -259,23 +259,22 @@ def test_transform_with_counts_in_channels_the_fit_never_saw():
     np.testing.assert_allclose(loadings.sum(-1), new.reshape(-1, 8).sum(-1, dtype=float))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug (nmf.py, not ours to edit): poisson_nmf(simplex=True, update_S=False) "
-    "with an S_init whose every row is zero in a channel where X has counts drops those "
-    "counts from the EM numerators (the model is clamped to kernels.TINY there): the "
-    "abundance rows sum to less than one, and with counts near 2**32 the ratio "
-    "x / 1e-300 overflows to inf and A and the loss become NaN. PSNMF.transform guards "
-    "against it by flooring the spectra.",
-)
 @pytest.mark.parametrize("count", [3, 2**32 - 1])
 def test_engine_fixed_spectra_with_a_zero_channel(count):
+    """Fixed spectra that cannot explain counts in a channel: a clear error, never NaN.
+
+    With every spectrum zero where X has counts, the likelihood is -inf for any abundances
+    (the simplex EM used to drop those counts, and overflow to NaN near 2**32).
+    """
     rng = np.random.default_rng(0)
     X = rng.poisson(5, (30, 6)).astype(float)
     X[:, 5] = count
     S = rng.dirichlet(np.ones(6), size=2)
     S[:, 5] = 0
     S /= S.sum(axis=1, keepdims=True)
-    res = poisson_nmf(X, 2, S_init=S, A_init=np.full((30, 2), 0.5), update_S=False)
+    with pytest.raises(ValueError, match=r"S_init is zero .* channel\(s\) \[5\]"):
+        poisson_nmf(X, 2, S_init=S, A_init=np.full((30, 2), 0.5), update_S=False)
+    floored = S + 1e-12
+    res = poisson_nmf(X, 2, S_init=floored, A_init=np.full((30, 2), 0.5), update_S=False)
     assert np.all(np.isfinite(res.A)) and np.all(np.isfinite(res.loss))
     np.testing.assert_allclose(res.A.sum(axis=1), 1.0, atol=1e-9)

@@ -291,6 +291,8 @@ def poisson_nmf(
         if update_S:  # a zero in S could never come back; keep a floor of the mean spectrum
             mean = np.asarray(Xc.sum(axis=0)).ravel()
             S = _normalise_rows(S + 1e-9 * (mean / max(mean.sum(), 1.0))[None, :])
+        else:
+            _check_fixed_spectra_cover_counts(Xc, S)
     elif A_init is None and S_init is not None:
         A = A * (totals[:, None] / np.maximum(A.sum(axis=1, keepdims=True), 1e-300)) + 1e-12
 
@@ -412,6 +414,26 @@ def _fit_fixed_spectra(
         converged=bool(np.all(n_iter_px < max_iter)) if max_iter > 0 else False,
         info={"loss_iter": np.array([0, n_iter]), "pixel_iter": n_iter_px, "pixel_xlogm": ll},
     )
+
+
+def _check_fixed_spectra_cover_counts(X: sp.csr_matrix, S: np.ndarray) -> None:
+    """Refuse fixed spectra that are all zero in a channel where the data have counts.
+
+    There the model is zero whatever the abundances, the Poisson likelihood is -inf and the
+    simplex EM would lose those counts; no abundance estimate is meaningful.
+    """
+    dead = ~np.any(S > 0, axis=0)
+    if not dead.any():
+        return
+    hit = np.unique(X.indices[dead[X.indices]])
+    if hit.size:
+        raise ValueError(
+            f"S_init is zero in every spectrum at channel(s) {hit[:10].tolist()}"
+            f"{' ...' if hit.size > 10 else ''} where X has counts, and the spectra are "
+            "fixed (update_S=False): no abundances can explain those counts. Add a small "
+            "floor to the spectra (e.g. S_init + 1e-12, then renormalise), drop those "
+            "channels, or let the spectra be updated."
+        )
 
 
 def _check_init(M: np.ndarray, shape: tuple[int, int], name: str) -> np.ndarray:
