@@ -41,6 +41,9 @@ def test_denoised_cube_is_closer_to_truth_than_raw(low_snr, fitted):
     )
     # the fused cube keeps each pixel's counts
     np.testing.assert_allclose(rec.sum(-1), low_snr.counts.sum(-1), rtol=1e-9)
+    lazy = fitted.reconstruct(lazy=True)
+    assert lazy.dtype == np.float32 and lazy.shape == rec.shape
+    np.testing.assert_allclose(lazy.compute(), rec, rtol=1e-5, atol=1e-6)
 
 
 def test_invariants(low_snr, fitted):
@@ -141,6 +144,10 @@ def test_signal_in_signals_out(eds_signal, fitted):
     assert spectra.axes_manager.navigation_shape == (3,)
     assert spectra.axes_manager.signal_axes[0].scale == pytest.approx(0.01)
     assert spectra.metadata.Sample.elements == ["Fe", "Mg", "O"]
+    lazy = m.reconstruct(lazy=True)
+    assert lazy._lazy and type(lazy).__name__ == "Lazy" + type(eds_signal).__name__
+    np.testing.assert_allclose(lazy.data.compute(), rec.data, rtol=1e-5)
+    assert lazy.axes_manager[0].scale == 2.5
     maps = m.get_maps()
     assert maps.axes_manager.navigation_shape == (3,)
     assert maps.axes_manager.signal_shape == (96, 96)

@@ -174,7 +174,8 @@ def maps_signal(maps: np.ndarray, template: Any, title: str = "PSNMF maps") -> A
 
 def cube_signal(cube: np.ndarray, template: Any, title: str | None = None) -> Any:
     """A (ny, nx, channels) cube as a copy of the template signal with new data."""
-    out = template._deepcopy_with_new_data(np.asarray(cube))
+    data = cube if hasattr(cube, "compute") else np.asarray(cube)  # keep dask arrays lazy
+    out = template._deepcopy_with_new_data(data)
     if title is not None:
         out.metadata.General.title = title
     return out
