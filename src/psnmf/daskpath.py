@@ -185,8 +185,8 @@ def fit_lazy(model: Any, X: Any) -> Any:
         random_state=rng,
     )
     bshape = binned_shape(shape, b)
-    binned_maps = stage1.A.reshape(*bshape, k)
-    S = stage1.S
+    S, A1 = model._refine_stage1(binned, stage1.S, stage1.A)
+    binned_maps = A1.reshape(*bshape, k)
 
     import dask.array as da
 

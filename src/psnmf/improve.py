@@ -24,11 +24,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from psnmf import _signals
-from psnmf.binning import bin_counts, binned_shape, upsample_maps
 from psnmf.metrics import map_mse, match_components, spectral_angle
 from psnmf.nmf import poisson_nmf
-from psnmf.pansharpen import PSNMF, stage2_start
+from psnmf.pansharpen import PSNMF
 
 __all__ = [
     "OracleLimits",
@@ -299,45 +297,23 @@ class PSNMFPlus(PSNMF):
         self.vertex_frac = vertex_frac
         self.max_drift = max_drift
 
-    def fit(self, X: Any, y: None = None) -> PSNMFPlus:
-        """Fit to a spectrum image (in memory; see :meth:`psnmf.PSNMF.fit`)."""
-        from psnmf._validation import check_has_counts, check_random_state
-
-        counts, shape, signal = _signals.as_counts(X, self.image_shape)
-        check_has_counts(counts)
-        b, k = self._check_params(shape, counts.shape[1])
-        rng = check_random_state(self.random_state)
-        binned = bin_counts(counts, shape, b)
-        s1 = poisson_nmf(binned, k, simplex=True, init=self.init, max_iter=self.max_iter,
-                         tol=self.tol, random_state=rng)
-        S, A_b = s1.S, s1.A
-        T, moved = np.eye(k), np.zeros(k, dtype=bool)
-        if self.vertex:
-            S, T, moved = vertex_correction(A_b, s1.S, frac=self.vertex_frac,
-                                            max_drift=self.max_drift)
-            if moved.any():
-                A_b = poisson_nmf(binned, k, A_init=np.full((binned.shape[0], k), 1.0 / k),
-                                  S_init=S, update_S=False, max_iter=self.max_iter,
-                                  tol=1e-6).A
-        A0 = stage2_start(upsample_maps(A_b, shape, b).reshape(-1, k))
-        s2 = poisson_nmf(counts, k, simplex=True, A_init=A0, S_init=S,
-                         update_S=self.stage2_spectra == "free",
-                         max_iter=self.max_iter_full, tol=self.tol)
-        ny, nx = shape
-        self.image_shape_ = shape
-        self.bin_factor_ = b
-        self.nmf_spectra_ = s1.S
-        self.vertex_moved_ = moved
-        self.vertex_transform_ = T
-        self.spectra_ = S
-        self.components_ = S
-        self.full_spectra_ = s2.S
-        self.maps_ = s2.A.reshape(ny, nx, k)
-        self.scale_ = s2.scale.reshape(ny, nx)
-        self.binned_maps_ = A_b.reshape(*binned_shape(shape, b), k)
-        self.loss_ = {"binned": s1.loss, "full": s2.loss}
-        self.n_iter_ = {"binned": s1.n_iter, "full": s2.n_iter}
-        self.converged_ = {"binned": s1.converged, "full": s2.converged}
-        self.n_features_in_ = counts.shape[1]
-        self._signal = signal
-        return self
+    def _refine_stage1(
+        self, binned: Any, spectra: np.ndarray, binned_maps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The vertex correction of the binned-stage simplex (see :func:`vertex_correction`)."""
+        k = spectra.shape[0]
+        self.nmf_spectra_ = spectra
+        self.vertex_transform_ = np.eye(k)
+        self.vertex_moved_ = np.zeros(k, dtype=bool)
+        if not self.vertex:
+            return spectra, binned_maps
+        S, T, moved = vertex_correction(
+            binned_maps, spectra, frac=self.vertex_frac, max_drift=self.max_drift
+        )
+        self.vertex_transform_, self.vertex_moved_ = T, moved
+        if moved.any():  # re-solve the binned maps for the corrected spectra
+            binned_maps = poisson_nmf(
+                binned, k, A_init=np.full((binned.shape[0], k), 1.0 / k), S_init=S,
+                update_S=False, max_iter=self.max_iter, tol=1e-6,
+            ).A
+        return S, binned_maps

@@ -183,13 +183,14 @@ class PSNMF(TransformerMixin, BaseEstimator):
             random_state=rng,
         )
         bshape = binned_shape(shape, b)
-        A0 = stage2_start(upsample_maps(stage1.A, shape, b).reshape(-1, k))
+        S1, A1 = self._refine_stage1(binned, stage1.S, stage1.A)
+        A0 = stage2_start(upsample_maps(A1, shape, b).reshape(-1, k))
         stage2 = poisson_nmf(
             counts,
             k,
             simplex=True,
             A_init=A0,
-            S_init=stage1.S,
+            S_init=S1,
             update_S=self.stage2_spectra == "free",
             max_iter=self.max_iter_full,
             tol=self.tol,
@@ -197,11 +198,11 @@ class PSNMF(TransformerMixin, BaseEstimator):
         ny, nx = shape
         self.image_shape_ = shape
         self.bin_factor_ = b
-        self.spectra_ = stage1.S
+        self.spectra_ = S1
         self.components_ = self.spectra_
         self.full_spectra_ = stage2.S
         self.maps_ = stage2.A.reshape(ny, nx, k)
-        self.binned_maps_ = stage1.A.reshape(*bshape, k)
+        self.binned_maps_ = A1.reshape(*bshape, k)
         self.scale_ = stage2.scale.reshape(ny, nx)
         self.loss_ = {"binned": stage1.loss, "full": stage2.loss}
         self.n_iter_ = {"binned": stage1.n_iter, "full": stage2.n_iter}
@@ -209,6 +210,16 @@ class PSNMF(TransformerMixin, BaseEstimator):
         self.n_features_in_ = counts.shape[1]
         self._signal = signal
         return self
+
+    def _refine_stage1(
+        self, binned: Any, spectra: np.ndarray, binned_maps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Hook between the stages: refine the binned-stage ``(spectra, maps)``.
+
+        PSNMF keeps them as they are; subclasses (e.g. :class:`psnmf.improve.PSNMFPlus`)
+        correct them here, and both the in-memory and the Dask path use the result.
+        """
+        return spectra, binned_maps
 
     def fit_transform(self, X: Any, y: None = None) -> np.ndarray:
         """Fit, then return loadings ``scale_ * maps_`` as (pixels, k).
