@@ -175,18 +175,8 @@ def fit_lazy(model: Any, X: Any) -> Any:
     ny, nx, ne = (int(n) for n in data.shape)
     shape = (ny, nx)
     b, k = model._check_params(shape, ne)
-    rng = np.random.default_rng(model.random_state)
-
-    binned = bin_lazy(data, b)
-    if binned.nnz == 0:
-        raise ValueError("X holds no counts (all zero); there is nothing to factorise.")
-    stage1 = poisson_nmf(
-        binned, k, simplex=True, init=model.init, max_iter=model.max_iter, tol=model.tol,
-        random_state=rng,
-    )
-    bshape = binned_shape(shape, b)
-    S, A1 = model._refine_stage1(binned, stage1.S, stage1.A)
-    binned_maps = A1.reshape(*bshape, k)
+    stage1, S, A1 = model._fit_binned(bin_lazy(data, b), k)
+    binned_maps = A1.reshape(*binned_shape(shape, b), k)
 
     import dask.array as da
 
@@ -199,27 +189,17 @@ def fit_lazy(model: Any, X: Any) -> Any:
     maps = np.ascontiguousarray(out[..., :k])
     scale = out[..., k]
 
-    model.image_shape_ = shape
-    model.bin_factor_ = b
-    model.spectra_ = S
-    model.components_ = S
-    model.full_spectra_ = S
-    model.maps_ = maps
-    model.binned_maps_ = binned_maps
-    model.scale_ = scale
-    model.loss_ = {
-        "binned": stage1.loss,
-        "full": np.array([out[..., k + 1].sum(), out[..., k + 2].sum()]),
-    }
     n_iter_px = out[..., k + 3]
-    model.n_iter_ = {"binned": stage1.n_iter, "full": int(n_iter_px.max())}
-    model.converged_ = {
-        "binned": stage1.converged,
-        "full": bool(np.all(n_iter_px < model.max_iter_full)),
-    }
-    model.n_features_in_ = ne
-    model._signal = signal
-    return model
+    return model._set_fitted(
+        shape, b, stage1, S, binned_maps,
+        full_spectra=S,
+        maps=maps,
+        scale=scale,
+        full_loss=np.array([out[..., k + 1].sum(), out[..., k + 2].sum()]),
+        full_n_iter=int(n_iter_px.max()),
+        full_converged=bool(np.all(n_iter_px < model.max_iter_full)),
+        signal=signal,
+    )
 
 
 def reconstruct_lazy(model: Any, chunk_rows: int = 64, dtype: Any = np.float32) -> Any:

@@ -25,7 +25,7 @@ from psnmf._validation import (
     check_random_state,
 )
 from psnmf.binning import bin_counts, binned_shape, check_bin_factor, upsample_maps
-from psnmf.nmf import INIT_METHODS, poisson_nmf
+from psnmf.nmf import INIT_METHODS, NMFResult, poisson_nmf
 
 STAGE2_MODES = ("fixed", "free")
 #: Weight of the uniform map mixed into the upsampled stage-1 maps that start stage 2.
@@ -170,20 +170,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         counts, shape, signal = _signals.as_counts(X, self.image_shape)
         check_has_counts(counts)
         b, k = self._check_params(shape, counts.shape[1])
-        rng = check_random_state(self.random_state)
-
-        binned = bin_counts(counts, shape, b)
-        stage1 = poisson_nmf(
-            binned,
-            k,
-            simplex=True,
-            init=self.init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            random_state=rng,
-        )
-        bshape = binned_shape(shape, b)
-        S1, A1 = self._refine_stage1(binned, stage1.S, stage1.A)
+        stage1, S1, A1 = self._fit_binned(bin_counts(counts, shape, b), k)
         A0 = stage2_start(upsample_maps(A1, shape, b).reshape(-1, k))
         stage2 = poisson_nmf(
             counts,
@@ -196,18 +183,66 @@ class PSNMF(TransformerMixin, BaseEstimator):
             tol=self.tol,
         )
         ny, nx = shape
+        return self._set_fitted(
+            shape, b, stage1, S1, A1,
+            full_spectra=stage2.S,
+            maps=stage2.A.reshape(ny, nx, k),
+            scale=stage2.scale.reshape(ny, nx),
+            full_loss=stage2.loss,
+            full_n_iter=stage2.n_iter,
+            full_converged=stage2.converged,
+            signal=signal,
+        )
+
+    def _fit_binned(self, binned: Any, k: int) -> tuple[NMFResult, np.ndarray, np.ndarray]:
+        """Stage 1 on the binned counts, then :meth:`_refine_stage1`.
+
+        Shared by the in-memory and the Dask path. Returns ``(stage1 result, spectra,
+        binned maps)``.
+        """
+        check_has_counts(binned)
+        stage1 = poisson_nmf(
+            binned,
+            k,
+            simplex=True,
+            init=self.init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=check_random_state(self.random_state),
+        )
+        spectra, binned_maps = self._refine_stage1(binned, stage1.S, stage1.A)
+        return stage1, spectra, binned_maps
+
+    def _set_fitted(
+        self,
+        shape: tuple[int, int],
+        b: int,
+        stage1: NMFResult,
+        spectra: np.ndarray,
+        binned_maps: np.ndarray,
+        *,
+        full_spectra: np.ndarray,
+        maps: np.ndarray,
+        scale: np.ndarray,
+        full_loss: np.ndarray,
+        full_n_iter: int,
+        full_converged: bool,
+        signal: Any,
+    ) -> PSNMF:
+        """Store the fitted attributes (one place for the in-memory and the Dask path)."""
+        k = spectra.shape[0]
         self.image_shape_ = shape
         self.bin_factor_ = b
-        self.spectra_ = S1
-        self.components_ = self.spectra_
-        self.full_spectra_ = stage2.S
-        self.maps_ = stage2.A.reshape(ny, nx, k)
-        self.binned_maps_ = A1.reshape(*bshape, k)
-        self.scale_ = stage2.scale.reshape(ny, nx)
-        self.loss_ = {"binned": stage1.loss, "full": stage2.loss}
-        self.n_iter_ = {"binned": stage1.n_iter, "full": stage2.n_iter}
-        self.converged_ = {"binned": stage1.converged, "full": stage2.converged}
-        self.n_features_in_ = counts.shape[1]
+        self.spectra_ = spectra
+        self.components_ = spectra
+        self.full_spectra_ = full_spectra
+        self.maps_ = maps
+        self.binned_maps_ = binned_maps.reshape(*binned_shape(shape, b), k)
+        self.scale_ = scale
+        self.loss_ = {"binned": stage1.loss, "full": full_loss}
+        self.n_iter_ = {"binned": stage1.n_iter, "full": full_n_iter}
+        self.converged_ = {"binned": stage1.converged, "full": full_converged}
+        self.n_features_in_ = spectra.shape[1]
         self._signal = signal
         return self
 
