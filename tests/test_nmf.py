@@ -159,3 +159,20 @@ def test_bad_counts(bad, match):
 def test_non_integer_counts_warn():
     with pytest.warns(UserWarning, match="Poisson model assumes raw X-ray counts"):
         poisson_nmf(np.full((6, 5), 1.5), 1, max_iter=5)
+
+
+@pytest.mark.parametrize("simplex", [True, False])
+def test_transform_handles_counts_in_channels_empty_in_fit(toy, simplex):
+    """New counts where the fitted spectra are all zero: finite loadings, simplex kept."""
+    X, _ = _flat(toy)
+    train = X.copy()
+    train[:, 10] = 0
+    est = PoissonNMF(3, simplex=simplex, max_iter=100, random_state=0).fit(train)
+    new = X.copy()
+    new[:, 10] = 5
+    load = est.transform(new)
+    assert np.all(np.isfinite(load)) and np.all(load >= 0)
+    if simplex:
+        np.testing.assert_allclose(load.sum(1), new.sum(1), rtol=1e-9)
+    with pytest.raises(ValueError, match="channels but the model was fitted on"):
+        est.transform(new[:, :-1])

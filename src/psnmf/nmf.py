@@ -416,6 +416,43 @@ def _fit_fixed_spectra(
     )
 
 
+def solve_abundances(
+    X,
+    spectra: np.ndarray,
+    *,
+    simplex: bool = True,
+    max_iter: int = 500,
+    tol: float = 1e-6,
+) -> NMFResult:
+    """Abundances of (new) counts for fitted spectra held fixed: what ``transform`` does.
+
+    Starts from uniform abundances. A channel where every fitted spectrum is exactly zero
+    (it had no counts in the fit) cannot explain counts of new data, so the spectra get a
+    negligible floor there (1e-12 / channels) and the solve stays finite and on the simplex.
+
+    Parameters
+    ----------
+    X : array-like or sparse (n_pixels, n_channels)
+    spectra : ndarray (k, n_channels)
+        Fitted spectra.
+    simplex, max_iter, tol : as in :func:`poisson_nmf`
+    """
+    Xc = check_counts_matrix(X, "X")
+    k, ne = np.shape(spectra)
+    if Xc.shape[1] != ne:
+        raise ValueError(
+            f"X has {Xc.shape[1]} channels but the model was fitted on {ne}; transform data "
+            "with the same energy axis (and energy_range) as in fit."
+        )
+    floored = np.asarray(spectra, dtype=np.float64) + 1e-12 / ne
+    if simplex:
+        floored /= floored.sum(axis=1, keepdims=True)
+    return poisson_nmf(
+        Xc, k, simplex=simplex, A_init=np.full((Xc.shape[0], k), 1.0 / k), S_init=floored,
+        update_S=False, max_iter=max_iter, tol=tol,
+    )
+
+
 def _check_fixed_spectra_cover_counts(X: sp.csr_matrix, S: np.ndarray) -> None:
     """Refuse fixed spectra that are all zero in a channel where the data have counts.
 
@@ -521,14 +558,7 @@ class PoissonNMF(TransformerMixin, BaseEstimator):
         """Loadings of new data with the fitted spectra held fixed."""
         if not hasattr(self, "components_"):
             raise AttributeError("This PoissonNMF is not fitted yet; call fit(X) first.")
-        res = poisson_nmf(
-            X,
-            self.n_components,
-            simplex=self.simplex,
-            S_init=self.components_,
-            A_init=np.full((np.shape(X)[0], self.n_components), 1.0 / self.n_components),
-            update_S=False,
-            max_iter=self.max_iter,
-            tol=self.tol,
+        res = solve_abundances(
+            X, self.components_, simplex=self.simplex, max_iter=self.max_iter, tol=self.tol
         )
         return res.scale[:, None] * res.A

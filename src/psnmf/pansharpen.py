@@ -25,7 +25,7 @@ from psnmf._validation import (
     check_random_state,
 )
 from psnmf.binning import bin_counts, binned_shape, check_bin_factor, upsample_maps
-from psnmf.nmf import INIT_METHODS, NMFResult, poisson_nmf
+from psnmf.nmf import INIT_METHODS, NMFResult, poisson_nmf, solve_abundances
 
 STAGE2_MODES = ("fixed", "free")
 #: Weight of the uniform map mixed into the upsampled stage-1 maps that start stage 2.
@@ -269,25 +269,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
         """Loadings (pixels, k) of new counts with the fitted spectra held fixed."""
         self._check_fitted()
         counts, _, _ = _signals.as_counts(X, None, allow_line_scan=True)
-        k, ne = self.spectra_.shape
-        if counts.shape[1] != ne:
-            raise ValueError(
-                f"X has {counts.shape[1]} channels but this PSNMF was fitted on {ne}; "
-                "transform data with the same energy axis (and energy_range) as in fit."
-            )
-        # A channel where every fitted spectrum is exactly zero (no counts there in fit)
-        # cannot explain counts of new data: give the spectra a negligible floor so the
-        # fixed-spectra solve stays finite and on the simplex.
-        spectra = self.spectra_ + 1e-12 / ne
-        spectra /= spectra.sum(axis=1, keepdims=True)
-        res = poisson_nmf(
-            counts,
-            k,
-            A_init=np.full((counts.shape[0], k), 1.0 / k),
-            S_init=spectra,
-            update_S=False,
-            max_iter=self.max_iter_full,
-            tol=self.tol,
+        res = solve_abundances(
+            counts, self.spectra_, max_iter=self.max_iter_full, tol=self.tol
         )
         return res.scale[:, None] * res.A
 
