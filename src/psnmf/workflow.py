@@ -434,6 +434,21 @@ def _psnmf_predictor(model: PSNMF):
     return lambda sl: scale[sl, None] * (A[sl] @ S)
 
 
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == "auto"
+
+
+def _positive_int_or_auto(value: Any, name: str) -> int:
+    """``value`` as an int >= 1; the error names ``name`` and the 'auto' alternative."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive integer or 'auto', got {value!r}.") from None
+    if number < 1:
+        raise ValueError(f"{name} must be >= 1, got {number}.")
+    return number
+
+
 def _fit_psnmf(counts: Any, shape: tuple[int, int], b: int, k: int, seed: int | None,
                iterations: tuple[int, int]) -> PSNMF:
     return PSNMF(
@@ -784,28 +799,12 @@ def unmix(
     from psnmf import io
 
     t_start = time.perf_counter()
-    k_auto = n_components is None or (
-        isinstance(n_components, str) and n_components.strip().lower() == "auto"
-    )
-    b_auto = isinstance(bin_factor, str) and bin_factor.strip().lower() == "auto"
+    k_auto = n_components is None or _is_auto(n_components)
+    b_auto = _is_auto(bin_factor)
     if not k_auto:
-        try:
-            n_components = int(n_components)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"n_components must be a positive integer or 'auto', got {n_components!r}."
-            ) from None
-        if n_components < 1:
-            raise ValueError(f"n_components must be >= 1, got {n_components}.")
+        n_components = _positive_int_or_auto(n_components, "n_components")
     if not b_auto:
-        try:
-            bin_factor = int(bin_factor)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"bin_factor must be a positive integer or 'auto', got {bin_factor!r}."
-            ) from None
-        if bin_factor < 1:
-            raise ValueError(f"bin_factor must be >= 1, got {bin_factor}.")
+        bin_factor = _positive_int_or_auto(bin_factor, "bin_factor")
     out = io.prepare_output_dir(output_dir, overwrite) if output_dir is not None else None
     prog = Progress(progress, verbose)
     notes: list[str] = []
@@ -885,10 +884,7 @@ def _unmix_steps(
     with prog.step("heldout", "held-out deviance"):
         floor = DEVIANCE_FLOOR
         dev_raw = heldout_deviance(X2, lambda sl: X1[sl].toarray(), floor=floor)
-        half = PSNMF(
-            n_components=k, bin_factor=b, random_state=seed,
-            max_iter=iterations[0], max_iter_full=iterations[1], image_shape=shape,
-        ).fit(X1)
+        half = _fit_psnmf(X1, shape, b, k, seed, iterations)
         dev_psnmf = heldout_deviance(X2, _psnmf_predictor(half), floor=floor)
         try:
             half_signal = signal._deepcopy_with_new_data(
