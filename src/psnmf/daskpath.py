@@ -175,6 +175,12 @@ def fit_lazy(model: Any, X: Any) -> Any:
     ny, nx, ne = (int(n) for n in data.shape)
     shape = (ny, nx)
     b, k = model._check_params(shape, ne)
+    if model.smoothing not in (None, 0, 0.0):
+        raise ValueError(
+            f"smoothing={model.smoothing!r} couples neighbouring pixels and needs the whole "
+            "image in memory; use smoothing=None for lazy / Dask data, or load the data "
+            "into memory (signal.compute())."
+        )
     stage1, S, A1 = model._fit_binned(bin_lazy(data, b), k)
     binned_maps = A1.reshape(*binned_shape(shape, b), k)
 
@@ -190,6 +196,7 @@ def fit_lazy(model: Any, X: Any) -> Any:
     scale = out[..., k]
 
     n_iter_px = out[..., k + 3]
+    maps = model._smooth(None, maps, S, shape)  # smoothing is off here: sets its attributes
     return model._set_fitted(
         shape, b, stage1, S, binned_maps,
         full_spectra=S,

@@ -284,6 +284,8 @@ class PSNMFPlus(PSNMF):
         tol: float = 1e-7,
         random_state: int | None = None,
         image_shape: tuple[int, int] | None = None,
+        smoothing: float | str | None = None,
+        smoothing_penalty: str = "tv",
         vertex: bool = True,
         vertex_frac: float = 0.01,
         max_drift: float = 0.05,
@@ -291,7 +293,8 @@ class PSNMFPlus(PSNMF):
         super().__init__(
             n_components, bin_factor, init=init, stage2_spectra=stage2_spectra,
             max_iter=max_iter, max_iter_full=max_iter_full, tol=tol,
-            random_state=random_state, image_shape=image_shape,
+            random_state=random_state, image_shape=image_shape, smoothing=smoothing,
+            smoothing_penalty=smoothing_penalty,
         )
         self.vertex = vertex
         self.vertex_frac = vertex_frac

@@ -7,6 +7,10 @@
    upsampled binned maps: high-resolution maps.
 4. Fuse: stage-2 maps x stage-1 spectra x per-pixel counts = denoised cube (HR-HS).
 
+Optionally (``smoothing``, not in the paper), the maps of step 3 are spatially regularised
+by a total-variation prior whose weight is chosen by held-out deviance
+(:mod:`psnmf.spatial`).
+
 Abundances sum to one per pixel throughout (see :mod:`psnmf.nmf`).
 """
 
@@ -26,6 +30,7 @@ from psnmf._validation import (
 )
 from psnmf.binning import bin_counts, binned_shape, check_bin_factor, upsample_maps
 from psnmf.nmf import INIT_METHODS, NMFResult, poisson_nmf, solve_abundances
+from psnmf.spatial import PENALTIES, choose_smoothing, smooth_maps
 
 STAGE2_MODES = ("fixed", "free")
 #: Weight of the uniform map mixed into the upsampled stage-1 maps that start stage 2.
@@ -70,6 +75,14 @@ class PSNMF(TransformerMixin, BaseEstimator):
     image_shape : (ny, nx), optional
         Needed only when ``fit`` receives a 2-D (pixels, channels) matrix, as it does when
         used as ``algorithm=`` in HyperSpy's ``decomposition()``.
+    smoothing : float, 'auto' or None, default=None
+        Spatial regularisation of the full-resolution maps (:func:`psnmf.spatial.smooth_maps`,
+        not in the paper): ``None`` or 0 keeps the per-pixel maps; a number is the penalty
+        weight relative to the mean counts per pixel (typically 0.01-0.3); ``'auto'``
+        chooses it by held-out Poisson deviance (:func:`psnmf.spatial.choose_smoothing`).
+        Needs the whole image in memory (not for lazy / Dask input).
+    smoothing_penalty : {'tv', 'laplacian'}, default='tv'
+        Total variation (keeps phase boundaries sharp) or quadratic (Laplacian) smoothness.
 
     Attributes
     ----------
@@ -90,6 +103,11 @@ class PSNMF(TransformerMixin, BaseEstimator):
     n_iter_ : dict
         Iterations run by each stage.
     image_shape_ : (ny, nx)
+    smoothing_ : dict
+        ``{'lam': weight in counts, 'relative': weight / mean counts per pixel, ...}``
+        with, for ``'auto'``, the candidate weights and their held-out deviances.
+    unsmoothed_maps_ : ndarray (ny, nx, k) or None
+        The per-pixel maps before smoothing (``None`` without smoothing).
 
     Examples
     --------
@@ -116,6 +134,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
         tol: float = 1e-7,
         random_state: int | None = None,
         image_shape: tuple[int, int] | None = None,
+        smoothing: float | str | None = None,
+        smoothing_penalty: str = "tv",
     ) -> None:
         self.n_components = n_components
         self.bin_factor = bin_factor
@@ -126,6 +146,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
         self.image_shape = image_shape
+        self.smoothing = smoothing
+        self.smoothing_penalty = smoothing_penalty
 
     # -- fitting -----------------------------------------------------------------------
     def _check_params(self, image_shape: tuple[int, int], n_channels: int) -> tuple[int, int]:
@@ -148,6 +170,11 @@ class PSNMF(TransformerMixin, BaseEstimator):
             )
         check_positive_int(self.max_iter, "max_iter")
         check_positive_int(self.max_iter_full, "max_iter_full")
+        _smoothing_value(self.smoothing)
+        if self.smoothing_penalty not in PENALTIES:
+            raise ValueError(
+                f"smoothing_penalty={self.smoothing_penalty!r} is not one of {PENALTIES}."
+            )
         return b, k
 
     def fit(self, X: Any, y: None = None) -> PSNMF:
@@ -183,16 +210,45 @@ class PSNMF(TransformerMixin, BaseEstimator):
             tol=self.tol,
         )
         ny, nx = shape
+        maps = self._smooth(counts, stage2.A, S1, shape)
         return self._set_fitted(
             shape, b, stage1, S1, A1,
             full_spectra=stage2.S,
-            maps=stage2.A.reshape(ny, nx, k),
+            maps=maps.reshape(ny, nx, k),
             scale=stage2.scale.reshape(ny, nx),
             full_loss=stage2.loss,
             full_n_iter=stage2.n_iter,
             full_converged=stage2.converged,
             signal=signal,
         )
+
+    def _smooth(self, counts: Any, maps: np.ndarray, spectra: np.ndarray,
+                shape: tuple[int, int]) -> np.ndarray:
+        """Spatial regularisation of the full-resolution maps (``smoothing``)."""
+        value = _smoothing_value(self.smoothing)
+        k = spectra.shape[0]
+        self.unsmoothed_maps_ = None
+        self.smoothing_ = {"lam": 0.0, "relative": 0.0, "penalty": None}
+        if value == 0.0:
+            return maps
+        self.unsmoothed_maps_ = maps.reshape(*shape, k).copy()
+        cpp = float(counts.sum()) / counts.shape[0]
+        if value == "auto":
+            choice = choose_smoothing(
+                counts, spectra, shape, penalty=self.smoothing_penalty,
+                random_state=_split_seed(self.random_state),
+            )
+            self.smoothing_ = choice.to_dict()
+            lam = choice.lam
+        else:
+            lam = float(value) * cpp
+            self.smoothing_ = {"lam": lam, "relative": float(value),
+                               "penalty": self.smoothing_penalty}
+        if lam == 0.0:
+            return maps
+        res = smooth_maps(counts, maps, spectra, shape, lam, penalty=self.smoothing_penalty)
+        self.smoothing_["n_iter"] = res.n_iter
+        return res.maps
 
     def _fit_binned(self, binned: Any, k: int) -> tuple[NMFResult, np.ndarray, np.ndarray]:
         """Stage 1 on the binned counts, then :meth:`_refine_stage1`.
@@ -321,6 +377,35 @@ class PSNMF(TransformerMixin, BaseEstimator):
         if self._signal is not None:
             return _signals.maps_signal(self.maps_, self._signal)
         return self.maps_
+
+
+def _smoothing_value(value: Any) -> float | str:
+    """``smoothing`` as a float >= 0 or ``'auto'``; a clear error otherwise."""
+    if value is None:
+        return 0.0
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return "auto"
+        raise ValueError(
+            f"smoothing must be None, a number >= 0 or 'auto', got {value!r}."
+        )
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"smoothing must be None, a number >= 0 or 'auto', got {value!r}."
+        ) from None
+    if not np.isfinite(number) or number < 0:
+        raise ValueError(
+            f"smoothing must be >= 0 (a weight relative to the counts per pixel, typically "
+            f"0.01-0.3) or 'auto', got {value!r}."
+        )
+    return number
+
+
+def _split_seed(random_state: Any) -> int:
+    """Seed of the count split of ``smoothing='auto'`` (fixed when no seed is given)."""
+    return int(random_state) if isinstance(random_state, int | np.integer) else 0
 
 
 def _max_bin_for(image_shape: tuple[int, int], k: int) -> int:
