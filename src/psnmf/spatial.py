@@ -17,20 +17,23 @@ sharp) or ``phi(r) = r^2 / 2`` (``penalty='laplacian'``: the quadratic smoothnes
 espm's smooth NMF). The count scale of a pixel stays its total counts, so the fused cube
 keeps every pixel's counts.
 
-Algorithm: majorise-minimise, each step decreasing the objective.
+Algorithm: block-coordinate majorise-minimise, each step decreasing the objective. The
+pixels are split like a checkerboard; pixels of one colour share no neighbour pair, so all
+of them are updated at once with their neighbours (the other colour) held fixed. For one
+pixel, with its neighbours ``a_j`` fixed:
 
-* the data term by the EM surrogate ``-sum_k e_ik log a_ik`` (``e`` the expected counts of
-  each phase in the pixel under the current maps);
-* ``phi`` by its quadratic majoriser at the current differences (``phi'(r)/r`` weights:
-  iteratively reweighted least squares for TV, constant weights for the Laplacian);
-* each squared difference by De Pierro's separable bound
-  ``(a - b)^2 <= (2a - a' - b')^2 / 2 + (2b - a' - b')^2 / 2``.
+* the likelihood is majorised by the EM surrogate ``-sum_k e_k log a_k`` (``e_k`` the
+  expected counts of phase ``k`` in the pixel under its current abundances);
+* ``phi`` by its quadratic majoriser at the current differences, weights
+  ``w_j = phi'(r_j) / r_j`` (iteratively reweighted least squares for TV, ``w = 1`` for
+  the Laplacian).
 
-The surrogate then separates over pixels and components; per pixel it is
-``sum_k [-e_k log a_k + alpha a_k^2 - beta_k a_k]`` on the simplex, solved exactly: each
-``a_k`` is the positive root of a quadratic in the simplex multiplier ``mu``, and ``mu``
-is found by a safeguarded Newton search (``sum_k a_k(mu) = 1``). With ``lam = 0`` this is
-exactly the EM update of the unregularised stage.
+The surrogate ``sum_k [-e_k log a_k + alpha a_k^2 - beta_k a_k]`` (``alpha = lam/2 sum_j
+w_j``, ``beta_k = lam sum_j w_j a_jk``) is minimised exactly on the simplex: each ``a_k``
+is the positive root of a quadratic in the simplex multiplier ``mu``, and ``mu`` is found
+by a safeguarded Newton search (``sum_k a_k(mu) = 1``). A pixel takes a few such steps while
+its counts are in cache. With ``lam = 0`` this is exactly the EM update of the
+unregularised stage.
 
 Why hand-written: no library solves a Poisson likelihood with a simplex constraint and a
 TV penalty (scikit-image's TV denoisers are for Gaussian noise on a single image, espm's
@@ -292,9 +295,9 @@ def smooth_maps(
     penalty: str = "tv",
     eps: float = TV_EPS,
     max_iter: int = 1000,
-    tol: float = 1e-7,
+    tol: float = 1e-6,
     check_every: int = 10,
-    inner: int = 5,
+    inner: int = 2,
 ) -> SmoothResult:
     """Spatially regularised abundance maps for fixed spectra (see the module docstring).
 

@@ -1,0 +1,137 @@
+"""Spatially regularised maps (psnmf.spatial) and PSNMF(smoothing=...)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import make_toy
+
+from psnmf import PSNMF
+from psnmf.metrics import map_mse
+from psnmf.nmf import solve_abundances
+from psnmf.spatial import choose_smoothing, smooth_maps, smoothing_objective
+
+
+@pytest.fixture(scope="module")
+def low():
+    """The three-phase toy at 12 counts per pixel: per-pixel maps are very noisy."""
+    t = make_toy(ny=48, nx=48, ne=200, counts=12.0, seed=3)
+    X = sp.csr_matrix(t.counts.reshape(-1, t.counts.shape[-1]).astype(np.float64))
+    per_pixel = solve_abundances(X, t.spectra, max_iter=2000, tol=1e-9).A
+    return t, X, per_pixel
+
+
+def _mse(maps, truth):
+    return np.mean([map_mse(maps[..., i], truth[..., i]) for i in range(truth.shape[-1])])
+
+
+def test_zero_weight_is_the_per_pixel_em(low):
+    """lam = 0: one sweep is exactly one EM update of every pixel, and the fixed point is
+    the per-pixel maximum-likelihood estimate."""
+    t, X, per_pixel = low
+    rng = np.random.default_rng(0)
+    A0 = rng.dirichlet(np.ones(3), size=X.shape[0])
+    one = smooth_maps(X, A0, t.spectra, (48, 48), 0.0, max_iter=1, inner=1).maps
+    model = np.maximum(A0 @ t.spectra, 1e-300)
+    ratio = X.multiply(1.0 / model).tocsr()
+    em = A0 * (ratio @ t.spectra.T) / np.asarray(X.sum(axis=1))
+    np.testing.assert_allclose(one, em, rtol=1e-10, atol=1e-14)
+    r = smooth_maps(X, A0, t.spectra, (48, 48), 0.0, tol=1e-10, max_iter=3000)
+    obj = smoothing_objective(X, r.maps, t.spectra, (48, 48), 0.0)
+    best = smoothing_objective(X, per_pixel, t.spectra, (48, 48), 0.0)
+    assert abs(obj - best) <= 1e-6 * abs(best)
+    assert np.abs(r.maps - per_pixel).max() < 0.02
+
+
+@pytest.mark.parametrize("penalty", ["tv", "laplacian"])
+def test_objective_decreases_and_maps_stay_on_the_simplex(low, penalty):
+    t, X, per_pixel = low
+    lam = 0.3 * 12
+    r = smooth_maps(X, per_pixel, t.spectra, (48, 48), lam, penalty=penalty, check_every=1,
+                    max_iter=60, tol=0)
+    obj = r.objective
+    assert obj.size > 10
+    assert np.all(np.diff(obj) <= 1e-9 * np.abs(obj[1:]))
+    assert obj[-1] < smoothing_objective(X, per_pixel, t.spectra, (48, 48), lam,
+                                         penalty=penalty)
+    assert r.maps.min() >= 0
+    np.testing.assert_allclose(r.maps.sum(axis=1), 1.0, atol=1e-10)
+
+
+def test_smoothing_beats_the_per_pixel_oracle(low):
+    """With the true spectra, the per-pixel maps are the per-pixel oracle; the TV maps at
+    the weight chosen from the counts alone are several times closer to the true maps."""
+    t, X, per_pixel = low
+    choice = choose_smoothing(X, t.spectra, (48, 48), random_state=0)
+    assert choice.lam > 0
+    assert np.argmin(choice.deviance) == choice.grid.index(choice.lam)
+    r = smooth_maps(X, per_pixel, t.spectra, (48, 48), choice.lam)
+    before = _mse(per_pixel.reshape(t.maps.shape), t.maps)
+    after = _mse(r.maps.reshape(t.maps.shape), t.maps)
+    assert after < 0.4 * before, (before, after)
+
+
+def test_no_spatial_structure_means_no_smoothing():
+    """Abundances drawn independently per pixel: held-out deviance must not ask for a
+    spatial prior (the smallest weights win)."""
+    rng = np.random.default_rng(1)
+    t = make_toy(ny=40, nx=40, ne=200, counts=60.0, seed=1)
+    maps = rng.dirichlet(np.full(3, 0.5), size=40 * 40)
+    X = sp.csr_matrix(rng.poisson(60.0 * maps @ t.spectra).astype(np.float64))
+    choice = choose_smoothing(X, t.spectra, (40, 40), random_state=0)
+    assert choice.relative <= 0.01, choice
+
+
+def test_choice_uses_a_central_window_of_large_images(low):
+    t, X, _ = low
+    small = choose_smoothing(X, t.spectra, (48, 48), random_state=0, max_pixels=24 * 24)
+    assert small.lam > 0 and len(small.deviance) >= 2
+
+
+def test_psnmf_smoothing_auto_improves_maps_and_keeps_invariants(low):
+    t, X, _ = low
+    plain = PSNMF(3, 4, random_state=0).fit(t.counts)
+    smooth = PSNMF(3, 4, random_state=0, smoothing="auto").fit(t.counts)
+    np.testing.assert_array_equal(smooth.spectra_, plain.spectra_)
+    np.testing.assert_array_equal(smooth.unsmoothed_maps_, plain.maps_)
+    assert smooth.smoothing_["relative"] > 0 and len(smooth.smoothing_["deviance"]) >= 2
+    np.testing.assert_allclose(smooth.maps_.sum(-1), 1.0, atol=1e-10)
+    cube = smooth.reconstruct()
+    np.testing.assert_allclose(cube.sum(-1), t.counts.sum(-1), rtol=1e-9)
+    from psnmf.improve import score
+
+    class DS:
+        spectra, maps = t.spectra, t.maps
+
+    assert score(smooth.spectra_, smooth.maps_, DS)["mse"].mean() < 0.5 * score(
+        plain.spectra_, plain.maps_, DS)["mse"].mean()
+    fixed = PSNMF(3, 4, random_state=0, smoothing=smooth.smoothing_["relative"]).fit(t.counts)
+    np.testing.assert_allclose(fixed.maps_, smooth.maps_, atol=1e-12)
+    assert plain.smoothing_["lam"] == 0 and plain.unsmoothed_maps_ is None
+
+
+@pytest.mark.parametrize("value", [-0.1, "often", float("nan"), [0.1]])
+def test_bad_smoothing_is_refused(low, value):
+    t, _, _ = low
+    with pytest.raises(ValueError, match="smoothing"):
+        PSNMF(3, 4, smoothing=value).fit(t.counts)
+
+
+def test_bad_penalty_and_weight_are_refused(low):
+    t, X, per_pixel = low
+    with pytest.raises(ValueError, match="smoothing_penalty"):
+        PSNMF(3, 4, smoothing=0.1, smoothing_penalty="l1").fit(t.counts)
+    with pytest.raises(ValueError, match="penalty"):
+        smooth_maps(X, per_pixel, t.spectra, (48, 48), 1.0, penalty="huber")
+    with pytest.raises(ValueError, match="lam"):
+        smooth_maps(X, per_pixel, t.spectra, (48, 48), -1.0)
+    with pytest.raises(ValueError, match="48 x 48"):
+        smooth_maps(X, per_pixel[:10], t.spectra, (48, 48), 1.0)
+
+
+def test_lazy_input_with_smoothing_is_refused(low):
+    da = pytest.importorskip("dask.array")
+    t, _, _ = low
+    with pytest.raises(ValueError, match="smoothing=None"):
+        PSNMF(3, 4, smoothing="auto").fit(da.from_array(t.counts, chunks=(16, 48, 200)))
