@@ -2,55 +2,89 @@
 
 For several noise seeds of a simulated sample: fit PSNMFPlus, bootstrap the binned stage
 (:func:`psnmf.uncertainty.bootstrap`), quantify every replicate, and count how often the
-true composition (elements >= 0.5 at.%) falls inside the nominal 95% interval.
+true composition (elements >= 0.5 at.%) falls inside the nominal 95% interval, for each
+interval method; also the median interval half-width (at.%) and the CPU seconds per
+bootstrap.
 
 Usage::
 
-    python benchmarks/coverage.py                      # mantle, both SNR, 8 seeds, 60 x 60
-    python benchmarks/coverage.py --samples mantle,eutectic --seeds 4 --size 90
+    python benchmarks/coverage.py                      # mantle + eutectic, both SNR, 8 seeds
+    python benchmarks/coverage.py --refit warm,cold    # the former scheme next to the new one
+    python benchmarks/coverage.py --samples mantle --seeds 4 --size 90
+
+Runs one process; set NUMBA_NUM_THREADS / OMP_NUM_THREADS to share a machine. The cold
+bootstrap costs a full stage-1 fit per replicate: about 8 s per bootstrap (20 replicates)
+at the 'low' preset and 30-55 s at 'medium' on a 60 x 60 image, one core.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
+
+import numpy as np
 
 from psnmf.improve import PSNMFPlus, score
 from psnmf.simulate import sample_dataset
-from psnmf.uncertainty import bootstrap, coverage
+from psnmf.uncertainty import INTERVAL_METHODS, bootstrap, composition_intervals
 
 
-def run(sample: str, snr: str, n_seeds: int, size: int, n_boot: int, b: int) -> dict:
-    tot = {"basic": [0, 0], "percentile": [0, 0]}
+def run(sample: str, snr: str, n_seeds: int, size: int, n_boot: int, b: int,
+        refit: str, level: float = 0.95, min_percent: float = 0.5) -> dict:
+    """Coverage counts, half-widths and timings over ``n_seeds`` noise seeds."""
+    tot = {m: [0, 0] for m in INTERVAL_METHODS}
+    half = {m: [] for m in INTERVAL_METHODS}
+    seconds = []
     for seed in range(n_seeds):
         ds = sample_dataset(sample, snr=snr, seed=100 + seed, shape=(size, size))
         k = ds.maps.shape[-1]
         m = PSNMFPlus(k, b, random_state=0).fit(ds.counts)
         order = score(m.spectra_, m.maps_, ds)["order"]
+        t0 = time.process_time()  # CPU seconds: robust to a shared machine
         res = bootstrap(m, ds.counts, n_boot=n_boot, elements=list(ds.elements),
-                        edx_model=ds.model, random_state=seed)
-        truth = [ds.compositions[p] for p in ds.phase_names]
-        for meth in tot:
-            i, n = coverage(res, truth, order, method=meth)
-            tot[meth][0] += i
-            tot[meth][1] += n
-    return tot
+                        edx_model=ds.model, random_state=seed, refit=refit)
+        seconds.append(time.process_time() - t0)
+        for meth in INTERVAL_METHODS:
+            iv = composition_intervals(res, level, meth)
+            for i, phase in enumerate(ds.phase_names):
+                for el, val in ds.compositions[phase].items():
+                    if val < min_percent:
+                        continue
+                    lo, hi, _ = iv[int(order[i])][el]
+                    tot[meth][0] += int(lo <= val <= hi)
+                    tot[meth][1] += 1
+                    half[meth].append((hi - lo) / 2)
+    return {"coverage": tot, "half_width": {m: float(np.median(v)) for m, v in half.items()},
+            "seconds": float(np.mean(seconds))}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--samples", default="mantle")
+    p.add_argument("--samples", default="mantle,eutectic")
     p.add_argument("--snr", default="medium,low")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--size", type=int, default=60)
     p.add_argument("--boot", type=int, default=20)
     p.add_argument("--bin", type=int, default=4)
+    p.add_argument("--refit", default="cold", help="cold, warm or both: warm,cold")
     a = p.parse_args(argv)
-    print(f"{'sample':9s} {'snr':6s} {'basic 95%':>16s} {'percentile 95%':>16s}")
-    for sample in a.samples.split(","):
-        for snr in a.snr.split(","):
-            t = run(sample, snr, a.seeds, a.size, a.boot, a.bin)
-            cells = [f"{v[0]:3d}/{v[1]:3d} {v[0] / max(v[1], 1):5.1%}" for v in t.values()]
-            print(f"{sample:9s} {snr:6s} {cells[0]:>16s} {cells[1]:>16s}", flush=True)
+    cells = "".join(f" {m + ' 95%':>17s} {'hw':>5s}" for m in INTERVAL_METHODS)
+    print(f"{'refit':5s} {'sample':9s} {'snr':6s}{cells} {'s/boot':>7s}")
+    pooled = {}
+    for refit in a.refit.split(","):
+        pooled[refit] = {m: [0, 0] for m in INTERVAL_METHODS}
+        for sample in a.samples.split(","):
+            for snr in a.snr.split(","):
+                r = run(sample, snr, a.seeds, a.size, a.boot, a.bin, refit)
+                row = ""
+                for meth, (i, n) in r["coverage"].items():
+                    pooled[refit][meth][0] += i
+                    pooled[refit][meth][1] += n
+                    row += f" {i:4d}/{n:4d} {i / max(n, 1):6.1%} {r['half_width'][meth]:5.2f}"
+                print(f"{refit:5s} {sample:9s} {snr:6s}{row} {r['seconds']:7.1f}", flush=True)
+        row = "".join(f" {i:4d}/{n:4d} {i / max(n, 1):6.1%} {'':5s}"
+                      for i, n in pooled[refit].values())
+        print(f"{refit:5s} {'pooled':9s} {'':6s}{row}", flush=True)
     return 0
 
 

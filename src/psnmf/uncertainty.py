@@ -1,28 +1,89 @@
 """Error bars on PSNMF spectra and compositions by parametric bootstrap (issue 7).
 
 The fitted binned-stage model ``M = n A S`` is taken as the truth, new binned counts are
-drawn from ``Poisson(M)``, and the binned stage is refitted from the fitted factors (warm
-start, same component order, so no matching is needed). The spread of the refitted
-spectra - and of their Cliff-Lorimer compositions - gives the error bars. Only the binned
-stage is resampled (it alone determines the spectra), which keeps a replicate cheap.
+drawn from ``Poisson(M)``, and the binned stage is refitted. Only the binned stage is
+resampled (it alone determines the spectra), which keeps a replicate cheap.
 
-Intervals are *basic* bootstrap intervals ``[2 t - q_hi, 2 t - q_lo]`` by default: the
-refits share the estimator's bias (NMF's drift towards a wider simplex), and the basic
-interval removes it to first order; ``'percentile'`` gives ``[q_lo, q_hi]``.
+Refits (``refit=``)
+-------------------
+``'cold'`` (default)
+    Every replicate runs the estimator's own stage 1 from scratch - its initialisation,
+    iteration settings and its stage-1 refinement (the vertex correction of
+    :class:`psnmf.improve.PSNMFPlus`) - and its components are matched to the fitted ones
+    (:func:`psnmf.metrics.match_components`). This explores NMF's flat directions as the
+    estimator does.
+``'warm'``
+    The former scheme: a short refit started from the fitted factors, the vertex
+    correction replayed. Cheaper, but the replicates stay next to the estimate: the spread
+    and above all the bias of the estimator are underestimated.
+
+Where the bias comes from, and the selection-debiased spectra
+-------------------------------------------------------------
+The binned-stage spectra of PSNMFPlus are the mean (fitted-model) spectra of the purest
+binned pixels of each component. The pixels are *selected* on the same counts that are
+then averaged: pixels whose noise happens to point away from the other phases are picked
+(a winner's curse), so the estimate overshoots - for example the 1 at.% of Ca and Fe in
+bridgmanite or the Cu of the Al2Cu lamellae come out 0.3-1.7 at.% off, 3-10 bootstrap
+standard deviations (see benchmarks/coverage.py). Noise-free data give no error, so the
+bias is caused by the noise, and a bootstrap from the fitted model reproduces only a
+fraction of it (its "true" abundances already carry one draw of the noise).
+
+:func:`debiased_spectra` removes the selection by *data fission* (Poisson thinning,
+Leiner, Duan, Wasserman & Ramdas, JASA 2023): the binned counts are split into two
+independent Poisson halves ``X1 ~ Binomial(X, 1/2)``, ``X2 = X - X1``; the purest pixels
+are selected on one half and their abundances are averaged on the other (and vice versa,
+over ``n_splits`` random splits). The selected pixels' noise in the averaged half is then
+independent of the selection.
+
+Intervals (``method=``)
+-----------------------
+``'bias'`` (default)
+    Bias-aware: the smallest interval that contains the normal intervals
+    ``c +- z sd`` of three estimates ``c`` of the composition: the estimate itself, the
+    bootstrap bias-corrected estimate ``2 t - mean(replicates)``, and the
+    selection-debiased estimate (:func:`debiased_spectra`, with the spread of its own
+    bootstrap replicates). It covers the truth whenever one of the three is about
+    unbiased, always contains the estimate, and reduces to ``t +- z sd`` when the bias
+    corrections agree with the estimate.
+``'basic'``
+    ``[2 t - q_hi, 2 t - q_lo]`` (the former default): removes the bootstrap's estimate of
+    the bias to first order.
+``'percentile'``
+    ``[q_lo, q_hi]``.
+
+Counting noise of the quantification itself (:func:`psnmf.quantify.quantify_spectra`
+reports it when given ``total_counts``) is not added: the replicates are quantified, so
+the counting noise of the spectra is already in their spread.
 """
 
 from __future__ import annotations
 
+import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.stats import norm
 
 from psnmf.binning import bin_counts
 from psnmf.improve import vertex_abundances
-from psnmf.nmf import poisson_nmf
+from psnmf.metrics import match_components
+from psnmf.nmf import poisson_nmf, solve_abundances
 
-__all__ = ["BootstrapResult", "bootstrap", "composition_intervals", "coverage"]
+__all__ = [
+    "BootstrapResult",
+    "bootstrap",
+    "composition_intervals",
+    "coverage",
+    "debiased_spectra",
+    "INTERVAL_METHODS",
+    "REFIT_MODES",
+]
+
+INTERVAL_METHODS = ("bias", "basic", "percentile")
+REFIT_MODES = ("cold", "warm")
 
 
 @dataclass
@@ -34,13 +95,22 @@ class BootstrapResult:
     spectra : ndarray (k, channels)
         The fitted spectra.
     replicates : ndarray (n_boot, k, channels)
-        Refitted spectra.
+        Refitted spectra (in the order of ``spectra``).
     spectra_std : ndarray (k, channels)
         Standard deviation over replicates.
     compositions : list of dict or None
         Per component, element -> at.% of the fitted spectra.
     composition_replicates : list of list of dict or None
         Per replicate, per component.
+    elements : list of str
+    refit : str
+        ``'cold'`` or ``'warm'``.
+    debiased : ndarray (k, channels) or None
+        Selection-debiased spectra (:func:`debiased_spectra`); ``None`` for estimators
+        without a vertex correction, with ``refit='warm'`` or non-integer counts.
+    debiased_replicates : ndarray (n_boot, k, channels) or None
+        The same computed on every replicate.
+    debiased_compositions, debiased_composition_replicates : as for the estimate.
     """
 
     spectra: np.ndarray
@@ -49,21 +119,63 @@ class BootstrapResult:
     compositions: list[dict[str, float]] | None = None
     composition_replicates: list[list[dict[str, float]]] | None = None
     elements: list[str] = field(default_factory=list)
+    refit: str = "warm"
+    debiased: np.ndarray | None = None
+    debiased_replicates: np.ndarray | None = None
+    debiased_compositions: list[dict[str, float]] | None = None
+    debiased_composition_replicates: list[list[dict[str, float]]] | None = None
 
-    def composition_table(self, names: list[str] | None = None, level: float = 0.95,
-                          method: str = "basic") -> str:
-        """Plain-text table: component, element, at.% +- bootstrap sd, interval."""
+    def composition_rows(
+        self, names: list[str] | None = None, level: float = 0.95, method: str = "bias"
+    ) -> list[dict[str, Any]]:
+        """One row per component and element, for reports.
+
+        Parameters
+        ----------
+        names : component names (default ``"#0"``, ``"#1"``...).
+        level, method : as in :func:`composition_intervals`.
+
+        Returns
+        -------
+        list of dict
+            Keys ``component``, ``element``, ``at_percent`` (the estimate), ``sd``
+            (bootstrap standard deviation of the estimate), ``low``, ``high`` (the
+            interval) and ``debiased`` (selection-debiased at.%, or ``None``). Print as
+            ``f"{at_percent:.2f} +- {sd:.2f} [{low:.2f}, {high:.2f}]"``.
+        """
         if self.compositions is None:
             raise ValueError("no compositions: pass elements= to bootstrap().")
+        if names is not None and len(names) != len(self.compositions):
+            raise ValueError(
+                f"names has {len(names)} entries for {len(self.compositions)} components."
+            )
         iv = composition_intervals(self, level, method)
-        lines = [f"{'component':10s} {'element':7s} {'at.%':>7s} {'+-sd':>6s}  "
-                 f"{int(level * 100)}% interval"]
+        rows = []
         for j, comp in enumerate(self.compositions):
-            name = names[j] if names else f"#{j}"
             for el in self.elements:
                 lo, hi, sd = iv[j][el]
-                lines.append(f"{name:10s} {el:7s} {comp.get(el, 0.0):7.2f} {sd:6.2f}  "
-                             f"[{lo:6.2f}, {hi:6.2f}]")
+                deb = (None if self.debiased_compositions is None
+                       else float(self.debiased_compositions[j].get(el, 0.0)))
+                rows.append({
+                    "component": names[j] if names else f"#{j}",
+                    "element": el,
+                    "at_percent": float(comp.get(el, 0.0)),
+                    "sd": sd,
+                    "low": lo,
+                    "high": hi,
+                    "debiased": deb,
+                })
+        return rows
+
+    def composition_table(self, names: list[str] | None = None, level: float = 0.95,
+                          method: str = "bias") -> str:
+        """Plain-text table: component, element, at.% +- bootstrap sd, interval."""
+        rows = self.composition_rows(names, level, method)
+        lines = [f"{'component':10s} {'element':7s} {'at.%':>7s} {'+-sd':>6s}  "
+                 f"{round(level * 100)}% interval ({method})"]
+        for r in rows:
+            lines.append(f"{r['component']:10s} {r['element']:7s} {r['at_percent']:7.2f} "
+                         f"{r['sd']:6.2f}  [{r['low']:6.2f}, {r['high']:6.2f}]")
         return "\n".join(lines)
 
 
@@ -74,16 +186,98 @@ def _quantify(spectra: np.ndarray, elements: list[str], model: Any) -> list[dict
     return [q.composition for q in quantify_spectra(spectra, elements, **opts)]
 
 
+def _is_integral(X: sp.csr_matrix) -> bool:
+    return bool(np.all(X.data == np.round(X.data)))
+
+
+def _fission_spectra(
+    binned: sp.csr_matrix,
+    nmf_spectra: np.ndarray,
+    moved: np.ndarray,
+    frac: float,
+    rng: np.random.Generator,
+    n_splits: int,
+    max_iter: int,
+) -> np.ndarray:
+    """Vertex correction with selection and averaging on independent thinned halves."""
+    k = nmf_spectra.shape[0]
+    if not np.any(moved):
+        return np.array(nmf_spectra, dtype=np.float64)
+    counts = np.rint(binned.data).astype(np.int64)
+    T = np.zeros((k, k))
+    for _ in range(n_splits):
+        half = rng.binomial(counts, 0.5)
+        halves = []
+        for d in (half, counts - half):
+            X = sp.csr_matrix((d.astype(np.float64), binned.indices, binned.indptr),
+                              shape=binned.shape)
+            halves.append(solve_abundances(X, nmf_spectra, max_iter=max_iter).A)
+        for sel, avg in (halves, halves[::-1]):
+            m = max(k + 1, int(round(frac * sel.shape[0])))  # as vertex_abundances
+            for j in range(k):
+                T[j] += avg[np.argsort(sel[:, j])[-m:]].mean(axis=0)
+    T /= T.sum(axis=1, keepdims=True)
+    T = np.where(np.asarray(moved)[:, None], T, np.eye(k))
+    return T @ nmf_spectra
+
+
+def _has_vertex_correction(model: Any) -> bool:
+    return all(hasattr(model, a) for a in ("nmf_spectra_", "vertex_moved_", "vertex_frac"))
+
+
+def _binned_counts(model: Any, counts: Any) -> sp.csr_matrix:
+    X = counts if sp.issparse(counts) else np.asarray(counts)
+    X = X.reshape(-1, X.shape[-1]) if X.ndim == 3 else X
+    return bin_counts(X, model.image_shape_, model.bin_factor_)
+
+
+def debiased_spectra(
+    model: Any, counts: Any, *, n_splits: int = 4, random_state: int | None = 0
+) -> np.ndarray:
+    """Binned-stage spectra of a fitted PSNMFPlus without the pure-pixel selection bias.
+
+    Redoes the vertex correction of :class:`psnmf.improve.PSNMFPlus` (same NMF simplex
+    ``nmf_spectra_``, same moved vertices, same fraction of pixels) with the purest pixels
+    selected on one Poisson-thinned half of the binned counts and averaged on the other
+    (see the module docstring), over ``n_splits`` random splits, both ways.
+
+    Parameters
+    ----------
+    model : fitted PSNMFPlus
+    counts : the (integer) counts it was fitted to, (ny, nx, channels) or (pixels, channels)
+    n_splits : int
+        Random splits (each used both ways).
+    random_state : int
+
+    Returns
+    -------
+    ndarray (k, channels)
+        Rows on the simplex, in the order of ``model.spectra_``.
+    """
+    if not _has_vertex_correction(model):
+        raise ValueError("debiased_spectra needs a fitted PSNMFPlus (vertex correction).")
+    if int(n_splits) < 1:
+        raise ValueError(f"n_splits must be >= 1, got {n_splits!r}.")
+    binned = _binned_counts(model, counts)
+    if not _is_integral(binned):
+        raise ValueError("debiased_spectra needs integer counts (Poisson thinning).")
+    return _fission_spectra(binned, model.nmf_spectra_, model.vertex_moved_,
+                            model.vertex_frac, np.random.default_rng(random_state),
+                            int(n_splits), model.max_iter)
+
+
 def bootstrap(
     model: Any,
     counts: Any,
     *,
     n_boot: int = 30,
-    max_iter: int = 300,
-    tol: float = 1e-6,
+    max_iter: int | None = None,
+    tol: float | None = None,
     elements: list[str] | None = None,
     edx_model: Any = None,
     random_state: int | None = 0,
+    refit: str = "cold",
+    n_splits: int = 4,
 ) -> BootstrapResult:
     """Parametric bootstrap of a fitted :class:`psnmf.PSNMF` (or ``PSNMFPlus``).
 
@@ -94,63 +288,133 @@ def bootstrap(
     counts : the counts it was fitted to, (ny, nx, channels) or (pixels, channels)
     n_boot : int
         Replicates.
-    max_iter, tol : refit settings of the binned stage (warm start).
+    max_iter, tol : refit settings of the binned stage. Default: the estimator's own
+        (``refit='cold'``) or 300 and 1e-6 (``refit='warm'``).
     elements : list of str, optional
         Quantify every replicate (Cliff-Lorimer) for composition error bars.
     edx_model : EDXModel, optional
         Passed to :func:`psnmf.quantify.quantify_spectra` as ``model``.
     random_state : int
+    refit : {'cold', 'warm'}
+        See the module docstring. ``'cold'`` costs a full stage-1 fit per replicate
+        (about 0.3-2.5 s on a 15 x 15 binned image) but is the one that is calibrated.
+    n_splits : int
+        Data-fission splits for the selection-debiased spectra (PSNMFPlus, cold only).
 
     Returns
     -------
     BootstrapResult
     """
+    if refit not in REFIT_MODES:
+        raise ValueError(f"refit must be one of {REFIT_MODES}, got {refit!r}.")
+    if int(n_boot) < 2:
+        raise ValueError(f"n_boot must be >= 2, got {n_boot!r}.")
+    if int(n_splits) < 1:
+        raise ValueError(f"n_splits must be >= 1, got {n_splits!r}.")
     rng = np.random.default_rng(random_state)
-    X = np.asarray(counts)
-    X = X.reshape(-1, X.shape[-1]) if X.ndim == 3 else X
-    binned = bin_counts(X, model.image_shape_, model.bin_factor_)
+    binned = _binned_counts(model, counts)
     n = np.asarray(binned.sum(axis=1)).ravel()
     k = model.spectra_.shape[0]
     A = model.binned_maps_.reshape(-1, k)
     S = model.spectra_
     mean = n[:, None] * (A @ S)
     reps = np.empty((n_boot, *S.shape))
-    moved = getattr(model, "vertex_moved_", None)
-    for r in range(n_boot):
-        Xr = rng.poisson(mean).astype(np.float64)
-        fit = poisson_nmf(Xr, k, A_init=A, S_init=S, max_iter=max_iter, tol=tol)
-        reps[r] = fit.S
-        if moved is not None and moved.any():  # replay the vertex correction of PSNMFPlus
-            T = vertex_abundances(fit.A, model.vertex_frac)
-            reps[r] = np.where(moved[:, None], T, np.eye(k)) @ fit.S
+    debias = refit == "cold" and _has_vertex_correction(model)
+    if debias and not _is_integral(binned):
+        warnings.warn("counts are not integers: no selection-debiased spectra (Poisson "
+                      "thinning needs counts).", stacklevel=2)
+        debias = False
+    deb_reps = np.empty_like(reps) if debias else None
+    if refit == "warm":
+        moved = getattr(model, "vertex_moved_", None)
+        for r in range(n_boot):
+            Xr = rng.poisson(mean).astype(np.float64)
+            fit = poisson_nmf(Xr, k, A_init=A, S_init=S, max_iter=max_iter or 300,
+                              tol=1e-6 if tol is None else tol)
+            reps[r] = fit.S
+            if moved is not None and moved.any():  # replay the vertex correction
+                T = vertex_abundances(fit.A, model.vertex_frac)
+                reps[r] = np.where(moved[:, None], T, np.eye(k)) @ fit.S
+    else:
+        for r in range(n_boot):
+            Xr = sp.csr_matrix(rng.poisson(mean).astype(np.float64))
+            rep = copy.copy(model)  # the estimator's stage 1 and refinement, cold
+            rep.random_state = int(rng.integers(2**31 - 1))
+            if max_iter is not None:
+                rep.max_iter = max_iter
+            if tol is not None:
+                rep.tol = tol
+            _, Sr, _ = rep._fit_binned(Xr, k)
+            order = match_components(Sr, S)
+            reps[r] = Sr[order]
+            if deb_reps is not None:
+                deb_reps[r] = _fission_spectra(
+                    Xr, rep.nmf_spectra_, rep.vertex_moved_, rep.vertex_frac, rng,
+                    int(n_splits), rep.max_iter)[order]
     out = BootstrapResult(spectra=S, replicates=reps, spectra_std=reps.std(axis=0),
-                          elements=list(elements or []))
+                          elements=list(elements or []), refit=refit)
+    if debias:
+        out.debiased = _fission_spectra(binned, model.nmf_spectra_, model.vertex_moved_,
+                                        model.vertex_frac, rng, int(n_splits), model.max_iter)
+        out.debiased_replicates = deb_reps
     if elements:
-        out.compositions = _quantify(S, list(elements), edx_model)
-        out.composition_replicates = [_quantify(rep, list(elements), edx_model)
-                                      for rep in reps]
+        els = list(elements)
+        out.compositions = _quantify(S, els, edx_model)
+        out.composition_replicates = [_quantify(rep, els, edx_model) for rep in reps]
+        if debias:
+            out.debiased_compositions = _quantify(out.debiased, els, edx_model)
+            out.debiased_composition_replicates = [_quantify(rep, els, edx_model)
+                                                   for rep in deb_reps]
     return out
 
 
 def composition_intervals(
-    res: BootstrapResult, level: float = 0.95, method: str = "basic"
+    res: BootstrapResult, level: float = 0.95, method: str = "bias"
 ) -> list[dict[str, tuple[float, float, float]]]:
-    """Per component, element -> (low, high, sd) at.% from the bootstrap replicates."""
+    """Per component, element -> (low, high, sd) at.% from the bootstrap replicates.
+
+    Parameters
+    ----------
+    res : BootstrapResult with compositions
+    level : float in (0, 1)
+    method : {'bias', 'basic', 'percentile'}
+        See the module docstring. ``'bias'`` (the default since the cold bootstrap; it was
+        ``'basic'``) is the calibrated one.
+
+    Returns
+    -------
+    list of dict
+        ``sd`` is the bootstrap standard deviation of the estimate.
+    """
     if res.compositions is None or res.composition_replicates is None:
         raise ValueError("no compositions: pass elements= to bootstrap().")
-    if method not in ("basic", "percentile"):
-        raise ValueError(f"method must be 'basic' or 'percentile', got {method!r}.")
+    if method not in INTERVAL_METHODS:
+        raise ValueError(f"method must be one of {INTERVAL_METHODS}, got {method!r}.")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}.")
     a = (1.0 - level) / 2.0
+    z = float(norm.ppf(1.0 - a))
+    deb = res.debiased_compositions
+    deb_reps = res.debiased_composition_replicates
     out = []
     for j, comp in enumerate(res.compositions):
         d = {}
         for el in res.elements:
             v = np.array([rep[j].get(el, 0.0) for rep in res.composition_replicates])
-            lo, hi = np.quantile(v, [a, 1.0 - a])
             t = comp.get(el, 0.0)
-            if method == "basic":
-                lo, hi = 2 * t - hi, 2 * t - lo
-            d[el] = (float(lo), float(hi), float(v.std()))
+            sd = float(v.std(ddof=1))
+            if method == "bias":
+                centres = [(t, sd), (2 * t - v.mean(), sd)]
+                if deb is not None and deb_reps is not None:
+                    vd = np.array([rep[j].get(el, 0.0) for rep in deb_reps])
+                    centres.append((deb[j].get(el, 0.0), float(vd.std(ddof=1))))
+                lo = min(c - z * s for c, s in centres)
+                hi = max(c + z * s for c, s in centres)
+            else:
+                lo, hi = np.quantile(v, [a, 1.0 - a])
+                if method == "basic":
+                    lo, hi = 2 * t - hi, 2 * t - lo
+            d[el] = (float(lo), float(hi), sd)
         out.append(d)
     return out
 
@@ -161,7 +425,7 @@ def coverage(
     order: np.ndarray,
     *,
     level: float = 0.95,
-    method: str = "basic",
+    method: str = "bias",
     min_percent: float = 0.5,
 ) -> tuple[int, int]:
     """How many true compositions fall inside their interval.
@@ -170,6 +434,7 @@ def coverage(
     ----------
     truth : per true phase, element -> at.%
     order : fitted component index per true phase
+    level, method : as in :func:`composition_intervals`
     min_percent : only elements with at least this true at.% are counted (absent
         elements sit at the 0 boundary, where intervals are not meaningful).
 
