@@ -63,6 +63,7 @@ __all__ = [
     "cliff_lorimer",
     "quantify",
     "quantify_spectra",
+    "model_for_signal",
 ]
 
 
@@ -309,6 +310,28 @@ def _poisson_nnls(
     return coef, a @ coef, n_iter
 
 
+def model_for_signal(signal: Any) -> EDXModel:
+    """The forward model (line templates, k-factors) for a HyperSpy EDS signal.
+
+    Its energy axis, the beam energy and the detector resolution at Mn Ka from the
+    signal's metadata (the simulator's own model for a simulated signal), the defaults of
+    :class:`EDXModel` for what the metadata do not say.
+    """
+    ax = signal.axes_manager.signal_axes[0]
+    md = signal.metadata
+    kw: dict[str, Any] = {}
+    if md.has_item("Acquisition_instrument.TEM.beam_energy"):
+        kw["beam_energy"] = float(md.Acquisition_instrument.TEM.beam_energy)
+    if md.has_item("Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa"):
+        res = md.Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa
+        kw["fwhm_mn_ka"] = float(res) / 1e3
+    if md.has_item("Simulation.model"):
+        kw = json.loads(md.Simulation.model)
+        for key in ("e_min", "e_max", "channel_width"):
+            kw.pop(key, None)
+    return EDXModel.for_axis(float(ax.offset), float(ax.scale), int(ax.size), **kw)
+
+
 def _as_spectrum(
     spectrum: Any, model: EDXModel | None, elements: list[str] | tuple[str, ...] | None
 ) -> tuple[np.ndarray, EDXModel, list[str]]:
@@ -320,20 +343,8 @@ def _as_spectrum(
                 "quantify: give a single spectrum; sum a region first, e.g. "
                 "s.inav[0:12, 0:12].sum(s.axes_manager.navigation_axes)"
             )
-        ax = s.axes_manager.signal_axes[0]
         if model is None:
-            md = s.metadata
-            kw: dict[str, Any] = {}
-            if md.has_item("Acquisition_instrument.TEM.beam_energy"):
-                kw["beam_energy"] = float(md.Acquisition_instrument.TEM.beam_energy)
-            if md.has_item("Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa"):
-                res = md.Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa
-                kw["fwhm_mn_ka"] = float(res) / 1e3
-            if md.has_item("Simulation.model"):
-                kw = json.loads(md.Simulation.model)
-                for key in ("e_min", "e_max", "channel_width"):
-                    kw.pop(key, None)
-            model = EDXModel.for_axis(float(ax.offset), float(ax.scale), int(ax.size), **kw)
+            model = model_for_signal(s)
         if elements is None and s.metadata.has_item("Sample.elements"):
             elements = list(s.metadata.Sample.elements)
         data = np.asarray(s.data, dtype=float)
