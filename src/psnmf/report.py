@@ -44,6 +44,9 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
      "PCA scree plot (HyperSpy, Poisson-normalised SVD): explained variance ratio."),
     ("sweep_figure", "sweep.png",
      "Choice of the bin factor b and number of components k by held-out deviance."),
+    ("smoothing_figure", "smoothing.png",
+     "Choice of the total-variation weight of the maps: held-out deviance (count splitting, "
+     "central window of the image) against the weight relative to the counts per pixel."),
     ("loss_figure", "loss.png", "PSNMF loss (generalised KL) per iteration of both stages."),
 )
 
@@ -306,6 +309,31 @@ def sweep_figure(sweep: SweepResult) -> Figure:
     return fig
 
 
+def smoothing_figure(result: UnmixResult) -> Figure | None:
+    """Held-out deviance against the TV weight (``None`` when no weight was chosen)."""
+    sm = result.summary.get("smoothing") or {}
+    grid, dev = sm.get("grid") or [], sm.get("deviance") or []
+    if len(dev) < 2:
+        return None
+    cpp = result.summary["input"]["counts_per_pixel"]
+    rel = np.asarray(grid[: len(dev)], dtype=float) / max(float(cpp), 1e-300)
+    x = np.where(rel > 0, rel, rel[rel > 0].min() / 3 if np.any(rel > 0) else 1.0)
+    fig = Figure(figsize=(6, 3), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(x, dev, "o-", color="tab:red")
+    best = int(np.nanargmin(dev))
+    ax.plot(x[best], dev[best], "*", ms=14, color="tab:orange", label="chosen")
+    ax.set_xscale("log")
+    labels = ["0" if r == 0 else f"{r:g}" for r in rel]
+    ax.set_xticks(x, labels)
+    ax.minorticks_off()
+    ax.set_xlabel("TV weight / counts per pixel")
+    ax.set_ylabel("held-out deviance / count")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def save_sweep_figure(sweep: SweepResult, path: str | Path) -> Path:
     """Draw :func:`sweep_figure` and write it (PNG) atomically."""
     return io.savefig(sweep_figure(sweep), path, dpi=DPI)
@@ -321,13 +349,55 @@ def write_figures(result: UnmixResult, out: str | Path) -> dict[str, Path]:
         "element_maps_figure": element_maps_figure,
         "deviance_figure": deviance_figure,
         "scree_figure": scree_figure,
+        "smoothing_figure": smoothing_figure,
         "loss_figure": loss_figure,
     }
     paths = {}
     for key, name, _ in FIGURES:
         if key in makers:
-            paths[key] = io.savefig(makers[key](result), out / name, dpi=DPI)
+            fig = makers[key](result)
+            if fig is not None:
+                paths[key] = io.savefig(fig, out / name, dpi=DPI)
     return paths
+
+
+def _smoothing_html(result: UnmixResult, fig_html: dict[str, str]) -> list[str]:
+    sm = result.summary.get("smoothing") or {}
+    if not sm or not sm.get("penalty"):
+        return ["<h2>Spatial regularisation of the maps</h2>",
+                "<p>None: each pixel's abundances come from its own counts only.</p>"]
+    how = ("chosen by held-out deviance" if sm.get("deviance") else "given")
+    return [
+        "<h2>Spatial regularisation of the maps</h2>",
+        f"<p>The maps carry a {'total-variation' if sm['penalty'] == 'tv' else 'Laplacian'} "
+        "prior: neighbouring pixels are pulled towards the same abundances, which removes "
+        "most of the counting noise inside grains while keeping their boundaries sharp. "
+        f"Weight {_fmt(sm['relative'])} x counts per pixel ({_fmt(sm['lam'])} counts), "
+        f"{how}: the maps were fitted on half of the counts for each candidate weight and "
+        "scored on the other half. The spectra are not affected.</p>",
+        fig_html.get("smoothing_figure", ""),
+    ]
+
+
+def _composition_html(result: UnmixResult) -> list[str]:
+    comp = result.summary.get("composition")
+    if not comp:
+        return []
+    rows = comp.get("rows", [])
+    head = (f"<tr><th>component</th><th>element</th><th>at.%</th><th>&plusmn; sd</th>"
+            f"<th>{int(round(100 * comp.get('level', 0.95)))}% interval</th></tr>")
+    body = "".join(
+        f"<tr><td>{html.escape(str(r['component']))}</td><td>{html.escape(r['element'])}</td>"
+        f"<td class='num'>{r['at_percent']:.2f}</td><td class='num'>&plusmn; {r['sd']:.2f}"
+        f"</td><td class='num'>[{r['low']:.2f}, {r['high']:.2f}]</td></tr>"
+        for r in rows
+    )
+    return [
+        "<h2>Composition of the components</h2>",
+        f"<p>{html.escape(comp.get('method', ''))}</p>",
+        f"<table>{head}{body}</table>",
+        f"<p>{html.escape(comp.get('note', ''))}</p>",
+    ]
 
 
 # ---------------------------------------------------------------------------------------
@@ -448,6 +518,8 @@ def build_html(result: UnmixResult, figure_paths: dict[str, Path]) -> str:
         "<h2>Components</h2>",
         fig_html.get("spectra_figure", ""),
         fig_html.get("maps_figure", ""),
+        *_composition_html(result),
+        *_smoothing_html(result, fig_html),
         "<h2>Elemental maps: raw, PCA, PSNMF</h2>",
         fig_html.get("element_maps_figure", ""),
         "<h2>Data</h2>",
