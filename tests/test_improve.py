@@ -6,60 +6,146 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from psnmf import PSNMF
-from psnmf.improve import PSNMFPlus, oracle_limits, score, vertex_correction
+from psnmf.binning import bin_counts
+from psnmf.improve import (
+    PSNMFPlus,
+    abundance_noise,
+    binned_totals,
+    fixed_vertex_correction,
+    oracle_limits,
+    score,
+    vertex_correction,
+    vertex_replay,
+)
+from psnmf.metrics import spectral_angle
+from psnmf.nmf import solve_abundances
 from psnmf.simulate import mantle, sample_dataset
 
 
-def _wide_simplex(tail: bool = False):
-    rng = np.random.default_rng(0)
-    S_w = rng.dirichlet(np.ones(40), size=3)
+def _noisy_wide_simplex(tail: bool = False, seed: int = 0):
+    """Counts of 1000 pixels (2000 counts each) and their ML abundances in a too-wide simplex.
+
+    400 pure pixels of phase 0, 200 of phase 1, then either 100 pure pixels of phase 2 and
+    300 random mixtures, or (``tail``) phase 2 never pure: 400 mixtures with phase 0 whose
+    share of phase 2 runs continuously from 0 to 60 %.
+    """
+    rng = np.random.default_rng(seed)
+    S_w = rng.dirichlet(np.full(60, 0.5), size=3)
     T = np.array([[0.85, 0.1, 0.05], [0.05, 0.9, 0.05], [0.1, 0.05, 0.85]])
     S_true = T @ S_w
-    A_true = rng.dirichlet(np.ones(3), size=600)
-    A_true[:100] = [1, 0, 0]
-    A_true[100:200] = [0, 1, 0]
-    if tail:  # component 2 never pure: a continuous tail up to 60 %
-        A_true[:, 0] += 0.7 * A_true[:, 2]
-        A_true[:, 2] *= 0.3
-        A_true[200:220] = np.c_[1 - np.linspace(0, 0.6, 20), np.zeros(20),
-                                np.linspace(0, 0.6, 20)]
+    A_true = rng.dirichlet(np.ones(3), size=1000)
+    A_true[:400] = [1, 0, 0]
+    A_true[400:600] = [0, 1, 0]
+    if tail:
+        w = rng.uniform(0, 0.6, 400)
+        A_true[600:] = np.c_[1 - w, np.zeros(400), w]
     else:
-        A_true[200:300] = [0, 0, 1]
-    return A_true @ T, S_w, S_true, T
+        A_true[600:700] = [0, 0, 1]
+    X = rng.poisson(2000 * A_true @ S_true).astype(np.float64)
+    A = solve_abundances(sp.csr_matrix(X), S_w, max_iter=2000, tol=1e-8).A
+    return X, A, S_w, S_true, A_true
 
 
-def test_vertex_correction_recovers_pure_pixel_simplex():
-    A_w, S_w, S_true, _ = _wide_simplex()
-    S, T, moved = vertex_correction(A_w, S_w)
+def _angles(S, S_true):
+    return np.array([spectral_angle(s, t) for s, t in zip(S, S_true, strict=True)])
+
+
+def test_abundance_noise_matches_the_scatter_of_pure_pixels():
+    X, A, S_w, _, A_true = _noisy_wide_simplex()
+    n = X.sum(axis=1)
+    for j, rows in enumerate((slice(0, 400), slice(400, 600), slice(600, 700))):
+        t = A[rows].mean(axis=0)
+        model_sd = np.sqrt(abundance_noise(t, S_w)[j, j] / n[rows].mean())
+        assert A[rows, j].std() == pytest.approx(model_sd, rel=0.15)
+        np.testing.assert_allclose(abundance_noise(t, S_w).sum(axis=0), 0, atol=1e-9)
+
+
+def test_vertex_correction_finds_the_pure_clusters():
+    X, A, S_w, S_true, A_true = _noisy_wide_simplex()
+    S, T, moved, clusters = vertex_correction(A, S_w, X.sum(axis=1))
     assert moved.all()
-    np.testing.assert_allclose(S, S_true, atol=1e-12)
-    np.testing.assert_allclose(T.sum(1), 1)
+    np.testing.assert_allclose(T.sum(axis=1), 1)
+    np.testing.assert_allclose(S, T @ S_w)
+    for j, (c, n_pure) in enumerate(zip(clusters, (400, 200, 100), strict=True)):
+        assert 0.8 * n_pure <= c.size <= n_pure  # most pure pixels, as good as no mixed one
+        assert A_true[c.members, j].mean() > 0.998
+        assert 0.7 < c.dispersion < 1.3 and c.tail < 0.5
+    ang = _angles(S, S_true)
+    assert ang.max() < 0.3  # the wide simplex is off by 4-8 degrees
+    # a fixed 1 % of the pixels: noisier, and biased by the selection on the same counts
+    old = _angles(fixed_vertex_correction(A, S_w)[0], S_true)
+    assert np.all(ang < old / 3)
 
 
 def test_vertex_correction_keeps_a_never_pure_vertex():
-    A_w, S_w, _, _ = _wide_simplex(tail=True)
-    _, T, moved = vertex_correction(A_w, S_w)
-    assert moved[:2].all() and not moved[2]
+    X, A, S_w, S_true, _ = _noisy_wide_simplex(tail=True)
+    S, T, moved, clusters = vertex_correction(A, S_w, X.sum(axis=1))
+    np.testing.assert_array_equal(moved, [True, True, False])
     np.testing.assert_array_equal(T[2], [0, 0, 1])
+    assert clusters[2].dispersion > 1.5 and clusters[2].tail > 1  # a tail, not a cluster
+    assert _angles(S, S_true)[:2].max() < 0.3
+    # the former fixed-fraction test let this vertex slide into the tail
+    _, _, moved_old = fixed_vertex_correction(A, S_w)
+    assert moved_old[2]
 
 
-def test_psnmfplus_fixes_the_wide_simplex_on_lamellae():
+def test_vertex_correction_ignores_pixels_without_counts():
+    X, A, S_w, _, _ = _noisy_wide_simplex()
+    n = X.sum(axis=1)
+    n[::7] = 0  # e.g. holes in the specimen: their abundances are meaningless
+    _, _, moved, clusters = vertex_correction(A, S_w, n)
+    assert moved.all()
+    assert not any(c.members[::7].any() for c in clusters)
+
+
+@pytest.fixture(scope="module")
+def eutectic_fit():
     ds = sample_dataset("eutectic", snr="medium", seed=0, shape=(96, 96))
-    plain = score(*_fit(PSNMF, ds), ds)["angle"]
-    plus_model = PSNMFPlus(3, 4, random_state=0).fit(ds.counts)
-    plus = score(plus_model.spectra_, plus_model.maps_, ds)
+    return ds, PSNMFPlus(3, 4, random_state=0).fit(ds.counts)
+
+
+def test_psnmfplus_reaches_the_oracle_on_lamellae(eutectic_fit):
+    ds, m = eutectic_fit
+    plus = score(m.spectra_, m.maps_, ds)
+    plain = score(m.nmf_spectra_, m.maps_, ds)["angle"]  # PSNMF's stage 1 is the same
+    oracle = oracle_limits(ds).angle
     assert plain.max() > 20  # theta-Al2Cu slides to a Cu-only vertex
-    assert plus["angle"].max() < 5
-    assert plus_model.maps_.shape == (96, 96, 3)
-    np.testing.assert_allclose(plus_model.maps_.sum(-1), 1, atol=1e-6)
-    np.testing.assert_allclose(plus_model.spectra_.sum(1), 1)
+    assert m.vertex_moved_.all()
+    assert np.all(plus["angle"] <= 1.5 * oracle)  # measured 0.99, 1.04, 1.01
+    assert m.maps_.shape == (96, 96, 3)
+    np.testing.assert_allclose(m.maps_.sum(-1), 1, atol=1e-6)
+    np.testing.assert_allclose(m.spectra_.sum(1), 1)
+    np.testing.assert_allclose(m.spectra_, m.vertex_transform_ @ m.nmf_spectra_)
 
 
-def _fit(est, ds):
-    m = est(3, 4, random_state=0).fit(ds.counts)
-    return m.spectra_, m.maps_
+def test_vertex_replay_redoes_the_fitted_correction(eutectic_fit):
+    ds, m = eutectic_fit
+    X = bin_counts(ds.counts.reshape(-1, ds.counts.shape[-1]), ds.counts.shape[:2], 4)
+    _, S, A = PSNMF(3, 4, random_state=0)._fit_binned(X, 3)  # the same stage 1
+    n = np.asarray(X.sum(axis=1)).ravel()
+    np.testing.assert_allclose(binned_totals(m), n)
+    np.testing.assert_allclose(vertex_replay(A, S, m, n), m.spectra_, atol=1e-12)
+    np.testing.assert_allclose(vertex_replay(A, S, m), m.spectra_, atol=1e-12)
+    # averaging on other abundances than those that select (data fission)
+    flat = vertex_replay(A, S, m, n, average_on=np.full_like(A, 1 / 3))
+    np.testing.assert_allclose(flat, np.tile(S.mean(axis=0), (3, 1)))
+
+
+def test_psnmfplus_keeps_the_vertices_of_particles_that_are_never_pure():
+    """Catalyst: CeO2 and Pt particles always sit on the carbon film. Only the film has pure
+    pixels; the particle vertices keep PSNMF's spectra (the former test moved CeO2)."""
+    ds = sample_dataset("catalyst", snr="low", seed=0, shape=(96, 96))
+    m = PSNMFPlus(3, 4, random_state=0).fit(ds.counts)
+    plus = score(m.spectra_, m.maps_, ds)
+    plain = score(m.nmf_spectra_, m.maps_, ds)["angle"]
+    support = ds.phase_names.index("support")
+    moved = m.vertex_moved_[plus["order"]]
+    np.testing.assert_array_equal(moved, np.arange(3) == support)
+    assert plus["angle"][support] < plain[support]
+    np.testing.assert_allclose(plus["angle"][~moved], plain[~moved])
 
 
 def test_psnmfplus_without_vertex_is_psnmf():
@@ -68,6 +154,12 @@ def test_psnmfplus_without_vertex_is_psnmf():
     b = PSNMFPlus(3, 4, random_state=0, vertex=False).fit(ds.counts)
     np.testing.assert_allclose(a.spectra_, b.spectra_)
     np.testing.assert_allclose(a.maps_, b.maps_, atol=1e-10)
+    c = PSNMFPlus(3, 4, random_state=0, vertex_select="fixed").fit(ds.counts)  # the former
+    np.testing.assert_allclose(c.nmf_spectra_, a.spectra_)
+    np.testing.assert_allclose(c.spectra_, c.vertex_transform_ @ a.spectra_)
+    assert c.vertex_clusters_ is None and c.vertex_moved_.any()
+    with pytest.raises(ValueError, match="vertex_select"):
+        PSNMFPlus(3, 4, vertex_select="purest").fit(ds.counts)
 
 
 def test_oracle_limits_small():
