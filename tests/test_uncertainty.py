@@ -32,6 +32,8 @@ def test_bootstrap_shapes_and_spread(fitted):
     assert res.replicates.shape == (10, *m.spectra_.shape)
     assert res.debiased.shape == m.spectra_.shape
     assert res.debiased_replicates.shape == res.replicates.shape
+    kept = ~m.vertex_moved_  # vertices the correction did not move: nothing to debias
+    np.testing.assert_allclose(res.debiased[kept], m.spectra_[kept])
     np.testing.assert_allclose(res.replicates.sum(axis=-1), 1.0)
     assert np.all(res.spectra_std >= 0) and res.spectra_std.max() > 0
     for meth in ("bias", "basic", "percentile"):
@@ -130,13 +132,15 @@ def _errors(spectra, order, ds):
 
 
 def test_debiased_spectra_remove_the_selection_bias():
-    """The Al2Cu / alpha-Al vertices overshoot by a winner's curse (1-2 at.% at 'medium');
-    selecting on one thinned half and averaging on the other removes most of it
-    (measured over seeds 100-105: mean |error| 0.63 -> 0.25 at.%)."""
+    """With the fixed-fraction vertex correction the Al2Cu / alpha-Al vertices overshoot by a
+    winner's curse (1-2 at.% at 'medium'); selecting on one thinned half and averaging on
+    the other removes most of it (seeds 100-105: mean |error| 0.63 -> 0.25 at.%). (The
+    adaptive pure-cluster selection, the default, averages many more pixels and has little
+    such bias left: there the debiased spectra are one more estimate, not a better one.)"""
     est, deb = [], []
     for seed in (100, 101, 102):
         ds = sample_dataset("eutectic", snr="medium", seed=seed, shape=(60, 60))
-        m = PSNMFPlus(3, 4, random_state=0).fit(ds.counts)
+        m = PSNMFPlus(3, 4, random_state=0, vertex_select="fixed").fit(ds.counts)
         order = score(m.spectra_, m.maps_, ds)["order"]
         d = debiased_spectra(m, ds.counts)
         np.testing.assert_allclose(d.sum(axis=1), 1.0)
@@ -156,13 +160,13 @@ def _coverage(ds, m, res, got):
         got[meth][1] += n
 
 
-@pytest.mark.parametrize(("sample", "seeds", "minimum"), [("mantle", (101, 102), 0.75),
+@pytest.mark.parametrize(("sample", "seeds", "minimum"), [("mantle", (101, 102), 0.7),
                                                           ("eutectic", (100, 101), 0.85)])
 def test_coverage_is_calibrated(fitted, sample, seeds, minimum):
     """Nominal 95 %: the bias-aware interval covers the true compositions far more often
     than the basic one. benchmarks/coverage.py (60 x 60, 8 seeds, mantle + eutectic, both
-    SNR) measures ~95 % pooled; here, 48 x 48 'low' and 10 replicates: mantle seeds
-    100-102 44/54 vs 30/54 (basic), eutectic seeds 100-101 14/14 vs 9/14."""
+    SNR) measures 88-100 % per sample and SNR; here, 48 x 48 'low' and 10 replicates:
+    mantle seeds 100-102 42/54 vs 35/54 (basic), eutectic seeds 100-101 14/14 vs 9/14."""
     got = {"bias": [0, 0], "basic": [0, 0]}
     if sample == "mantle":  # seed 100 is the module fixture
         _coverage(*fitted, got)
