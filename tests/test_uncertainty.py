@@ -41,7 +41,7 @@ def test_bootstrap_shapes_and_spread(fitted):
         for j in range(3):
             for el in ds.elements:
                 lo, hi, sd = iv[j][el]
-                assert lo <= hi and sd >= 0
+                assert 0.0 <= lo <= hi <= 100.0 and sd >= 0
     text = res.composition_table(names=["a", "b", "c"])
     assert "95% interval (bias)" in text and "Mg" in text
 

@@ -383,7 +383,8 @@ def composition_intervals(
     Returns
     -------
     list of dict
-        ``sd`` is the bootstrap standard deviation of the estimate.
+        ``sd`` is the bootstrap standard deviation of the estimate; ``low`` and ``high``
+        are clipped to the possible range [0, 100] at.%.
     """
     if res.compositions is None or res.composition_replicates is None:
         raise ValueError("no compositions: pass elements= to bootstrap().")
@@ -413,7 +414,7 @@ def composition_intervals(
                 lo, hi = np.quantile(v, [a, 1.0 - a])
                 if method == "basic":
                     lo, hi = 2 * t - hi, 2 * t - lo
-            d[el] = (float(lo), float(hi), sd)
+            d[el] = (max(float(lo), 0.0), min(float(hi), 100.0), sd)  # at.% range
         out.append(d)
     return out
 
