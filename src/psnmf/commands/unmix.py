@@ -115,8 +115,32 @@ def register(subparsers: Any) -> None:
                    help="iteration cap of the binned stage (default 1000)")
     p.add_argument("--max-iter-full", type=int, default=None, metavar="N",
                    help="iteration cap of the full-resolution stage (default 200)")
+    p.add_argument("--smoothing", type=_smoothing, default="auto", metavar="W",
+                   help="total-variation weight of the maps relative to the counts per "
+                   "pixel, 'auto' (default: chosen by held-out deviance) or 'none'")
+    p.add_argument("--no-vertex", action="store_true",
+                   help="keep the binned-stage NMF spectra (the paper's PSNMF) instead of "
+                   "moving them to pure-pixel clusters")
+    p.add_argument("--bootstrap", type=int, default=20, metavar="N",
+                   help="bootstrap replicates for the ± of the compositions (0: none; "
+                   "default 20)")
     add_common(p)
     p.set_defaults(func=run)
+
+
+def _smoothing(text: str) -> float | str | None:
+    t = text.strip().lower()
+    if t in ("auto", "none"):
+        return None if t == "none" else "auto"
+    try:
+        value = float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a weight such as 0.1, 'auto' or 'none', got {text!r}"
+        ) from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"the weight must be >= 0, got {text!r}")
+    return value
 
 
 def default_output(file: str, suffix: str) -> Path:
@@ -150,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 verbose=args.verbose,
                 bins=args.bins,
+                smoothing=args.smoothing,
+                vertex=not args.no_vertex,
+                n_boot=args.bootstrap,
                 **kwargs,
             )
         except (PsnmfIOError, ValueError, FileNotFoundError, FileExistsError) as exc:
