@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         uargs.bin_factor = int(best["bin_factor"])
         uargs.output = str(out / "unmix")
         uargs.max_iter = uargs.max_iter_full = None
+        # the unmix defaults for what sweep has no option for
+        uargs.smoothing, uargs.no_vertex, uargs.bootstrap = "auto", False, 20
         if not args.quiet:
             print(f"\nunmixing with b = {uargs.bin_factor}, k = {uargs.components} ...")
         return unmix_cmd.run(uargs)
