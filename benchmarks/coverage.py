@@ -18,9 +18,11 @@ replicates take about 4 s of CPU at the 'low' preset and 20-40 s at 'medium' (th
 the noise-free-ish model crawl along NMF's flat directions up to max_iter), against 1-5 s
 for the former warm refits.
 
-Measured (60 x 60, 8 seeds, 20 replicates, nominal 95 %): cold + 'bias' 132/144 mantle
-medium, 129/144 mantle low, 54/56 eutectic medium, 54/56 eutectic low (92 % pooled, median
-half-widths 0.22 / 0.56 / 0.48 / 1.13 at.%); the former warm + 'basic' 232/400 (58 %).
+Measured (60 x 60, 8 seeds, 20 replicates, nominal 95 %, PSNMFPlus with the adaptive vertex
+correction): cold + 'bias' 133/144 mantle medium, 135/144 mantle low, 56/56 eutectic
+medium, 54/56 eutectic low (94.5 % pooled; median half-widths 0.19 / 0.51 / 0.29 / 0.65
+at.%); warm + 'basic' (the former default) 301/400 (75 %); with the former fixed-fraction
+vertex correction warm + 'basic' gave 232/400 (58 %) and cold + 'bias' 369/400 (92 %).
 """
 
 from __future__ import annotations
