@@ -14,8 +14,8 @@ Usage::
 
 Runs one process; set NUMBA_NUM_THREADS / OMP_NUM_THREADS to share a machine. The cold
 bootstrap costs a full stage-1 fit per replicate: on a 60 x 60 image (15 x 15 binned), 20
-replicates take about 4 s of CPU at the 'low' preset and 20-40 s at 'medium' (the refits of
-the noise-free-ish model crawl along NMF's flat directions up to max_iter), against 1-5 s
+replicates take about 4 s of CPU at the 'low' preset and 20-40 s at 'medium' (there most
+refits run to max_iter=2000, where the fit itself stopped after 270-500), against 1-5 s
 for the former warm refits.
 
 Measured (60 x 60, 8 seeds, 20 replicates, nominal 95 %, PSNMFPlus with the adaptive vertex
