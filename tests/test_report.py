@@ -43,11 +43,13 @@ def _chromium() -> str | None:
 def test_report_is_self_contained(report_dir):
     text = (report_dir / "report.html").read_text()
     images = re.findall(r'<img [^>]*src="([^"]{0,40})', text)
-    assert len(images) == 8  # incl. the sweep figure
+    assert len(images) == 9  # incl. the sweep figure and the TV-weight curve
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert "http://" not in text and "https://" not in text  # nothing fetched from outside
     for needle in ("Held-out Poisson deviance", "PCA (HyperSpy", "PSNMF (k =",
-                   "Elemental maps", "scree", "Choosing k and b", "render-check"):
+                   "Elemental maps", "scree", "Choosing k and b", "render-check",
+                   "Composition of the components", "&plusmn;", "95% interval",
+                   "Spatial regularisation of the maps", "chosen by held-out deviance"):
         assert needle in text, needle
 
 
@@ -67,7 +69,7 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     check = re.search(r'id="render-check"[^>]*', dom.stdout)
     assert check, "the page's render check did not run"
     attrs = dict(re.findall(r'data-([a-z]+)="([^"]*)"', check.group(0)))
-    assert attrs == {"ok": "true", "images": "8", "failed": "0"}, attrs
+    assert attrs == {"ok": "true", "images": "9", "failed": "0"}, attrs
     assert "[figures ok]" in dom.stdout
 
     shot = tmp_path / "report.png"
