@@ -132,6 +132,11 @@ def test_auto_choice_runs_the_search():
     assert res.n_components == res.sweep.best["n_components"]
     assert res.bin_factor == res.sweep.best["bin_factor"]
     assert res.sweep.components == [2, 3] and res.sweep.bins == [4, 8]
+    # k is chosen on the binned stage (k_rows), b among the full-resolution rows at that k
+    assert [r["n_components"] for r in res.sweep.k_rows] == [2, 3]
+    k_scores = {r["n_components"]: r["deviance"] for r in res.sweep.k_rows}
+    assert res.n_components == min(k_scores, key=k_scores.get)
+    assert {r["n_components"] for r in res.sweep.rows} == {res.n_components}
 
 
 def test_sweep_table_and_files(tmp_path):

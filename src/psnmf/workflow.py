@@ -74,9 +74,9 @@ DEVIANCE_FLOOR = 1e-6
 #: Width of the line integration windows, in FWHM of the line (i.e. +-1.2 FWHM).
 INTEGRATION_WINDOWS = 2.4
 #: Counts per binned pixel wanted where the number of components is scored (_first_bin).
-TARGET_BINNED_COUNTS = 2500.0
+TARGET_BINNED_COUNTS = 3000.0
 #: Fewest binned pixels where the number of components is scored (_first_bin).
-MIN_BINNED_PIXELS = 256
+MIN_BINNED_PIXELS = 100
 #: Folds of the count split that scores the number of components: each candidate is
 #: fitted on all folds but one and scored on that one, for every fold.
 COMPONENT_FOLDS = 5
@@ -523,12 +523,14 @@ def _first_bin(bins: Sequence[int], counts_per_pixel: float,
     leaves that many pixels).
 
     Why: the phases are told apart by the binned stage, so ``k`` is scored there, where
-    every binned pixel holds enough counts for its mixture to be determined (at 50 counts
-    a small or rare phase is not resolved and ``k`` comes out too low). A larger bin
-    factor than needed dilutes small phases in mixed binned pixels, slows the
-    multiplicative updates (at 147 counts/pixel and ``b = 16`` the 200-iteration fits of
-    the true ``k`` had not converged and ``k + 1`` scored better) and leaves fewer
-    pixels to score on.
+    every binned pixel holds enough counts for its mixture to be determined. Too few
+    counts and a small or rare phase is not resolved, so ``k`` comes out too low (the
+    catalyst's Pt, 1 % of the counts at 18 counts/pixel, won at about 1150 counts per
+    binned pixel and lost at about 290). Many more than needed slow the multiplicative
+    updates (at about 37,000 counts per binned pixel the 200-iteration fits of the true
+    ``k`` had not converged and ``k + 1`` scored better; at 9,400 they were fine),
+    dilute small phases in mixed binned pixels and leave fewer pixels to score on.
+    ``TARGET_BINNED_COUNTS`` lies between those measurements.
     """
     ordered = sorted(int(b) for b in bins)
     if shape is not None:
@@ -648,9 +650,11 @@ def _search(
 
     Why not the full-resolution deviance for ``k`` as well: it also charges every
     component for the noise of its per-pixel abundances, which at low counts outweighs
-    what a small phase adds; measured on the simulated samples at 18 counts/pixel it
-    picks k = 2 for mantle, catalyst and ceramic (3 phases) even when fitted on 80 % of
-    the counts at each k's best ``b``, while the binned stage picks 3.
+    what a small phase adds. Scored that way at the ~50 counts per binned pixel of the
+    former search it chose k = 2 for all four simulated three-phase samples at 18
+    counts/pixel (96 x 96 and 180 x 180, seeds 0-2); on 180 x 180 even fitted on 80 % of
+    the counts, at each k's own best ``b``, it still chose 2 for the catalyst (Pt, 1 % of
+    the counts) and left the ceramic a tie, while the binned stage chooses 3 for all.
     """
     cpp = float(X1.sum() + X2.sum()) / (shape[0] * shape[1])
     cache: dict[tuple[int, int], dict[str, Any]] = {}
@@ -754,7 +758,7 @@ def sweep(
 
     * ``k`` (when there are several candidates) is scored where the spectra are
       estimated, on the binned stage: the counts are binned by one bin factor giving
-      about 2500 counts per binned pixel while leaving at least 256 binned pixels (see
+      about 3000 counts per binned pixel while leaving at least 100 binned pixels (see
       ``_first_bin``), split into 5 folds, and for every fold and ``k`` the binned stage is
       fitted on the other four and scored on it. The ``k`` with the lowest total wins
       (``SweepResult.k_rows``).
@@ -765,7 +769,8 @@ def sweep(
 
     The full-resolution score is not used for ``k``: it also charges each component for
     the noise of its per-pixel abundances, and at low counts that favours too few
-    components (k = 2 for all four simulated three-phase samples at 18 counts/pixel).
+    components (the former search, which scored ``k`` that way, chose k = 2 for all four
+    simulated three-phase samples at 18 counts/pixel).
 
     Parameters
     ----------

@@ -17,10 +17,13 @@ examples:
   psnmf sweep sample.bcf                             # k in 2-6, then b in 2,4,8,16
   psnmf sweep sample.bcf --bins 2,4,8 -k 3 --unmix   # then unmix with the best b
 
-Each candidate is fitted on one half of the counts (binomial thinning, --seed) and scored
-by its Poisson deviance per count on the other half (lower is better). Writes sweep.txt,
-sweep.json and sweep.png into the output folder. 'psnmf unmix FILE --bin auto' runs the
-same search before unmixing; in Python: psnmf.workflow.sweep(path, bins=..., components=...).
+Scores are held-out Poisson deviances per count (binomial thinning, --seed; lower is
+better). k is chosen on the binned stage (the counts binned to about 3000 counts per binned
+pixel, at least 100 binned pixels, 5-fold count splitting); each b is scored by PSNMF fitted
+on one half of the counts and scored on the other half at full resolution. Writes
+sweep.txt, sweep.json and sweep.png into the output folder. 'psnmf unmix FILE --bin auto'
+runs the same search before unmixing; in Python: psnmf.workflow.sweep(path, bins=...,
+components=...).
 """
 
 
@@ -45,8 +48,9 @@ def register(subparsers: Any) -> None:
                    help="bin factors to try (default 2,4,8,16)")
     p.add_argument(
         "-k", "--components", type=_components, default=None, metavar="K,K",
-        help="numbers of components to try, or 'auto' (default: k in 2-6 at one b, then the "
-        "bins at the best k); with several --bins too, the full grid",
+        help="numbers of components to try, or 'auto' (default: k in 2-6 chosen on the binned "
+        "stage, then the bins at that k); several k with several --bins: the full grid is "
+        "scored too, the best b at the chosen k wins",
     )
     p.add_argument("--unmix", action="store_true",
                    help="then run 'psnmf unmix' with the best b and k (into OUTPUT/unmix)")
