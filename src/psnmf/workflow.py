@@ -489,14 +489,8 @@ def _positive_int_or_auto(value: Any, name: str) -> int:
 
 def _fit_psnmf(counts: Any, shape: tuple[int, int], b: int, k: int, seed: int | None,
                iterations: tuple[int, int]) -> PSNMF:
-    return PSNMF(
-        n_components=k,
-        bin_factor=b,
-        random_state=seed,
-        max_iter=iterations[0],
-        max_iter_full=iterations[1],
-        image_shape=shape,
-    ).fit(counts)
+    """The paper's PSNMF (no vertex correction, no smoothing), as the search fits it."""
+    return _final_estimator(k, b, seed, iterations, None, False, shape).fit(counts)
 
 
 # ---------------------------------------------------------------------------------------
