@@ -6,7 +6,7 @@ For each built-in sample, SNR preset and noise seed:
   true spectra;
 * plain PSNMF (the paper's method, stage-2 spectra fixed);
 * PSNMF + TV: the same spectra, maps with the total-variation prior whose weight is chosen
-  by held-out deviance (``smoothing='auto'``, :mod:`psnmf.spatial`);
+  by held-out deviance (``smoothing='auto'``, :mod:`psnmf.engine.tv_maps`);
 * PSNMFPlus: the pure-pixel vertex correction of the binned-stage spectra
   (:class:`psnmf.improve.PSNMFPlus`), per-pixel maps;
 * PSNMFPlus + TV.

@@ -49,8 +49,8 @@ def sparse_mantle(
     pixel's abundances and a channel from that phase's spectrum: the channel counts are then
     independent ``Poisson(n * (a S)_j)``, exactly as in :func:`psnmf.simulate.simulate`.
     """
+    from psnmf.physics import EDXModel
     from psnmf.simulate.maps import from_recipe
-    from psnmf.simulate.physics import EDXModel
     from psnmf.simulate.scenarios import load_sample
 
     spec = load_sample("mantle")
@@ -104,7 +104,7 @@ def bench_sklearn(n_iter: int) -> list[tuple[str, float, str]]:
 
     import psnmf.simulate as simulate
     from psnmf import poisson_nmf
-    from psnmf.nmf import nndsvd_init
+    from psnmf.engine.poisson_nmf import nndsvd_init
 
     ds = simulate.mantle("medium", seed=0)
     dense = ds.counts.reshape(-1, ds.counts.shape[-1]).astype(np.float64)

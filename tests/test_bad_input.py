@@ -28,7 +28,7 @@ from psnmf import (
     standard_nmf,
 )
 from psnmf import io as pio
-from psnmf.binning import bin_counts, bin_cube
+from psnmf.engine.binning import bin_counts, bin_cube
 from psnmf.metrics import relative_error
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from psnmf.binning import bin_counts, bin_cube, binned_shape, upsample_maps
+from psnmf.engine.binning import bin_counts, bin_cube, binned_shape, upsample_maps
 
 
 @pytest.mark.parametrize("shape", [(12, 12), (13, 10), (7, 5)])

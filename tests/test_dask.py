@@ -9,8 +9,8 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("dask.distributed")
 
 from psnmf import PSNMF  # noqa: E402
-from psnmf.binning import bin_counts  # noqa: E402
-from psnmf.daskpath import bin_lazy, is_lazy, reconstruct_lazy  # noqa: E402
+from psnmf.engine._dask import bin_lazy, is_lazy, reconstruct_lazy  # noqa: E402
+from psnmf.engine.binning import bin_counts  # noqa: E402
 
 
 @pytest.fixture(scope="module")

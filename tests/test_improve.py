@@ -9,7 +9,8 @@ import pytest
 import scipy.sparse as sp
 
 from psnmf import PSNMF
-from psnmf.binning import bin_counts
+from psnmf.engine.binning import bin_counts
+from psnmf.engine.poisson_nmf import solve_abundances
 from psnmf.improve import (
     PSNMFPlus,
     abundance_noise,
@@ -21,7 +22,6 @@ from psnmf.improve import (
     vertex_replay,
 )
 from psnmf.metrics import spectral_angle
-from psnmf.nmf import solve_abundances
 from psnmf.simulate import mantle, sample_dataset
 
 

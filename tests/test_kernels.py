@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from psnmf import kernels
+from psnmf.engine import _kernels as kernels
 
 
 @pytest.fixture

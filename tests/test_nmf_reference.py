@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from sklearn.decomposition import NMF
 
-from psnmf import kernels, poisson_nmf
+from psnmf import poisson_nmf
+from psnmf.engine import _kernels as kernels
 
 
 @pytest.fixture

@@ -229,7 +229,7 @@ def test_hspy_round_trip_with_truth(tmp_path):
 
 
 def _cli(argv):
-    from psnmf.commands import simulate as command
+    from psnmf.cli import simulate as command
 
     parser = argparse.ArgumentParser()
     command.register(parser.add_subparsers())

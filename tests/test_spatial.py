@@ -1,4 +1,4 @@
-"""Spatially regularised maps (psnmf.spatial) and PSNMF(smoothing=...)."""
+"""Spatially regularised maps (psnmf.engine.tv_maps) and PSNMF(smoothing=...)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import scipy.sparse as sp
 from conftest import make_toy
 
 from psnmf import PSNMF
+from psnmf.engine.poisson_nmf import solve_abundances
+from psnmf.engine.tv_maps import choose_smoothing, smooth_maps, smoothing_objective
 from psnmf.metrics import map_mse
-from psnmf.nmf import solve_abundances
-from psnmf.spatial import choose_smoothing, smooth_maps, smoothing_objective
 
 
 @pytest.fixture(scope="module")

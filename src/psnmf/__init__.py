@@ -15,7 +15,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 from psnmf.baselines import pca_denoise, standard_nmf
-from psnmf.binning import bin_counts, bin_cube, upsample_maps
+from psnmf.engine.binning import bin_counts, bin_cube, upsample_maps
+from psnmf.engine.poisson_nmf import PoissonNMF, poisson_nmf
+from psnmf.estimator import PSNMF
 from psnmf.metrics import (
     compare_to_truth,
     count_split,
@@ -24,8 +26,6 @@ from psnmf.metrics import (
     poisson_deviance,
     spectral_angle,
 )
-from psnmf.nmf import PoissonNMF, poisson_nmf
-from psnmf.pansharpen import PSNMF
 
 __all__ = [
     "PSNMF",

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from psnmf import _signals
+from psnmf import hyperspy as _signals
 from psnmf._validation import (
     check_has_counts,
     check_n_components,
     check_positive_int,
     check_random_state,
 )
-from psnmf.nmf import poisson_nmf
+from psnmf.engine.poisson_nmf import poisson_nmf
 
 
 @dataclass
@@ -57,7 +57,7 @@ def standard_nmf(
         axis or a (pixels, channels) matrix gives maps of shape (pixels, k), and a single
         spectrum (``n_components=1`` only) maps of shape (k,).
     n_components : int
-    init, max_iter, tol, random_state : as in :func:`psnmf.nmf.poisson_nmf`
+    init, max_iter, tol, random_state : as in :func:`psnmf.engine.poisson_nmf.poisson_nmf`
     """
     counts, shape, _ = _signals.as_counts(X, None, allow_line_scan=True)
     check_has_counts(counts)

@@ -4,7 +4,7 @@ NMF is not unique: with noise, the Poisson likelihood of the binned data is near
 along a family of enclosing simplices, and the multiplicative updates stop on a wider one
 than the truth (for lamellae of a compound, the "compound" vertex may even slide to a
 pure-element spectrum at the same loss). This module adds, on top of the engine
-(:mod:`psnmf.nmf`, not modified here):
+(:mod:`psnmf.engine.poisson_nmf`, not modified here):
 
 * :func:`oracle_limits` - what is possible from the counts: spectra by maximum likelihood
   from the true maps, maps by maximum likelihood from the true spectra;
@@ -28,9 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import norm
 
+from psnmf.engine.poisson_nmf import poisson_nmf
+from psnmf.estimator import PSNMF
 from psnmf.metrics import map_mse, match_components, spectral_angle
-from psnmf.nmf import poisson_nmf
-from psnmf.pansharpen import PSNMF
 
 __all__ = [
     "OracleLimits",
@@ -82,7 +82,7 @@ def oracle_limits(dataset: Any, max_iter: int = 2000, tol: float = 1e-8) -> Orac
     ----------
     dataset : SimulatedDataset
         With ``counts`` (ny, nx, channels), ``maps`` (ny, nx, k), ``spectra`` (k, channels).
-    max_iter, tol : passed to :func:`psnmf.nmf.poisson_nmf`.
+    max_iter, tol : passed to :func:`psnmf.engine.poisson_nmf.poisson_nmf`.
 
     Returns
     -------
@@ -484,7 +484,7 @@ def vertex_correction(
 
 def binned_totals(model: Any) -> np.ndarray:
     """Total counts of each binned pixel of a fitted PSNMF (from ``scale_``), row-major."""
-    from psnmf.binning import bin_counts
+    from psnmf.engine.binning import bin_counts
 
     ny, nx = model.image_shape_
     tot = bin_counts(np.asarray(model.scale_, dtype=np.float64).reshape(-1, 1), (ny, nx),

@@ -52,7 +52,7 @@ import xraylib
 from scipy.optimize import nnls
 from scipy.special import comb
 
-from psnmf.simulate.physics import FAMILIES, EDXModel, atomic_number
+from psnmf.physics import FAMILIES, EDXModel, atomic_number
 
 __all__ = [
     "KFactors",

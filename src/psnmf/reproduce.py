@@ -371,9 +371,9 @@ def window_map(
 def oracle_spectra(counts: np.ndarray, true_maps: np.ndarray) -> Any:
     """Maximum-likelihood spectra given the true maps (``update_A=False``).
 
-    Returns the :class:`psnmf.nmf.NMFResult`.
+    Returns the :class:`psnmf.engine.poisson_nmf.NMFResult`.
     """
-    from psnmf.nmf import poisson_nmf
+    from psnmf.engine.poisson_nmf import poisson_nmf
 
     k = true_maps.shape[-1]
     X = counts.reshape(-1, counts.shape[-1])
@@ -392,9 +392,9 @@ def oracle_spectra(counts: np.ndarray, true_maps: np.ndarray) -> Any:
 def oracle_maps(counts: np.ndarray, true_spectra: np.ndarray) -> Any:
     """Maximum-likelihood maps given the true spectra (``update_S=False``).
 
-    Returns the :class:`psnmf.nmf.NMFResult`.
+    Returns the :class:`psnmf.engine.poisson_nmf.NMFResult`.
     """
-    from psnmf.nmf import poisson_nmf
+    from psnmf.engine.poisson_nmf import poisson_nmf
 
     k = true_spectra.shape[0]
     X = counts.reshape(-1, counts.shape[-1])
@@ -486,8 +486,8 @@ def run_preset(
     """
     from psnmf import simulate
     from psnmf.baselines import pca_denoise, standard_nmf
+    from psnmf.estimator import PSNMF
     from psnmf.metrics import relative_error
-    from psnmf.pansharpen import PSNMF
 
     if snr not in PAPER:
         raise ValueError(f"snr={snr!r}: choose 'medium' or 'low'.")
@@ -623,7 +623,7 @@ def binned_purity(dataset: Any, b: int) -> list[float]:
     NMF can only pin a phase's spectrum down if some (binned) pixel is nearly pure in it;
     binning coarser than the grains of a phase removes its pure pixels.
     """
-    from psnmf.binning import binning_matrix
+    from psnmf.engine.binning import binning_matrix
 
     shape = dataset.shape
     k = dataset.n_phases

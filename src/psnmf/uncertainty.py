@@ -73,10 +73,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import norm
 
-from psnmf.binning import bin_counts
+from psnmf.engine.binning import bin_counts
+from psnmf.engine.poisson_nmf import poisson_nmf, solve_abundances
 from psnmf.improve import vertex_replay
 from psnmf.metrics import match_components
-from psnmf.nmf import poisson_nmf, solve_abundances
 
 __all__ = [
     "BootstrapResult",

@@ -51,11 +51,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from psnmf import __version__, _signals
+from psnmf import __version__
+from psnmf import hyperspy as _signals
 from psnmf.baselines import PCA_DIMENSION, pca_denoise
-from psnmf.binning import bin_counts, binned_shape
+from psnmf.engine.binning import bin_counts, binned_shape
+from psnmf.estimator import PSNMF
 from psnmf.metrics import count_split, poisson_deviance
-from psnmf.pansharpen import PSNMF
 
 logger = logging.getLogger(__name__)
 
@@ -941,7 +942,7 @@ def unmix(
     report : bool
         Write the figures and ``report.html`` (needs ``output_dir``).
     smoothing : float, 'auto' (default) or None
-        Total-variation regularisation of the maps (:mod:`psnmf.spatial`): ``'auto'``
+        Total-variation regularisation of the maps (:mod:`psnmf.engine.tv_maps`): ``'auto'``
         chooses the weight by held-out deviance (0, i.e. none, is a candidate), a number is
         the weight relative to the counts per pixel, ``None`` keeps per-pixel maps.
     vertex : bool

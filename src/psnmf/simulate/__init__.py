@@ -1,6 +1,6 @@
 """Realistic STEM-EDX simulation with ground truth.
 
-* :mod:`~psnmf.simulate.physics` -- the forward model (:class:`EDXModel`): lines
+* :mod:`~psnmf.physics` -- the forward model (:class:`EDXModel`): lines
   from xraylib, relativistic Bethe cross-sections, detector resolution and
   efficiency, Kramers continuum, k-factors.
 * :mod:`~psnmf.simulate.maps` -- microstructure generators (abundance maps).
@@ -21,6 +21,15 @@ Examples
 (24, 24, 1980)
 """
 
+from psnmf.physics import (
+    EDXModel,
+    EnergyAxis,
+    Line,
+    atomic_number,
+    family_lines,
+    ionization_cross_section,
+    normalize_composition,
+)
 from psnmf.simulate.dataset import CONVENTION, SimulatedDataset, load_simulated, simulate
 from psnmf.simulate.maps import (
     GENERATORS,
@@ -30,15 +39,6 @@ from psnmf.simulate.maps import (
     lamellae,
     particles_on_support,
     voronoi_polycrystal,
-)
-from psnmf.simulate.physics import (
-    EDXModel,
-    EnergyAxis,
-    Line,
-    atomic_number,
-    family_lines,
-    ionization_cross_section,
-    normalize_composition,
 )
 from psnmf.simulate.scenarios import (
     MANTLE_PHASES,

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from psnmf.simulate.physics import EDXModel, EnergyAxis, normalize_composition
+from psnmf.physics import EDXModel, EnergyAxis, normalize_composition
 
 __all__ = ["SimulatedDataset", "simulate", "load_simulated", "CONVENTION"]
 

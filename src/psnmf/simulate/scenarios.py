@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
+from psnmf.physics import EDXModel, normalize_composition
 from psnmf.simulate.dataset import SimulatedDataset, simulate
 from psnmf.simulate.maps import from_recipe
-from psnmf.simulate.physics import EDXModel, normalize_composition
 
 __all__ = [
     "SNR_PRESETS",

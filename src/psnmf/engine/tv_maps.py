@@ -58,7 +58,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from psnmf import kernels
+from psnmf.engine import _kernels as kernels
 from psnmf.metrics import count_split
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ Factorises a counts matrix ``X`` (pixels x channels) as ``X ~ Poisson(M)`` with
 
 The loss is the generalised KL divergence ``D(X || M) = sum X log(X / M) - X + M`` (half the
 Poisson deviance). All sums over the data run over the non-zero counts only
-(:mod:`psnmf.kernels`), so an iteration costs ``O(nnz * k)``.
+(:mod:`psnmf.engine._kernels`), so an iteration costs ``O(nnz * k)``.
 
 Why hand-written: scikit-learn's KL solver works on dense matrices (or a sparse path that
 builds ``nnz x k`` temporaries), has no simplex constraint and no per-pixel scale, and
@@ -32,8 +32,8 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.extmath import randomized_svd
 
-from psnmf import kernels
 from psnmf._validation import check_counts_matrix, check_n_components, check_positive_int
+from psnmf.engine import _kernels as kernels
 
 INIT_METHODS = ("nndsvda", "spa", "random")
 
@@ -250,7 +250,7 @@ def poisson_nmf(
     ``NMFResult.loss`` holds the loss at the iterations ``NMFResult.info['loss_iter']``
     (before that iteration's update, then at the end).
     With fixed spectra (``update_S=False``) each pixel is iterated to its own convergence
-    while its counts stay in cache (:func:`psnmf.kernels.solve_fixed_spectra`); the loss
+    while its counts stay in cache (:func:`psnmf.engine._kernels.solve_fixed_spectra`); the loss
     history is then ``[initial, final]``, ``n_iter`` the largest per-pixel count and
     ``info['pixel_iter']`` the per-pixel counts.
 
@@ -398,7 +398,7 @@ def _fit_fixed_spectra(
 
     The per-pixel stopping rule (largest abundance change per update at most ``tol`` times
     the pixel's abundance sum) makes a pixel's result independent of every other pixel, so
-    chunked and distributed runs (:mod:`psnmf.daskpath`) give the same maps bit for bit.
+    chunked and distributed runs (:mod:`psnmf.engine._dask`) give the same maps bit for bit.
     """
     A_start = A if simplex else A.copy()  # the plain loss needs the initial A's sums
     A, ll, n_iter_px = kernels.solve_fixed_spectra(

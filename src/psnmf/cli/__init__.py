@@ -1,6 +1,6 @@
 """The ``psnmf`` command line.
 
-Each subcommand lives in its own module under :mod:`psnmf.commands` and exposes
+Each subcommand lives in its own module under :mod:`psnmf.cli` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (called with
 the parsed arguments, returning an exit code). The heavy imports happen inside
 ``func`` so that ``psnmf --help`` stays fast.
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"psnmf {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"psnmf.commands.{name}")
+        module = importlib.import_module(f"psnmf.cli.{name}")
         module.register(subparsers)
     return parser
 

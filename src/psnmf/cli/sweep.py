@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from psnmf.commands.unmix import _int_list, add_common, default_output
+from psnmf.cli.unmix import _int_list, add_common, default_output
 
 EXAMPLES = """\
 examples:
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(result.to_text())
         print(f"table: {result.paths['table']}  figure: {result.paths['figure']}")
     if args.unmix:
-        from psnmf.commands import unmix as unmix_cmd
+        from psnmf.cli import unmix as unmix_cmd
 
         best = result.best
         uargs = argparse.Namespace(**vars(args))

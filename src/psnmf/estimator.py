@@ -9,9 +9,9 @@
 
 Optionally (``smoothing``, not in the paper), the maps of step 3 are spatially regularised
 by a total-variation prior whose weight is chosen by held-out deviance
-(:mod:`psnmf.spatial`).
+(:mod:`psnmf.engine.tv_maps`).
 
-Abundances sum to one per pixel throughout (see :mod:`psnmf.nmf`).
+Abundances sum to one per pixel throughout (see :mod:`psnmf.engine.poisson_nmf`).
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from psnmf import _signals
+from psnmf import hyperspy as _signals
 from psnmf._validation import (
     check_has_counts,
     check_n_components,
     check_positive_int,
     check_random_state,
 )
-from psnmf.binning import bin_counts, binned_shape, check_bin_factor, upsample_maps
-from psnmf.nmf import INIT_METHODS, NMFResult, poisson_nmf, solve_abundances
-from psnmf.spatial import PENALTIES, choose_smoothing, smooth_maps
+from psnmf.engine.binning import bin_counts, binned_shape, check_bin_factor, upsample_maps
+from psnmf.engine.poisson_nmf import INIT_METHODS, NMFResult, poisson_nmf, solve_abundances
+from psnmf.engine.tv_maps import PENALTIES, choose_smoothing, smooth_maps
 
 STAGE2_MODES = ("fixed", "free")
 #: Weight of the uniform map mixed into the upsampled stage-1 maps that start stage 2.
@@ -76,10 +76,11 @@ class PSNMF(TransformerMixin, BaseEstimator):
         Needed only when ``fit`` receives a 2-D (pixels, channels) matrix, as it does when
         used as ``algorithm=`` in HyperSpy's ``decomposition()``.
     smoothing : float, 'auto' or None, default=None
-        Spatial regularisation of the full-resolution maps (:func:`psnmf.spatial.smooth_maps`,
+        Spatial regularisation of the full-resolution maps
+        (:func:`psnmf.engine.tv_maps.smooth_maps`,
         not in the paper): ``None`` or 0 keeps the per-pixel maps; a number is the penalty
         weight relative to the mean counts per pixel (typically 0.01-0.3); ``'auto'``
-        chooses it by held-out Poisson deviance (:func:`psnmf.spatial.choose_smoothing`).
+        chooses it by held-out Poisson deviance (:func:`psnmf.engine.tv_maps.choose_smoothing`).
         Needs the whole image in memory (not for lazy / Dask input).
     smoothing_penalty : {'tv', 'laplacian'}, default='tv'
         Total variation (keeps phase boundaries sharp) or quadratic (Laplacian) smoothness.
@@ -190,8 +191,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         -------
         self
         """
-        from psnmf import daskpath
-
+        from psnmf.engine import _dask as daskpath
         if daskpath.is_lazy(X):  # dask array / lazy signal: chunked, distributed path
             return daskpath.fit_lazy(self, X)
         counts, shape, signal = _signals.as_counts(X, self.image_shape)
@@ -352,7 +352,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         """
         self._check_fitted()
         if lazy:
-            from psnmf.daskpath import reconstruct_lazy
+            from psnmf.engine._dask import reconstruct_lazy
 
             cube = reconstruct_lazy(self)
             if self._signal is None:

@@ -11,7 +11,7 @@ The three stages map onto Dask as follows.
    counts and solves its pixels' abundances. Only the maps come back (``k`` numbers a pixel).
 
 Every pixel of stage 3 is solved to its own tolerance
-(:func:`psnmf.kernels.solve_fixed_spectra`), so the maps do not depend on how the cube is
+(:func:`psnmf.engine._kernels.solve_fixed_spectra`), so the maps do not depend on how the cube is
 chunked: they are the same as those of the in-memory path, bit for bit, when the binned
 data are the same.
 
@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from psnmf.binning import bin_cube, binned_shape
-from psnmf.nmf import poisson_nmf
+from psnmf.engine.binning import bin_cube, binned_shape
+from psnmf.engine.poisson_nmf import poisson_nmf
 
 #: Target size (bytes, of the stored dtype) of one band of rows in the Dask graph.
 BAND_BYTES = 256 * 2**20
@@ -75,7 +75,7 @@ def _bin_band(block: np.ndarray, b: int) -> np.ndarray:
 def bin_lazy(data: Any, bin_factor: int) -> sp.csr_matrix:
     """Bin a (ny, nx, ne) dask array ``b x b`` as a Dask reduction; return binned counts CSR.
 
-    Partial edge bins are kept, as in :func:`psnmf.binning.bin_counts`.
+    Partial edge bins are kept, as in :func:`psnmf.engine.binning.bin_counts`.
     """
     import dask.array as da
 
@@ -116,7 +116,7 @@ def _solve_band(
     # nearest-neighbour upsampling of the binned maps for the band's rows
     yy = (np.arange(r0, r0 + rows) // b)[:, None]
     xx = (np.arange(nx) // b)[None, :]
-    from psnmf.pansharpen import stage2_start
+    from psnmf.estimator import stage2_start
 
     A0 = stage2_start(binned_maps[yy, xx].reshape(-1, k))
     res = poisson_nmf(X, k, A_init=A0, S_init=S, update_S=False, max_iter=max_iter, tol=tol)
@@ -152,8 +152,7 @@ def fit_lazy(model: Any, X: Any) -> Any:
     model
         Fitted, with the same attributes as :meth:`PSNMF.fit`.
     """
-    from psnmf import _signals
-
+    from psnmf import hyperspy as _signals
     signal = None
     if _signals.is_signal(X):
         _signals.check_spectrum_image(X, "X")

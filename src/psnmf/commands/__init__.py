@@ -1,1 +1,0 @@
-"""Subcommands of the ``psnmf`` command line, one module each (see :mod:`psnmf.cli`)."""
