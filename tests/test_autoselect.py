@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from psnmf.selection import count_folds
 from psnmf.simulate import load_sample, sample_dataset
 from psnmf.workflow import (
     COMPONENT_FOLDS,
     MIN_BINNED_PIXELS,
     TARGET_BINNED_COUNTS,
     Progress,
-    _count_folds,
     _first_bin,
     _score_components,
     sweep,
@@ -133,12 +133,12 @@ def test_first_bin_rule():
 def test_count_folds_partition_the_counts():
     rng = np.random.default_rng(0)
     X = sp.csr_matrix(rng.poisson(3.0, size=(200, 50)).astype(float))
-    folds = _count_folds(X, COMPONENT_FOLDS, seed=1)
+    folds = count_folds(X, COMPONENT_FOLDS, seed=1)
     assert len(folds) == COMPONENT_FOLDS
     np.testing.assert_array_equal(sum(f.toarray() for f in folds), X.toarray())
     sums = np.array([f.sum() for f in folds])
     assert np.all(np.abs(sums / X.sum() - 1 / COMPONENT_FOLDS) < 0.02)
-    again = _count_folds(X, COMPONENT_FOLDS, seed=1)
+    again = count_folds(X, COMPONENT_FOLDS, seed=1)
     assert all((a != b).nnz == 0 for a, b in zip(folds, again, strict=True))
 
 

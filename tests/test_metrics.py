@@ -8,14 +8,8 @@ import scipy.sparse as sp
 from conftest import make_toy
 
 from psnmf import pca_denoise
-from psnmf.metrics import (
-    count_split,
-    map_mse,
-    match_components,
-    poisson_deviance,
-    relative_error,
-    spectral_angle,
-)
+from psnmf.metrics import map_mse, match_components, relative_error, spectral_angle
+from psnmf.selection import count_split, poisson_deviance
 
 
 def test_spectral_angle_values():

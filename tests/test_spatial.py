@@ -9,8 +9,9 @@ from conftest import make_toy
 
 from psnmf import PSNMF
 from psnmf.engine.poisson_nmf import solve_abundances
-from psnmf.engine.tv_maps import choose_smoothing, smooth_maps, smoothing_objective
+from psnmf.engine.tv_maps import smooth_maps, smoothing_objective
 from psnmf.metrics import map_mse
+from psnmf.selection import choose_smoothing
 
 
 @pytest.fixture(scope="module")

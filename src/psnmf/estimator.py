@@ -30,7 +30,8 @@ from psnmf._validation import (
 )
 from psnmf.engine.binning import bin_counts, binned_shape, check_bin_factor, upsample_maps
 from psnmf.engine.poisson_nmf import INIT_METHODS, NMFResult, poisson_nmf, solve_abundances
-from psnmf.engine.tv_maps import PENALTIES, choose_smoothing, smooth_maps
+from psnmf.engine.tv_maps import PENALTIES, smooth_maps
+from psnmf.selection import choose_smoothing
 
 STAGE2_MODES = ("fixed", "free")
 #: Weight of the uniform map mixed into the upsampled stage-1 maps that start stage 2.
@@ -80,7 +81,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         (:func:`psnmf.engine.tv_maps.smooth_maps`,
         not in the paper): ``None`` or 0 keeps the per-pixel maps; a number is the penalty
         weight relative to the mean counts per pixel (typically 0.01-0.3); ``'auto'``
-        chooses it by held-out Poisson deviance (:func:`psnmf.engine.tv_maps.choose_smoothing`).
+        chooses it by held-out Poisson deviance (:func:`psnmf.selection.choose_smoothing`).
         Needs the whole image in memory (not for lazy / Dask input).
     smoothing_penalty : {'tv', 'laplacian'}, default='tv'
         Total variation (keeps phase boundaries sharp) or quadratic (Laplacian) smoothness.

@@ -13,10 +13,9 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
-from psnmf._validation import check_counts_values, check_finite_array
+from psnmf._validation import check_finite_array
 
 
 def spectral_angle(v1: np.ndarray, v2: np.ndarray) -> float | np.ndarray:
@@ -113,82 +112,6 @@ def compare_to_truth(
         [map_mse(maps[..., o], true_maps[..., i]) for i, o in enumerate(order)]
     )
     return {"order": order, "angle": angles, "mse": mses}
-
-
-def count_split(
-    X, fraction: float = 0.5, random_state: int | np.random.Generator | None = None
-):
-    """Binomial thinning: split counts into two independent Poisson parts.
-
-    If ``X ~ Poisson(M)``, then ``X1 ~ Binomial(X, fraction)`` and ``X2 = X - X1`` are
-    independent with ``X1 ~ Poisson(fraction * M)`` and ``X2 ~ Poisson((1 - fraction) * M)``.
-
-    Parameters
-    ----------
-    X : ndarray or scipy.sparse matrix of non-negative integer counts
-    fraction : float in (0, 1)
-    random_state : seed or Generator
-
-    Returns
-    -------
-    X1, X2 : same type as ``X``
-    """
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), e.g. 0.5, got {fraction}.")
-    check_counts_values(X, "X")
-    rng = random_state if isinstance(random_state, np.random.Generator) else (
-        np.random.default_rng(random_state)
-    )
-    if sp.issparse(X):
-        X = sp.csr_matrix(X)
-        n = np.rint(X.data).astype(np.int64)
-        d1 = rng.binomial(n, fraction)
-        idx, ptr = X.indices.copy(), X.indptr.copy()
-        X1 = sp.csr_matrix((d1.astype(np.float64), idx, ptr), shape=X.shape)
-        X2 = sp.csr_matrix(((n - d1).astype(np.float64), idx.copy(), ptr.copy()), shape=X.shape)
-        X1.eliminate_zeros()
-        X2.eliminate_zeros()
-        return X1, X2
-    arr = np.asarray(X)
-    n = np.rint(arr).astype(np.int64)
-    X1 = rng.binomial(n, fraction)
-    return X1, n - X1
-
-
-def poisson_deviance(X, M, *, floor: float = 1e-6, per_count: bool = True) -> float:
-    """Poisson deviance ``2 sum [X log(X / M) - (X - M)]`` of counts ``X`` under means ``M``.
-
-    Parameters
-    ----------
-    X : counts, ndarray or sparse (any shape matching ``M``)
-    M : predicted means (ndarray); values below ``floor`` (e.g. zeros of a raw, undenoised
-        prediction, or negative values of PCA) are raised to ``floor`` so the deviance stays
-        finite. The floor is part of the score: report it with the numbers.
-    floor : float
-    per_count : bool
-        Divide by the total counts of ``X`` (comparable across datasets).
-    """
-    M = np.maximum(check_finite_array(M, "M"), floor)
-    check_counts_values(X, "X")
-    if int(np.prod(X.shape if sp.issparse(X) else np.shape(X))) != M.size:
-        raise ValueError(
-            f"X (shape {X.shape if sp.issparse(X) else np.shape(X)}) and M (shape {M.shape}) "
-            "must hold the same number of values: M predicts the mean of every count of X."
-        )
-    if sp.issparse(X):
-        Xc = sp.coo_matrix(X)
-        Mf = M.reshape(Xc.shape)
-        x = Xc.data.astype(float)
-        m_nz = Mf[Xc.row, Xc.col]
-        dev = 2.0 * (np.sum(x * np.log(x / m_nz)) - x.sum() + Mf.sum())
-        total = x.sum()
-    else:
-        x = np.asarray(X, dtype=float).reshape(M.shape)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(x > 0, x * np.log(x / M), 0.0)
-        dev = 2.0 * (t.sum() - x.sum() + M.sum())
-        total = x.sum()
-    return float(dev / total) if per_count and total > 0 else float(dev)
 
 
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:

@@ -10,7 +10,7 @@ The steps of :func:`unmix`
    noise peak, i.e. channels below 0.2 keV, and channels above the beam energy; above
    20 keV only if an element's main line needs them).
 2. Split the counts by binomial thinning into two independent halves ``X1``, ``X2``
-   (:func:`psnmf.metrics.count_split`, seeded).
+   (:func:`psnmf.selection.count_split`, seeded).
 3. Choose the number of components ``k`` and/or the bin factor ``b`` when asked
    (``n_components=None``, ``bin_factor="auto"``) by held-out Poisson deviance (see
    :func:`sweep`): ``k`` by 5-fold count splitting of the binned counts (binned stage
@@ -56,7 +56,13 @@ from psnmf import hyperspy as _signals
 from psnmf.baselines import PCA_DIMENSION, pca_denoise
 from psnmf.engine.binning import bin_counts, binned_shape
 from psnmf.estimator import PSNMF
-from psnmf.metrics import count_split, poisson_deviance
+from psnmf.selection import (
+    DEVIANCE_FLOOR,
+    count_folds,
+    count_split,
+    heldout_deviance,
+    poisson_deviance,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +76,6 @@ LOW_ENERGY_CUT = 0.2
 HIGH_ENERGY_CUT = 20.0
 #: Fraction of the counts in the fitting half of the count split.
 SPLIT_FRACTION = 0.5
-#: Floor of the predicted means in the held-out deviance (see poisson_deviance).
-DEVIANCE_FLOOR = 1e-6
 #: Width of the line integration windows, in FWHM of the line (i.e. +-1.2 FWHM).
 INTEGRATION_WINDOWS = 2.4
 #: Counts per binned pixel wanted where the number of components is scored (_first_bin).
@@ -437,35 +441,6 @@ def _default_energy_range(
 # ---------------------------------------------------------------------------------------
 # Held-out deviance
 # ---------------------------------------------------------------------------------------
-def heldout_deviance(
-    X2: sp.csr_matrix, predict: Any, *, floor: float = DEVIANCE_FLOOR, chunk: int = 2048
-) -> float:
-    """Poisson deviance per count of held-out counts under a prediction, by row blocks.
-
-    The same number as ``poisson_deviance(X2, M, floor=floor)`` with ``M`` the full
-    prediction, without holding ``M`` in memory at once.
-
-    Parameters
-    ----------
-    X2 : CSR (pixels, channels) held-out counts
-    predict : callable ``slice -> ndarray (rows, channels)`` or an array (pixels, channels)
-    floor : float
-        Predicted means below it count as ``floor`` (so zeros of a raw prediction and
-        negative PCA values give a finite score).
-    """
-    X2 = sp.csr_matrix(X2)
-    n = X2.shape[0]
-    total = float(X2.sum())
-    if total <= 0:
-        return float("nan")
-    dev = 0.0
-    for start in range(0, n, chunk):
-        sl = slice(start, min(n, start + chunk))
-        block = predict(sl) if callable(predict) else np.asarray(predict[sl])
-        dev += poisson_deviance(X2[sl], block, floor=floor, per_count=False)
-    return dev / total
-
-
 def _psnmf_predictor(model: PSNMF):
     A = model.maps_.reshape(-1, model.spectra_.shape[0])
     scale = model.scale_.reshape(-1)
@@ -540,21 +515,6 @@ def _first_bin(bins: Sequence[int], counts_per_pixel: float,
     return ordered[-1]
 
 
-def _count_folds(X: sp.csr_matrix, n_folds: int, seed: int | None) -> list[sp.csr_matrix]:
-    """Split counts into ``n_folds`` independent Poisson parts of equal mean (seeded).
-
-    Repeated binomial thinning (:func:`psnmf.metrics.count_split`): fold ``j`` takes a
-    fraction ``1 / (n_folds - j)`` of what the earlier folds left.
-    """
-    rng = np.random.default_rng(seed)
-    folds, rest = [], sp.csr_matrix(X)
-    for j in range(n_folds - 1):
-        part, rest = count_split(rest, 1.0 / (n_folds - j), random_state=rng)
-        folds.append(part)
-    folds.append(rest)
-    return folds
-
-
 def _score_components(
     counts: sp.csr_matrix,
     shape: tuple[int, int],
@@ -574,7 +534,7 @@ def _score_components(
     count is held out once and each fit sees ``(folds - 1) / folds`` of the counts.
     """
     binned = bin_counts(counts, shape, b)
-    folds = _count_folds(binned, COMPONENT_FOLDS, seed)
+    folds = count_folds(binned, COMPONENT_FOLDS, seed)
     total = float(binned.sum())
     rows: list[dict[str, Any]] = []
     for k in progress.iterate(list(components), f"choosing k (b={b})"):

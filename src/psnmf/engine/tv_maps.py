@@ -40,9 +40,10 @@ TV penalty (scikit-image's TV denoisers are for Gaussian noise on a single image
 smooth NMF has no simplex and no sparse kernels), and the per-pixel root search is a short
 loop Numba compiles well.
 
-The weight ``lam`` is chosen from the data (:func:`choose_smoothing`): the counts are split
-into two independent Poisson halves (binomial thinning), the maps are fitted on one half
-for each candidate weight and scored by the Poisson deviance of the other half. The prior
+The weight ``lam`` is chosen from the data (:func:`psnmf.selection.choose_smoothing`):
+the counts are split into two independent Poisson halves (binomial thinning), the maps
+are fitted on one half for each candidate weight and scored by the Poisson deviance of
+the other half. The prior
 strength of a penalised likelihood (a MAP estimate) does not depend on the number of
 counts, so the weight chosen on the half is used as is on the whole.
 """
@@ -51,7 +52,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,15 +60,13 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 from psnmf.engine import _kernels as kernels
-from psnmf.metrics import count_split
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "PENALTIES",
     "SMOOTHING_GRID",
-    "SmoothingChoice",
-    "choose_smoothing",
+    "check_penalty",
     "smooth_maps",
     "smoothing_objective",
 ]
@@ -76,11 +75,8 @@ __all__ = [
 PENALTIES = ("tv", "laplacian")
 
 #: Candidate weights, in units of the mean counts per pixel of the full data, tried by
-#: :func:`choose_smoothing` (0 = no smoothing is always a candidate).
+#: :func:`psnmf.selection.choose_smoothing` (0 = no smoothing is always a candidate).
 SMOOTHING_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-
-#: Smallest predicted mean (counts) in the held-out deviance.
-DEVIANCE_FLOOR = 1e-6
 
 #: Smoothing of the TV penalty near zero difference, in abundance units.
 TV_EPS = 0.05
@@ -248,7 +244,7 @@ def _penalty(A, tv, eps):
 # -----------------------------------------------------------------------------------------
 # Solver
 # -----------------------------------------------------------------------------------------
-def _check_penalty(penalty: str) -> bool:
+def check_penalty(penalty: str) -> bool:
     if penalty not in PENALTIES:
         raise ValueError(f"penalty={penalty!r} is not one of {PENALTIES}.")
     return penalty == "tv"
@@ -259,7 +255,7 @@ def smoothing_objective(
     *, penalty: str = "tv", eps: float = TV_EPS,
 ) -> float:
     """``-sum X log(A S) + lam * penalty(A)``: the objective :func:`smooth_maps` decreases."""
-    tv = _check_penalty(penalty)
+    tv = check_penalty(penalty)
     A2 = np.ascontiguousarray(A.reshape(-1, S.shape[0]), dtype=np.float64)
     _, _, xlogm = kernels.ratio_numerators(X, A2, S, want_A=False, want_S=False)
     pen = _penalty(A2.reshape(*image_shape, -1), tv, float(eps)) if lam > 0 else 0.0
@@ -326,7 +322,7 @@ def smooth_maps(
     -------
     SmoothResult
     """
-    tv = _check_penalty(penalty)
+    tv = check_penalty(penalty)
     if not (isinstance(lam, int | float | np.floating | np.integer) and math.isfinite(lam)
             and lam >= 0):
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}.")
@@ -362,148 +358,3 @@ def smooth_maps(
 # -----------------------------------------------------------------------------------------
 # Choosing the weight
 # -----------------------------------------------------------------------------------------
-@dataclass
-class SmoothingChoice:
-    """Evidence for the smoothing weight chosen by :func:`choose_smoothing`.
-
-    Attributes
-    ----------
-    lam : float
-        Chosen weight (counts units), for the full data.
-    relative : float
-        Chosen weight divided by the mean counts per pixel of the full data.
-    grid : list of float
-        Candidate weights (counts units).
-    deviance : list of float
-        Held-out Poisson deviance per count of each candidate (lower is better).
-    penalty : str
-    """
-
-    lam: float
-    relative: float
-    grid: list[float] = field(default_factory=list)
-    deviance: list[float] = field(default_factory=list)
-    penalty: str = "tv"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"lam": self.lam, "relative": self.relative, "grid": list(self.grid),
-                "deviance": list(self.deviance), "penalty": self.penalty}
-
-
-def heldout_deviance_maps(
-    X2: sp.csr_matrix, A: np.ndarray, S: np.ndarray, *, floor: float = DEVIANCE_FLOOR
-) -> float:
-    """Deviance per count of held-out counts ``X2`` over the channels, given each pixel's total.
-
-    ``2 sum_ij X2_ij log(X2_ij / M_ij)`` with ``M_ij = t_i (a_i S)_j``, ``t_i`` the pixel's
-    held-out total: the Poisson deviance with every pixel's count scale at its
-    maximum-likelihood value, so it scores only what the maps and spectra predict (how a
-    pixel's counts spread over the channels). Predicted means below ``floor`` count as
-    ``floor``, as in :func:`psnmf.workflow.heldout_deviance`: fitted spectra can be exactly
-    zero in a channel, and one held-out count there would otherwise weigh more than all the
-    rest. Computed from the non-zeros only.
-    """
-    t = np.asarray(X2.sum(axis=1)).ravel()
-    total = float(t.sum())
-    if total <= 0:
-        return float("nan")
-    M = np.ascontiguousarray(t[:, None] * A, dtype=np.float64)  # rows scaled to the totals
-    _, _, xlogm = kernels.ratio_numerators(X2, M, S, want_A=False, want_S=False,
-                                           floor=floor)
-    return 2.0 * (kernels.xlogx_sum(X2.data) - xlogm) / total
-
-
-def _central_window(
-    X: sp.csr_matrix, image_shape: tuple[int, int], max_pixels: int
-) -> tuple[sp.csr_matrix, tuple[int, int]]:
-    """The rows of ``X`` in the central window of at most ``max_pixels`` pixels."""
-    ny, nx = image_shape
-    if ny * nx <= max_pixels:
-        return X, image_shape
-    side = max(int(math.isqrt(int(max_pixels))), 2)
-    wy, wx = min(ny, side), min(nx, side)
-    if wy < side:  # thin image: use the spare budget along x
-        wx = min(nx, max_pixels // wy)
-    elif wx < side:
-        wy = min(ny, max_pixels // wx)
-    y0, x0 = (ny - wy) // 2, (nx - wx) // 2
-    rows = ((np.arange(y0, y0 + wy)[:, None] * nx) + np.arange(x0, x0 + wx)).ravel()
-    return X[rows], (wy, wx)
-
-
-def choose_smoothing(
-    X: Any,
-    S: np.ndarray,
-    image_shape: tuple[int, int],
-    *,
-    penalty: str = "tv",
-    grid: tuple[float, ...] = SMOOTHING_GRID,
-    fraction: float = 0.5,
-    random_state: int | None = 0,
-    max_iter: int = 1000,
-    tol: float = 1e-5,
-    patience: int = 1,
-    max_pixels: int = 128 * 128,
-) -> SmoothingChoice:
-    """Choose the smoothing weight by held-out Poisson deviance (count splitting).
-
-    The counts are thinned into ``X1`` (``fraction``) and ``X2``; for each candidate
-    weight (``grid`` times the mean counts per pixel of the full data, in increasing order,
-    starting from the per-pixel maps of ``X1`` and each warm-started from the previous;
-    nothing of ``X2`` enters a fit) the maps are fitted to ``X1`` with the spectra
-    ``S`` fixed and scored by the deviance of ``X2`` (:func:`heldout_deviance_maps`). The
-    weight with the lowest deviance is returned.
-
-    Parameters
-    ----------
-    X : CSR (pixels, channels) counts
-    S : ndarray (k, channels) fixed spectra
-    image_shape : (ny, nx)
-    penalty, max_iter, tol : as in :func:`smooth_maps`
-    grid : tuple of float
-        Candidate weights relative to the mean counts per pixel.
-    fraction : float
-        Share of the counts used for fitting.
-    random_state : int or None
-        Seed of the count split.
-    max_pixels : int
-        The choice is made on the central window of at most this many pixels (the weight
-        depends on the counts per pixel and the size of the features, which a window of
-        ~128 x 128 pixels shows as well as the whole map, at a fraction of the time).
-    patience : int
-        Stop trying larger weights once the deviance has risen above its minimum this many
-        times in a row (the held-out deviance is unimodal in the weight in practice; larger
-        weights are also the slowest to solve).
-
-    Returns
-    -------
-    SmoothingChoice
-    """
-    _check_penalty(penalty)
-    if not grid or min(grid) < 0:
-        raise ValueError(f"grid must be non-negative weights, got {grid!r}.")
-    X = sp.csr_matrix(X, dtype=np.float64)
-    k = S.shape[0]
-    cpp = float(X.sum()) / X.shape[0]
-    X, image_shape = _central_window(X, image_shape, max_pixels)
-    n = X.shape[0]
-    X1, X2 = count_split(X, fraction, random_state=random_state)
-    # per-pixel maps of the fitted half (each pixel to convergence): the start of the path
-    A = np.full((n, k), 1.0 / k)
-    kernels.solve_fixed_spectra(X1, A, np.ascontiguousarray(S, dtype=np.float64),
-                                simplex=True, max_iter=1000, tol=1e-7)
-    lams = sorted(float(g) * cpp for g in grid)
-    devs = []
-    for lam in lams:
-        if lam > 0:
-            A = smooth_maps(X1, A, S, image_shape, lam, penalty=penalty, max_iter=max_iter,
-                            tol=tol).maps
-        devs.append(heldout_deviance_maps(X2, A, S))
-        logger.debug("smoothing %.4g: held-out deviance %.6f", lam, devs[-1])
-        best = int(np.nanargmin(devs))
-        if len(devs) - 1 - best >= patience:  # the deviance has risen `patience` times
-            break
-    best = int(np.nanargmin(devs))
-    lams = lams[: len(devs)]
-    return SmoothingChoice(lam=lams[best], relative=lams[best] / cpp if cpp > 0 else 0.0,
-                           grid=lams, deviance=devs, penalty=penalty)
