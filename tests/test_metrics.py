@@ -8,7 +8,16 @@ import scipy.sparse as sp
 from conftest import make_toy
 
 from psnmf import pca_denoise
-from psnmf.metrics import map_mse, match_components, relative_error, spectral_angle
+from psnmf.metrics import (
+    compare_to_truth,
+    map_mse,
+    match_components,
+    oracle_limits,
+    oracle_maps,
+    oracle_spectra,
+    relative_error,
+    spectral_angle,
+)
 from psnmf.selection import count_split, poisson_deviance
 
 
@@ -81,3 +90,40 @@ def test_pca_denoise_uses_hyperspy_and_reduces_error():
     den = pca_denoise(toy.counts, 3)
     assert den.shape == toy.counts.shape
     assert relative_error(den, toy.noise_free) < 0.3 * relative_error(toy.counts, toy.noise_free)
+
+
+def test_compare_to_truth_matches_then_scores():
+    rng = np.random.default_rng(2)
+    S = rng.dirichlet(np.ones(30), size=3)
+    A = rng.dirichlet(np.ones(3), size=(8, 8))
+    perm = np.array([1, 2, 0])
+    res = compare_to_truth(S[perm], A[..., perm], S, A)
+    np.testing.assert_array_equal(res["order"], np.argsort(perm))
+    np.testing.assert_allclose(res["angle"], 0, atol=1e-6)
+    np.testing.assert_allclose(res["mse"], 0)
+
+
+def test_oracles_dense_and_sparse_agree():
+    rng = np.random.default_rng(3)
+    S = rng.dirichlet(np.ones(40), size=2)
+    A = rng.dirichlet(np.ones(2), size=(15, 20))
+    X = rng.poisson(300 * A @ S)
+    dense = oracle_spectra(X, A)
+    sparse = oracle_spectra(sp.csr_matrix(X.reshape(-1, 40)), A.reshape(-1, 2))
+    np.testing.assert_array_equal(dense.S, sparse.S)
+    np.testing.assert_array_equal(oracle_maps(X, S).A, oracle_maps(sp.csr_matrix(
+        X.reshape(-1, 40)), S).A)
+    assert np.all(spectral_angle(dense.S, S) < 3)
+
+
+def test_oracle_limits_small():
+    from psnmf.simulate import mantle
+
+    ds = mantle("medium", seed=0, shape=(48, 48))
+    o = oracle_limits(ds)
+    assert o.angle.shape == (3,) and o.mse.shape == (3,) and o.maps.shape == ds.maps.shape
+    assert np.all(o.angle < 6) and np.all(o.mse < 0.05)
+    np.testing.assert_array_equal(o.spectra, oracle_spectra(ds.counts, ds.maps).S)
+    # a stricter stopping rule changes the iterations, not the implementation
+    strict = oracle_limits(ds, max_iter=3000, tol=1e-10)
+    np.testing.assert_allclose(strict.angle, o.angle, rtol=0.05)

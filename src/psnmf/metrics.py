@@ -1,21 +1,36 @@
-"""Metrics that compare decompositions: with ground truth, and without it (count splitting).
+"""Errors of a decomposition against the ground truth, and the oracle limits of the counts.
 
 * :func:`spectral_angle` - eq. (1) of the paper, in degrees.
 * :func:`map_mse` - eq. (2) of the paper.
 * :func:`match_components` - optimal one-to-one matching of found to reference components
   (Hungarian algorithm on the spectral angles).
-* :func:`count_split` and :func:`poisson_deviance` - a ground-truth-free score for real
-  data: binomial thinning splits the counts into two independent Poisson halves with half
-  the mean each; a method fitted on one half predicts the other, and the held-out Poisson
-  deviance measures how well it captured the signal rather than the noise.
+* :func:`compare_to_truth` - angles and map MSEs per true phase after matching.
+* :func:`relative_error` - the denoising error against a noise-free cube.
+* :func:`oracle_spectra`, :func:`oracle_maps` and :func:`oracle_limits` - what is possible
+  from these counts: the maximum-likelihood spectra given the true maps, and the
+  maximum-likelihood maps (pixel by pixel) given the true spectra. Both are convex problems,
+  so their errors are a floor set by the counting noise alone, against which a method's
+  errors are read as ratios.
+
+The ground-truth-free score for real data (count splitting, held-out deviance) is in
+:mod:`psnmf.selection`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 from psnmf._validation import check_finite_array
+from psnmf.engine.poisson_nmf import NMFResult, poisson_nmf
+
+#: Stopping rule of :func:`oracle_limits` (the quality and coverage benchmarks).
+ORACLE_MAX_ITER = 2000
+ORACLE_TOL = 1e-8
 
 
 def spectral_angle(v1: np.ndarray, v2: np.ndarray) -> float | np.ndarray:
@@ -130,3 +145,153 @@ def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
             "map_mse or poisson_deviance instead."
         )
     return float(np.sum((estimate - truth) ** 2) / den)
+
+
+# -----------------------------------------------------------------------------------------
+# Oracles
+# -----------------------------------------------------------------------------------------
+def _counts_matrix(counts: Any) -> sp.csr_matrix:
+    """Counts cube ``(..., channels)`` as a float64 CSR matrix ``(pixels, channels)``."""
+    arr = counts if sp.issparse(counts) else np.asarray(counts)
+    if not sp.issparse(arr):
+        arr = arr.reshape(-1, arr.shape[-1])
+    return sp.csr_matrix(arr, dtype=np.float64)
+
+
+def oracle_spectra(
+    counts: Any,
+    true_maps: np.ndarray,
+    *,
+    max_iter: int = ORACLE_MAX_ITER,
+    tol: float = ORACLE_TOL,
+) -> NMFResult:
+    """Maximum-likelihood spectra given the true maps.
+
+    Poisson NMF with the abundances fixed at ``true_maps`` (``update_A=False``), started
+    from flat spectra.
+
+    Parameters
+    ----------
+    counts : array-like (..., channels) or sparse (pixels, channels)
+        The counts.
+    true_maps : ndarray (..., k)
+        The true abundance maps, one row per pixel of ``counts``.
+    max_iter, tol : passed to :func:`psnmf.engine.poisson_nmf.poisson_nmf`.
+
+    Returns
+    -------
+    NMFResult
+        ``.S`` holds the oracle spectra (k, channels).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> S = rng.dirichlet(np.ones(40), size=2)
+    >>> A = rng.dirichlet(np.ones(2), size=300)
+    >>> X = rng.poisson(500 * A @ S)
+    >>> res = oracle_spectra(X, A)
+    >>> bool(np.all(spectral_angle(res.S, S) < 3))
+    True
+    """
+    X = _counts_matrix(counts)
+    k = true_maps.shape[-1]
+    ne = X.shape[1]
+    return poisson_nmf(X, k, A_init=np.asarray(true_maps).reshape(-1, k),
+                       S_init=np.full((k, ne), 1.0 / ne), update_A=False,
+                       max_iter=max_iter, tol=tol)
+
+
+def oracle_maps(
+    counts: Any,
+    true_spectra: np.ndarray,
+    *,
+    max_iter: int = ORACLE_MAX_ITER,
+    tol: float = ORACLE_TOL,
+) -> NMFResult:
+    """Maximum-likelihood maps given the true spectra, pixel by pixel.
+
+    Poisson NMF with the spectra fixed at ``true_spectra`` (``update_S=False``), started
+    from equal abundances.
+
+    Parameters
+    ----------
+    counts : array-like (..., channels) or sparse (pixels, channels)
+        The counts.
+    true_spectra : ndarray (k, channels)
+        The true spectra.
+    max_iter, tol : passed to :func:`psnmf.engine.poisson_nmf.poisson_nmf`.
+
+    Returns
+    -------
+    NMFResult
+        ``.A`` holds the oracle abundances (pixels, k); reshape to the image.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> S = rng.dirichlet(np.ones(40), size=2)
+    >>> A = rng.dirichlet(np.ones(2), size=300)
+    >>> X = rng.poisson(500 * A @ S)
+    >>> res = oracle_maps(X, S)
+    >>> bool(map_mse(res.A, A) < 0.01)
+    True
+    """
+    X = _counts_matrix(counts)
+    k = true_spectra.shape[0]
+    return poisson_nmf(X, k, A_init=np.full((X.shape[0], k), 1.0 / k), S_init=true_spectra,
+                       update_S=False, max_iter=max_iter, tol=tol)
+
+
+@dataclass
+class OracleLimits:
+    """Oracle errors per true phase.
+
+    Attributes
+    ----------
+    angle : ndarray (k,)
+        Spectral angle (degrees) of the ML spectra given the true maps.
+    mse : ndarray (k,)
+        Map MSE of the per-pixel ML maps given the true spectra.
+    spectra : ndarray (k, channels)
+        The oracle spectra.
+    maps : ndarray (ny, nx, k)
+        The oracle maps.
+    """
+
+    angle: np.ndarray
+    mse: np.ndarray
+    spectra: np.ndarray
+    maps: np.ndarray
+
+
+def oracle_limits(
+    dataset: Any, max_iter: int = ORACLE_MAX_ITER, tol: float = ORACLE_TOL
+) -> OracleLimits:
+    """Oracle spectra and oracle maps of a simulated dataset, with their errors.
+
+    Parameters
+    ----------
+    dataset : SimulatedDataset
+        With ``counts`` (ny, nx, channels), ``maps`` (ny, nx, k), ``spectra`` (k, channels).
+    max_iter, tol : passed to :func:`oracle_spectra` and :func:`oracle_maps`.
+
+    Returns
+    -------
+    OracleLimits
+
+    Examples
+    --------
+    >>> from psnmf.simulate import mantle
+    >>> ds = mantle("medium", seed=0, shape=(24, 24))
+    >>> orc = oracle_limits(ds)
+    >>> orc.angle.shape, orc.maps.shape
+    ((3,), (24, 24, 3))
+    """
+    maps, spectra = dataset.maps, dataset.spectra
+    k = maps.shape[-1]
+    rs = oracle_spectra(dataset.counts, maps, max_iter=max_iter, tol=tol)
+    rm = oracle_maps(dataset.counts, spectra, max_iter=max_iter, tol=tol)
+    m = rm.A.reshape(maps.shape)
+    angle = np.array([spectral_angle(rs.S[i], spectra[i]) for i in range(k)])
+    mse = np.array([map_mse(m[..., i], maps[..., i]) for i in range(k)])
+    return OracleLimits(angle=angle, mse=mse, spectra=rs.S, maps=m)
