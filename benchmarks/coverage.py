@@ -1,28 +1,25 @@
-"""Calibration of the bootstrap error bars on compositions (issue 7).
+"""Calibration of the bootstrap error bars on compositions, on simulated samples.
 
-For several noise seeds of a simulated sample: fit PSNMFPlus, bootstrap the binned stage
-(:func:`psnmf.uncertainty.bootstrap`), quantify every replicate, and count how often the
-true composition (elements >= 0.5 at.%) falls inside the nominal 95% interval, for each
-interval method; also the median interval half-width (at.%) and the CPU seconds per
+For several noise seeds of a simulated sample: fit PSNMF with pure-pixel spectra, bootstrap
+the binned stage (:func:`psnmf.uncertainty.bootstrap`), quantify every replicate, and count
+how often the true composition (elements >= 0.5 at.%) falls inside the nominal 95% interval,
+for each interval method; also the median interval half-width (at.%) and the CPU seconds per
 bootstrap.
 
 Usage::
 
     python benchmarks/coverage.py                      # mantle + eutectic, both SNR, 8 seeds
-    python benchmarks/coverage.py --refit warm,cold    # the former scheme next to the new one
     python benchmarks/coverage.py --samples mantle --seeds 4 --size 90
 
-Runs one process; set NUMBA_NUM_THREADS / OMP_NUM_THREADS to share a machine. The cold
-bootstrap costs a full stage-1 fit per replicate: on a 60 x 60 image (15 x 15 binned), 20
-replicates take about 4 s of CPU at the 'low' preset and 20-40 s at 'medium' (there most
-refits run to max_iter=2000, where the fit itself stopped after 270-500), against 1-5 s
-for the former warm refits.
+Runs one process; set NUMBA_NUM_THREADS / OMP_NUM_THREADS to share a machine. Every
+replicate refits the binned stage from its own start (a full stage-1 fit): on a 60 x 60
+image (15 x 15 binned), 20 replicates take about 4 s of CPU at the 'low' preset and 20-40 s
+at 'medium', where most refits run to max_iter=2000 while the fit itself stopped after
+270-500 iterations.
 
-Measured (60 x 60, 8 seeds, 20 replicates, nominal 95 %, PSNMFPlus with the adaptive vertex
-correction): cold + 'bias' 133/144 mantle medium, 135/144 mantle low, 56/56 eutectic
-medium, 54/56 eutectic low (94.5 % pooled; median half-widths 0.19 / 0.51 / 0.29 / 0.65
-at.%); warm + 'basic' (the former default) 301/400 (75 %); with the former fixed-fraction
-vertex correction warm + 'basic' gave 232/400 (58 %) and cold + 'bias' 369/400 (92 %).
+Measured (60 x 60, 8 seeds, 20 replicates, nominal 95 %, 'bias' intervals): 133/144 mantle
+medium, 135/144 mantle low, 56/56 eutectic medium, 54/56 eutectic low (94.5 % pooled; median
+half-widths 0.19 / 0.51 / 0.29 / 0.65 at.%).
 """
 
 from __future__ import annotations
@@ -32,13 +29,14 @@ import time
 
 import numpy as np
 
-from psnmf.improve import PSNMFPlus, score
+from psnmf.improve import PSNMFPlus
+from psnmf.metrics import compare_to_truth
 from psnmf.simulate import sample_dataset
 from psnmf.uncertainty import INTERVAL_METHODS, bootstrap, composition_intervals
 
 
 def run(sample: str, snr: str, n_seeds: int, size: int, n_boot: int, b: int,
-        refit: str, level: float = 0.95, min_percent: float = 0.5) -> dict:
+        level: float = 0.95, min_percent: float = 0.5) -> dict:
     """Coverage counts, half-widths and timings over ``n_seeds`` noise seeds."""
     tot = {m: [0, 0] for m in INTERVAL_METHODS}
     half = {m: [] for m in INTERVAL_METHODS}
@@ -47,10 +45,10 @@ def run(sample: str, snr: str, n_seeds: int, size: int, n_boot: int, b: int,
         ds = sample_dataset(sample, snr=snr, seed=100 + seed, shape=(size, size))
         k = ds.maps.shape[-1]
         m = PSNMFPlus(k, b, random_state=0).fit(ds.counts)
-        order = score(m.spectra_, m.maps_, ds)["order"]
+        order = compare_to_truth(m.spectra_, m.maps_, ds.spectra, ds.maps)["order"]
         t0 = time.process_time()  # CPU seconds: robust to a shared machine
         res = bootstrap(m, ds.counts, n_boot=n_boot, elements=list(ds.elements),
-                        edx_model=ds.model, random_state=seed, refit=refit)
+                        edx_model=ds.model, random_state=seed)
         seconds.append(time.process_time() - t0)
         for meth in INTERVAL_METHODS:
             iv = composition_intervals(res, level, meth)
@@ -74,25 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=60)
     p.add_argument("--boot", type=int, default=20)
     p.add_argument("--bin", type=int, default=4)
-    p.add_argument("--refit", default="cold", help="cold, warm or both: warm,cold")
     a = p.parse_args(argv)
     cells = "".join(f" {m + ' 95%':>17s} {'hw':>5s}" for m in INTERVAL_METHODS)
-    print(f"{'refit':5s} {'sample':9s} {'snr':6s}{cells} {'s/boot':>7s}")
-    pooled = {}
-    for refit in a.refit.split(","):
-        pooled[refit] = {m: [0, 0] for m in INTERVAL_METHODS}
-        for sample in a.samples.split(","):
-            for snr in a.snr.split(","):
-                r = run(sample, snr, a.seeds, a.size, a.boot, a.bin, refit)
-                row = ""
-                for meth, (i, n) in r["coverage"].items():
-                    pooled[refit][meth][0] += i
-                    pooled[refit][meth][1] += n
-                    row += f" {i:4d}/{n:4d} {i / max(n, 1):6.1%} {r['half_width'][meth]:5.2f}"
-                print(f"{refit:5s} {sample:9s} {snr:6s}{row} {r['seconds']:7.1f}", flush=True)
-        row = "".join(f" {i:4d}/{n:4d} {i / max(n, 1):6.1%} {'':5s}"
-                      for i, n in pooled[refit].values())
-        print(f"{refit:5s} {'pooled':9s} {'':6s}{row}", flush=True)
+    print(f"{'sample':9s} {'snr':6s}{cells} {'s/boot':>7s}")
+    pooled = {m: [0, 0] for m in INTERVAL_METHODS}
+    for sample in a.samples.split(","):
+        for snr in a.snr.split(","):
+            r = run(sample, snr, a.seeds, a.size, a.boot, a.bin)
+            row = ""
+            for meth, (i, n) in r["coverage"].items():
+                pooled[meth][0] += i
+                pooled[meth][1] += n
+                row += f" {i:4d}/{n:4d} {i / max(n, 1):6.1%} {r['half_width'][meth]:5.2f}"
+            print(f"{sample:9s} {snr:6s}{row} {r['seconds']:7.1f}", flush=True)
+    row = "".join(f" {i:4d}/{n:4d} {i / max(n, 1):6.1%} {'':5s}" for i, n in pooled.values())
+    print(f"{'pooled':9s} {'':6s}{row}", flush=True)
     return 0
 
 

@@ -1,20 +1,19 @@
-"""Spectral and map quality against the oracle limits (issue 7).
+"""Spectral and map quality against the oracle limits, on the built-in simulated samples.
 
-For each built-in sample, SNR preset and noise seed:
+For each sample, SNR preset and noise seed:
 
-* the oracle limits: spectra by ML from the true maps, maps by ML (per pixel) from the
-  true spectra;
-* plain PSNMF (the paper's method, stage-2 spectra fixed);
-* PSNMF + TV: the same spectra, maps with the total-variation prior whose weight is chosen
-  by held-out deviance (``smoothing='auto'``, :mod:`psnmf.engine.tv_maps`);
-* PSNMFPlus: the pure-pixel vertex correction of the binned-stage spectra
-  (:class:`psnmf.improve.PSNMFPlus`), per-pixel maps;
-* PSNMFPlus + TV.
+* the oracle limits (:func:`psnmf.metrics.oracle_limits`): spectra by maximum likelihood
+  from the true maps, maps by maximum likelihood (per pixel) from the true spectra;
+* NMF spectra: the paper's PSNMF (binned-stage NMF spectra, stage-2 spectra fixed), maps
+  per pixel, and the same spectra with total-variation maps whose weight is chosen by
+  held-out deviance (``smoothing='auto'``, :mod:`psnmf.engine.tv_maps`);
+* pure-pixel spectra: the binned-stage vertices moved to the spectra of their pure-pixel
+  clusters, maps per pixel and with TV maps.
 
-Spectral angle (degrees) and map MSE per phase, each as a ratio to its oracle. The maps of
-the per-pixel variants are the ``unsmoothed_maps_`` of the smoothed fits (same spectra,
-same seed), so each estimator is fitted once. For the mantle sample the paper's PSNMF
-angles (Table 2, medium SNR b = 12) are printed beside.
+Spectral angle (degrees) and map MSE per phase, each as a ratio to its oracle. The per-pixel
+maps are the ``unsmoothed_maps_`` of the smoothed fits (same spectra, same seed), so each
+estimator is fitted once. For the mantle sample the paper's PSNMF angles (Table 2, medium
+SNR b = 12) are printed beside.
 
 Usage::
 
@@ -33,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from psnmf import PSNMF
-from psnmf.improve import PSNMFPlus, oracle_limits, score
+from psnmf.improve import PSNMFPlus
+from psnmf.metrics import compare_to_truth, oracle_limits
 from psnmf.simulate import sample_dataset
 
 #: The paper's PSNMF angles (degrees) on its mantle data, medium SNR, b = 12 (Table 2).
@@ -61,7 +61,7 @@ def run(samples: list[str], snrs: list[str], seeds: list[int], shape: tuple[int,
                     seconds = time.perf_counter() - t0
                     for suffix, maps in (("", m.unsmoothed_maps_), ("_tv", m.maps_)):
                         maps = m.maps_ if maps is None else maps
-                        sc = score(m.spectra_, maps, ds)
+                        sc = compare_to_truth(m.spectra_, maps, ds.spectra, ds.maps)
                         row[label + suffix] = {"angle": sc["angle"].tolist(),
                                                "mse": sc["mse"].tolist()}
                     row[label + "_tv"]["seconds"] = seconds
