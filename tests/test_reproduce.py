@@ -1,13 +1,19 @@
-"""The paper reproduction (psnmf.reproduce, psnmf reproduce, benchmarks/paper.py), quick."""
+"""The paper reproduction (benchmarks/paper.py, benchmarks/reproduce_paper.py), quick."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from psnmf import reproduce
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import reproduce_paper as reproduce  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +111,13 @@ def test_nd_window_matches_exspy():
                                                           cube=ds.noise_free))
 
 
-def test_cli_registered():
-    from psnmf.cli import build_parser
+def test_command_line():
+    import argparse
 
-    args = build_parser().parse_args(["reproduce", "--quick", "--out", "x", "--seed", "3"])
-    assert args.quick and args.out == "x" and args.seed == 3 and callable(args.func)
+    parser = argparse.ArgumentParser()
+    reproduce.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--out", "x", "--seed", "3", "--preset", "low"])
+    assert args.quick and args.out == "x" and args.seed == 3 and args.preset == ["low"]
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "paper.py"), "--help"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert "--quick" in run.stdout and "--preset" in run.stdout

@@ -15,7 +15,7 @@ import sys
 from psnmf import __version__
 
 #: Subcommand modules, in the order they are listed by ``psnmf --help``.
-COMMANDS: tuple[str, ...] = ("demo", "simulate", "reproduce", "unmix", "sweep")
+COMMANDS: tuple[str, ...] = ("demo", "simulate", "unmix", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:

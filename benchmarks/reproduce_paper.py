@@ -3,16 +3,15 @@
 Runs the paper's two mantle datasets (medium SNR, 147 counts/pixel; low SNR, 18
 counts/pixel; 180 x 180 pixels) through standard NMF, PSNMF at several bin factors and
 PCA denoising, and compares everything with the ground truth, with the paper's numbers
-and with *oracles* (what is possible from these counts):
+and with the oracles of :mod:`psnmf.metrics` (what is possible from these counts):
 
-* oracle spectra: maximum-likelihood spectra given the **true maps**
-  (``poisson_nmf(..., A_init=true maps, update_A=False)``) - the best spectral angle any
-  method can expect from this noise;
-* oracle maps: maximum-likelihood maps given the **true spectra**
-  (``poisson_nmf(..., S_init=true spectra, update_S=False)``) - the map MSE of a
+* oracle spectra: maximum-likelihood spectra given the **true maps** - the best spectral
+  angle any method can expect from this noise;
+* oracle maps: maximum-likelihood maps given the **true spectra** - the map MSE of a
   method that knew the spectra exactly (per-pixel ML, no spatial prior).
 
-Every error is also given as a ratio to its oracle.
+Every error is also given as a ratio to its oracle. PSNMF here is the paper's method
+(binned-stage NMF spectra, per-pixel maps).
 
 The three outputs of the paper are reproduced:
 
@@ -29,13 +28,7 @@ spectra[:, window].sum(1)``) where possible, so no extra dense cube is built.
 
 Entry points: :func:`run_reproduction` (both presets), :func:`run_preset` (one),
 :func:`format_report` (the printed tables), :func:`figure` (Figure 2 / 3 equivalents)
-and :func:`main` (the ``psnmf reproduce`` command and ``benchmarks/paper.py``).
-
-Examples
---------
->>> from psnmf.reproduce import run_preset, format_preset          # doctest: +SKIP
->>> res = run_preset("low", bin_factors=(6, 15), reference_b=15)   # doctest: +SKIP
->>> print(format_preset(res))                                      # doctest: +SKIP
+and :func:`main` (``python benchmarks/paper.py``).
 """
 
 from __future__ import annotations
@@ -65,8 +58,6 @@ __all__ = [
     "nd_window",
     "line_window",
     "window_map",
-    "oracle_spectra",
-    "oracle_maps",
     "run_preset",
     "run_reproduction",
     "format_preset",
@@ -149,7 +140,7 @@ ND_LINE = "Nd_La"
 #: Number of principal components of the PCA denoising (as in the paper).
 PCA_COMPONENTS = 3
 
-#: Stopping rules of the oracle fits (convex problems; run them to convergence).
+#: Stopping rule of the oracle fits (convex problems; run them to convergence).
 ORACLE_MAX_ITER = 3000
 ORACLE_TOL = 1e-10
 
@@ -366,50 +357,6 @@ def window_map(
 
 
 # -----------------------------------------------------------------------------------------
-# Oracles
-# -----------------------------------------------------------------------------------------
-def oracle_spectra(counts: np.ndarray, true_maps: np.ndarray) -> Any:
-    """Maximum-likelihood spectra given the true maps (``update_A=False``).
-
-    Returns the :class:`psnmf.engine.poisson_nmf.NMFResult`.
-    """
-    from psnmf.engine.poisson_nmf import poisson_nmf
-
-    k = true_maps.shape[-1]
-    X = counts.reshape(-1, counts.shape[-1])
-    ne = X.shape[1]
-    return poisson_nmf(
-        X,
-        k,
-        A_init=true_maps.reshape(-1, k),
-        S_init=np.full((k, ne), 1.0 / ne),
-        update_A=False,
-        max_iter=ORACLE_MAX_ITER,
-        tol=ORACLE_TOL,
-    )
-
-
-def oracle_maps(counts: np.ndarray, true_spectra: np.ndarray) -> Any:
-    """Maximum-likelihood maps given the true spectra (``update_S=False``).
-
-    Returns the :class:`psnmf.engine.poisson_nmf.NMFResult`.
-    """
-    from psnmf.engine.poisson_nmf import poisson_nmf
-
-    k = true_spectra.shape[0]
-    X = counts.reshape(-1, counts.shape[-1])
-    return poisson_nmf(
-        X,
-        k,
-        A_init=np.full((X.shape[0], k), 1.0 / k),
-        S_init=true_spectra,
-        update_S=False,
-        max_iter=ORACLE_MAX_ITER,
-        tol=ORACLE_TOL,
-    )
-
-
-# -----------------------------------------------------------------------------------------
 # One preset
 # -----------------------------------------------------------------------------------------
 def _compare(
@@ -487,7 +434,7 @@ def run_preset(
     from psnmf import simulate
     from psnmf.baselines import pca_denoise, standard_nmf
     from psnmf.estimator import PSNMF
-    from psnmf.metrics import relative_error
+    from psnmf.metrics import oracle_maps, oracle_spectra, relative_error
 
     if snr not in PAPER:
         raise ValueError(f"snr={snr!r}: choose 'medium' or 'low'.")
@@ -554,12 +501,12 @@ def run_preset(
                                   spectra=ref_model.spectra_, scale=ref_model.scale_)
 
     t0 = time.perf_counter()
-    o_s = oracle_spectra(counts, ds.maps)
+    o_s = oracle_spectra(counts, ds.maps, max_iter=ORACLE_MAX_ITER, tol=ORACLE_TOL)
     dt = time.perf_counter() - t0
     oracle_s = _compare("oracle spectra", o_s.S, ds.maps, ds, dt, n_iter=o_s.n_iter)
     oracle_s.mse = None  # the maps are the truth: no map error to report
     t0 = time.perf_counter()
-    o_m = oracle_maps(counts, ds.spectra)
+    o_m = oracle_maps(counts, ds.spectra, max_iter=ORACLE_MAX_ITER, tol=ORACLE_TOL)
     dt = time.perf_counter() - t0
     oracle_m = _compare("oracle maps", ds.spectra, o_m.A.reshape(ds.maps.shape), ds, dt,
                         n_iter=o_m.n_iter)
@@ -1020,7 +967,7 @@ def save_outputs(rep: Reproduction, out: str | Path, report: str | None = None
 # Command line
 # -----------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by ``psnmf reproduce`` and ``benchmarks/paper.py``."""
+    """The arguments of ``benchmarks/paper.py``."""
     parser.add_argument("--quick", action="store_true",
                         help="small version: 72x72 px, two bin factors per preset (~1 min)")
     parser.add_argument("--out", default="reproduction", metavar="DIR",
@@ -1054,7 +1001,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python benchmarks/paper.py`` / ``python -m psnmf.reproduce``."""
+    """``python benchmarks/paper.py``: parse the arguments, run, print and save."""
     parser = argparse.ArgumentParser(
         prog="paper.py",
         description="Reproduce the synthetic-data results of the PSNMF paper "
@@ -1062,7 +1009,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
