@@ -17,11 +17,22 @@ new one::
 
 ``microstructure.type`` is one of :data:`psnmf.simulate.maps.GENERATORS`
 (``grains_in_matrix``, ``lamellae``, ``voronoi_polycrystal``,
-``particles_on_support``); the other keys are that generator's arguments.
+``particles_on_support``, ``nanoparticles``, ``layers``, ``dispersion``); the other
+keys are that generator's arguments (``nanoparticles`` and ``dispersion`` take a
+nested recipe for the support or the base microstructure).
 
-Built-in samples (``src/psnmf/simulate/data/*.json``): ``mantle`` (the paper's
-synthetic dataset), ``eutectic`` (lamellae), ``ceramic`` (Voronoi polycrystal)
-and ``catalyst`` (particles on a support film).
+Built-in samples (``src/psnmf/simulate/data/*.json``, found automatically): ``mantle``
+(the paper's synthetic dataset), ``eutectic`` (lamellae), ``ceramic`` (Voronoi
+polycrystal) and ``catalyst`` (particles on a support film), and four samples whose
+hardest phase is never or rarely pure:
+
+* ``nanoparticles`` -- Au particles of radius 1.5-4 px on and in a TiO2-SiO2 support
+  film (Au at most about 0.7 of any pixel's signal);
+* ``small_grains`` -- Cr-spinel grains of radius 3-8 px with Opx grains in an olivine
+  matrix (pure Spl cores at full resolution, almost none after 4 x 4 binning);
+* ``thin_layer`` -- Si / 3 px SiO2 / 12 px HfO2 / TiN gate stack (SiO2 never pure);
+* ``mixed_phase`` -- ODS steel: ferrite, M23C6 carbides and Y2Ti2O7 nanoclusters
+  present only mixed (at most 0.5 of any pixel).
 
 Count presets (:data:`SNR_PRESETS`): ``medium`` = 147 and ``low`` = 18 mean
 counts per pixel, the two synthetic datasets of the paper.
