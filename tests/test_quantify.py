@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from psnmf import physics
 from psnmf import simulate as sim
 from psnmf.quantify import (
     KFactors,
@@ -17,8 +18,8 @@ from psnmf.quantify import (
     read_k_factors,
 )
 
-MODEL = sim.EDXModel()
-TRUTH = {name: sim.normalize_composition(c) for name, c in sim.MANTLE_PHASES.items()}
+MODEL = physics.EDXModel()
+TRUTH = {name: physics.normalize_composition(c) for name, c in sim.MANTLE_PHASES.items()}
 
 
 @pytest.mark.parametrize("phase", ["Brg", "Fp", "CaPv"])
@@ -119,7 +120,7 @@ def test_k_factor_files(tmp_path):
     assert table.values == pytest.approx(kf) and table.basis == "atomic"
     q = quantify(spec, elements, model=MODEL, k_factors=csv_path)
     # weight-basis JSON keyed by line labels gives the same answer
-    weights = {f"{e}_Ka": k * xraylib.AtomicWeight(sim.atomic_number(e)) for e, k in kf.items()}
+    weights = {f"{e}_Ka": k * xraylib.AtomicWeight(physics.atomic_number(e)) for e, k in kf.items()}
     json_path = tmp_path / "k.json"
     json_path.write_text(json.dumps({"basis": "weight", "k_factors": weights}))
     q2 = quantify(spec, elements, model=MODEL, k_factors=json_path)

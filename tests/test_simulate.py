@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from psnmf import physics
 from psnmf import simulate as sim
-from psnmf.simulate import EDXModel
+from psnmf.physics import EDXModel
 
 MODEL = EDXModel()
 
@@ -65,10 +66,10 @@ def test_resolution_law_and_efficiency():
 
 
 def test_cross_sections_are_physical():
-    z_fe = sim.atomic_number("Fe")
-    sigma_k = sim.ionization_cross_section(z_fe, "K", 200.0)
+    z_fe = physics.atomic_number("Fe")
+    sigma_k = physics.ionization_cross_section(z_fe, "K", 200.0)
     assert 1e-22 < sigma_k < 3e-22  # ~150 barn at 200 kV
-    assert sim.ionization_cross_section(z_fe, "K", 5.0) == 0.0  # below the 7.1 keV edge
+    assert physics.ionization_cross_section(z_fe, "K", 5.0) == 0.0  # below the 7.1 keV edge
     # thin-film k-factors (atomic basis, Si = 1) in the usual range
     k = MODEL.k_factors(["Si", "Mg", "Fe", "O"])
     assert k["Si"] == 1.0 and 0.9 < k["Mg"] < 1.5 and 0.5 < k["Fe"] < 1.2 and 1.5 < k["O"] < 4

@@ -75,6 +75,7 @@ __all__ = [
     "Line",
     "FAMILIES",
     "atomic_number",
+    "atomic_weight",
     "normalize_composition",
     "ionization_cross_section",
     "family_lines",
@@ -141,6 +142,17 @@ def atomic_number(element: str) -> int:
     if z <= 0:
         raise ValueError(f"unknown element {element!r}: not a chemical symbol known to xraylib")
     return z
+
+
+def atomic_weight(element: str) -> float:
+    """Standard atomic weight (g/mol) of a chemical symbol, from xraylib.
+
+    Examples
+    --------
+    >>> round(atomic_weight("Fe"), 2)
+    55.85
+    """
+    return float(xraylib.AtomicWeight(atomic_number(element)))
 
 
 def normalize_composition(

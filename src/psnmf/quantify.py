@@ -5,10 +5,10 @@ Two steps:
 1. :func:`fit_lines` -- the spectrum is fitted as a non-negative combination of
    line-family templates (one per element and family, with the line energies,
    relative weights and detector resolution of the forward model
-   :class:`psnmf.simulate.EDXModel`) plus a smooth non-negative continuum basis
-   (the model's Kramers continuum shape times Bernstein polynomials of the energy,
-   so the model continuum is exactly representable and real continua are
-   approximated smoothly). Overlapping lines (Nd L / Sm L, Y L / Zr L, ...) are
+   :class:`psnmf.physics.EDXModel`, the model the simulator uses) plus a smooth
+   non-negative continuum basis (the model's Kramers continuum shape times Bernstein
+   polynomials of the energy, so the model continuum is exactly representable and real
+   continua are approximated smoothly). Overlapping lines (Nd L / Sm L, Y L / Zr L, ...) are
    separated by the fit. The fit maximises the Poisson likelihood (iteratively
    reweighted non-negative least squares with weights ``1 / mu``, whose fixed point
    satisfies the Poisson score equations). Families much weaker than the element's
@@ -28,7 +28,7 @@ then rescaled to that many counts). Uncertainty of the k-factors is not included
 
 Examples
 --------
->>> from psnmf.simulate import EDXModel
+>>> from psnmf.physics import EDXModel
 >>> model = EDXModel()
 >>> spectrum = model.phase_spectrum({"Mg": 40, "Fe": 10, "O": 50})
 >>> q = quantify(spectrum, ["Mg", "Fe", "O"], model=model)
@@ -43,16 +43,15 @@ import io
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xraylib
 from scipy.optimize import nnls
 from scipy.special import comb
 
-from psnmf.physics import FAMILIES, EDXModel, atomic_number
+from psnmf.physics import FAMILIES, EDXModel, atomic_number, atomic_weight
 
 __all__ = [
     "KFactors",
@@ -109,7 +108,7 @@ class KFactors:
         """k-factors for atomic fractions (weight-basis ones divided by atomic weight)."""
         if self.basis == "atomic":
             return dict(self.values)
-        return {el: k / xraylib.AtomicWeight(atomic_number(el)) for el, k in self.values.items()}
+        return {el: k / atomic_weight(el) for el, k in self.values.items()}
 
     def families(self) -> dict[str, str]:
         """Element -> family implied by the line labels (``"Nd_La"`` -> ``"L"``)."""
@@ -316,6 +315,13 @@ def model_for_signal(signal: Any) -> EDXModel:
     Its energy axis, the beam energy and the detector resolution at Mn Ka from the
     signal's metadata (the simulator's own model for a simulated signal), the defaults of
     :class:`EDXModel` for what the metadata do not say.
+
+    Examples
+    --------
+    >>> from psnmf.simulate import mantle
+    >>> s = mantle("medium", seed=0, shape=(2, 2)).to_signal()
+    >>> model_for_signal(s) == mantle("medium", seed=0, shape=(2, 2)).model
+    True
     """
     ax = signal.axes_manager.signal_axes[0]
     md = signal.metadata
@@ -325,11 +331,11 @@ def model_for_signal(signal: Any) -> EDXModel:
     if md.has_item("Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa"):
         res = md.Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa
         kw["fwhm_mn_ka"] = float(res) / 1e3
+    offset, scale, size = float(ax.offset), float(ax.scale), int(ax.size)
     if md.has_item("Simulation.model"):
-        kw = json.loads(md.Simulation.model)
-        for key in ("e_min", "e_max", "channel_width"):
-            kw.pop(key, None)
-    return EDXModel.for_axis(float(ax.offset), float(ax.scale), int(ax.size), **kw)
+        return replace(EDXModel.from_dict(json.loads(md.Simulation.model)),
+                       e_min=offset, e_max=offset + scale * size, channel_width=scale)
+    return EDXModel.for_axis(offset, scale, size, **kw)
 
 
 def _as_spectrum(

@@ -30,7 +30,7 @@ the standard metadata). The ground truth is stored under ``metadata.Simulation``
 ``k_factor_lines``     lines the k-factors refer to, e.g. ``"Fe_Ka"``
 ``counts_per_pixel``   mean counts per pixel asked for
 ``seed``               seed of the Poisson sampling (-1 if none)
-``model``              JSON string of the :class:`~psnmf.simulate.EDXModel`
+``model``              JSON string of the :class:`~psnmf.physics.EDXModel`
 ``sample``             JSON string of the sample description (if any)
 =====================  ======================================================
 
