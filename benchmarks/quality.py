@@ -39,8 +39,12 @@ from psnmf.simulate import sample_dataset
 #: The paper's PSNMF angles (degrees) on its mantle data, medium SNR, b = 12 (Table 2).
 PAPER = {("mantle", "medium"): [0.25, 1.52, 1.73]}
 
-LABELS = {"psnmf": "PSNMF", "psnmf_tv": "PSNMF+TV", "plus": "PSNMFPlus",
-          "plus_tv": "PSNMFPlus+TV"}
+#: Row key -> label: the spectra of the binned stage (NMF, the paper's, or pure-pixel) and
+#: the maps (per pixel, or with TV maps).
+LABELS = {"nmf": "nmf", "nmf_tv": "nmf+TV", "pure": "pure", "pure_tv": "pure+TV"}
+
+LEGEND = ("nmf = the paper's PSNMF (binned-stage NMF spectra), pure = pure-pixel spectra; "
+          "+TV = total-variation maps, weight chosen by held-out deviance")
 
 
 def run(samples: list[str], snrs: list[str], seeds: list[int], shape: tuple[int, int] | None,
@@ -55,7 +59,7 @@ def run(samples: list[str], snrs: list[str], seeds: list[int], shape: tuple[int,
                 row = {"sample": name, "snr": snr, "seed": seed, "phases": ds.phase_names,
                        "counts_per_pixel": float(ds.counts.sum() / np.prod(ds.maps.shape[:2])),
                        "oracle_angle": orc.angle.tolist(), "oracle_mse": orc.mse.tolist()}
-                for label, est in (("psnmf", PSNMF), ("plus", PSNMFPlus)):
+                for label, est in (("nmf", PSNMF), ("pure", PSNMFPlus)):
                     t0 = time.perf_counter()
                     m = est(k, bin_factor, random_state=0, smoothing="auto").fit(ds.counts)
                     seconds = time.perf_counter() - t0
@@ -66,7 +70,7 @@ def run(samples: list[str], snrs: list[str], seeds: list[int], shape: tuple[int,
                                                "mse": sc["mse"].tolist()}
                     row[label + "_tv"]["seconds"] = seconds
                     row[label + "_tv"]["smoothing"] = m.smoothing_["relative"]
-                    if label == "plus":
+                    if label == "pure":
                         row[label]["moved"] = m.vertex_moved_[sc["order"]].tolist()
                 rows.append(row)
                 print(format_row(row), flush=True)
@@ -118,9 +122,9 @@ def summary(rows: list[dict]) -> str:
 
 def markdown(rows: list[dict]) -> str:
     """Per sample, SNR and phase: angle and MSE of every method, mean over seeds (the
-    table of the issue note)."""
-    head = ("| sample | SNR | phase | oracle angle | paper PSNMF | PSNMF | PSNMFPlus | "
-            "oracle MSE | PSNMF MSE | PSNMF+TV MSE | PSNMFPlus MSE | PSNMFPlus+TV MSE |")
+    table of quality_results.md)."""
+    head = ("| sample | SNR | phase | oracle angle | paper Table 2 | nmf | pure | "
+            "oracle MSE | nmf MSE | nmf+TV MSE | pure MSE | pure+TV MSE |")
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     keys = sorted({(r["sample"], r["snr"]) for r in rows}, key=lambda t: (t[0], t[1] != "medium"))
     for key in keys:
@@ -135,7 +139,7 @@ def markdown(rows: list[dict]) -> str:
             out.append(
                 f"| {key[0]} | {key[1]} | {phase} | {oa:.2f} | "
                 f"{'' if paper is None else f'{paper[i]:.2f}'} | "
-                f"{mean('psnmf', 'angle'):.2f} | {mean('plus', 'angle'):.2f} | {om:.4f} | "
+                f"{mean('nmf', 'angle'):.2f} | {mean('pure', 'angle'):.2f} | {om:.4f} | "
                 + " | ".join(f"{mean(lab, 'mse'):.4f}" for lab in LABELS) + " |"
             )
     return "\n".join(out)
@@ -155,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                ["mantle", "eutectic", "ceramic"] + ([] if a.quick else ["catalyst"]))
     seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else ([0] if a.quick else [0, 1, 2])
     shape = (96, 96) if a.quick else None
+    print(LEGEND, flush=True)
     rows = run(samples, a.snr.split(","), seeds, shape, a.bin)
     print(summary(rows))
     if a.json:

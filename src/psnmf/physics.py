@@ -436,7 +436,7 @@ class EDXModel:
             if xraylib.CompoundParser(formula) is None:  # pragma: no cover - raises instead
                 raise ValueError(f"EDXModel: cannot parse window material {formula!r}")
 
-    # --- construction helpers ---------------------------------------------
+    # --- construction -----------------------------------------------------
     @classmethod
     def for_axis(cls, offset: float, scale: float, size: int, **kwargs: Any) -> EDXModel:
         """A model on a given energy axis (e.g. that of a measured spectrum)."""
