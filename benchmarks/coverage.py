@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from psnmf.improve import PSNMFPlus
+from psnmf import PSNMF
 from psnmf.metrics import compare_to_truth
 from psnmf.simulate import sample_dataset
 from psnmf.uncertainty import INTERVAL_METHODS, bootstrap, composition_intervals
@@ -44,7 +44,7 @@ def run(sample: str, snr: str, n_seeds: int, size: int, n_boot: int, b: int,
     for seed in range(n_seeds):
         ds = sample_dataset(sample, snr=snr, seed=100 + seed, shape=(size, size))
         k = ds.maps.shape[-1]
-        m = PSNMFPlus(k, b, random_state=0).fit(ds.counts)
+        m = PSNMF(k, b, spectra="pure", smoothing=None, random_state=0).fit(ds.counts)
         order = compare_to_truth(m.spectra_, m.maps_, ds.spectra, ds.maps)["order"]
         t0 = time.process_time()  # CPU seconds: robust to a shared machine
         res = bootstrap(m, ds.counts, n_boot=n_boot, elements=list(ds.elements),

@@ -479,7 +479,8 @@ def run_preset(
     ref_model = None
     for b in bins:
         t0 = time.perf_counter()
-        model = PSNMF(k, b, random_state=random_state).fit(counts)
+        model = PSNMF(k, b, spectra="nmf", smoothing=None,
+                      random_state=random_state).fit(counts)
         dt = time.perf_counter() - t0
         methods.append(_compare(f"PSNMF b={b}", model.spectra_, model.maps_, ds, dt,
                                 bin_factor=b, n_iter=dict(model.n_iter_)))
@@ -491,7 +492,8 @@ def run_preset(
     ref = methods[[m.name for m in methods].index(f"PSNMF b={ref_b}")]
     if converged_check:
         t0 = time.perf_counter()
-        conv = PSNMF(k, ref_b, random_state=random_state, **CONVERGED_PSNMF).fit(counts)
+        conv = PSNMF(k, ref_b, spectra="nmf", smoothing=None, random_state=random_state,
+                     **CONVERGED_PSNMF).fit(counts)
         dt = time.perf_counter() - t0
         methods.append(_compare(f"PSNMF b={ref_b} stage1 conv", conv.spectra_, conv.maps_,
                                 ds, dt, n_iter=dict(conv.n_iter_)))
