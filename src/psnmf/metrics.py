@@ -64,7 +64,13 @@ def spectral_angle(v1: np.ndarray, v2: np.ndarray) -> float | np.ndarray:
 
 
 def map_mse(m1: np.ndarray, m2: np.ndarray) -> float:
-    """Mean squared error between two maps of the same shape (eq. 2 of the paper)."""
+    """Mean squared error between two maps of the same shape (eq. 2 of the paper).
+
+    Examples
+    --------
+    >>> map_mse(np.zeros((2, 2)), np.full((2, 2), 0.5))
+    0.25
+    """
     m1 = check_finite_array(m1, "m1")
     m2 = check_finite_array(m2, "m2")
     if m1.shape != m2.shape:
@@ -87,6 +93,12 @@ def match_components(found: np.ndarray, reference: np.ndarray) -> np.ndarray:
     order : ndarray (k_ref,) of int
         ``found[order[i]]`` is the component matched to ``reference[i]`` (Hungarian
         algorithm minimising the total spectral angle). Requires ``k_found >= k_ref``.
+
+    Examples
+    --------
+    >>> ref = np.eye(3)
+    >>> match_components(ref[[2, 0, 1]], ref).tolist()
+    [1, 2, 0]
     """
     found = check_finite_array(found, "found")
     reference = check_finite_array(reference, "reference")
@@ -118,6 +130,14 @@ def compare_to_truth(
     Returns
     -------
     dict with ``order`` (found index per true phase), ``angle`` (degrees) and ``mse``.
+
+    Examples
+    --------
+    >>> S = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> A = np.array([[[1.0, 0.0], [0.5, 0.5]]])            # (1, 2, 2) maps
+    >>> res = compare_to_truth(S[::-1], A[..., ::-1], S, A)  # found in the other order
+    >>> res["order"].tolist(), res["angle"].tolist(), res["mse"].tolist()
+    ([1, 0], [0.0, 0.0], [0.0, 0.0])
     """
     order = match_components(spectra, true_spectra)
     angles = np.array(
@@ -130,7 +150,13 @@ def compare_to_truth(
 
 
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """Relative squared error ``|estimate - truth|^2 / |truth|^2`` (denoising error)."""
+    """Relative squared error ``|estimate - truth|^2 / |truth|^2`` (denoising error).
+
+    Examples
+    --------
+    >>> relative_error(np.array([1.0, 1.0]), np.array([1.0, 2.0]))
+    0.2
+    """
     estimate = check_finite_array(estimate, "estimate")
     truth = check_finite_array(truth, "truth")
     if estimate.shape != truth.shape:
