@@ -390,6 +390,14 @@ def load_simulated(source: str | os.PathLike[str] | Any) -> SimulatedDataset:
     Returns
     -------
     SimulatedDataset
+
+    Examples
+    --------
+    >>> from psnmf.simulate import mantle
+    >>> ds = mantle("low", seed=0, shape=(4, 4))
+    >>> back = load_simulated(ds.to_signal())
+    >>> bool((back.counts == ds.counts).all()), back.phase_names, back.model == ds.model
+    (True, ['Brg', 'Fp', 'CaPv'], True)
     """
     if isinstance(source, str | os.PathLike):
         import hyperspy.api as hs
