@@ -1,0 +1,148 @@
+"""Today's estimators against the oracle on the never-pure scenarios (issue 16, item 2).
+
+For each scenario (``nanoparticles``, ``small_grains``, ``thin_layer``, ``mixed_phase``),
+count preset, image size and noise seed (the microstructure is the sample's own, fixed):
+
+* the oracle: spectra by maximum likelihood from the true maps, maps by maximum likelihood
+  per pixel from the true spectra (``oracle_limits``);
+* the paper's PSNMF at b = 4 (stage-2 spectra fixed, per-pixel maps);
+* the pure-pixel method at b = 4 with total-variation maps whose weight is chosen by
+  held-out deviance (``PSNMF(k, 4, spectra='pure', smoothing='auto')``, formerly
+  ``improve.PSNMFPlus``).
+
+Components are matched to the truth by spectral angle (``compare_to_truth``). The table
+gives, per phase, the oracle angle (degrees) and map MSE and each method's ratio to them,
+the median over seeds. One fit at a time.
+
+Usage::
+
+    python benchmarks/scenarios_oracle.py        # 4 samples x 2 presets x 2 sizes x 2 seeds
+    python benchmarks/scenarios_oracle.py --samples small_grains --sizes 96 --seeds 0
+    python benchmarks/scenarios_oracle.py --json rows.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import psnmf
+from psnmf.metrics import compare_to_truth
+from psnmf.simulate import sample_dataset
+
+SCENARIOS = ["nanoparticles", "small_grains", "thin_layer", "mixed_phase"]
+METHODS = {"psnmf": "PSNMF b=4", "pure": "pure+TV b=4"}
+
+
+def _oracle(ds: Any) -> Any:
+    """The oracle limits wherever they live (``improve`` today, ``metrics`` tomorrow)."""
+    try:
+        from psnmf.improve import oracle_limits
+    except ImportError:
+        from psnmf.metrics import oracle_limits
+    return oracle_limits(ds)
+
+
+def _estimators(k: int) -> dict[str, Any]:
+    """The paper's PSNMF and the pure-pixel method, with whichever API this tree has."""
+    paper = psnmf.PSNMF(k, 4, random_state=0)
+    if "spectra" in inspect.signature(psnmf.PSNMF).parameters:
+        pure = psnmf.PSNMF(k, 4, spectra="pure", smoothing="auto", random_state=0)
+    else:
+        from psnmf.improve import PSNMFPlus
+
+        pure = PSNMFPlus(k, 4, random_state=0, smoothing="auto")
+    return {"psnmf": paper, "pure": pure}
+
+
+def run(samples: list[str], snrs: list[str], sizes: list[int], seeds: list[int]) -> list[dict]:
+    rows = []
+    for name in samples:
+        for snr in snrs:
+            for size in sizes:
+                for seed in seeds:
+                    ds = sample_dataset(name, snr=snr, seed=seed, shape=(size, size))
+                    k = ds.maps.shape[-1]
+                    orc = _oracle(ds)
+                    row: dict[str, Any] = {
+                        "sample": name, "snr": snr, "size": size, "seed": seed,
+                        "phases": list(ds.phase_names),
+                        "max_abundance": ds.maps.max(axis=(0, 1)).tolist(),
+                        "oracle_angle": np.asarray(orc.angle).tolist(),
+                        "oracle_mse": np.asarray(orc.mse).tolist(),
+                    }
+                    for label, est in _estimators(k).items():
+                        t0 = time.perf_counter()
+                        est.fit(ds.counts)
+                        sc = compare_to_truth(est.spectra_, est.maps_, ds.spectra, ds.maps)
+                        row[label] = {"angle": sc["angle"].tolist(), "mse": sc["mse"].tolist(),
+                                      "seconds": time.perf_counter() - t0}
+                    rows.append(row)
+                    print(format_row(row), flush=True)
+    return rows
+
+
+def _v(vals: Any, fmt: str) -> str:
+    return " ".join(format(v, fmt) for v in vals)
+
+
+def format_row(r: dict) -> str:
+    oa, om = np.array(r["oracle_angle"]), np.array(r["oracle_mse"])
+    out = [f"{r['sample']} {r['snr']} {r['size']}x{r['size']} seed {r['seed']}: "
+           f"{', '.join(r['phases'])} (max abundance {_v(r['max_abundance'], '.2f')})",
+           f"  {'oracle':12s} angle {_v(oa, '6.2f')}  mse {_v(om, '.5f')}"]
+    for label, title in METHODS.items():
+        a, m = np.array(r[label]["angle"]), np.array(r[label]["mse"])
+        out.append(f"  {title:12s} angle {_v(a, '6.2f')}  mse {_v(m, '.5f')}  ratio angle "
+                   f"{_v(a / oa, '5.2f')}  mse {_v(m / om, '5.2f')}  {r[label]['seconds']:.0f} s")
+    return "\n".join(out)
+
+
+def table(rows: list[dict]) -> str:
+    """Per scenario, preset, size and phase: oracle values and ratios, median over seeds."""
+    head = ("| sample | SNR | size | phase | max ab. | oracle angle | PSNMF angle x | "
+            "pure+TV angle x | oracle MSE | PSNMF MSE x | pure+TV MSE x |")
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    keys = list(dict.fromkeys((r["sample"], r["snr"], r["size"]) for r in rows))
+    for key in keys:
+        sel = [r for r in rows if (r["sample"], r["snr"], r["size"]) == key]
+        for i, phase in enumerate(sel[0]["phases"]):
+            def med(label: str, what: str, i: int = i, sel: list = sel) -> float:
+                return float(np.median([r[label][what][i] / r[f"oracle_{what}"][i]
+                                        for r in sel]))
+
+            oa = float(np.median([r["oracle_angle"][i] for r in sel]))
+            om = float(np.median([r["oracle_mse"][i] for r in sel]))
+            out.append(f"| {key[0]} | {key[1]} | {key[2]} | {phase} | "
+                       f"{sel[0]['max_abundance'][i]:.2f} | {oa:.2f} | "
+                       f"{med('psnmf', 'angle'):.2f} | {med('pure', 'angle'):.2f} | "
+                       f"{om:.5f} | {med('psnmf', 'mse'):.2f} | {med('pure', 'mse'):.2f} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--samples", default=",".join(SCENARIOS), help="comma-separated samples")
+    p.add_argument("--snr", default="medium,low", help="comma-separated count presets")
+    p.add_argument("--sizes", default="96,128", help="comma-separated image sides (pixels)")
+    p.add_argument("--seeds", default="0,1", help="comma-separated noise seeds")
+    p.add_argument("--json", default=None, help="write the rows to this JSON file")
+    a = p.parse_args(argv)
+    rows = run(a.samples.split(","), a.snr.split(","), [int(s) for s in a.sizes.split(",")],
+               [int(s) for s in a.seeds.split(",")])
+    print()
+    print("Ratio to the oracle (median over seeds); 'max ab.' = the phase's largest abundance")
+    print(table(rows))
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
