@@ -177,7 +177,7 @@ def test_to_counts_in_blocks_and_from_dask(monkeypatch):
 
     rng = np.random.default_rng(0)
     cube = rng.poisson(0.3, size=(7, 5, 11)).astype(np.uint16)
-    monkeypatch.setattr(pio, "_BLOCK_BYTES", 3 * 5 * 11 * 2)  # 3 rows per block
+    monkeypatch.setattr(pio.counts, "BLOCK_BYTES", 3 * 5 * 11 * 2)  # 3 rows per block
     X, shape = pio.to_counts(cube)
     np.testing.assert_array_equal(X.toarray(), cube.reshape(35, 11))
     Xd, _ = pio.to_counts(da.from_array(cube, chunks=(2, 5, 4)))

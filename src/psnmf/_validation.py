@@ -156,32 +156,59 @@ def _check_values(values: np.ndarray, name: str) -> None:
 def check_counts_matrix(X, name: str = "X") -> sp.csr_matrix:
     """Validate counts and return them as a CSR matrix with float64 data, no explicit zeros.
 
+    The values are checked with the rules of :func:`check_counts_values`, then the matrix
+    is put in the form :func:`counts_csr` describes. Dense input becomes sparse in its
+    native dtype first, so no dense float64 copy of the data is made.
+
     Parameters
     ----------
     X : array-like (n_pixels, n_channels) or scipy.sparse matrix
     name : str
         Name of the argument, used in error messages.
+
+    Examples
+    --------
+    >>> M = check_counts_matrix(np.array([[0, 3], [1, 0]], dtype=np.uint8))
+    >>> M.dtype, M.nnz, M.indices.dtype
+    (dtype('float64'), 2, dtype('int32'))
     """
     if sp.issparse(X):
         if X.ndim != 2:
             raise ValueError(f"{name} must be 2-D (pixels, channels), got {X.ndim}-D.")
         M = sp.csr_matrix(X)
         _check_values(M.data, name)
-        M = sp.csr_matrix(M, dtype=np.float64, copy=True)
-    else:
-        arr = as_array(X, name)
-        if arr.ndim != 2:
-            raise ValueError(
-                f"{name} must be a 2-D counts matrix (pixels, channels), got shape "
-                f"{arr.shape}. Reshape a (ny, nx, channels) cube with cube.reshape(-1, "
-                "channels) (a single spectrum with spectrum[None, :]) or use the PSNMF "
-                "estimator, which takes cubes."
-            )
-        _check_values(arr, name)
-        # sparse first, in the native dtype: never a dense float64 copy of the cube
-        native = arr.dtype.kind in "iu" or arr.dtype in (np.float32, np.float64)
-        M = sp.csr_matrix(arr if native else arr.astype(np.float64))
-        M = sp.csr_matrix(M, dtype=np.float64)
+        return counts_csr(sp.csr_matrix(M, dtype=np.float64, copy=True), name)
+    arr = as_array(X, name)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D counts matrix (pixels, channels), got shape "
+            f"{arr.shape}. Reshape a (ny, nx, channels) cube with cube.reshape(-1, "
+            "channels) (a single spectrum with spectrum[None, :]) or use the PSNMF "
+            "estimator, which takes cubes."
+        )
+    _check_values(arr, name)
+    # sparse first, in the native dtype: never a dense float64 copy of the cube
+    native = arr.dtype.kind in "iu" or arr.dtype in (np.float32, np.float64)
+    M = sp.csr_matrix(arr if native else arr.astype(np.float64))
+    return counts_csr(M, name)
+
+
+def counts_csr(M: sp.spmatrix | sp.sparray, name: str = "X") -> sp.csr_matrix:
+    """Put counts whose values are already checked into psnmf's internal CSR form.
+
+    The form every layer below the input receives: a ``scipy.sparse.csr_matrix`` of shape
+    (pixels, channels) with float64 data, duplicates summed, no explicit zeros, int32
+    column indices and int64 row pointers. The values are not checked again: call this only
+    on counts that passed :func:`check_counts_matrix`, :func:`check_counts_values` or
+    :func:`psnmf.io.to_counts`. ``M`` may be modified in place when it is already a
+    float64 ``csr_matrix``.
+
+    Raises
+    ------
+    ValueError
+        For a matrix without pixels or channels.
+    """
+    M = sp.csr_matrix(M, dtype=np.float64)
     if M.shape[0] < 1 or M.shape[1] < 1:
         raise ValueError(f"{name} is empty (shape {M.shape}); it needs pixels and channels.")
     M.sum_duplicates()
@@ -191,11 +218,39 @@ def check_counts_matrix(X, name: str = "X") -> sp.csr_matrix:
     return M
 
 
-def as_array(X, name: str = "X") -> np.ndarray:
-    """``np.asarray(X)``, with an error naming ``name`` for inputs NumPy cannot make an array of.
+def masked_message(name: str, n_masked: int) -> str:
+    """Why a masked array with ``n_masked`` masked values is refused, and the fix.
 
-    Ragged nested lists, for example, otherwise fail deep inside NumPy.
+    NumPy's ``asarray`` (and so every computation of psnmf) drops a mask silently, so the
+    masked entries would enter the fit as counts.
     """
+    return (
+        f"{name} is a NumPy masked array with {n_masked} masked value(s); psnmf does not use "
+        "masks, so the masked entries would be read as counts. Fill them first (e.g. "
+        "data.filled(0) where they hold no counts) or crop the masked pixels or channels "
+        "away, and pass the plain array."
+    )
+
+
+def as_array(X, name: str = "X") -> np.ndarray:
+    """``np.asarray(X)``, with an error naming ``name`` for inputs that are not counts arrays.
+
+    Ragged nested lists, for example, otherwise fail deep inside NumPy, and a masked array
+    would lose its mask: one with masked values is refused (:func:`masked_message`), one
+    without is taken as its data.
+
+    Examples
+    --------
+    >>> as_array(np.ma.masked_array([1, 2], mask=[False, True]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X is a NumPy masked array with 1 masked value(s); psnmf does not use masks, ...
+    """
+    if np.ma.isMaskedArray(X):
+        n_masked = int(np.ma.count_masked(X))
+        if n_masked:
+            raise ValueError(masked_message(name, n_masked))
+        X = X.data
     try:
         return np.asarray(X)
     except (ValueError, TypeError) as exc:

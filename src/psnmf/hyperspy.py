@@ -1,22 +1,71 @@
-"""Conversions between HyperSpy signals and the arrays the engine works on."""
+"""HyperSpy signals in and out: checked counts from a signal, result signals from a template.
+
+In
+    :func:`as_counts` is the door of the estimators: it takes a HyperSpy spectrum image,
+    a NumPy or Dask cube, or a (pixels, channels) matrix, checks the values once (real,
+    finite, non-negative; a warning for non-integer values; masked arrays refused) and
+    returns the counts in psnmf's internal form, a float64 CSR matrix (see
+    :func:`psnmf._validation.counts_csr`), with the image shape. The layers below receive
+    these validated counts; lazy input is converted chunk by chunk by
+    :func:`psnmf.io.to_counts` and never held dense.
+Out
+    For a signal, :func:`as_counts` also returns a :class:`SignalTemplate`: the class,
+    axes and metadata of the input without its data (a few kB instead of the cube, and
+    picklable), from which :func:`spectra_signal`, :func:`maps_signal` and
+    :func:`cube_signal` build the result signals with the input's calibration.
+
+Examples
+--------
+>>> import numpy as np
+>>> from exspy.signals import EDSTEMSpectrum
+>>> s = EDSTEMSpectrum(np.ones((4, 5, 30)))
+>>> s.axes_manager.signal_axes[0].scale = 0.01
+>>> counts, shape, template = as_counts(s, None)
+>>> counts.shape, shape, counts.dtype
+((20, 30), (4, 5), dtype('float64'))
+>>> spectra = spectra_signal(np.full((2, 30), 1 / 30), template)
+>>> type(spectra).__name__, spectra.axes_manager.signal_axes[0].scale
+('EDSTEMSpectrum', 0.01)
+>>> maps_signal(np.full((4, 5, 2), 0.5), template).axes_manager.signal_shape
+(5, 4)
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from psnmf._validation import (
     as_array,
     check_counts_matrix,
     check_cube,
     check_image_shape,
+    counts_csr,
 )
+
+__all__ = [
+    "SignalTemplate",
+    "as_counts",
+    "check_spectrum_image",
+    "cube_signal",
+    "is_signal",
+    "maps_signal",
+    "signal_template",
+    "spectra_signal",
+]
 
 
 def is_signal(obj: Any) -> bool:
     """True for a HyperSpy signal (without importing HyperSpy when it is not one)."""
     return hasattr(obj, "axes_manager") and hasattr(obj, "data") and hasattr(obj, "metadata")
+
+
+def _is_dask(data: Any) -> bool:
+    return hasattr(data, "dask") and hasattr(data, "compute")
 
 
 _LINE_SCAN_HINT = (
@@ -55,10 +104,247 @@ def check_spectrum_image(signal: Any, name: str = "X", *, allow_line_scan: bool 
     )
 
 
-def _lazy_counts(data: Any, source: Any) -> Any:
-    """Sparse counts of a lazy (dask) array, converted chunk by chunk (never dense).
+# ---------------------------------------------------------------------------------------
+# The template
+# ---------------------------------------------------------------------------------------
+def _is_lazy_class(cls: type) -> bool:
+    from hyperspy.signals import LazySignal
 
-    ``source`` is the signal (its file name goes into error messages) or the array itself.
+    return issubclass(cls, LazySignal)
+
+
+def _axis_size(axis: dict[str, Any]) -> int:
+    return int(axis["size"]) if "size" in axis else len(axis["axis"])
+
+
+def _without_signals(tree: dict[str, Any]) -> dict[str, Any]:
+    """A metadata dictionary without the signals stored in it (``_sig_`` entries).
+
+    Such entries (a noise variance map, for example) hold arrays of the input's size and
+    describe the input's data, not a result's.
+    """
+    return {
+        key: _without_signals(value) if isinstance(value, dict) else value
+        for key, value in tree.items()
+        if not str(key).startswith("_sig_")
+    }
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SignalTemplate:
+    """The class, axes and metadata of a spectrum image, without its data.
+
+    Made by :func:`signal_template` (and :func:`as_counts`); used by
+    :func:`spectra_signal`, :func:`maps_signal` and :func:`cube_signal`. It holds plain
+    dictionaries and a class reference, so it pickles, and it is small: a fitted model
+    keeps it instead of the input signal.
+
+    Attributes
+    ----------
+    signal_class : type
+        The HyperSpy class of the input (e.g. ``EDSTEMSpectrum`` or
+        ``LazyEDSTEMSpectrum``).
+    signal_type : str
+        ``metadata.Signal.signal_type`` (``"EDS_TEM"``, ``"EDS_SEM"``, ``""``).
+    navigation_axes : tuple of dict
+        The navigation axes in array order, ``(y, x)`` for data ``(ny, nx, channels)``, as
+        :meth:`hyperspy.axes.BaseDataAxis.get_axis_dictionary` gives them (non-uniform
+        axes keep their ``axis`` array).
+    signal_axes : tuple of dict
+        The signal axis, ``(energy,)``, in the same form.
+    metadata, original_metadata : dict
+        ``signal.metadata.as_dictionary()`` and ``signal.original_metadata
+        .as_dictionary()``, without signals stored in them (see :func:`signal_template`).
+    """
+
+    signal_class: type
+    signal_type: str
+    navigation_axes: tuple[dict[str, Any], ...]
+    signal_axes: tuple[dict[str, Any], ...]
+    metadata: dict[str, Any]
+    original_metadata: dict[str, Any]
+
+    @property
+    def lazy(self) -> bool:
+        """Whether the input signal was lazy (its data a Dask array)."""
+        return _is_lazy_class(self.signal_class)
+
+    @property
+    def navigation_shape(self) -> tuple[int, ...]:
+        """Navigation sizes in array order, ``(ny, nx)`` for a spectrum image."""
+        return tuple(_axis_size(a) for a in self.navigation_axes)
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """Shape of the input's data, ``(ny, nx, channels)`` for a spectrum image."""
+        return (*self.navigation_shape, *(_axis_size(a) for a in self.signal_axes))
+
+    @property
+    def _lazy(self) -> bool:
+        """:attr:`lazy` under HyperSpy's name, so code written for a signal reads it."""
+        return self.lazy
+
+    def as_lazy(self) -> SignalTemplate:
+        """The same template with the lazy class (as ``signal.as_lazy()`` for a signal)."""
+        cls = _class_for(self.signal_class, self.signal_type, 1, np.dtype(np.float64), True)
+        return dataclasses.replace(self, signal_class=cls)
+
+
+def signal_template(signal: Any) -> SignalTemplate:
+    """The :class:`SignalTemplate` of a HyperSpy signal (copies; the data are not touched).
+
+    Signals stored in the metadata (``metadata.Signal.Noise_properties.variance`` as a
+    map, for example) are left out: they are as large as the data and describe the
+    input, not the results.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> import hyperspy.api as hs
+    >>> t = signal_template(hs.signals.Signal1D(np.zeros((3, 4, 10))))
+    >>> t.signal_class.__name__, t.data_shape, t.lazy
+    ('Signal1D', (3, 4, 10), False)
+    >>> pickle.loads(pickle.dumps(t)).data_shape
+    (3, 4, 10)
+    """
+    am = signal.axes_manager
+    return SignalTemplate(
+        signal_class=type(signal),
+        signal_type=str(signal.metadata.get_item("Signal.signal_type", "") or ""),
+        navigation_axes=tuple(a.get_axis_dictionary() for a in am.navigation_axes[::-1]),
+        signal_axes=tuple(a.get_axis_dictionary() for a in am.signal_axes[::-1]),
+        metadata=_without_signals(signal.metadata.as_dictionary()),
+        original_metadata=_without_signals(signal.original_metadata.as_dictionary()),
+    )
+
+
+def _as_template(template: Any) -> SignalTemplate:
+    if isinstance(template, SignalTemplate):
+        return template
+    if is_signal(template):
+        return signal_template(template)
+    raise TypeError(
+        f"template must be a SignalTemplate (from psnmf.hyperspy.signal_template) or a "
+        f"HyperSpy signal, got {type(template).__name__}."
+    )
+
+
+def _class_for(cls: type, signal_type: str, signal_dimension: int, dtype: np.dtype,
+               lazy: bool) -> type:
+    """``cls`` if its laziness is ``lazy``, else HyperSpy's class of the other laziness."""
+    if _is_lazy_class(cls) == lazy:
+        return cls
+    from hyperspy.io import assign_signal_subclass
+
+    return assign_signal_subclass(dtype, signal_dimension, signal_type, lazy)
+
+
+def _component_axis(k: int) -> dict[str, Any]:
+    return {"name": "Component", "units": "", "size": int(k), "scale": 1.0, "offset": 0.0,
+            "navigate": True}
+
+
+def _as_signal_axis(axis: dict[str, Any]) -> dict[str, Any]:
+    return {**copy.deepcopy(axis), "navigate": False}
+
+
+def _titled(metadata: dict[str, Any], title: str | None) -> dict[str, Any]:
+    out = copy.deepcopy(metadata)
+    if title is not None:
+        out.setdefault("General", {})["title"] = title
+    return out
+
+
+def _check_shape(got: tuple[int, ...], want: tuple[int, ...], what: str) -> None:
+    if tuple(int(n) for n in got) != tuple(want):
+        raise ValueError(f"{what} has shape {tuple(got)}; the template needs {tuple(want)}.")
+
+
+# ---------------------------------------------------------------------------------------
+# Signals out
+# ---------------------------------------------------------------------------------------
+def spectra_signal(spectra: np.ndarray, template: Any, title: str = "PSNMF spectra") -> Any:
+    """(k, channels) spectra as a signal of the template's class, energy axis and metadata.
+
+    Parameters
+    ----------
+    spectra : ndarray (k, channels)
+    template : SignalTemplate or HyperSpy signal
+        From :func:`signal_template` (or the input signal itself).
+    title : str
+
+    Returns
+    -------
+    HyperSpy signal (k | channels)
+        The input's (non-lazy) class, its energy axis (uniform or not) and metadata; the
+        navigation axis is ``Component``.
+    """
+    t = _as_template(template)
+    data = np.asarray(spectra)
+    _check_shape(data.shape[1:], t.data_shape[-1:], "spectra (k, channels)")
+    cls = _class_for(t.signal_class, t.signal_type, 1, data.dtype, False)
+    axes = [_component_axis(data.shape[0]), *(_as_signal_axis(a) for a in t.signal_axes)]
+    return cls(data, axes=axes, metadata=_titled(t.metadata, title))
+
+
+def maps_signal(maps: np.ndarray, template: Any, title: str = "PSNMF maps") -> Any:
+    """(ny, nx, k) maps as a Signal2D (k | ny, nx) with the template's spatial axes.
+
+    Parameters
+    ----------
+    maps : ndarray (ny, nx, k)
+    template : SignalTemplate or HyperSpy signal
+    title : str
+
+    Returns
+    -------
+    hyperspy.signals.Signal2D
+        Navigation axis ``Component``; signal axes the input's navigation axes.
+    """
+    import hyperspy.api as hs
+
+    t = _as_template(template)
+    data = np.moveaxis(np.asarray(maps), -1, 0)
+    _check_shape(data.shape[1:], t.navigation_shape, "maps (ny, nx, k)")
+    axes = [_component_axis(data.shape[0]), *(_as_signal_axis(a) for a in t.navigation_axes)]
+    return hs.signals.Signal2D(data, axes=axes, metadata={"General": {"title": title}})
+
+
+def cube_signal(cube: Any, template: Any, title: str | None = None) -> Any:
+    """A (ny, nx, channels) cube as a signal with the template's class, axes and metadata.
+
+    Parameters
+    ----------
+    cube : ndarray or dask array (ny, nx, channels)
+        A Dask array gives the lazy class of the template's signal type (and stays lazy),
+        a NumPy array the in-memory one.
+    template : SignalTemplate or HyperSpy signal
+    title : str, optional
+        The new ``metadata.General.title``; default the input's.
+
+    Returns
+    -------
+    HyperSpy signal
+        Axes, metadata and original metadata of the input.
+    """
+    t = _as_template(template)
+    lazy = _is_dask(cube)
+    data = cube if lazy else np.asarray(cube)
+    _check_shape(data.shape, t.data_shape, "the cube")
+    cls = _class_for(t.signal_class, t.signal_type, 1, np.dtype(data.dtype), lazy)
+    axes = [copy.deepcopy(a) for a in (*t.navigation_axes, *t.signal_axes)]
+    return cls(data, axes=axes, metadata=_titled(t.metadata, title),
+               original_metadata=copy.deepcopy(t.original_metadata))
+
+
+# ---------------------------------------------------------------------------------------
+# Counts in
+# ---------------------------------------------------------------------------------------
+def _lazy_counts(data: Any, source: Any, name: str) -> sp.csr_matrix:
+    """Checked counts CSR of a Dask array, converted chunk by chunk (never dense).
+
+    ``source`` is the signal (its file name goes into messages) or the array itself.
+    :func:`psnmf.io.to_counts` checks the values on the way, so they are not checked again.
     """
     from psnmf.io import to_counts
 
@@ -66,7 +352,60 @@ def _lazy_counts(data: Any, source: Any) -> Any:
         data = data.reshape((1, -1, data.shape[-1]))
         source = data
     counts, _ = to_counts(source, dtype=np.float64)
-    return counts
+    return counts_csr(counts, name)
+
+
+def _signal_counts(
+    X: Any, name: str, allow_line_scan: bool
+) -> tuple[sp.csr_matrix, tuple[int, ...], SignalTemplate]:
+    check_spectrum_image(X, name, allow_line_scan=allow_line_scan)
+    data = X.data
+    shape = tuple(int(n) for n in data.shape[:-1])
+    if _is_dask(data):
+        counts = _lazy_counts(data, X, name)
+    else:
+        data = as_array(data, name)
+        counts = check_counts_matrix(data.reshape(-1, data.shape[-1]), name)
+    return counts, shape, signal_template(X)
+
+
+def _matrix_shape(
+    counts: sp.csr_matrix, image_shape: Any, name: str, allow_line_scan: bool
+) -> tuple[int, ...]:
+    """The navigation shape of a (pixels, channels) matrix."""
+    if image_shape is not None:
+        return check_image_shape(image_shape, counts.shape[0], name)
+    if allow_line_scan:
+        return (counts.shape[0],)
+    raise ValueError(
+        f"{name} is a 2-D (pixels, channels) matrix, so PSNMF needs "
+        "image_shape=(ny, nx) to know how to bin it spatially (HyperSpy's "
+        "decomposition passes such a matrix: set image_shape to the signal's "
+        "axes_manager.navigation_shape[::-1]). If it is a line scan, " + _LINE_SCAN_HINT
+    )
+
+
+def _array_counts(
+    X: Any, image_shape: Any, name: str, allow_line_scan: bool
+) -> tuple[sp.csr_matrix, tuple[int, ...]]:
+    if _is_dask(X) and getattr(X, "ndim", 0) == 3:  # a bare Dask cube: chunked path
+        return _lazy_counts(X, X, name), (int(X.shape[0]), int(X.shape[1]))
+    if not sp.issparse(X):
+        X = as_array(X, name)
+    if X.ndim == 3:
+        cube = check_cube(X, name)
+        ny, nx, ne = cube.shape
+        return check_counts_matrix(cube.reshape(ny * nx, ne), name), (ny, nx)
+    if X.ndim == 2:
+        counts = check_counts_matrix(X, name)
+        return counts, _matrix_shape(counts, image_shape, name, allow_line_scan)
+    if X.ndim == 1 and allow_line_scan:
+        return check_counts_matrix(np.asarray(X)[None, :], name), ()
+    raise ValueError(
+        f"{name} must be a spectrum image of shape (ny, nx, channels) or a HyperSpy "
+        f"Signal1D with two navigation axes, got an array of shape {np.shape(X)}. "
+        + (_LINE_SCAN_HINT if X.ndim in (0, 1) else "")
+    )
 
 
 def as_counts(
@@ -75,107 +414,59 @@ def as_counts(
     name: str = "X",
     *,
     allow_line_scan: bool = False,
-):
-    """Return ``(counts CSR (pixels, channels), navigation shape, signal or None)``.
+) -> tuple[sp.csr_matrix, tuple[int, ...], SignalTemplate | None]:
+    """Check the input once and return ``(counts, navigation shape, template)``.
 
-    Accepts a HyperSpy spectrum image, a (ny, nx, channels) array, or a (pixels, channels)
-    array/sparse matrix together with ``image_shape``. The navigation shape is ``(ny, nx)``.
+    Parameters
+    ----------
+    X : HyperSpy Signal1D, array-like, Dask array or scipy.sparse matrix
+        A spectrum image (signal with two navigation axes, or a ``(ny, nx, channels)``
+        cube), or a ``(pixels, channels)`` matrix together with ``image_shape``. Lazy
+        signals and Dask arrays are converted chunk by chunk with
+        :func:`psnmf.io.to_counts`, never densified.
+    image_shape : (int, int) or None
+        ``(ny, nx)`` of a ``(pixels, channels)`` matrix (row-major pixels).
+    name : str
+        Name of the input in messages.
+    allow_line_scan : bool, default False
+        Also accept a line scan (a signal with one navigation axis, or a matrix without
+        ``image_shape``: navigation shape ``(n,)``) and a single spectrum (a signal without
+        navigation axes or a 1-D array: ``()``), for methods that need no image.
 
-    With ``allow_line_scan=True`` (standard NMF, which needs no image), a line scan (a
-    signal with one navigation axis, or a (pixels, channels) matrix without
-    ``image_shape``) gives the navigation shape ``(n,)`` and a single spectrum (a signal
-    without navigation axes, or a 1-D array) gives ``()``.
+    Returns
+    -------
+    counts : scipy.sparse.csr_matrix (pixels, channels)
+        Checked counts in psnmf's internal form (float64 data, no explicit zeros, int32
+        indices; :func:`psnmf._validation.counts_csr`). Downstream layers receive these
+        and need not check the values again.
+    shape : tuple of int
+        ``(ny, nx)`` (or ``(n,)`` / ``()`` with ``allow_line_scan``).
+    template : SignalTemplate or None
+        For a signal, its :class:`SignalTemplate`; None for arrays.
 
-    A lazy signal (or dask array) is converted to sparse counts chunk by chunk with
-    :func:`psnmf.io.to_counts`, so the dense cube is never held in memory.
+    Raises
+    ------
+    ValueError, TypeError
+        For a wrong shape or dimension, non-real, NaN, infinite, negative or masked
+        values; each message names ``name`` and the fix.
+
+    Warns
+    -----
+    UserWarning
+        (:class:`psnmf._validation.NonIntegerCountsWarning` for in-memory input) when the
+        values are not integers.
+
+    Examples
+    --------
+    >>> counts, shape, template = as_counts(np.arange(24).reshape(2, 3, 4), None)
+    >>> counts.shape, shape, template is None
+    ((6, 4), (2, 3), True)
+    >>> as_counts(np.ma.masked_less(np.ones((2, 3, 4)), 2), None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X is a NumPy masked array with 24 masked value(s); ...
     """
-    signal = None
     if is_signal(X):
-        check_spectrum_image(X, name, allow_line_scan=allow_line_scan)
-        signal = X
-        data = X.data
-        shape = tuple(int(n) for n in data.shape[:-1])
-        if hasattr(data, "compute"):  # lazy signal: the chunked, sparse path
-            counts = check_counts_matrix(_lazy_counts(data, X), name)
-        else:
-            data = np.asarray(data)
-            counts = check_counts_matrix(data.reshape(-1, data.shape[-1]), name)
-        return counts, shape, signal
-    import scipy.sparse as sp
-
-    if hasattr(X, "dask") and getattr(X, "ndim", 0) == 3:  # a bare dask cube: chunked path
-        counts = check_counts_matrix(_lazy_counts(X, X), name)
-        return counts, (int(X.shape[0]), int(X.shape[1])), None
-    if not sp.issparse(X):
-        X = as_array(X, name)
-    ndim = X.ndim
-    if ndim == 3:
-        cube = check_cube(X, name)
-        ny, nx, ne = cube.shape
-        counts = check_counts_matrix(cube.reshape(ny * nx, ne), name)
-        shape: tuple[int, ...] = (ny, nx)
-    elif ndim == 2:
-        counts = check_counts_matrix(X, name)
-        if image_shape is None:
-            if allow_line_scan:
-                return counts, (counts.shape[0],), None
-            raise ValueError(
-                f"{name} is a 2-D (pixels, channels) matrix, so PSNMF needs "
-                "image_shape=(ny, nx) to know how to bin it spatially (HyperSpy's "
-                "decomposition passes such a matrix: set image_shape to the signal's "
-                "axes_manager.navigation_shape[::-1]). If it is a line scan, "
-                + _LINE_SCAN_HINT
-            )
-        shape = check_image_shape(image_shape, counts.shape[0], name)
-    elif ndim == 1 and allow_line_scan:
-        counts = check_counts_matrix(np.asarray(X)[None, :], name)
-        shape = ()
-    else:
-        raise ValueError(
-            f"{name} must be a spectrum image of shape (ny, nx, channels) or a HyperSpy "
-            f"Signal1D with two navigation axes, got an array of shape {np.shape(X)}. "
-            + (_LINE_SCAN_HINT if ndim in (0, 1) else "")
-        )
-    return counts, shape, signal
-
-
-def _copy_axis(dst, src) -> None:
-    for attr in ("name", "units", "scale", "offset"):
-        value = getattr(src, attr, None)
-        if value is not None:
-            setattr(dst, attr, value)
-
-
-def spectra_signal(spectra: np.ndarray, template: Any, title: str = "PSNMF spectra") -> Any:
-    """(k, channels) spectra as a signal of the template's class, energy axis and metadata."""
-    out = template.__class__(np.asarray(spectra))
-    out.metadata.add_dictionary(template.metadata.as_dictionary())
-    out.metadata.General.title = title
-    _copy_axis(out.axes_manager.signal_axes[0], template.axes_manager.signal_axes[0])
-    nav = out.axes_manager.navigation_axes[0]
-    nav.name, nav.units = "Component", ""
-    return out
-
-
-def maps_signal(maps: np.ndarray, template: Any, title: str = "PSNMF maps") -> Any:
-    """(ny, nx, k) maps as a Signal2D (k | ny, nx) with the template's spatial axes."""
-    import hyperspy.api as hs
-
-    out = hs.signals.Signal2D(np.moveaxis(np.asarray(maps), -1, 0))
-    out.metadata.General.title = title
-    src_nav = template.axes_manager.navigation_axes  # (x, y) in HyperSpy order
-    dst_sig = out.axes_manager.signal_axes  # (x, y)
-    for dst, src in zip(dst_sig, src_nav, strict=True):
-        _copy_axis(dst, src)
-    nav = out.axes_manager.navigation_axes[0]
-    nav.name, nav.units = "Component", ""
-    return out
-
-
-def cube_signal(cube: np.ndarray, template: Any, title: str | None = None) -> Any:
-    """A (ny, nx, channels) cube as a copy of the template signal with new data."""
-    data = cube if hasattr(cube, "compute") else np.asarray(cube)  # keep dask arrays lazy
-    out = template._deepcopy_with_new_data(data)
-    if title is not None:
-        out.metadata.General.title = title
-    return out
+        return _signal_counts(X, name, allow_line_scan)
+    counts, shape = _array_counts(X, image_shape, name, allow_line_scan)
+    return counts, shape, None
