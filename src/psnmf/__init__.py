@@ -16,14 +16,13 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from psnmf.baselines import pca_denoise, standard_nmf
 from psnmf.engine.binning import bin_counts, bin_cube, upsample_maps
-from psnmf.engine.poisson_nmf import PoissonNMF, poisson_nmf
+from psnmf.engine.poisson_nmf import poisson_nmf
 from psnmf.estimator import PSNMF
 from psnmf.metrics import compare_to_truth, map_mse, match_components, spectral_angle
 from psnmf.selection import count_split, poisson_deviance
 
 __all__ = [
     "PSNMF",
-    "PoissonNMF",
     "__version__",
     "bin_counts",
     "bin_cube",

@@ -1,56 +1,178 @@
-"""The PSNMF estimator: NMF-based pan-sharpening (Chen, Alexander & Hebert, arXiv 2405.14649).
+"""The PSNMF estimator: NMF-based pan-sharpening of STEM-EDX spectrum images.
+
+PSNMF (Chen, Alexander & Hebert, arXiv 2405.14649):
 
 1. Bin the counts ``b x b`` (sums keep the noise Poisson): the low-resolution,
-   high-signal data (LR-HS).
+   high-signal data.
 2. Poisson NMF of the binned data: accurate phase spectra.
-3. Poisson NMF of the full-resolution data (HR-LS), started from those spectra and the
-   upsampled binned maps: high-resolution maps.
-4. Fuse: stage-2 maps x stage-1 spectra x per-pixel counts = denoised cube (HR-HS).
+3. Poisson NMF of the full-resolution data, started from those spectra and the upsampled
+   binned maps: high-resolution maps.
+4. Fuse: stage-2 maps x stage-1 spectra x per-pixel counts = denoised cube.
 
-Optionally (``smoothing``, not in the paper), the maps of step 3 are spatially regularised
-by a total-variation prior whose weight is chosen by held-out deviance
-(:mod:`psnmf.engine.tv_maps`).
+Two options go beyond the paper and are on by default, each switched off by one
+parameter:
 
-Abundances sum to one per pixel throughout (see :mod:`psnmf.engine.poisson_nmf`).
+* ``spectra='pure'`` moves every vertex of the binned-stage simplex whose top binned
+  pixels form a pure cluster to that cluster (:mod:`psnmf.engine.pure_pixels`); a phase
+  that is never pure keeps its NMF spectrum. ``spectra='nmf'`` keeps step 2's spectra.
+* ``smoothing='auto'`` regularises the maps of step 3 by total variation, the weight chosen
+  by held-out Poisson deviance (:func:`psnmf.selection.choose_smoothing`,
+  :mod:`psnmf.engine.tv_maps`). ``smoothing=None`` keeps the per-pixel maps.
+
+On the simulated mantle sample (180 x 180, 147 counts per pixel, seed 0) the two together
+give spectral angles of 0.23 / 0.37 / 1.15 degrees and map MSE 0.0020 / 0.0012 / 0.0007,
+against 2.00 / 0.55 / 1.59 and 0.0137 / 0.0050 / 0.0044 for the paper's method
+(``psnmf demo``). The paper's method is ``PSNMF(spectra='nmf', smoothing=None)``.
+
+The estimator validates and converts its input once (:func:`psnmf.hyperspy.as_counts`)
+and passes the sparse counts down to the array functions of the engine
+(:mod:`psnmf.engine.two_stage`, :mod:`psnmf.engine._dask` for lazy input).
 """
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
-from psnmf import hyperspy as _signals
+from psnmf import hyperspy as signals
 from psnmf._validation import (
     check_has_counts,
     check_n_components,
     check_positive_int,
     check_random_state,
 )
-from psnmf.engine.binning import bin_counts, binned_shape, check_bin_factor, upsample_maps
-from psnmf.engine.poisson_nmf import INIT_METHODS, NMFResult, poisson_nmf, solve_abundances
+from psnmf.engine import _dask as lazy_engine
+from psnmf.engine.binning import bin_counts, binned_shape, check_bin_factor
+from psnmf.engine.poisson_nmf import INIT_METHODS, NMFResult, solve_abundances
 from psnmf.engine.tv_maps import PENALTIES, smooth_maps
+from psnmf.engine.two_stage import (
+    SPECTRA_MODES,
+    STAGE2_MODES,
+    BinnedFit,
+    binned_kwargs,
+    fit_binned,
+    fit_full,
+)
 from psnmf.selection import choose_smoothing
 
-STAGE2_MODES = ("fixed", "free")
-#: Weight of the uniform map mixed into the upsampled stage-1 maps that start stage 2.
-START_MIX = 0.01
+__all__ = ["PARAMETER_RULES", "PSNMF"]
+
+#: The constructor parameters and what each accepts, checked once at the start of ``fit``.
+#: ``(kind, bound)``: ``'int'`` an integer >= bound; ``'real'`` a finite number > bound
+#: (``>=`` for ``tol``); ``'choice'`` one of bound; the others have their own checks.
+PARAMETER_RULES: dict[str, tuple[str, Any]] = {
+    "n_components": ("int", 1),
+    "bin_factor": ("int", 1),
+    "spectra": ("choice", SPECTRA_MODES),
+    "smoothing": ("smoothing", None),
+    "smoothing_penalty": ("choice", PENALTIES),
+    "init": ("choice", INIT_METHODS),
+    "stage2_spectra": ("choice", STAGE2_MODES),
+    "max_iter": ("int", 1),
+    "max_iter_full": ("int", 1),
+    "tol": ("real_or_zero", 0.0),
+    "random_state": ("seed", None),
+    "image_shape": ("image_shape", None),
+    "vertex_sd": ("real", 0.0),
+    "min_cluster": ("int", 1),
+    "max_dispersion": ("real", 0.0),
+    "max_tail": ("real", 0.0),
+}
+
+#: What each choice means, appended to the error for a value outside the choices.
+CHOICE_HINTS = {
+    "spectra": "'pure' (pure-pixel spectra where the data show pure pixels) or 'nmf' (the "
+               "binned-stage NMF spectra, the paper's method)",
+    "smoothing_penalty": "'tv' (total variation, keeps phase boundaries sharp) or "
+                         "'laplacian' (quadratic smoothness)",
+    "init": "'nndsvda' (SVD-based), 'spa' (the purest pixels) or 'random'",
+    "stage2_spectra": "'fixed' (maps solved for the binned-stage spectra) or 'free' (both "
+                      "updated, the paper's step 3)",
+}
 
 
-def stage2_start(upsampled_maps: np.ndarray) -> np.ndarray:
-    """Starting maps of the full-resolution stage from the upsampled stage-1 maps.
+def _check_choice(name: str, value: Any, options: tuple[str, ...]) -> None:
+    if not (isinstance(value, str) and value in options):
+        raise ValueError(
+            f"{name}={value!r} is not one of {options}: use {CHOICE_HINTS[name]}."
+        )
 
-    Multiplicative updates cannot lift an abundance from zero, and stage 1 drives the
-    abundances of absent phases to ~0 in whole bins, while a full-resolution pixel inside
-    such a bin may still hold that phase. Every phase therefore starts at >= START_MIX / k.
+
+def _check_real(name: str, value: Any, bound: float, *, inclusive: bool) -> None:
+    ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
+    if not ok:
+        raise TypeError(f"{name} must be a finite number, got {value!r}.")
+    if value < bound or (value == bound and not inclusive):
+        op = ">=" if inclusive else ">"
+        raise ValueError(f"{name} must be {op} {bound:g}, got {value!r}.")
+
+
+def smoothing_weight(value: Any) -> float | str:
+    """``smoothing`` as a float >= 0 or ``'auto'``; a clear error otherwise."""
+    if value is None:
+        return 0.0
+    if isinstance(value, str):
+        if value == "auto":
+            return "auto"
+        raise ValueError(f"smoothing must be None, a number >= 0 or 'auto', got {value!r}.")
+    if not isinstance(value, Real) or isinstance(value, bool):
+        raise ValueError(f"smoothing must be None, a number >= 0 or 'auto', got {value!r}.")
+    number = float(value)
+    if not np.isfinite(number) or number < 0:
+        raise ValueError(
+            f"smoothing must be >= 0 (a weight relative to the counts per pixel, typically "
+            f"0.01-0.3) or 'auto', got {value!r}."
+        )
+    return number
+
+
+def check_parameters(params: dict[str, Any]) -> None:
+    """Check every estimator parameter against :data:`PARAMETER_RULES`.
+
+    Raises ``TypeError`` for a value of the wrong type and ``ValueError`` for one out of
+    range, each naming the parameter, the value and what to pass instead.
     """
-    k = upsampled_maps.shape[-1]
-    return (1.0 - START_MIX) * upsampled_maps + START_MIX / k
+    for name, (kind, bound) in PARAMETER_RULES.items():
+        value = params[name]
+        if kind == "int":
+            check_positive_int(value, name, minimum=bound)
+        elif kind == "real":
+            _check_real(name, value, bound, inclusive=False)
+        elif kind == "real_or_zero":
+            _check_real(name, value, bound, inclusive=True)
+        elif kind == "choice":
+            _check_choice(name, value, bound)
+        elif kind == "smoothing":
+            smoothing_weight(value)
+        elif kind == "seed":
+            check_random_state(value, name)
+        elif kind == "image_shape" and value is not None:
+            if not isinstance(value, tuple | list | np.ndarray) or len(value) != 2:
+                raise ValueError(
+                    f"image_shape must be a pair of integers (ny, nx), got {value!r}."
+                )
+
+
+def _max_bin_for(image_shape: tuple[int, int], k: int) -> int:
+    """Largest bin factor that leaves at least ``k`` binned pixels."""
+    for b in range(max(image_shape), 0, -1):
+        if int(np.prod(binned_shape(image_shape, b))) >= k:
+            return b
+    return 1
+
+
+def _split_seed(random_state: Any) -> int:
+    """Seed of the count split of ``smoothing='auto'`` (fixed when no seed is given)."""
+    return int(random_state) if isinstance(random_state, int | np.integer) else 0
 
 
 class PSNMF(TransformerMixin, BaseEstimator):
-    """NMF-based pan-sharpening of a spectrum image.
+    """NMF-based pan-sharpening of a spectrum image, with pure-pixel spectra and TV maps.
 
     Parameters
     ----------
@@ -58,38 +180,55 @@ class PSNMF(TransformerMixin, BaseEstimator):
         Number of phases ``k``.
     bin_factor : int, default=4
         Spatial bin factor ``b`` of the first stage. Partial edge bins are kept.
+    spectra : {'pure', 'nmf'}, default='pure'
+        Spectra of the binned stage. 'pure': each vertex of the NMF simplex whose top binned
+        pixels form a pure cluster (at least ``min_cluster`` pixels scattering like counting
+        noise, ``max_dispersion``, with few pixels just below, ``max_tail``) moves to that
+        cluster's mean, and the binned maps are re-solved
+        (:func:`psnmf.engine.pure_pixels.vertex_correction`); a phase that is never pure
+        keeps its NMF spectrum. 'nmf': the NMF spectra, as in the paper.
+    smoothing : float, 'auto' or None, default='auto'
+        Spatial regularisation of the full-resolution maps
+        (:func:`psnmf.engine.tv_maps.smooth_maps`): ``None`` or 0 keeps the per-pixel maps
+        (the paper); a number is the penalty weight relative to the mean counts per pixel
+        (typically 0.01-0.3); ``'auto'`` chooses it by held-out Poisson deviance
+        (:func:`psnmf.selection.choose_smoothing`). Needs the whole image in memory (pass
+        ``None`` for lazy / Dask input).
+    smoothing_penalty : {'tv', 'laplacian'}, default='tv'
+        Total variation (keeps phase boundaries sharp) or quadratic (Laplacian) smoothness.
     init : {'nndsvda', 'spa', 'random'}, default='nndsvda'
         Initialisation of the binned-data NMF.
     stage2_spectra : {'fixed', 'free'}, default='fixed'
-        In the full-resolution stage, keep the stage-1 spectra fixed and solve the maps only
-        (a convex problem per pixel, so the maps are exactly consistent with the fused
-        spectra), or update both as in the paper's step 3 ('free'). In both cases the fused
-        result uses the stage-1 spectra, as in the paper's step 4.
+        In the full-resolution stage, keep the binned-stage spectra fixed and solve the
+        maps only (a convex problem per pixel, so the maps are exactly consistent with the
+        fused spectra), or update both as in the paper's step 3 ('free'). In both cases the
+        fused result uses the binned-stage spectra, as in the paper's step 4.
     max_iter : int, default=2000
         Iteration cap of the binned stage.
     max_iter_full : int, default=500
         Iteration cap of the full-resolution stage.
     tol : float, default=1e-7
         Relative change of the loss at which each stage stops.
-    random_state : int or None
-        Seed of the initialisation.
+    random_state : int, numpy Generator or None
+        Seed of the initialisation (and of the count split of ``smoothing='auto'``).
     image_shape : (ny, nx), optional
-        Needed only when ``fit`` receives a 2-D (pixels, channels) matrix, as it does when
-        used as ``algorithm=`` in HyperSpy's ``decomposition()``.
-    smoothing : float, 'auto' or None, default=None
-        Spatial regularisation of the full-resolution maps
-        (:func:`psnmf.engine.tv_maps.smooth_maps`,
-        not in the paper): ``None`` or 0 keeps the per-pixel maps; a number is the penalty
-        weight relative to the mean counts per pixel (typically 0.01-0.3); ``'auto'``
-        chooses it by held-out Poisson deviance (:func:`psnmf.selection.choose_smoothing`).
-        Needs the whole image in memory (not for lazy / Dask input).
-    smoothing_penalty : {'tv', 'laplacian'}, default='tv'
-        Total variation (keeps phase boundaries sharp) or quadratic (Laplacian) smoothness.
+        Layout of the pixels when ``fit`` receives a 2-D (pixels, channels) matrix, as it
+        does when used as ``algorithm=`` in HyperSpy's ``decomposition()``. Needed whenever
+        the fit uses the layout (``bin_factor > 1`` or smoothing); with ``bin_factor=1``
+        and ``smoothing=None`` a matrix without it is taken as one column of pixels.
+    vertex_sd : float, default=1.5
+        Width of a pure cluster in counting-noise sd ('pure').
+    min_cluster : int, default=20
+        Fewest binned pixels of a cluster for its vertex to move ('pure').
+    max_dispersion : float, default=1.5
+        Largest scatter of a cluster, in units of the counting noise ('pure').
+    max_tail : float, default=1.0
+        Pixels allowed in the 4-sd band below a cluster, per member ('pure').
 
     Attributes
     ----------
     spectra_ : ndarray (k, channels)
-        Phase spectra from the binned data, rows summing to one.
+        Phase spectra of the binned stage, rows summing to one.
     components_ : ndarray (k, channels)
         Same as ``spectra_`` (scikit-learn / HyperSpy name).
     maps_ : ndarray (ny, nx, k)
@@ -97,19 +236,36 @@ class PSNMF(TransformerMixin, BaseEstimator):
     scale_ : ndarray (ny, nx)
         Per-pixel count scale (total counts of the pixel, the maximum-likelihood value).
     binned_maps_ : ndarray (ceil(ny/b), ceil(nx/b), k)
-        Maps of the binned stage.
+        Maps of the binned stage (for ``spectra_``).
     full_spectra_ : ndarray (k, channels)
-        Spectra at the end of the full-resolution stage (equal to ``spectra_`` when fixed).
+        Spectra at the end of the full-resolution stage (``spectra_`` when fixed).
+    nmf_spectra_ : ndarray (k, channels)
+        NMF spectra of the binned stage, before the pure-pixel correction.
+    vertex_moved_ : ndarray (k,) of bool
+        Which spectra moved to a pure cluster (all False for 'nmf').
+    vertex_transform_ : ndarray (k, k)
+        ``spectra_ = vertex_transform_ @ nmf_spectra_`` (identity for 'nmf').
+    vertex_clusters_ : list of PureCluster or None
+        The pure cluster found for each component (``None`` for 'nmf').
     loss_ : dict
         ``{'binned': ndarray, 'full': ndarray}`` loss (generalised KL) histories.
     n_iter_ : dict
         Iterations run by each stage.
+    converged_ : dict
+        Whether each stage stopped on ``tol`` before its iteration cap.
     image_shape_ : (ny, nx)
+    bin_factor_ : int
+    n_features_in_ : int
+        Number of channels.
     smoothing_ : dict
         ``{'lam': weight in counts, 'relative': weight / mean counts per pixel, ...}``
         with, for ``'auto'``, the candidate weights and their held-out deviances.
     unsmoothed_maps_ : ndarray (ny, nx, k) or None
         The per-pixel maps before smoothing (``None`` without smoothing).
+    template_ : object or None
+        The axes and metadata of a HyperSpy input (no data), from which
+        :meth:`reconstruct`, :meth:`get_spectra` and :meth:`get_maps` build signals;
+        ``None`` for array input.
 
     Examples
     --------
@@ -117,11 +273,19 @@ class PSNMF(TransformerMixin, BaseEstimator):
     >>> from psnmf import PSNMF
     >>> rng = np.random.default_rng(0)
     >>> spectra = rng.dirichlet(np.ones(64), size=2)
-    >>> maps = np.zeros((24, 24, 2)); maps[:, :12, 0] = 1; maps[:, 12:, 1] = 1
+    >>> maps = np.zeros((40, 40, 2)); maps[:, :20, 0] = 1; maps[:, 20:, 1] = 1
     >>> cube = rng.poisson(50 * maps @ spectra)
     >>> model = PSNMF(n_components=2, bin_factor=4, random_state=0).fit(cube)
     >>> model.maps_.shape, bool(np.allclose(model.maps_.sum(-1), 1))
-    ((24, 24, 2), True)
+    ((40, 40, 2), True)
+    >>> model.vertex_moved_.tolist(), model.smoothing_["penalty"]
+    ([True, True], 'tv')
+
+    The paper's method:
+
+    >>> paper = PSNMF(2, 4, spectra="nmf", smoothing=None, random_state=0).fit(cube)
+    >>> paper.vertex_moved_.tolist(), paper.unsmoothed_maps_ is None
+    ([False, False], True)
     """
 
     def __init__(
@@ -129,18 +293,26 @@ class PSNMF(TransformerMixin, BaseEstimator):
         n_components: int = 3,
         bin_factor: int = 4,
         *,
+        spectra: str = "pure",
+        smoothing: float | str | None = "auto",
+        smoothing_penalty: str = "tv",
         init: str = "nndsvda",
         stage2_spectra: str = "fixed",
         max_iter: int = 2000,
         max_iter_full: int = 500,
         tol: float = 1e-7,
-        random_state: int | None = None,
+        random_state: int | np.random.Generator | None = None,
         image_shape: tuple[int, int] | None = None,
-        smoothing: float | str | None = None,
-        smoothing_penalty: str = "tv",
+        vertex_sd: float = 1.5,
+        min_cluster: int = 20,
+        max_dispersion: float = 1.5,
+        max_tail: float = 1.0,
     ) -> None:
         self.n_components = n_components
         self.bin_factor = bin_factor
+        self.spectra = spectra
+        self.smoothing = smoothing
+        self.smoothing_penalty = smoothing_penalty
         self.init = init
         self.stage2_spectra = stage2_spectra
         self.max_iter = max_iter
@@ -148,14 +320,24 @@ class PSNMF(TransformerMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
         self.image_shape = image_shape
-        self.smoothing = smoothing
-        self.smoothing_penalty = smoothing_penalty
+        self.vertex_sd = vertex_sd
+        self.min_cluster = min_cluster
+        self.max_dispersion = max_dispersion
+        self.max_tail = max_tail
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # counts
+        tags.input_tags.sparse = True
+        tags.input_tags.three_d_array = True  # (ny, nx, channels) spectrum images
+        return tags
 
     # -- fitting -----------------------------------------------------------------------
-    def _check_params(self, image_shape: tuple[int, int], n_channels: int) -> tuple[int, int]:
+    def _check_layout(self, image_shape: tuple[int, int], n_channels: int) -> tuple[int, int]:
+        """``(b, k)`` after the checks that need the data's shape."""
         b = check_bin_factor(self.bin_factor, image_shape)
         nb = int(np.prod(binned_shape(image_shape, b)))
-        k = check_positive_int(self.n_components, "n_components")
+        k = int(self.n_components)
         if k > nb:
             raise ValueError(
                 f"n_components={k} is more than the binned image can support: bin_factor={b}"
@@ -164,154 +346,141 @@ class PSNMF(TransformerMixin, BaseEstimator):
                 "components."
             )
         check_n_components(k, (nb, n_channels))
-        if self.init not in INIT_METHODS:
-            raise ValueError(f"init={self.init!r} is not one of {INIT_METHODS}.")
-        if self.stage2_spectra not in STAGE2_MODES:
-            raise ValueError(
-                f"stage2_spectra={self.stage2_spectra!r} is not one of {STAGE2_MODES}."
-            )
-        check_positive_int(self.max_iter, "max_iter")
-        check_positive_int(self.max_iter_full, "max_iter_full")
-        _smoothing_value(self.smoothing)
-        if self.smoothing_penalty not in PENALTIES:
-            raise ValueError(
-                f"smoothing_penalty={self.smoothing_penalty!r} is not one of {PENALTIES}."
-            )
         return b, k
+
+    def _matrix_shape(self, X: Any) -> tuple[int, int] | None:
+        """``image_shape`` to convert ``X`` with: the given one, or one column of pixels for
+        a matrix when the fit does not use the layout (``bin_factor=1``, no smoothing)."""
+        if self.image_shape is not None or signals.is_signal(X):
+            return self.image_shape
+        uses_layout = self.bin_factor != 1 or smoothing_weight(self.smoothing) != 0.0
+        shape = X.shape if sp.issparse(X) else np.shape(X)
+        if len(shape) == 2 and not uses_layout:
+            return (int(shape[0]), 1)
+        return None
 
     def fit(self, X: Any, y: None = None) -> PSNMF:
         """Fit PSNMF to a spectrum image.
 
         Parameters
         ----------
-        X : ndarray (ny, nx, channels), HyperSpy Signal1D with two navigation axes, or a
-            (pixels, channels) matrix together with ``image_shape``.
+        X : ndarray (ny, nx, channels), HyperSpy Signal1D with two navigation axes, dask
+            array or lazy signal, or a (pixels, channels) matrix together with
+            ``image_shape``.
         y : ignored
 
         Returns
         -------
         self
         """
-        from psnmf.engine import _dask as daskpath
-        if daskpath.is_lazy(X):  # dask array / lazy signal: chunked, distributed path
-            return daskpath.fit_lazy(self, X)
-        counts, shape, signal = _signals.as_counts(X, self.image_shape)
+        check_parameters(self.get_params(deep=False))
+        if lazy_engine.is_lazy(X):
+            return self._fit_lazy(X)
+        counts, shape, template = signals.as_counts(X, self._matrix_shape(X))
         check_has_counts(counts)
-        b, k = self._check_params(shape, counts.shape[1])
-        stage1, S1, A1 = self._fit_binned(bin_counts(counts, shape, b), k)
-        A0 = stage2_start(upsample_maps(A1, shape, b).reshape(-1, k))
-        stage2 = poisson_nmf(
-            counts,
-            k,
-            simplex=True,
-            A_init=A0,
-            S_init=S1,
-            update_S=self.stage2_spectra == "free",
-            max_iter=self.max_iter_full,
-            tol=self.tol,
-        )
-        ny, nx = shape
-        maps = self._smooth(counts, stage2.A, S1, shape)
-        return self._set_fitted(
-            shape, b, stage1, S1, A1,
-            full_spectra=stage2.S,
-            maps=maps.reshape(ny, nx, k),
-            scale=stage2.scale.reshape(ny, nx),
-            full_loss=stage2.loss,
-            full_n_iter=stage2.n_iter,
-            full_converged=stage2.converged,
-            signal=signal,
-        )
+        b, k = self._check_layout(shape, counts.shape[1])
+        stage1 = fit_binned(bin_counts(counts, shape, b), k, random_state=self.random_state,
+                            **binned_kwargs(self.get_params()))
+        stage2 = fit_full(counts, stage1.spectra, stage1.maps, shape, b,
+                          stage2_spectra=self.stage2_spectra, max_iter=self.max_iter_full,
+                          tol=self.tol)
+        maps, smoothing, unsmoothed = self._smooth(counts, stage2.A, stage1.spectra, shape)
+        return self._set_fitted(shape, b, template, stage1, stage2, maps, smoothing,
+                                unsmoothed)
 
-    def _smooth(self, counts: Any, maps: np.ndarray, spectra: np.ndarray,
-                shape: tuple[int, int]) -> np.ndarray:
-        """Spatial regularisation of the full-resolution maps (``smoothing``)."""
-        value = _smoothing_value(self.smoothing)
-        k = spectra.shape[0]
-        self.unsmoothed_maps_ = None
-        self.smoothing_ = {"lam": 0.0, "relative": 0.0, "penalty": None}
-        if value == 0.0:
-            return maps
-        self.unsmoothed_maps_ = maps.reshape(*shape, k).copy()
-        cpp = float(counts.sum()) / counts.shape[0]
-        if value == "auto":
-            choice = choose_smoothing(
-                counts, spectra, shape, penalty=self.smoothing_penalty,
-                random_state=_split_seed(self.random_state),
+    def _fit_lazy(self, X: Any) -> PSNMF:
+        """``fit`` on a dask array or lazy signal: binning and stage 2 chunk by chunk."""
+        template = None
+        data = X
+        if signals.is_signal(X):
+            signals.check_spectrum_image(X, "X")
+            template, data = X, X.data
+        if data.ndim != 3:
+            raise ValueError(
+                f"X must be a lazy spectrum image of shape (ny, nx, channels), got shape "
+                f"{tuple(data.shape)}."
             )
-            self.smoothing_ = choice.to_dict()
-            lam = choice.lam
-        else:
-            lam = float(value) * cpp
-            self.smoothing_ = {"lam": lam, "relative": float(value),
-                               "penalty": self.smoothing_penalty}
-        if lam == 0.0:
-            return maps
-        res = smooth_maps(counts, maps, spectra, shape, lam, penalty=self.smoothing_penalty)
-        self.smoothing_["n_iter"] = res.n_iter
-        return res.maps
-
-    def _fit_binned(self, binned: Any, k: int) -> tuple[NMFResult, np.ndarray, np.ndarray]:
-        """Stage 1 on the binned counts, then :meth:`_refine_stage1`.
-
-        Shared by the in-memory and the Dask path. Returns ``(stage1 result, spectra,
-        binned maps)``.
-        """
+        if self.stage2_spectra != "fixed":
+            raise ValueError(
+                "stage2_spectra='free' couples all pixels and cannot run chunk by chunk; use "
+                "stage2_spectra='fixed' (the default) for lazy / Dask data, or load the data "
+                "into memory (signal.compute())."
+            )
+        if smoothing_weight(self.smoothing) != 0.0:
+            raise ValueError(
+                f"smoothing={self.smoothing!r} couples neighbouring pixels and needs the "
+                "whole image in memory; use smoothing=None for lazy / Dask data, or load the "
+                "data into memory (signal.compute())."
+            )
+        ny, nx, ne = (int(n) for n in data.shape)
+        shape = (ny, nx)
+        b, k = self._check_layout(shape, ne)
+        binned = lazy_engine.bin_lazy(data, b)
         check_has_counts(binned)
-        stage1 = poisson_nmf(
-            binned,
-            k,
-            simplex=True,
-            init=self.init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            random_state=check_random_state(self.random_state),
-        )
-        spectra, binned_maps = self._refine_stage1(binned, stage1.S, stage1.A)
-        return stage1, spectra, binned_maps
+        stage1 = fit_binned(binned, k, random_state=self.random_state,
+                            **binned_kwargs(self.get_params()))
+        stage2 = lazy_engine.fit_full_lazy(data, stage1.spectra, stage1.maps, b,
+                                           max_iter=self.max_iter_full, tol=self.tol)
+        return self._set_fitted(shape, b, template, stage1, stage2, stage2.A,
+                                {"lam": 0.0, "relative": 0.0, "penalty": None}, None)
+
+    def _smooth(
+        self, counts: sp.csr_matrix, maps: np.ndarray, spectra: np.ndarray,
+        shape: tuple[int, int],
+    ) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
+        """``(maps, smoothing_, unsmoothed_maps_)`` of the ``smoothing`` option."""
+        value = smoothing_weight(self.smoothing)
+        if value == 0.0:
+            return maps, {"lam": 0.0, "relative": 0.0, "penalty": None}, None
+        unsmoothed = maps.reshape(*shape, spectra.shape[0]).copy()
+        if value == "auto":
+            choice = choose_smoothing(counts, spectra, shape, penalty=self.smoothing_penalty,
+                                      random_state=_split_seed(self.random_state))
+            info = choice.to_dict()
+        else:
+            cpp = float(counts.sum()) / counts.shape[0]
+            info = {"lam": float(value) * cpp, "relative": float(value),
+                    "penalty": self.smoothing_penalty}
+        if info["lam"] == 0.0:
+            return maps, info, unsmoothed
+        res = smooth_maps(counts, maps, spectra, shape, info["lam"],
+                          penalty=self.smoothing_penalty)
+        info["n_iter"] = res.n_iter
+        return res.maps, info, unsmoothed
 
     def _set_fitted(
         self,
         shape: tuple[int, int],
         b: int,
-        stage1: NMFResult,
-        spectra: np.ndarray,
-        binned_maps: np.ndarray,
-        *,
-        full_spectra: np.ndarray,
+        template: Any,
+        stage1: BinnedFit,
+        stage2: NMFResult,
         maps: np.ndarray,
-        scale: np.ndarray,
-        full_loss: np.ndarray,
-        full_n_iter: int,
-        full_converged: bool,
-        signal: Any,
+        smoothing: dict[str, Any],
+        unsmoothed: np.ndarray | None,
     ) -> PSNMF:
-        """Store the fitted attributes (one place for the in-memory and the Dask path)."""
-        k = spectra.shape[0]
+        """Store every fitted attribute (the one place, for the in-memory and lazy paths)."""
+        k = stage1.spectra.shape[0]
         self.image_shape_ = shape
         self.bin_factor_ = b
-        self.spectra_ = spectra
-        self.components_ = spectra
-        self.full_spectra_ = full_spectra
-        self.maps_ = maps
-        self.binned_maps_ = binned_maps.reshape(*binned_shape(shape, b), k)
-        self.scale_ = scale
-        self.loss_ = {"binned": stage1.loss, "full": full_loss}
-        self.n_iter_ = {"binned": stage1.n_iter, "full": full_n_iter}
-        self.converged_ = {"binned": stage1.converged, "full": full_converged}
-        self.n_features_in_ = spectra.shape[1]
-        self._signal = signal
+        self.template_ = template
+        self.spectra_ = stage1.spectra
+        self.components_ = stage1.spectra
+        self.nmf_spectra_ = stage1.nmf.S
+        self.vertex_moved_ = stage1.moved
+        self.vertex_transform_ = stage1.transform
+        self.vertex_clusters_ = stage1.clusters
+        self.full_spectra_ = stage2.S
+        self.maps_ = maps.reshape(*shape, k)
+        self.scale_ = stage2.scale.reshape(shape)
+        self.binned_maps_ = stage1.maps.reshape(*binned_shape(shape, b), k)
+        self.loss_ = {"binned": stage1.nmf.loss, "full": stage2.loss}
+        self.n_iter_ = {"binned": stage1.nmf.n_iter, "full": stage2.n_iter}
+        self.converged_ = {"binned": stage1.nmf.converged, "full": stage2.converged}
+        self.n_features_in_ = stage1.spectra.shape[1]
+        self.smoothing_ = smoothing
+        self.unsmoothed_maps_ = unsmoothed
         return self
-
-    def _refine_stage1(
-        self, binned: Any, spectra: np.ndarray, binned_maps: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Hook between the stages: refine the binned-stage ``(spectra, maps)``.
-
-        PSNMF keeps them as they are; subclasses (e.g. :class:`psnmf.improve.PSNMFPlus`)
-        correct them here, and both the in-memory and the Dask path use the result.
-        """
-        return spectra, binned_maps
 
     def fit_transform(self, X: Any, y: None = None) -> np.ndarray:
         """Fit, then return loadings ``scale_ * maps_`` as (pixels, k).
@@ -325,16 +494,15 @@ class PSNMF(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Loadings (pixels, k) of new counts with the fitted spectra held fixed."""
         self._check_fitted()
-        counts, _, _ = _signals.as_counts(X, None, allow_line_scan=True)
-        res = solve_abundances(
-            counts, self.spectra_, max_iter=self.max_iter_full, tol=self.tol
-        )
+        counts, _, _ = signals.as_counts(X, None, allow_line_scan=True)
+        res = solve_abundances(counts, self.spectra_, max_iter=self.max_iter_full, tol=self.tol,
+                               check_input=False)
         return res.scale[:, None] * res.A
 
     # -- results -----------------------------------------------------------------------
     def _check_fitted(self) -> None:
-        if not hasattr(self, "spectra_"):
-            raise AttributeError("This PSNMF is not fitted yet; call fit(X) first.")
+        check_is_fitted(self, "spectra_",
+                        msg="This PSNMF is not fitted yet; call fit(X) first.")
 
     def reconstruct(self, lazy: bool = False) -> Any:
         """The fused denoised counts cube ``scale * maps @ spectra``, shape (ny, nx, channels).
@@ -353,65 +521,23 @@ class PSNMF(TransformerMixin, BaseEstimator):
         """
         self._check_fitted()
         if lazy:
-            from psnmf.engine._dask import reconstruct_lazy
-
-            cube = reconstruct_lazy(self)
-            if self._signal is None:
-                return cube
-            template = self._signal if self._signal._lazy else self._signal.as_lazy()
-            return _signals.cube_signal(cube, template, title="PSNMF denoised")
-        cube = self.scale_[..., None] * (self.maps_ @ self.spectra_)
-        if self._signal is not None:
-            return _signals.cube_signal(cube, self._signal, title="PSNMF denoised")
-        return cube
+            cube = lazy_engine.reconstruct_lazy(self.maps_, self.scale_, self.spectra_)
+        else:
+            cube = self.scale_[..., None] * (self.maps_ @ self.spectra_)
+        if self.template_ is None:
+            return cube
+        return signals.cube_signal(cube, self.template_, title="PSNMF denoised")
 
     def get_spectra(self) -> Any:
         """Spectra as a signal (energy axis and metadata of the input) or the ndarray."""
         self._check_fitted()
-        if self._signal is not None:
-            return _signals.spectra_signal(self.spectra_, self._signal)
+        if self.template_ is not None:
+            return signals.spectra_signal(self.spectra_, self.template_)
         return self.spectra_
 
     def get_maps(self) -> Any:
         """Maps as a Signal2D (component | y, x) with the input's spatial axes, or ndarray."""
         self._check_fitted()
-        if self._signal is not None:
-            return _signals.maps_signal(self.maps_, self._signal)
+        if self.template_ is not None:
+            return signals.maps_signal(self.maps_, self.template_)
         return self.maps_
-
-
-def _smoothing_value(value: Any) -> float | str:
-    """``smoothing`` as a float >= 0 or ``'auto'``; a clear error otherwise."""
-    if value is None:
-        return 0.0
-    if isinstance(value, str):
-        if value.strip().lower() == "auto":
-            return "auto"
-        raise ValueError(
-            f"smoothing must be None, a number >= 0 or 'auto', got {value!r}."
-        )
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"smoothing must be None, a number >= 0 or 'auto', got {value!r}."
-        ) from None
-    if not np.isfinite(number) or number < 0:
-        raise ValueError(
-            f"smoothing must be >= 0 (a weight relative to the counts per pixel, typically "
-            f"0.01-0.3) or 'auto', got {value!r}."
-        )
-    return number
-
-
-def _split_seed(random_state: Any) -> int:
-    """Seed of the count split of ``smoothing='auto'`` (fixed when no seed is given)."""
-    return int(random_state) if isinstance(random_state, int | np.integer) else 0
-
-
-def _max_bin_for(image_shape: tuple[int, int], k: int) -> int:
-    """Largest bin factor that leaves at least ``k`` binned pixels."""
-    for b in range(max(image_shape), 0, -1):
-        if int(np.prod(binned_shape(image_shape, b))) >= k:
-            return b
-    return 1

@@ -40,8 +40,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from psnmf._validation import check_counts_matrix
 from psnmf.engine.binning import bin_cube, binned_shape
-from psnmf.engine.poisson_nmf import poisson_nmf
+from psnmf.engine.poisson_nmf import NMFResult, poisson_nmf
+from psnmf.engine.two_stage import stage2_start
 
 #: Target size (bytes, of the stored dtype) of one band of rows in the Dask graph.
 BAND_BYTES = 256 * 2**20
@@ -93,9 +95,10 @@ def bin_lazy(data: Any, bin_factor: int) -> sp.csr_matrix:
 
 
 def _to_csr(flat: np.ndarray) -> sp.csr_matrix:
-    """Counts CSR (float64 data, sorted int32 indices) of a dense 2-D block, no float64 copy."""
-    from psnmf._validation import check_counts_matrix
+    """Counts CSR (float64 data, sorted int32 indices) of a dense 2-D block, no float64 copy.
 
+    The door of lazy data: every band is validated here as it is converted, on its worker.
+    """
     return check_counts_matrix(sp.csr_matrix(flat))
 
 
@@ -116,10 +119,9 @@ def _solve_band(
     # nearest-neighbour upsampling of the binned maps for the band's rows
     yy = (np.arange(r0, r0 + rows) // b)[:, None]
     xx = (np.arange(nx) // b)[None, :]
-    from psnmf.estimator import stage2_start
-
     A0 = stage2_start(binned_maps[yy, xx].reshape(-1, k))
-    res = poisson_nmf(X, k, A_init=A0, S_init=S, update_S=False, max_iter=max_iter, tol=tol)
+    res = poisson_nmf(X, k, A_init=A0, S_init=S, update_S=False, max_iter=max_iter, tol=tol,
+                      check_input=False)
     out = np.empty((rows * nx, k + 4))
     out[:, :k] = res.A
     out[:, k] = res.scale
@@ -138,82 +140,73 @@ def _pixel_loss(X: sp.csr_matrix, totals: np.ndarray, xlogm: np.ndarray) -> np.n
     return xlogx - nlogn - xlogm
 
 
-def fit_lazy(model: Any, X: Any) -> Any:
-    """Fit a :class:`psnmf.PSNMF` to a dask array or lazy signal, chunk by chunk.
+def fit_full_lazy(
+    data: Any,
+    spectra: np.ndarray,
+    binned_maps: np.ndarray,
+    bin_factor: int,
+    *,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+) -> NMFResult:
+    """The full-resolution stage with fixed spectra on a (ny, nx, channels) dask array.
+
+    Runs band by band (:func:`dask.array.map_blocks`); every pixel is solved to its own
+    tolerance, so the result equals :func:`psnmf.engine.two_stage.fit_full` with
+    ``stage2_spectra='fixed'`` bit for bit.
 
     Parameters
     ----------
-    model : PSNMF
-        The (unfitted) estimator; its parameters are used and its fitted attributes set.
-    X : dask array (ny, nx, channels) or lazy HyperSpy spectrum image
+    data : dask array (ny, nx, channels) of counts
+    spectra : (k, channels) spectra of the binned stage
+    binned_maps : (nby, nbx, k) or (binned pixels, k) maps of the binned stage
+    bin_factor : int
+    max_iter, tol : of :func:`psnmf.engine.poisson_nmf.poisson_nmf`
 
     Returns
     -------
-    model
-        Fitted, with the same attributes as :meth:`PSNMF.fit`.
+    NMFResult
+        ``A`` (ny * nx, k), ``scale`` (ny * nx,), ``loss`` ``[initial, final]`` summed over
+        the pixels, ``n_iter`` the largest per-pixel count, ``S`` the spectra.
     """
-    from psnmf import hyperspy as _signals
-    signal = None
-    if _signals.is_signal(X):
-        _signals.check_spectrum_image(X, "X")
-        signal = X
-        data = X.data
-    else:
-        data = X
-    if data.ndim != 3:
-        raise ValueError(
-            f"X must be a lazy spectrum image of shape (ny, nx, channels), got shape "
-            f"{tuple(data.shape)}."
-        )
-    if model.stage2_spectra != "fixed":
-        raise ValueError(
-            "stage2_spectra='free' couples all pixels and cannot run chunk by chunk; use "
-            "stage2_spectra='fixed' (the default) for lazy / Dask data, or load the data "
-            "into memory (signal.compute())."
-        )
-    ny, nx, ne = (int(n) for n in data.shape)
-    shape = (ny, nx)
-    b, k = model._check_params(shape, ne)
-    if model.smoothing not in (None, 0, 0.0):
-        raise ValueError(
-            f"smoothing={model.smoothing!r} couples neighbouring pixels and needs the whole "
-            "image in memory; use smoothing=None for lazy / Dask data, or load the data "
-            "into memory (signal.compute())."
-        )
-    stage1, S, A1 = model._fit_binned(bin_lazy(data, b), k)
-    binned_maps = A1.reshape(*binned_shape(shape, b), k)
-
     import dask.array as da
 
+    b = int(bin_factor)
+    ny, nx, _ = (int(n) for n in data.shape)
+    k = spectra.shape[0]
+    grid = np.asarray(binned_maps).reshape(*binned_shape((ny, nx), b), k)
     bands = _bands(data, b)
     solved = da.map_blocks(
-        _solve_band, bands, binned_maps, S, b, model.max_iter_full, model.tol,
+        _solve_band, bands, grid, spectra, b, max_iter, tol,
         dtype=np.float64, chunks=(bands.chunks[0], (nx,), (k + 4,)),
     )
-    out = np.asarray(solved.compute())
-    maps = np.ascontiguousarray(out[..., :k])
-    scale = out[..., k]
-
-    n_iter_px = out[..., k + 3]
-    maps = model._smooth(None, maps, S, shape)  # smoothing is off here: sets its attributes
-    return model._set_fitted(
-        shape, b, stage1, S, binned_maps,
-        full_spectra=S,
-        maps=maps,
-        scale=scale,
-        full_loss=np.array([out[..., k + 1].sum(), out[..., k + 2].sum()]),
-        full_n_iter=int(n_iter_px.max()),
-        full_converged=bool(np.all(n_iter_px < model.max_iter_full)),
-        signal=signal,
+    out = np.asarray(solved.compute())  # (ny, nx, k + 4)
+    n_iter_px = out[..., k + 3].ravel()
+    return NMFResult(
+        A=np.ascontiguousarray(out[..., :k]).reshape(ny * nx, k),
+        S=spectra,
+        scale=out[..., k].ravel(),
+        loss=np.array([out[..., k + 1].sum(), out[..., k + 2].sum()]),
+        n_iter=int(n_iter_px.max()),
+        converged=bool(np.all(n_iter_px < max_iter)),
+        info={"pixel_iter": n_iter_px},
     )
 
 
-def reconstruct_lazy(model: Any, chunk_rows: int = 64, dtype: Any = np.float32) -> Any:
+def reconstruct_lazy(
+    maps: np.ndarray,
+    scale: np.ndarray,
+    spectra: np.ndarray,
+    chunk_rows: int = 64,
+    dtype: Any = np.float32,
+) -> Any:
     """The fused cube ``scale * maps @ spectra`` as a dask array, built band by band.
 
     Parameters
     ----------
-    model : fitted PSNMF
+    maps : (ny, nx, k) abundance maps
+    scale : (ny, nx) per-pixel count scale
+    spectra : (k, channels)
     chunk_rows : int
         Image rows per chunk.
     dtype : numpy dtype, default float32
@@ -225,12 +218,12 @@ def reconstruct_lazy(model: Any, chunk_rows: int = 64, dtype: Any = np.float32) 
     """
     import dask.array as da
 
-    maps = da.from_array(model.maps_ * model.scale_[..., None], chunks=(chunk_rows, -1, -1))
-    spectra = model.spectra_.astype(dtype)
-    return maps.astype(dtype).map_blocks(
-        lambda m: m @ spectra, dtype=dtype,
-        chunks=(maps.chunks[0], maps.chunks[1], (spectra.shape[1],)),
+    loadings = da.from_array(maps * scale[..., None], chunks=(chunk_rows, -1, -1))
+    S = spectra.astype(dtype)
+    return loadings.astype(dtype).map_blocks(
+        lambda m: m @ S, dtype=dtype,
+        chunks=(loadings.chunks[0], loadings.chunks[1], (S.shape[1],)),
     )
 
 
-__all__ = ["BAND_BYTES", "bin_lazy", "fit_lazy", "is_lazy", "reconstruct_lazy"]
+__all__ = ["BAND_BYTES", "bin_lazy", "fit_full_lazy", "is_lazy", "reconstruct_lazy"]

@@ -67,7 +67,9 @@ def bin_counts(
     Returns
     -------
     scipy.sparse.csr_matrix, shape (n_bins, n_channels)
-        Summed counts of every ``b x b`` block, row-major over the binned image.
+        Summed counts of every ``b x b`` block, row-major over the binned image, float64
+        with sorted int32 indices and int64 row pointers (the form the engine's NMF takes
+        without re-validation, ``poisson_nmf(..., check_input=False)``).
     """
     ny, nx = image_shape
     if X.shape[0] != ny * nx:
@@ -76,9 +78,12 @@ def bin_counts(
         )
     b = check_bin_factor(bin_factor, image_shape)
     B = binning_matrix(image_shape, b)
-    out = B @ (X if sp.issparse(X) else sp.csr_matrix(X))
-    out = sp.csr_matrix(out)
+    out = sp.csr_matrix(B @ (X if sp.issparse(X) else sp.csr_matrix(X)), dtype=np.float64)
     out.sort_indices()
+    out.eliminate_zeros()
+    # the canonical index dtypes of validated counts (psnmf.engine.poisson_nmf.is_counts_csr)
+    out.indices = out.indices.astype(np.int32, copy=False)
+    out.indptr = out.indptr.astype(np.int64, copy=False)
     return out
 
 

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.extmath import randomized_svd
 
 from psnmf._validation import check_counts_matrix, check_n_components, check_positive_int
@@ -210,6 +209,7 @@ def poisson_nmf(
     tol: float = 1e-6,
     random_state: int | np.random.Generator | None = None,
     loss_every: int = 10,
+    check_input: bool = True,
 ) -> NMFResult:
     """Poisson NMF of a counts matrix by multiplicative (EM) updates on its non-zeros.
 
@@ -244,6 +244,11 @@ def poisson_nmf(
         Evaluate the loss (at two consecutive iterations) every ``loss_every`` iterations:
         the logarithm costs more than the update itself, and scikit-learn's ``mu`` solver
         checks every 10 iterations too. ``1`` records the loss at every iteration.
+    check_input : bool, default=True
+        Validate and convert ``X`` (:func:`psnmf._validation.check_counts_matrix`: finite,
+        non-negative, a warning for non-integer counts). ``False`` skips that pass over the
+        data for callers that validated it once already; ``X`` must then be the canonical
+        form that check returns (:func:`is_counts_csr`), as the psnmf engine passes it on.
 
     Notes
     -----
@@ -269,7 +274,7 @@ def poisson_nmf(
     >>> bool(np.allclose(res.A.sum(axis=1), 1))
     True
     """
-    Xc = check_counts_matrix(X, "X")
+    Xc = check_counts_matrix(X, "X") if check_input else _trusted(X)
     n, ne = Xc.shape
     k = check_n_components(n_components, Xc.shape)
     max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
@@ -423,6 +428,7 @@ def solve_abundances(
     simplex: bool = True,
     max_iter: int = 500,
     tol: float = 1e-6,
+    check_input: bool = True,
 ) -> NMFResult:
     """Abundances of (new) counts for fitted spectra held fixed: what ``transform`` does.
 
@@ -435,9 +441,9 @@ def solve_abundances(
     X : array-like or sparse (n_pixels, n_channels)
     spectra : ndarray (k, n_channels)
         Fitted spectra.
-    simplex, max_iter, tol : as in :func:`poisson_nmf`
+    simplex, max_iter, tol, check_input : as in :func:`poisson_nmf`
     """
-    Xc = check_counts_matrix(X, "X")
+    Xc = check_counts_matrix(X, "X") if check_input else _trusted(X)
     k, ne = np.shape(spectra)
     if Xc.shape[1] != ne:
         raise ValueError(
@@ -449,8 +455,37 @@ def solve_abundances(
         floored /= floored.sum(axis=1, keepdims=True)
     return poisson_nmf(
         Xc, k, simplex=simplex, A_init=np.full((Xc.shape[0], k), 1.0 / k), S_init=floored,
-        update_S=False, max_iter=max_iter, tol=tol,
+        update_S=False, max_iter=max_iter, tol=tol, check_input=False,
     )
+
+
+def is_counts_csr(X: Any) -> bool:
+    """Whether ``X`` is in the form of validated counts that the engine passes on.
+
+    CSR with float64 data, column indices sorted within each row and no explicit zeros:
+    what :func:`psnmf._validation.check_counts_matrix` returns and
+    :func:`psnmf.engine.binning.bin_counts` produces. A cheap test: no pass over the data
+    beyond the zero check.
+    """
+    return (
+        sp.issparse(X) and X.format == "csr" and X.dtype == np.float64
+        and bool(X.has_sorted_indices) and not np.any(X.data == 0)
+    )
+
+
+def _trusted(X: Any) -> sp.csr_matrix:
+    """``X`` after the cheap test that it is already validated counts, int32/int64 indices."""
+    if not is_counts_csr(X):
+        raise ValueError(
+            "check_input=False needs counts in the validated CSR form (float64 data, sorted "
+            "indices, no explicit zeros); pass check_input=True to validate and convert them."
+        )
+    if X.indices.dtype == np.int32 and X.indptr.dtype == np.int64:
+        return X
+    out = sp.csr_matrix((X.data, X.indices, X.indptr), shape=X.shape, copy=False)
+    out.indices = X.indices.astype(np.int32, copy=False)
+    out.indptr = X.indptr.astype(np.int64, copy=False)
+    return out
 
 
 def _check_fixed_spectra_cover_counts(X: sp.csr_matrix, S: np.ndarray) -> None:
@@ -480,85 +515,3 @@ def _check_init(M: np.ndarray, shape: tuple[int, int], name: str) -> np.ndarray:
     if not np.all(np.isfinite(M)) or np.any(M < 0):
         raise ValueError(f"{name} must be finite and non-negative.")
     return np.array(M, order="C", copy=True)
-
-
-class PoissonNMF(TransformerMixin, BaseEstimator):
-    """Poisson NMF as a scikit-learn estimator (the 'standard NMF' baseline of PSNMF).
-
-    Parameters
-    ----------
-    n_components : int
-        Number of components.
-    simplex : bool, default=True
-        Abundances sum to one per pixel (with a per-pixel count scale); see :func:`poisson_nmf`.
-    init : {'nndsvda', 'spa', 'random'}, default='nndsvda'
-    max_iter : int, default=500
-    tol : float, default=1e-6
-    random_state : int or None
-
-    Attributes
-    ----------
-    components_ : ndarray (k, n_channels)
-        Spectra (rows sum to one when ``simplex``).
-    abundances_ : ndarray (n_pixels, k)
-        Abundances of the training data.
-    scale_ : ndarray (n_pixels,)
-        Per-pixel count scale.
-    loss_ : ndarray
-        Loss history.
-    n_iter_ : int
-    """
-
-    def __init__(
-        self,
-        n_components: int = 3,
-        *,
-        simplex: bool = True,
-        init: str = "nndsvda",
-        max_iter: int = 500,
-        tol: float = 1e-6,
-        random_state: int | None = None,
-    ) -> None:
-        self.n_components = n_components
-        self.simplex = simplex
-        self.init = init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-
-    def fit(self, X, y=None) -> PoissonNMF:
-        """Fit the factorisation to counts ``X`` (n_pixels, n_channels)."""
-        self._fit(X)
-        return self
-
-    def fit_transform(self, X, y=None) -> np.ndarray:
-        """Fit and return the loadings ``scale_ * abundances_`` (so loadings @ components_ ~ X)."""
-        res = self._fit(X)
-        return res.scale[:, None] * res.A
-
-    def _fit(self, X) -> NMFResult:
-        res = poisson_nmf(
-            X,
-            self.n_components,
-            simplex=self.simplex,
-            init=self.init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            random_state=self.random_state,
-        )
-        self.components_ = res.S
-        self.abundances_ = res.A
-        self.scale_ = res.scale
-        self.loss_ = res.loss
-        self.n_iter_ = res.n_iter
-        self.n_features_in_ = res.S.shape[1]
-        return res
-
-    def transform(self, X) -> np.ndarray:
-        """Loadings of new data with the fitted spectra held fixed."""
-        if not hasattr(self, "components_"):
-            raise AttributeError("This PoissonNMF is not fitted yet; call fit(X) first.")
-        res = solve_abundances(
-            X, self.components_, simplex=self.simplex, max_iter=self.max_iter, tol=self.tol
-        )
-        return res.scale[:, None] * res.A
