@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from psnmf.cli.unmix import _int_list, add_common, default_output
+from psnmf.cli._args import add_bins, add_common, default_output, int_list
 
 EXAMPLES = """\
 examples:
@@ -22,13 +22,13 @@ better). k is chosen on the binned stage (the counts binned to about 3000 counts
 pixel, at least 100 binned pixels, 5-fold count splitting); each b is scored by PSNMF fitted
 on one half of the counts and scored on the other half at full resolution. Writes
 sweep.txt, sweep.json and sweep.png into the output folder. 'psnmf unmix FILE --bin auto'
-runs the same search before unmixing; in Python: psnmf.workflow.sweep(path, bins=...,
+runs the same search before unmixing; in Python: psnmf.pipeline.sweep(path, bins=...,
 components=...).
 """
 
 
 def _components(text: str) -> tuple[int, ...] | None:
-    return None if text.strip().lower() == "auto" else _int_list(text)
+    return None if text.strip().lower() == "auto" else int_list(text)
 
 
 def register(subparsers: Any) -> None:
@@ -44,8 +44,7 @@ def register(subparsers: Any) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--bins", type=_int_list, default=(2, 4, 8, 16), metavar="B,B",
-                   help="bin factors to try (default 2,4,8,16)")
+    add_bins(p, "bin factors to try")
     p.add_argument(
         "-k", "--components", type=_components, default=None, metavar="K,K",
         help="numbers of components to try, or 'auto' (default: k in 2-6 chosen on the binned "
@@ -60,14 +59,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``psnmf sweep``; returns the exit code."""
-    from psnmf import workflow
+    from psnmf import pipeline
     from psnmf.io import PsnmfIOError
 
     out = Path(args.output) if args.output else default_output(args.file, "sweep")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
-            result = workflow.sweep(
+            result = pipeline.sweep(
                 args.file, bins=args.bins, components=args.components, seed=args.seed,
                 energy_range=args.energy_range, elements=args.elements, output_dir=out,
                 overwrite=args.overwrite, progress=not args.quiet, verbose=args.verbose,
@@ -86,14 +85,14 @@ def run(args: argparse.Namespace) -> int:
     if args.unmix:
         from psnmf.cli import unmix as unmix_cmd
 
-        best = result.best
         uargs = argparse.Namespace(**vars(args))
-        uargs.components = int(best["n_components"])
-        uargs.bin_factor = int(best["bin_factor"])
+        uargs.components = result.selection.n_components
+        uargs.bin_factor = result.selection.bin_factor
         uargs.output = str(out / "unmix")
         uargs.max_iter = uargs.max_iter_full = None
         # the unmix defaults for what sweep has no option for
-        uargs.smoothing, uargs.no_vertex, uargs.bootstrap = "auto", False, 20
+        uargs.smoothing, uargs.no_vertex = "auto", False
+        uargs.bootstrap = pipeline.DEFAULT_BOOTSTRAP
         if not args.quiet:
             print(f"\nunmixing with b = {uargs.bin_factor}, k = {uargs.components} ...")
         return unmix_cmd.run(uargs)

@@ -1,17 +1,13 @@
-"""Figures (PNG) and the self-contained HTML report of :func:`psnmf.workflow.unmix`.
+"""Figures (PNG) of the report of :func:`psnmf.pipeline.unmix` and of ``psnmf sweep``.
 
 Every figure is drawn on a plain :class:`matplotlib.figure.Figure` (no pyplot, no display
-needed), written atomically with :func:`psnmf.io.savefig`, and embedded in ``report.html``
-as a base64 ``data:`` URI, so the report is a single file that can be mailed or archived.
-The page checks on load that every figure decoded and writes the result into its title
-and into ``<div id="render-check">`` (used by the test that opens it in headless Chromium).
+needed) from the typed result (:class:`psnmf.pipeline.summary.UnmixResult`, its
+:class:`~psnmf.pipeline.summary.Summary`, the :class:`psnmf.selection.ModelChoice`) and
+written atomically with :func:`psnmf.io.savefig`.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +17,8 @@ from matplotlib.figure import Figure
 from psnmf import io
 
 if TYPE_CHECKING:  # pragma: no cover
-    from psnmf.workflow import SweepResult, UnmixResult
+    from psnmf.pipeline.summary import UnmixResult
+    from psnmf.selection import ModelChoice
 
 DPI = 110
 #: Figures of the report, in display order: (key, file name, caption).
@@ -215,7 +212,7 @@ def deviance_figure(result: UnmixResult) -> Figure:
     """Bar chart of the held-out deviance of raw, PCA and PSNMF."""
     dev = result.deviance
     names = ["raw (no denoising)", "PCA (HyperSpy)", "PSNMF"]
-    values = [dev["raw"], dev["pca"], dev["psnmf"]]
+    values = [dev.raw, dev.pca, dev.psnmf]
     fig = Figure(figsize=(7, 2.4), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     colors = ["0.6", "tab:blue", "tab:red"]
@@ -232,7 +229,7 @@ def deviance_figure(result: UnmixResult) -> Figure:
     if finite:
         ax.set_xlim(min(finite) / 1.5, max(finite) * 6)
     ax.set_xlabel(f"held-out Poisson deviance per count (log scale; means floored at "
-                  f"{dev['floor']:g})")
+                  f"{dev.floor:g})")
     return fig
 
 
@@ -274,48 +271,65 @@ def loss_figure(result: UnmixResult) -> Figure:
     return fig
 
 
-def sweep_figure(sweep: SweepResult) -> Figure:
-    """Held-out deviance vs bin factor (one curve per k) and vs k (one curve per b)."""
-    rows = [r for r in sweep.rows if r["deviance"] is not None]
+
+def sweep_figure(choice: ModelChoice) -> Figure:
+    """The evidence for ``b`` and ``k``.
+
+    Left: held-out deviance of the full PSNMF fits against the bin factor, one curve per
+    ``k``. Right: the binned-stage deviance of the k search against ``k``; when ``k`` was
+    not searched, the full-resolution deviance against ``k`` (one curve per ``b``) if the
+    b search tried several ``k``.
+    """
     fig = Figure(figsize=(10, 3.2), dpi=DPI, layout="constrained")
-    axes = fig.subplots(1, 2)
-    for ax, (xkey, ckey, xlabel) in zip(
-        axes,
-        (("bin_factor", "n_components", "bin factor b"),
-         ("n_components", "bin_factor", "number of components k")),
-        strict=True,
-    ):
-        groups: dict[int, list[tuple[int, float]]] = {}
-        for r in rows:
-            groups.setdefault(r[ckey], []).append((r[xkey], r["deviance"]))
-        for c, pts in sorted(groups.items()):
-            pts.sort()
-            if len(pts) < 2 and len(groups) > 1:
-                continue
-            xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, "o-", ms=5, label=f"{'k' if ckey == 'n_components' else 'b'} = {c}")
-        best = sweep.best
-        ax.plot(best[xkey], best["deviance"], "*", ms=16, color="tab:red", label="best",
-                zorder=5)
-        if xkey == "bin_factor":
-            ax.set_xscale("log", base=2)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("held-out deviance / count")
+    ax_b, ax_k = fig.subplots(1, 2)
+    b_trials = [t for t in choice.b_search.trials if t.deviance is not None]
+    _curves(ax_b, b_trials, "bin_factor", "n_components", "k")
+    ax_b.plot(choice.bin_factor, choice.best.deviance, "*", ms=16, color="tab:red",
+              label="best", zorder=5)
+    ax_b.set_xscale("log", base=2)
+    ax_b.set_xlabel("bin factor b")
+    ax_b.set_ylabel("held-out deviance / count\n(PSNMF, full resolution)")
+    if choice.k_search is not None:
+        k_trials = [t for t in choice.k_search.trials if t.deviance is not None]
+        xs = [t.candidate.n_components for t in k_trials]
+        ax_k.plot(xs, [t.deviance for t in k_trials], "o-", ms=5, color="tab:blue",
+                  label=f"binned stage, b = {choice.k_bin}, {choice.k_folds} folds")
+        ax_k.plot(choice.n_components, choice.k_search.best.deviance, "*", ms=16,
+                  color="tab:red", label="chosen k", zorder=5)
+        ax_k.set_ylabel("held-out deviance / count\n(binned stage)")
+    else:
+        _curves(ax_k, b_trials, "n_components", "bin_factor", "b")
+        ax_k.plot(choice.n_components, choice.best.deviance, "*", ms=16, color="tab:red",
+                  label="best", zorder=5)
+        ax_k.set_ylabel("held-out deviance / count\n(PSNMF, full resolution)")
+    ax_k.set_xlabel("number of components k")
+    for ax in (ax_b, ax_k):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(
-        f"best: b = {sweep.best['bin_factor']}, k = {sweep.best['n_components']}", fontsize=10
-    )
+    fig.suptitle(f"best: b = {choice.bin_factor}, k = {choice.n_components}", fontsize=10)
     return fig
 
 
+def _curves(ax: Any, trials: list[Any], xkey: str, ckey: str, letter: str) -> None:
+    """Deviance against ``xkey``, one curve per value of ``ckey`` (single points skipped
+    when there are several curves)."""
+    groups: dict[int, list[tuple[int, float]]] = {}
+    for t in trials:
+        groups.setdefault(getattr(t.candidate, ckey), []).append(
+            (getattr(t.candidate, xkey), t.deviance))
+    for c, pts in sorted(groups.items()):
+        if len(pts) < 2 and len(groups) > 1:
+            continue
+        xs, ys = zip(*sorted(pts), strict=True)
+        ax.plot(xs, ys, "o-", ms=5, label=f"{letter} = {c}")
+
 def smoothing_figure(result: UnmixResult) -> Figure | None:
     """Held-out deviance against the TV weight (``None`` when no weight was chosen)."""
-    sm = result.summary.get("smoothing") or {}
-    grid, dev = sm.get("grid") or [], sm.get("deviance") or []
+    sm = result.summary.smoothing
+    grid, dev = sm.grid or [], sm.deviance or []
     if len(dev) < 2:
         return None
-    cpp = result.summary["input"]["counts_per_pixel"]
+    cpp = result.summary.input.counts_per_pixel
     rel = np.asarray(grid[: len(dev)], dtype=float) / max(float(cpp), 1e-300)
     x = np.where(rel > 0, rel, rel[rel > 0].min() / 3 if np.any(rel > 0) else 1.0)
     fig = Figure(figsize=(6, 3), dpi=DPI, layout="constrained")
@@ -334,9 +348,9 @@ def smoothing_figure(result: UnmixResult) -> Figure | None:
     return fig
 
 
-def save_sweep_figure(sweep: SweepResult, path: str | Path) -> Path:
+def save_sweep_figure(choice: ModelChoice, path: str | Path) -> Path:
     """Draw :func:`sweep_figure` and write it (PNG) atomically."""
-    return io.savefig(sweep_figure(sweep), path, dpi=DPI)
+    return io.savefig(sweep_figure(choice), path, dpi=DPI)
 
 
 def write_figures(result: UnmixResult, out: str | Path) -> dict[str, Path]:
@@ -360,208 +374,3 @@ def write_figures(result: UnmixResult, out: str | Path) -> dict[str, Path]:
                 paths[key] = io.savefig(fig, out / name, dpi=DPI)
     return paths
 
-
-def _smoothing_html(result: UnmixResult, fig_html: dict[str, str]) -> list[str]:
-    sm = result.summary.get("smoothing") or {}
-    if not sm or not sm.get("penalty"):
-        return ["<h2>Spatial regularisation of the maps</h2>",
-                "<p>None: each pixel's abundances come from its own counts only.</p>"]
-    how = ("chosen by held-out deviance" if sm.get("deviance") else "given")
-    return [
-        "<h2>Spatial regularisation of the maps</h2>",
-        f"<p>The maps carry a {'total-variation' if sm['penalty'] == 'tv' else 'Laplacian'} "
-        "prior: neighbouring pixels are pulled towards the same abundances, which removes "
-        "most of the counting noise inside grains while keeping their boundaries sharp. "
-        f"Weight {_fmt(sm['relative'])} x counts per pixel ({_fmt(sm['lam'])} counts), "
-        f"{how}: the maps were fitted on half of the counts for each candidate weight and "
-        "scored on the other half. The spectra are not affected.</p>",
-        fig_html.get("smoothing_figure", ""),
-    ]
-
-
-def _composition_html(result: UnmixResult) -> list[str]:
-    comp = result.summary.get("composition")
-    if not comp:
-        return []
-    rows = comp.get("rows", [])
-    head = (f"<tr><th>component</th><th>element</th><th>at.%</th><th>&plusmn; sd</th>"
-            f"<th>{int(round(100 * comp.get('level', 0.95)))}% interval</th></tr>")
-    body = "".join(
-        f"<tr><td>{html.escape(str(r['component']))}</td><td>{html.escape(r['element'])}</td>"
-        f"<td class='num'>{r['at_percent']:.2f}</td><td class='num'>&plusmn; {r['sd']:.2f}"
-        f"</td><td class='num'>[{r['low']:.2f}, {r['high']:.2f}]</td></tr>"
-        for r in rows
-    )
-    return [
-        "<h2>Composition of the components</h2>",
-        f"<p>{html.escape(comp.get('method', ''))}</p>",
-        f"<table>{head}{body}</table>",
-        f"<p>{html.escape(comp.get('note', ''))}</p>",
-    ]
-
-
-# ---------------------------------------------------------------------------------------
-# HTML
-# ---------------------------------------------------------------------------------------
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;
-background:#f4f5f7;color:#1d2330}
-main{max-width:1180px;margin:0 auto;padding:24px 32px 48px;background:#fff}
-h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.2em;margin-top:32px;border-bottom:2px solid
-#dde1e8;padding-bottom:4px}.sub{color:#5a6475;margin:0 0 16px}
-table{border-collapse:collapse;font-size:.9em;margin:8px 0}td,th{border:1px solid #dde1e8;
-padding:4px 10px;text-align:left}th{background:#f0f2f6}td.num{text-align:right;
-font-variant-numeric:tabular-nums}tr.best td{background:#fff3d6;font-weight:600}
-figure{margin:12px 0 20px}figure img{max-width:100%;border:1px solid #e4e7ec}
-figcaption{font-size:.88em;color:#4a5465;margin-top:4px}.warn{background:#fff4e5;
-border-left:4px solid #f0a020;padding:8px 12px;margin:8px 0}.grid{display:grid;
-grid-template-columns:1fr 1fr;gap:8px 32px}.key{font-size:1.05em}code{background:#f0f2f6;
-padding:1px 4px;border-radius:3px}#render-check{font-size:.8em;color:#5a6475}
-"""
-
-_CHECK_JS = """
-window.addEventListener('load', function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var bad = imgs.filter(function (im) { return !(im.complete && im.naturalWidth > 0); });
-  var ok = imgs.length > 0 && bad.length === 0;
-  var el = document.getElementById('render-check');
-  el.setAttribute('data-ok', ok ? 'true' : 'false');
-  el.setAttribute('data-images', String(imgs.length));
-  el.setAttribute('data-failed', String(bad.length));
-  el.textContent = 'figures rendered: ' + (imgs.length - bad.length) + '/' + imgs.length;
-  document.title = document.title + (ok ? ' [figures ok]' : ' [figures FAILED]');
-});
-"""
-
-
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.4g}"
-    return html.escape(str(v))
-
-
-def _table(rows: list[tuple[str, Any]]) -> str:
-    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows)
-    return f"<table>{body}</table>"
-
-
-def _img(path: Path, caption: str, alt: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return (
-        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-    )
-
-
-def build_html(result: UnmixResult, figure_paths: dict[str, Path]) -> str:
-    """The report as one HTML string with every figure embedded."""
-    s = result.summary
-    inp, par, dev = s["input"], s["parameters"], result.deviance
-    src = inp["source"].get("file") or "HyperSpy signal"
-    name = Path(src).name if inp["source"].get("file") else src
-    lo, hi = inp["energy_range_keV"]
-    fig_html = {
-        key: _img(figure_paths[key], caption, fname)
-        for key, fname, caption in FIGURES if key in figure_paths
-    }
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>psnmf report: {html.escape(name)}</title>",
-        f"<style>{_CSS}</style></head><body><main>",
-        f"<h1>PSNMF unmixing of {html.escape(name)}</h1>",
-        f"<p class='sub'>psnmf {html.escape(s['psnmf_version'])} &middot; NMF-based "
-        "pan-sharpening (bin, unmix the binned data for the spectra, refine the maps at full "
-        "resolution, fuse) &middot; "
-        f"<span id='render-check' data-ok='pending'>figures: checking</span></p>",
-    ]
-    for note in result.warnings:
-        parts.append(f"<div class='warn'>{html.escape(note)}</div>")
-    pca = dev["pca"]
-    parts += [
-        "<h2>Summary</h2><div class='grid'><div>",
-        _table([
-            ("file", src),
-            ("signal", f"{inp['signal_type']}, {inp['shape'][0]} x {inp['shape'][1]} pixels"
-                       f" x {inp['shape'][2]} channels"),
-            ("energy range", f"{lo:.3g} - {hi:.3g} keV ({inp['energy_range_reason']})"),
-            ("beam energy", None if inp["beam_energy_keV"] is None
-             else f"{inp['beam_energy_keV']:g} keV"),
-            ("counts per pixel", inp["counts_per_pixel"]),
-            ("total counts", f"{inp['total_counts']:.0f}"),
-            ("elements", ", ".join(inp["elements"]) or "none in the metadata"),
-        ]),
-        "</div><div>",
-        _table([
-            ("components k", f"{par['n_components']} ({par['n_components_choice']})"),
-            ("bin factor b", f"{par['bin_factor']} ({par['bin_factor_choice']})"),
-            ("seed", par["seed"]),
-            ("iterations", f"binned {s['psnmf']['n_iter']['binned']}, full "
-                           f"{s['psnmf']['n_iter']['full']}"),
-            ("run time", f"{s['timings_s'].get('total', float('nan')):.1f} s"),
-        ]),
-        "</div></div>",
-        "<h2>Held-out Poisson deviance</h2>",
-        "<p>The counts were split at random into two independent halves (binomial "
-        "thinning). Each method was fitted on one half and predicts the other; the Poisson "
-        "deviance per held-out count measures how much of the prediction is signal rather "
-        "than noise (lower is better). Raw = the first half used as is.</p>",
-        "<table><tr><th>method</th><th>deviance / count</th></tr>"
-        f"<tr><td>raw (no denoising)</td><td class='num'>{_fmt(dev['raw'])}</td></tr>"
-        f"<tr><td>PCA (HyperSpy, k = {par['n_components']})</td>"
-        f"<td class='num'>{_fmt(pca)}</td></tr>"
-        f"<tr class='best'><td>PSNMF (k = {par['n_components']}, b = {par['bin_factor']})"
-        f"</td><td class='num'>{_fmt(dev['psnmf'])}</td></tr></table>",
-        f"<p>Predicted means floored at {dev['floor']:g}; seed {dev['seed']}.</p>",
-        fig_html.get("deviance_figure", ""),
-        "<h2>Components</h2>",
-        fig_html.get("spectra_figure", ""),
-        fig_html.get("maps_figure", ""),
-        *_composition_html(result),
-        *_smoothing_html(result, fig_html),
-        "<h2>Elemental maps: raw, PCA, PSNMF</h2>",
-        fig_html.get("element_maps_figure", ""),
-        "<h2>Data</h2>",
-        fig_html.get("sum_spectrum_figure", ""),
-        "<h2>Choosing k and b</h2>",
-        fig_html.get("scree_figure", ""),
-    ]
-    if result.sweep is not None:
-        rows = []
-        for r in sorted(result.sweep.rows, key=lambda r: (r["n_components"], r["bin_factor"])):
-            cls = " class='best'" if r is result.sweep.best else ""
-            rows.append(
-                f"<tr{cls}><td class='num'>{r['bin_factor']}</td>"
-                f"<td class='num'>{r['n_components']}</td>"
-                f"<td class='num'>{_fmt(r['deviance'], 6)}</td>"
-                f"<td class='num'>{html.escape(r['n_iter'])}</td></tr>"
-            )
-        parts += [
-            "<p>Each candidate was fitted on the first half of the counts and scored on the "
-            "second (fewer iterations than the final fit).</p>",
-            "<table><tr><th>b</th><th>k</th><th>held-out deviance / count</th>"
-            "<th>iterations</th></tr>" + "".join(rows) + "</table>",
-            fig_html.get("sweep_figure", ""),
-        ]
-    else:
-        parts.append("<p>k and b were given; no sweep was run.</p>")
-    parts += [
-        "<h2>Convergence</h2>",
-        fig_html.get("loss_figure", ""),
-        "<h2>Files</h2><ul>",
-        *[f"<li><code>{html.escape(str(v))}</code></li>" for v in s.get("files", {}).values()],
-        "</ul><h2>Software</h2>",
-        _table(list(s["versions"].items())),
-        "<h2>Parameters (summary.json)</h2><pre style='font-size:.8em;white-space:pre-wrap'>",
-        html.escape(json.dumps(io._jsonable(par), indent=1)),
-        "</pre>",
-        f"<script>{_CHECK_JS}</script></main></body></html>",
-    ]
-    return "\n".join(parts)
-
-
-def write_html(result: UnmixResult, path: str | Path) -> Path:
-    """Write the self-contained report (figures must already be in ``result.paths``)."""
-    figure_paths = {k: Path(v) for k, v in result.paths.items() if k.endswith("_figure")}
-    return io.write_text(build_html(result, figure_paths), path)

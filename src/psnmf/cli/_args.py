@@ -1,0 +1,104 @@
+"""Argument types and options shared by the ``unmix`` and ``sweep`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from psnmf.selection import DEFAULT_BINS
+
+
+def energy_range(text: str) -> tuple[float | None, float | None]:
+    """``LO,HI`` in keV (either may be empty for an open end)."""
+    parts = text.replace(":", ",").split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(
+            f"energy range {text!r}: give LO,HI in keV, e.g. 0.2,15 (leave one empty for open)"
+        )
+    try:
+        return tuple(None if not p.strip() else float(p) for p in parts)  # type: ignore[return-value]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"energy range {text!r}: LO and HI must be numbers in keV, e.g. 0.2,15"
+        ) from None
+
+
+def auto_int(text: str) -> int | str:
+    """A positive integer or ``'auto'``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive integer or 'auto'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 1")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """Comma-separated positive integers, e.g. ``2,4,8,16``."""
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give comma-separated integers, e.g. 2,4,8,16"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers, e.g. 2,4,8,16")
+    return values
+
+
+def element_list(text: str) -> list[str]:
+    """Comma-separated chemical symbols."""
+    return [e.strip() for e in text.split(",") if e.strip()]
+
+
+def smoothing(text: str) -> float | str | None:
+    """A TV weight relative to the counts per pixel, ``'auto'`` or ``'none'``."""
+    t = text.strip().lower()
+    if t in ("auto", "none"):
+        return None if t == "none" else "auto"
+    try:
+        value = float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a weight such as 0.1, 'auto' or 'none', got {text!r}"
+        ) from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"the weight must be >= 0, got {text!r}")
+    return value
+
+
+def add_bins(p: argparse.ArgumentParser, help: str) -> None:
+    """The ``--bins B,B`` option."""
+    default = ",".join(str(b) for b in DEFAULT_BINS)
+    p.add_argument("--bins", type=int_list, default=DEFAULT_BINS, metavar="B,B",
+                   help=f"{help} (default {default})")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``unmix`` and ``sweep``: the file, energy range, elements, output,
+    seed, overwrite, quiet/verbose."""
+    p.add_argument("file", help="EDX spectrum image (.bcf, .emd, .pts, .spd, .hspy, .npz, ...)")
+    p.add_argument(
+        "--energy-range", type=energy_range, metavar="LO,HI",
+        help="channels used, keV (default: 0.2 keV, above the zero-energy peak, to the beam "
+        "energy, at most 20 keV unless an element's line needs more)",
+    )
+    p.add_argument(
+        "--elements", type=element_list, metavar="EL,EL",
+        help="elements for the elemental maps and line markers (default: the file's)",
+    )
+    p.add_argument("-o", "--output", metavar="DIR", help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of count split and init (0)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    g.add_argument("-v", "--verbose", action="store_true",
+                   help="step timings and library messages")
+
+
+def default_output(file: str, suffix: str) -> Path:
+    """``<file stem>_<suffix>`` in the current folder."""
+    return Path(Path(file).stem + f"_{suffix}")

@@ -1,0 +1,43 @@
+"""From a microscope file to unmixed, denoised results, ``summary.json`` and a report.
+
+:func:`unmix` is what ``psnmf unmix FILE`` runs, :func:`sweep` what ``psnmf sweep FILE``
+runs. Both accept a file path (anything :func:`psnmf.io.load_spectrum_image` reads) or a
+HyperSpy EDS spectrum image. ``unmix`` is a short sequence of steps
+(:mod:`psnmf.pipeline.steps`), each with a typed result; the run is described by a typed
+:class:`Summary` from which ``summary.json`` and the report are made.
+
+Modules: :mod:`~psnmf.pipeline.load` (reading and the energy range),
+:mod:`~psnmf.pipeline.steps`, :mod:`~psnmf.pipeline.summary` (the typed results),
+:mod:`~psnmf.pipeline.progress`, :mod:`~psnmf.pipeline.unmix`, :mod:`~psnmf.pipeline.sweep`.
+
+Examples
+--------
+>>> from psnmf.pipeline import unmix                                       # doctest: +SKIP
+>>> res = unmix("../shared/data/real/test_TEM.bcf", output_dir="tem_out")  # doctest: +SKIP
+>>> res.deviance.psnmf < res.deviance.raw                                  # doctest: +SKIP
+True
+"""
+
+from psnmf.pipeline.progress import Progress
+from psnmf.pipeline.steps import DEFAULT_BOOTSTRAP, FINAL_ITERATIONS, make_estimator
+from psnmf.pipeline.summary import HeldoutDeviance, Summary, UnmixResult
+from psnmf.pipeline.sweep import SweepResult, sweep
+from psnmf.pipeline.unmix import format_summary, unmix
+from psnmf.selection import DEFAULT_BINS, DEFAULT_COMPONENTS, ModelChoice
+
+__all__ = [
+    "DEFAULT_BINS",
+    "DEFAULT_BOOTSTRAP",
+    "DEFAULT_COMPONENTS",
+    "FINAL_ITERATIONS",
+    "HeldoutDeviance",
+    "ModelChoice",
+    "Progress",
+    "Summary",
+    "SweepResult",
+    "UnmixResult",
+    "format_summary",
+    "make_estimator",
+    "sweep",
+    "unmix",
+]

@@ -1,0 +1,269 @@
+"""The typed summary of a run: what ``summary.json`` holds and the report is made from.
+
+:class:`Summary` gathers one dataclass per part (input, parameters, held-out deviances,
+fit, smoothing, compositions, the k/b search, warnings, timings, files); its
+:meth:`Summary.to_dict` is the one conversion to JSON-ready data.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from psnmf.io import jsonable
+from psnmf.selection import ModelChoice
+
+#: How the held-out deviances are computed, as recorded in ``summary.json``.
+HELDOUT_METHOD = (
+    "binomial count split (fraction 0.5); raw: X1 predicts X2; PCA and PSNMF: fitted on X1 "
+    "with the same k and b; Poisson deviance of X2 per count, predicted means floored"
+)
+
+
+@dataclass
+class InputInfo:
+    """The data unmixed: source, energy range, shape, counts, elements and mapped lines."""
+
+    source: dict[str, Any]
+    energy_range_keV: list[float]
+    energy_range_reason: str
+    full_energy_range_keV: list[float]
+    beam_energy_keV: float | None
+    signal_type: str
+    shape: list[int]
+    total_counts: float
+    counts_per_pixel: float
+    elements: list[str]
+    xray_lines_mapped: list[str]
+
+
+@dataclass
+class Parameters:
+    """The settings of the run; with the input's file they reproduce it."""
+
+    n_components: int
+    n_components_choice: str
+    bin_factor: int
+    bin_factor_choice: str
+    seed: int | None
+    init: str
+    stage2_spectra: str
+    max_iter: int
+    max_iter_full: int
+    tol: float
+    estimator: str
+    vertex_moved: list[bool] | None
+    smoothing: float | str | None
+    n_boot: int
+    integration_windows_fwhm: float
+    pca: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return jsonable(dict(self.__dict__))
+
+
+@dataclass
+class HeldoutDeviance:
+    """Held-out Poisson deviance per count of raw, PCA and PSNMF (lower is better).
+
+    Attributes
+    ----------
+    raw : float
+        ``X1`` as the prediction of ``X2`` (no denoising).
+    pca, psnmf : float or None
+        PCA and PSNMF fitted on ``X1`` (same ``k`` and ``b``) predicting ``X2``; ``pca`` is
+        ``None`` when the PCA of ``X1`` failed.
+    floor, fraction, seed : the deviance floor and the count split.
+    heldout_counts : float
+        Counts of ``X2``.
+    """
+
+    raw: float
+    pca: float | None
+    psnmf: float
+    floor: float
+    fraction: float
+    seed: int | None
+    heldout_counts: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the method in words."""
+        return jsonable({**self.__dict__, "method": HELDOUT_METHOD})
+
+
+@dataclass
+class FitInfo:
+    """Iterations, convergence, loss histories and mean abundances of the final fit."""
+
+    n_iter: dict[str, int]
+    converged: dict[str, bool]
+    loss: dict[str, np.ndarray]
+    component_pixel_fraction: np.ndarray
+
+
+@dataclass
+class SmoothingInfo:
+    """The total-variation weight of the maps (the model's ``smoothing_``).
+
+    ``lam`` in counts, ``relative`` per count per pixel, ``penalty`` ``None`` when the maps
+    are per-pixel; ``grid`` and ``deviance`` the evidence when the weight was chosen,
+    ``n_iter`` the iterations of the smoothing solve when it ran.
+    """
+
+    lam: float
+    relative: float
+    penalty: str | None
+    grid: list[float] | None = None
+    deviance: list[float] | None = None
+    n_iter: int | None = None
+
+    @classmethod
+    def from_model(cls, smoothing: dict[str, Any]) -> SmoothingInfo:
+        """From a fitted model's ``smoothing_`` dict."""
+        return cls(**{k: smoothing.get(k) for k in
+                      ("lam", "relative", "penalty", "grid", "deviance", "n_iter")})
+
+    @property
+    def chosen(self) -> bool:
+        """Whether the weight was chosen by held-out deviance."""
+        return bool(self.deviance)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the evidence and ``n_iter`` only when present)."""
+        out = {"lam": self.lam, "relative": self.relative, "grid": self.grid,
+               "deviance": self.deviance, "penalty": self.penalty, "n_iter": self.n_iter}
+        return jsonable({k: v for k, v in out.items()
+                         if v is not None or k not in ("grid", "deviance", "n_iter")})
+
+
+@dataclass
+class Composition:
+    """Atomic % of every component with bootstrap ± and intervals.
+
+    ``rows``: one dict per (component, element) from
+    :meth:`psnmf.uncertainty.BootstrapResult.composition_rows`.
+    """
+
+    rows: list[dict[str, Any]]
+    level: float
+    elements: list[str]
+    n_boot: int
+    method: str
+    note: str
+
+    def for_component(self, name: str) -> list[dict[str, Any]]:
+        """The rows of one component (``'#0'``, ...)."""
+        return [r for r in self.rows if r["component"] == name]
+
+
+@dataclass
+class Summary:
+    """Everything ``summary.json`` holds, typed."""
+
+    psnmf_version: str
+    versions: dict[str, str]
+    input: InputInfo
+    parameters: Parameters
+    heldout_deviance: HeldoutDeviance
+    fit: FitInfo
+    smoothing: SmoothingInfo
+    composition: Composition | None
+    pca_explained_variance_ratio: np.ndarray
+    selection: ModelChoice | None
+    warnings: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    files: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready content of ``summary.json``."""
+        out = {
+            "psnmf_version": self.psnmf_version,
+            "versions": dict(self.versions),
+            "input": dict(self.input.__dict__),
+            "parameters": self.parameters.to_dict(),
+            "heldout_deviance": self.heldout_deviance.to_dict(),
+            "psnmf": dict(self.fit.__dict__),
+            "smoothing": self.smoothing.to_dict(),
+            "composition": None if self.composition is None else dict(self.composition.__dict__),
+            "pca_explained_variance_ratio": self.pca_explained_variance_ratio,
+            "sweep": None if self.selection is None else self.selection.to_dict(),
+            "warnings": list(self.warnings),
+            "timings_s": dict(self.timings_s),
+        }
+        if self.files is not None:
+            out["files"] = dict(self.files)
+        return jsonable(out)
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries that shape the results."""
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "scipy", "scikit-learn", "hyperspy", "exspy", "rosettasciio",
+                 "matplotlib"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:  # pragma: no cover
+            out[name] = "not installed"
+    return out
+
+
+@dataclass
+class UnmixResult:
+    """Everything :func:`psnmf.pipeline.unmix` produced.
+
+    Attributes
+    ----------
+    model : PSNMF
+        The fitted estimator (spectra_, maps_, scale_, loss_, n_iter_).
+    signal : EDS signal
+        The raw data after energy cropping (what was unmixed).
+    denoised, pca_denoised : EDS signals
+        PSNMF-denoised (fused) cube and HyperSpy PCA-denoised cube (same ``k``).
+    spectra, maps : signals
+        Component spectra (k | channels, rows sum to one) and maps (k | y, x, summing to
+        one per pixel).
+    element_maps : dict
+        ``{'raw'|'pca'|'psnmf': {xray_line: 2-D ndarray}}`` line intensities.
+    deviance : HeldoutDeviance
+        Held-out Poisson deviance per count of raw, PCA and PSNMF.
+    scree : ndarray
+        PCA explained variance ratio of the first components.
+    selection : ModelChoice or None
+        The evidence of the search over k and/or b, when one ran.
+    summary : Summary
+        What ``summary.json`` holds (``summary.to_dict()``).
+    paths : dict
+        Written files, by role (empty when no ``output_dir`` was given).
+    warnings : list of str
+        Things the user should know (also emitted as ``UserWarning``).
+    """
+
+    model: Any
+    signal: Any
+    denoised: Any
+    pca_denoised: Any
+    spectra: Any
+    maps: Any
+    element_maps: dict[str, dict[str, np.ndarray]]
+    deviance: HeldoutDeviance
+    scree: np.ndarray
+    selection: ModelChoice | None
+    summary: Summary
+    paths: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_components(self) -> int:
+        """Number of components used."""
+        return int(self.model.spectra_.shape[0])
+
+    @property
+    def bin_factor(self) -> int:
+        """Bin factor used."""
+        return int(self.model.bin_factor_)

@@ -1,0 +1,342 @@
+"""``unmix``: from a microscope file to unmixed, denoised results, ``summary.json`` and a report.
+
+The steps (:mod:`psnmf.pipeline.steps`)
+---------------------------------------
+1. load: read the EDS spectrum image and crop its energy axis (default: from 0.2 keV,
+   above the zero-energy noise peak, to the beam energy; above 20 keV only if an
+   element's main line needs it).
+2. split: the counts into two independent halves ``X1``, ``X2`` by binomial thinning.
+3. choose ``k`` and/or ``b`` when asked (``n_components=None``, ``bin_factor="auto"``) by
+   held-out Poisson deviance (:func:`psnmf.selection.choose_model`).
+4. PCA of the full data as HyperSpy users run it: scree and the PCA-denoised baseline.
+5. fit: PSNMF of the full data: component spectra, maps, denoised cube.
+6. score: held-out deviance of raw, PCA and PSNMF (fitted on ``X1``), one floor.
+7. elemental maps of the raw, PCA and PSNMF data; 8. quantify: component compositions
+   with bootstrap ±.
+9. write (with ``output_dir``): signals as ``.hspy``, figures, ``report.html`` and
+   ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from psnmf import __version__, io
+from psnmf.baselines import PCA_DIMENSION
+from psnmf.pipeline import steps
+from psnmf.pipeline.load import INTEGRATION_WINDOWS, load
+from psnmf.pipeline.progress import Progress, quiet_libraries
+from psnmf.pipeline.steps import DEFAULT_BOOTSTRAP, FINAL_ITERATIONS
+from psnmf.pipeline.summary import (
+    FitInfo,
+    InputInfo,
+    Parameters,
+    SmoothingInfo,
+    Summary,
+    UnmixResult,
+    versions,
+)
+from psnmf.selection import DEFAULT_BINS, DEFAULT_COMPONENTS, ModelChoice
+
+AUTO = "auto (held-out deviance)"
+
+
+def unmix(
+    path_or_signal: Any,
+    *,
+    n_components: int | str | None = None,
+    bin_factor: int | str = "auto",
+    energy_range: tuple[float | None, float | None] | None = None,
+    elements: Sequence[str] | None = None,
+    output_dir: str | Path | None = None,
+    seed: int | None = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    verbose: bool = False,
+    bins: Sequence[int] = DEFAULT_BINS,
+    components: Sequence[int] = DEFAULT_COMPONENTS,
+    max_iter: int = FINAL_ITERATIONS[0],
+    max_iter_full: int = FINAL_ITERATIONS[1],
+    report: bool = True,
+    smoothing: float | str | None = "auto",
+    vertex: bool = True,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+) -> UnmixResult:
+    """Read, unmix and denoise an EDX spectrum image; write results and a report.
+
+    Parameters
+    ----------
+    path_or_signal : path or HyperSpy EDS spectrum image
+        Any file :func:`psnmf.io.load_spectrum_image` reads (Bruker .bcf, Velox .emd, JEOL
+        .pts, EDAX .spd, .hspy, .npz, ...), or a signal with two navigation axes.
+    n_components : int, 'auto' or None (default)
+        Number of phases ``k``. ``None``/``'auto'``: the ``k`` in ``components`` with the
+        lowest held-out Poisson deviance of the binned stage (see :func:`psnmf.pipeline.sweep`).
+    bin_factor : int or 'auto' (default)
+        Spatial bin factor ``b`` of PSNMF's first stage. ``'auto'``: the ``b`` in ``bins``
+        with the lowest held-out deviance of PSNMF fitted on half of the counts.
+    energy_range : (lo, hi) in keV, optional
+        Channels used. Default: from 0.2 keV (drops the zero-energy noise peak) to the
+        beam energy (to 20 keV, or further if an element's main line needs it). If that
+        range holds almost no counts (a file with only the noise peak) the full range is
+        used and a warning says so.
+    elements : list of str, optional
+        Elements for the elemental maps and line markers. Default: the file's metadata.
+    output_dir : path, optional
+        Where to write the results (see Notes). ``None`` writes nothing.
+    seed : int
+        Seed of the count split and of the NMF initialisation (results are reproducible).
+    overwrite : bool
+        Accept a non-empty ``output_dir`` (files are replaced).
+    progress, verbose : bool
+        Progress bars, and step timings, on stderr.
+    bins, components : sequences of int
+        Candidates for ``'auto'``.
+    max_iter, max_iter_full : int
+        Iteration caps of the final PSNMF fit (binned stage, full-resolution stage).
+    report : bool
+        Write the figures and ``report.html`` (needs ``output_dir``).
+    smoothing : float, 'auto' (default) or None
+        Total-variation regularisation of the maps: ``'auto'`` chooses the weight by
+        held-out deviance (0, i.e. none, is a candidate), a number is the weight relative
+        to the counts per pixel, ``None`` keeps per-pixel maps.
+    vertex : bool
+        Pure-pixel spectra (``PSNMF(spectra='pure')``): move each binned-stage spectrum to
+        its pure-pixel cluster when the data show one. ``False`` gives the paper's spectra.
+    n_boot : int
+        Bootstrap replicates for the ± of the component compositions
+        (:func:`psnmf.uncertainty.bootstrap`); 0 skips the composition table.
+
+    Returns
+    -------
+    UnmixResult
+
+    Notes
+    -----
+    Files written to ``output_dir``: ``denoised.hspy`` (PSNMF-denoised cube, with the input's
+    axes and metadata), ``pca_denoised.hspy``, ``component_spectra.hspy`` and
+    ``component_maps.hspy`` (+ ``component_spectra.png``, ``component_maps.png``),
+    ``element_maps.png`` (raw vs PCA vs PSNMF), ``scree.png``, ``deviance.png``,
+    ``loss.png``, ``sum_spectrum.png``, ``smoothing.png`` (when the TV weight was chosen),
+    ``sweep.png`` (when b or k was chosen), ``summary.json`` and the self-contained
+    ``report.html``.
+
+    The held-out deviance: the counts are split in two halves ``X1``, ``X2``; raw
+    predicts ``X2`` by ``X1``, PCA and PSNMF by their fits to ``X1`` (same ``k`` and
+    ``b``); the Poisson deviance per count of ``X2`` is reported with predicted means
+    floored at ``1e-6``. Lower is better; raw is the no-denoising reference.
+
+    Examples
+    --------
+    >>> res = unmix("../shared/data/real/test_TEM.bcf", output_dir="out")   # doctest: +SKIP
+    >>> res.maps, res.denoised, res.paths["report"]                         # doctest: +SKIP
+    """
+    t_start = time.perf_counter()
+    k = None if n_components is None or _is_auto(n_components) else _positive_int(
+        n_components, "n_components")
+    b = None if _is_auto(bin_factor) else _positive_int(bin_factor, "bin_factor")
+    out = io.prepare_output_dir(output_dir, overwrite) if output_dir is not None else None
+    prog = Progress(progress, verbose)
+    notes: list[str] = []
+    prog.start(7 + int(k is None or b is None) + int(out is not None) * 2, "psnmf unmix")
+    try:
+        with quiet_libraries(verbose):
+            result = _run(
+                path_or_signal, prog, notes, k=k, b=b, energy_range=energy_range,
+                elements=elements, seed=seed, bins=tuple(bins), components=tuple(components),
+                iterations=(int(max_iter), int(max_iter_full)), smoothing=smoothing,
+                vertex=bool(vertex), n_boot=int(n_boot),
+            )
+            if out is not None:
+                _write(result, out, prog, report=report, t_start=t_start)
+            else:
+                result.summary.timings_s["total"] = time.perf_counter() - t_start
+    finally:
+        prog.close()
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    return result
+
+
+def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None,
+         b: int | None, energy_range: Any, elements: Any, seed: int | None,
+         bins: tuple[int, ...], components: tuple[int, ...], iterations: tuple[int, int],
+         smoothing: float | str | None, vertex: bool, n_boot: int) -> UnmixResult:
+    """The steps from the input to the result, nothing written."""
+    with prog.step("load", "loading"):
+        loaded = load(path_or_signal, energy_range, elements, notes)
+        data = steps.split(loaded.signal, seed)
+    selection = None
+    if k is None or b is None:
+        what = " and ".join(x for x, auto in (("k", k is None), ("b", b is None)) if auto)
+        with prog.step("sweep", "choosing " + what):
+            selection = steps.choose(data, k=k, b=b, bins=bins, components=None,
+                                     auto_components=components, seed=seed, progress=prog)
+        k = k if k is not None else selection.n_components
+        b = b if b is not None else selection.bin_factor
+    config = {"seed": seed, "iterations": iterations, "smoothing": smoothing,
+              "pure_spectra": vertex}
+    with prog.step("pca", "PCA (HyperSpy)"):
+        baseline = steps.pca(loaded.signal, k, seed)
+    with prog.step("psnmf", f"PSNMF k={k} b={b}"):
+        fitted = steps.fit(loaded.signal, k, b, **config)
+    with prog.step("heldout", "held-out deviance"):
+        deviance = steps.score(loaded.signal, data, k, b, notes=notes, **config)
+    with prog.step("elements", "elemental maps"):
+        elmaps = steps.element_maps(loaded, baseline.denoised, fitted.denoised, notes)
+    composition = None
+    if n_boot > 0 and elmaps.lines:
+        with prog.step("composition", f"compositions (bootstrap, {n_boot} replicates)"):
+            composition = steps.quantify(fitted.model, data, loaded.signal, elmaps.lines,
+                                         n_boot, seed, notes)
+    summary = Summary(
+        psnmf_version=__version__, versions=versions(),
+        input=_input_info(loaded, data, elmaps.lines),
+        parameters=_parameters(fitted.model, k, b, selection, seed, iterations, smoothing,
+                               n_boot),
+        heldout_deviance=deviance, fit=_fit_info(fitted.model),
+        smoothing=SmoothingInfo.from_model(fitted.model.smoothing_), composition=composition,
+        pca_explained_variance_ratio=baseline.scree, selection=selection,
+        warnings=list(notes), timings_s=dict(prog.timings),
+    )
+    return UnmixResult(
+        model=fitted.model, signal=loaded.signal, denoised=fitted.denoised,
+        pca_denoised=baseline.denoised, spectra=fitted.spectra, maps=fitted.maps,
+        element_maps=elmaps.maps, deviance=deviance, scree=baseline.scree,
+        selection=selection, summary=summary, warnings=notes,
+    )
+
+
+def _write(result: UnmixResult, out: Path, prog: Progress, *, report: bool,
+           t_start: float) -> None:
+    """Signals, figures, ``report.html`` and ``summary.json`` into ``out``."""
+    from psnmf import report as report_pkg
+
+    with prog.step("save", "writing signals"):
+        result.paths.update(steps.write_signals(result, out))
+    with prog.step("report", "figures and report"):
+        if report:
+            result.paths.update(steps.write_figures(result, out))
+    summary = result.summary
+    summary.timings_s = {**prog.timings, "total": time.perf_counter() - t_start}
+    summary.files = {key: p.name for key, p in result.paths.items()}
+    summary.files["summary"] = "summary.json"
+    if report:
+        summary.files["report"] = "report.html"
+        result.paths["report"] = report_pkg.write_html(result, out / "report.html")
+    result.paths["summary"] = io.write_json(summary.to_dict(), out / "summary.json")
+
+
+def _input_info(loaded: Any, data: steps.Split, lines: list[str]) -> InputInfo:
+    signal = loaded.signal
+    return InputInfo(
+        source=loaded.source, energy_range_keV=loaded.energy_range_keV,
+        energy_range_reason=loaded.energy_range_reason,
+        full_energy_range_keV=loaded.full_energy_range_keV,
+        beam_energy_keV=loaded.beam_energy_keV, signal_type=loaded.signal_type,
+        shape=[*data.image_shape, int(signal.axes_manager.signal_axes[0].size)],
+        total_counts=data.total, counts_per_pixel=data.counts_per_pixel,
+        elements=list(signal.metadata.get_item("Sample.elements", []) or []),
+        xray_lines_mapped=lines,
+    )
+
+
+def _parameters(model: Any, k: int, b: int, selection: ModelChoice | None, seed: int | None,
+                iterations: tuple[int, int], smoothing: Any, n_boot: int) -> Parameters:
+    return Parameters(
+        n_components=k,
+        n_components_choice=AUTO if selection and len(selection.components) > 1 else "given",
+        bin_factor=b,
+        bin_factor_choice=AUTO if selection and len(selection.bins) > 1 else "given",
+        seed=seed, init=model.init, stage2_spectra=model.stage2_spectra,
+        max_iter=iterations[0], max_iter_full=iterations[1], tol=model.tol,
+        estimator=type(model).__name__,
+        vertex_moved=model.vertex_moved_.tolist() if model.spectra == "pure" else None,
+        smoothing=smoothing, n_boot=n_boot, integration_windows_fwhm=INTEGRATION_WINDOWS,
+        pca="HyperSpy decomposition(normalize_poissonian_noise=True, algorithm='SVD', "
+        f"svd_solver='randomized', output_dimension={PCA_DIMENSION}, navigation_mask=None)"
+        f", get_decomposition_model({k})",
+    )
+
+
+def _fit_info(model: Any) -> FitInfo:
+    k = int(model.spectra_.shape[0])
+    return FitInfo(
+        n_iter=dict(model.n_iter_), converged=dict(model.converged_),
+        loss={key: np.asarray(v, dtype=float) for key, v in model.loss_.items()},
+        component_pixel_fraction=model.maps_.reshape(-1, k).mean(0),
+    )
+
+
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == "auto"
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1; the error names ``name`` and the 'auto' alternative."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive integer or 'auto', got {value!r}.") from None
+    if number < 1:
+        raise ValueError(f"{name} must be >= 1, got {number}.")
+    return number
+
+
+def format_summary(result: UnmixResult) -> str:
+    """The closing summary printed by ``psnmf unmix``."""
+    s = result.summary
+    inp, par, dev = s.input, s.parameters, result.deviance
+    src = inp.source.get("file") or "signal"
+    lo, hi = inp.energy_range_keV
+    lines = [
+        f"psnmf unmix: {src}",
+        f"  data        {inp.shape[0]} x {inp.shape[1]} pixels x {inp.shape[2]} "
+        f"channels ({lo:.3g} to {hi:.3g} keV), {inp.counts_per_pixel:.3g} counts/pixel, "
+        f"elements {', '.join(inp.elements) or 'none'}",
+        f"  model       k = {par.n_components} components ({par.n_components_choice}), "
+        f"bin factor b = {par.bin_factor} ({par.bin_factor_choice}), seed {par.seed}",
+        "  components  mean abundance " + ", ".join(
+            f"#{i}: {f:.2f}" for i, f in enumerate(s.fit.component_pixel_fraction)),
+    ]
+    if par.vertex_moved is not None:
+        lines.append("  spectra     pure-pixel vertex moved for " + (
+            ", ".join(f"#{i}" for i, m in enumerate(par.vertex_moved) if m)
+            or "none (no pure cluster)"))
+    if s.smoothing.penalty:
+        how = AUTO if s.smoothing.chosen else "given"
+        lines.append(f"  maps        total-variation weight {s.smoothing.relative:.3g} x "
+                     f"counts/pixel ({how})")
+    for j in range(result.n_components) if s.composition else ():
+        lines.append(f"  at.% #{j}     " + ", ".join(
+            f"{r['element']} {r['at_percent']:.1f}±{r['sd']:.1f}"
+            for r in s.composition.for_component(f"#{j}")))
+    pca = "n/a" if dev.pca is None else f"{dev.pca:.4f}"
+    lines.append(f"  held-out Poisson deviance per count (lower is better): raw {dev.raw:.4f} "
+                 f"| PCA {pca} | PSNMF {dev.psnmf:.4f}")
+    if result.selection is not None:
+        lines.append("  search      " + _search_line(result.selection))
+    lines.append(f"  time        {s.timings_s.get('total', float('nan')):.1f} s")
+    lines += [f"  warning     {note}" for note in result.warnings]
+    if result.paths:
+        lines.append(f"  results     {Path(result.paths['summary']).parent}/")
+        if "report" in result.paths:
+            lines.append(f"  report      {result.paths['report']}")
+        lines.append("  files       " + ", ".join(
+            sorted(p.name for key, p in result.paths.items() if key != "report")))
+    return "\n".join(lines)
+
+
+def _search_line(choice: ModelChoice) -> str:
+    """``N candidates (n_k for k, n_b for b), best b, k``."""
+    n_k = len(choice.k_search.trials) if choice.k_search is not None else 0
+    n_b = len(choice.b_search.trials)
+    parts = f" ({n_k} for k, {n_b} for b)" if n_k else ""
+    return (f"{n_k + n_b} candidates{parts}, best b = {choice.bin_factor}, "
+            f"k = {choice.n_components} (deviance {choice.best.deviance:.4f})")
