@@ -45,7 +45,7 @@ CHILD_CLI = textwrap.dedent(
 
     # the heavy imports of the subcommands happen here, not after "ready": a SIGINT that
     # lands inside a third-party import can be swallowed there, which made the test racy
-    import exspy, hyperspy.api, psnmf.simulate, psnmf.workflow  # noqa: E401, F401
+    import exspy, hyperspy.api, psnmf.pipeline, psnmf.simulate  # noqa: E401, F401
 
     print("ready", flush=True)
     sys.exit(main(sys.argv[1:]))

@@ -218,6 +218,18 @@ def test_npz_round_trip(tem, sem, tmp_path):
         assert back.metadata.get_item(beam) == s.metadata.get_item(beam)
 
 
+def test_npz_refuses_a_non_uniform_energy_axis_and_hspy_keeps_it(tmp_path):
+    s = _eds(np.ones((2, 3, 12), dtype=np.uint16))
+    axis = s.axes_manager.signal_axes[0]
+    axis.convert_to_non_uniform_axis()
+    axis.axis = 0.2 + 0.01 * np.arange(12) ** 1.2
+    with pytest.raises(pio.UnsupportedFormatError, match="non-uniform.*save_signal"):
+        pio.save_npz(s, tmp_path / "nonuniform.npz")
+    assert not (tmp_path / "nonuniform.npz").exists()
+    back = pio.load_spectrum_image(pio.save_signal(s, tmp_path / "nonuniform.hspy"))
+    np.testing.assert_allclose(back.axes_manager.signal_axes[0].axis, axis.axis)
+
+
 def test_npz_layout_written_by_hand(tmp_path):
     path = tmp_path / "plain.npz"
     counts = np.arange(2 * 3 * 4, dtype=np.int32).reshape(2, 3, 4)

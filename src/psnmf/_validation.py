@@ -1,4 +1,14 @@
-"""Input validation at the door: every check names the input and says how to fix it."""
+"""Input checks: every check names the input and says how to fix it.
+
+The checks of counts run once, where data enter psnmf (:func:`psnmf.hyperspy.as_counts`
+for the estimators, :func:`psnmf.io.to_counts` for files and Dask arrays); what passes is
+put in the internal form of :func:`counts_csr`, which the layers below receive. The rules:
+counts are real, finite and non-negative (errors), integer (a
+:class:`NonIntegerCountsWarning` otherwise), and not hidden behind a mask (a NumPy masked
+array with masked values is refused, because ``numpy.asarray`` would drop the mask).
+Parameter checks (:func:`check_positive_int`, :func:`check_random_state`, ...) and the
+memory guard (:func:`check_memory`) live here too.
+"""
 
 from __future__ import annotations
 

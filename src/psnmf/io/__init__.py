@@ -73,11 +73,6 @@ from psnmf.io.write import (
     write_text,
 )
 
-# The names workflow.py and report.py use until they switch to the public ones above.
-_crop_energy = crop_energy
-_set_elements = set_elements
-_jsonable = jsonable
-
 __all__ = [
     "PsnmfIOError",
     "InputNotFoundError",

@@ -636,6 +636,27 @@ def set_elements(signal: BaseSignal, elements: Sequence[str] | str) -> None:
             del signal.metadata.Sample.xray_lines
 
 
+def _npz_arrays(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The ``counts`` array of a psnmf ``.npz`` and its other arrays (no pickles)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            if "counts" not in keys:
+                raise InvalidCountsError(
+                    f"'{path}' has no 'counts' array (it holds: {sorted(keys)}). A psnmf .npz "
+                    "needs counts of shape (ny, nx, ne); see psnmf.io.load_npz."
+                )
+            return npz["counts"], {k: npz[k] for k in keys - {"counts"}}
+    except PsnmfIOError:
+        raise
+    except Exception as exc:
+        raise CorruptFileError(
+            f"Could not read '{path}' as .npz: {type(exc).__name__}: {exc}. The file is "
+            "probably truncated or corrupt, or holds pickled objects (not allowed): write it "
+            "again with numpy.savez and plain arrays."
+        ) from exc
+
+
 def load_npz(path: PathLike) -> BaseSignal:
     """Read the plain NumPy ``.npz`` layout.
 
@@ -667,24 +688,7 @@ def load_npz(path: PathLike) -> BaseSignal:
     from exspy.signals import EDSSEMSpectrum, EDSTEMSpectrum
 
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = set(npz.files)
-            if "counts" not in keys:
-                raise InvalidCountsError(
-                    f"'{path}' has no 'counts' array (it holds: {sorted(keys)}). A psnmf .npz "
-                    "needs counts of shape (ny, nx, ne); see psnmf.io.load_npz."
-                )
-            counts = npz["counts"]
-            extra = {k: npz[k] for k in keys - {"counts"}}
-    except PsnmfIOError:
-        raise
-    except Exception as exc:
-        raise CorruptFileError(
-            f"Could not read '{path}' as .npz: {type(exc).__name__}: {exc}. The file is "
-            "probably truncated or corrupt, or holds pickled objects (not allowed): write it "
-            "again with numpy.savez and plain arrays."
-        ) from exc
+    counts, extra = _npz_arrays(path)
     if counts.ndim != 3:
         raise NoSpectrumImageError(
             f"'{path}': 'counts' has shape {counts.shape}; psnmf needs a 2-D spectrum image, "

@@ -236,12 +236,25 @@ def save_npz(signal: BaseSignal, path: PathLike, overwrite: bool = False) -> Pat
     -------
     pathlib.Path
         The written path.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        For another extension, or a non-uniform energy axis (which the layout cannot hold).
+    OutputExistsError
+        If ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path).expanduser()
     if path.suffix.lower() != ".npz":
         raise UnsupportedFormatError(f"save_npz writes .npz files; got '{path}'.")
     _refuse_overwrite(path, overwrite)
     axis = signal.axes_manager.signal_axes[0]
+    if not axis.is_uniform:
+        raise UnsupportedFormatError(
+            f"Cannot save '{path}' as .npz: its energy axis is non-uniform, and the .npz "
+            "layout stores only energy_offset and energy_scale. Save it with save_signal as "
+            ".hspy, which keeps the axis."
+        )
     scale, offset = float(axis.scale), float(axis.offset)
     if str(axis.units).lower() == "ev":
         scale, offset = scale / 1000.0, offset / 1000.0
