@@ -196,13 +196,13 @@ def test_a_dask_cube_gives_the_lazy_class(signal):
 
 
 def test_template_works_where_a_signal_was_used(signal):
-    """``template._lazy`` and ``template.as_lazy()`` read as they do on a signal."""
+    """``template.as_lazy()`` works as on a signal, and a signal is taken as a template."""
     import dask.array as da
 
     template = phs.signal_template(signal)
-    assert template._lazy is False and template.lazy is False
+    assert template.lazy is False
     lazy_t = template.as_lazy()
-    assert lazy_t._lazy and lazy_t.signal_class is type(signal.as_lazy())
+    assert lazy_t.lazy and lazy_t.signal_class is type(signal.as_lazy())
     _, _, cube = _results(signal)
     out = phs.cube_signal(da.from_array(cube), lazy_t)
     assert type(out) is type(signal.as_lazy())
@@ -359,3 +359,15 @@ def test_to_counts_refuses_masked_values():
         pio.to_counts(data)
     with pytest.raises(pio.InvalidCountsError, match="masked"):
         pio.to_counts(da.from_array(data, asarray=False))
+
+
+def test_the_template_is_a_copy(signal):
+    s = signal.deepcopy()
+    template = phs.signal_template(s)
+    s.axes_manager.signal_axes[0].scale = 9.0
+    s.metadata.Sample.elements.append("Zn")
+    s.original_metadata.Instrument.name = "changed"
+    out = phs.cube_signal(np.zeros(s.data.shape), template)
+    assert out.axes_manager.signal_axes[0].scale == 0.02
+    assert list(out.metadata.Sample.elements) == ["Fe", "O"]
+    assert out.original_metadata.Instrument.name == "X-1"

@@ -179,11 +179,6 @@ class SignalTemplate:
         """Shape of the input's data, ``(ny, nx, channels)`` for a spectrum image."""
         return (*self.navigation_shape, *(_axis_size(a) for a in self.signal_axes))
 
-    @property
-    def _lazy(self) -> bool:
-        """:attr:`lazy` under HyperSpy's name, so code written for a signal reads it."""
-        return self.lazy
-
     def as_lazy(self) -> SignalTemplate:
         """The same template with the lazy class (as ``signal.as_lazy()`` for a signal)."""
         cls = _class_for(self.signal_class, self.signal_type, 1, np.dtype(np.float64), True)
@@ -211,10 +206,14 @@ def signal_template(signal: Any) -> SignalTemplate:
     return SignalTemplate(
         signal_class=type(signal),
         signal_type=str(signal.metadata.get_item("Signal.signal_type", "") or ""),
-        navigation_axes=tuple(a.get_axis_dictionary() for a in am.navigation_axes[::-1]),
-        signal_axes=tuple(a.get_axis_dictionary() for a in am.signal_axes[::-1]),
-        metadata=_without_signals(signal.metadata.as_dictionary()),
-        original_metadata=_without_signals(signal.original_metadata.as_dictionary()),
+        navigation_axes=copy.deepcopy(
+            tuple(a.get_axis_dictionary() for a in am.navigation_axes[::-1])
+        ),
+        signal_axes=copy.deepcopy(tuple(a.get_axis_dictionary() for a in am.signal_axes[::-1])),
+        metadata=copy.deepcopy(_without_signals(signal.metadata.as_dictionary())),
+        original_metadata=copy.deepcopy(
+            _without_signals(signal.original_metadata.as_dictionary())
+        ),
     )
 
 
