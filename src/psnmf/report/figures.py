@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from psnmf import io
 
@@ -303,6 +304,7 @@ def sweep_figure(choice: ModelChoice) -> Figure:
                   label="best", zorder=5)
         ax_k.set_ylabel("held-out deviance / count\n(PSNMF, full resolution)")
     ax_k.set_xlabel("number of components k")
+    ax_k.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (ax_b, ax_k):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
