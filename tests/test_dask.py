@@ -12,6 +12,8 @@ from psnmf import PSNMF  # noqa: E402
 from psnmf.engine._dask import bin_lazy, is_lazy, reconstruct_lazy  # noqa: E402
 from psnmf.engine.binning import bin_counts  # noqa: E402
 
+PAPER = {"spectra": "nmf", "smoothing": None}
+
 
 @pytest.fixture(scope="module")
 def cube():
@@ -25,7 +27,7 @@ def cube():
 
 @pytest.fixture(scope="module")
 def in_memory(cube):
-    return PSNMF(3, 4, random_state=0, max_iter=300).fit(cube)
+    return PSNMF(3, 4, random_state=0, max_iter=300, **PAPER).fit(cube)
 
 
 def _same(a, b):
@@ -48,7 +50,7 @@ def test_dask_array_on_local_cluster_equals_in_memory(cube, in_memory):
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
     ) as cluster, distributed.Client(cluster):
-        model = PSNMF(3, 4, random_state=0, max_iter=300).fit(lazy)
+        model = PSNMF(3, 4, random_state=0, max_iter=300, **PAPER).fit(lazy)
     _same(model, in_memory)
 
 
@@ -56,16 +58,27 @@ def test_lazy_signal_equals_in_memory(cube, in_memory):
     hs = pytest.importorskip("hyperspy.api")
     s = hs.signals.Signal1D(cube).as_lazy()
     assert is_lazy(s)
-    model = PSNMF(3, 4, random_state=0, max_iter=300).fit(s)
+    model = PSNMF(3, 4, random_state=0, max_iter=300, **PAPER).fit(s)
     _same(model, in_memory)
     assert model.get_maps().data.shape == (3, 42, 38)
 
 
+def test_lazy_pure_spectra_equal_in_memory(cube):
+    ref = PSNMF(3, 4, random_state=0, max_iter=300, spectra="pure", smoothing=None).fit(cube)
+    model = PSNMF(3, 4, random_state=0, max_iter=300, spectra="pure", smoothing=None).fit(
+        da.from_array(cube, chunks=(8, 38, 64)))
+    _same(model, ref)
+    np.testing.assert_array_equal(model.vertex_moved_, ref.vertex_moved_)
+    np.testing.assert_array_equal(model.nmf_spectra_, ref.nmf_spectra_)
+
+
 def test_lazy_reconstruct_equals_dense(in_memory):
-    lazy = reconstruct_lazy(in_memory, chunk_rows=16, dtype=np.float64)
+    lazy = reconstruct_lazy(in_memory.maps_, in_memory.scale_, in_memory.spectra_,
+                            chunk_rows=16, dtype=np.float64)
     np.testing.assert_allclose(lazy.compute(), in_memory.reconstruct(), rtol=1e-12)
 
 
 def test_free_spectra_refused_on_lazy_data(cube):
     with pytest.raises(ValueError, match="stage2_spectra='free'"):
-        PSNMF(3, 4, stage2_spectra="free").fit(da.from_array(cube, chunks=(8, 38, 64)))
+        PSNMF(3, 4, stage2_spectra="free", smoothing=None).fit(
+            da.from_array(cube, chunks=(8, 38, 64)))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from psnmf import PoissonNMF, compare_to_truth, poisson_nmf
+from psnmf import compare_to_truth, poisson_nmf
+from psnmf.engine.poisson_nmf import solve_abundances
 from psnmf.metrics import spectral_angle
 
 
@@ -115,15 +116,26 @@ def test_plain_kl_mode_decreases_loss_and_fits_totals(toy):
     np.testing.assert_allclose((res.A @ res.S).sum(), X.sum(), rtol=1e-6)
 
 
-def test_estimator_interface(toy):
+def test_loadings_of_new_data_for_fixed_spectra(toy):
     X, _ = _flat(toy)
-    est = PoissonNMF(3, max_iter=200, random_state=0)
-    load = est.fit_transform(X)
-    assert load.shape == (X.shape[0], 3) and est.components_.shape == (3, X.shape[1])
+    res = poisson_nmf(X, 3, max_iter=200, random_state=0)
+    load = res.scale[:, None] * res.A
+    assert load.shape == (X.shape[0], 3) and res.S.shape == (3, X.shape[1])
     np.testing.assert_allclose(load.sum(1), X.sum(1))
-    again = est.transform(X)
+    new = solve_abundances(X, res.S, max_iter=200)
+    again = new.scale[:, None] * new.A
     assert np.mean(np.abs(again - load)) / X.sum(1).mean() < 0.05
-    assert est.get_params()["n_components"] == 3
+
+
+def test_check_input_false_needs_validated_counts(toy):
+    X, _ = _flat(toy)
+    Xc = sp.csr_matrix(X.astype(np.float64))
+    a = poisson_nmf(Xc, 3, max_iter=30, random_state=0)
+    b = poisson_nmf(Xc, 3, max_iter=30, random_state=0, check_input=False)
+    np.testing.assert_array_equal(a.A, b.A)
+    np.testing.assert_array_equal(a.loss, b.loss)
+    with pytest.raises(ValueError, match="check_input=True"):
+        poisson_nmf(X, 3, check_input=False)  # dense: not the validated form
 
 
 @pytest.mark.parametrize(
@@ -167,12 +179,13 @@ def test_transform_handles_counts_in_channels_empty_in_fit(toy, simplex):
     X, _ = _flat(toy)
     train = X.copy()
     train[:, 10] = 0
-    est = PoissonNMF(3, simplex=simplex, max_iter=100, random_state=0).fit(train)
+    fit = poisson_nmf(train, 3, simplex=simplex, max_iter=100, random_state=0)
     new = X.copy()
     new[:, 10] = 5
-    load = est.transform(new)
+    res = solve_abundances(new, fit.S, simplex=simplex, max_iter=100)
+    load = res.scale[:, None] * res.A
     assert np.all(np.isfinite(load)) and np.all(load >= 0)
     if simplex:
         np.testing.assert_allclose(load.sum(1), new.sum(1), rtol=1e-9)
     with pytest.raises(ValueError, match="channels but the model was fitted on"):
-        est.transform(new[:, :-1])
+        solve_abundances(new[:, :-1], fit.S, simplex=simplex)

@@ -8,6 +8,8 @@ from conftest import make_toy
 
 from psnmf import PSNMF, compare_to_truth, standard_nmf
 
+PAPER = {"spectra": "nmf", "smoothing": None}  # the paper's method
+
 
 @pytest.fixture(scope="module")
 def low_snr():
@@ -17,7 +19,7 @@ def low_snr():
 
 @pytest.fixture(scope="module")
 def fitted(low_snr):
-    return PSNMF(n_components=3, bin_factor=8, random_state=0).fit(low_snr.counts)
+    return PSNMF(n_components=3, bin_factor=8, random_state=0, **PAPER).fit(low_snr.counts)
 
 
 def test_psnmf_recovers_truth_and_beats_standard_nmf(low_snr, fitted):
@@ -61,14 +63,14 @@ def test_invariants(low_snr, fitted):
 
 
 def test_deterministic_with_seed(low_snr, fitted):
-    again = PSNMF(n_components=3, bin_factor=8, random_state=0).fit(low_snr.counts)
+    again = PSNMF(n_components=3, bin_factor=8, random_state=0, **PAPER).fit(low_snr.counts)
     np.testing.assert_array_equal(again.spectra_, fitted.spectra_)
     np.testing.assert_array_equal(again.maps_, fitted.maps_)
 
 
 def test_bin_factor_not_dividing_image_keeps_every_pixel():
     toy = make_toy(50, 46, 120, counts=40.0, seed=2)
-    m = PSNMF(3, bin_factor=8, random_state=0).fit(toy.counts)
+    m = PSNMF(3, bin_factor=8, random_state=0, **PAPER).fit(toy.counts)
     assert m.binned_maps_.shape[:2] == (7, 6)
     assert m.maps_.shape == (50, 46, 3)
     np.testing.assert_allclose(m.maps_.sum(-1), 1, atol=1e-12)
@@ -77,7 +79,8 @@ def test_bin_factor_not_dividing_image_keeps_every_pixel():
 
 
 def test_free_second_stage_keeps_stage1_spectra_for_fusion(low_snr):
-    m = PSNMF(3, bin_factor=8, stage2_spectra="free", random_state=0, max_iter_full=50)
+    m = PSNMF(3, bin_factor=8, stage2_spectra="free", random_state=0, max_iter_full=50,
+              **PAPER)
     m.fit(low_snr.counts)
     assert not np.array_equal(m.full_spectra_, m.spectra_)
     np.testing.assert_allclose(m.reconstruct(), m.scale_[..., None] * (m.maps_ @ m.spectra_))
@@ -86,8 +89,8 @@ def test_free_second_stage_keeps_stage1_spectra_for_fusion(low_snr):
 def test_matrix_input_needs_image_shape(low_snr):
     flat = low_snr.counts.reshape(-1, 300)
     with pytest.raises(ValueError, match="image_shape"):
-        PSNMF(3, 8).fit(flat)
-    m = PSNMF(3, 8, random_state=0, image_shape=(96, 96)).fit(flat)
+        PSNMF(3, 8, **PAPER).fit(flat)
+    m = PSNMF(3, 8, random_state=0, image_shape=(96, 96), **PAPER).fit(flat)
     assert m.maps_.shape == (96, 96, 3)
 
 
@@ -108,7 +111,7 @@ def test_matrix_input_needs_image_shape(low_snr):
 def test_bad_arguments_raise_clear_errors(params, cube, exc, match):
     data = np.ones((24, 24, 20)) if cube is None else cube
     with pytest.raises(exc, match=match):
-        PSNMF(**{"n_components": 3, "bin_factor": 4, **params}).fit(data)
+        PSNMF(**{"n_components": 3, "bin_factor": 4, **PAPER, **params}).fit(data)
 
 
 # -- HyperSpy ---------------------------------------------------------------------------
@@ -130,7 +133,7 @@ def eds_signal(low_snr):
 
 
 def test_signal_in_signals_out(eds_signal, fitted):
-    m = PSNMF(n_components=3, bin_factor=8, random_state=0).fit(eds_signal)
+    m = PSNMF(n_components=3, bin_factor=8, random_state=0, **PAPER).fit(eds_signal)
     np.testing.assert_array_equal(m.spectra_, fitted.spectra_)
     rec = m.reconstruct()
     assert type(rec) is type(eds_signal)
@@ -159,7 +162,7 @@ def test_works_as_hyperspy_decomposition_algorithm(eds_signal, fitted):
     s = eds_signal.deepcopy()
     s.change_dtype("float64")
     est = PSNMF(n_components=3, bin_factor=8, random_state=0,
-                image_shape=s.axes_manager.navigation_shape[::-1])
+                image_shape=s.axes_manager.navigation_shape[::-1], **PAPER)
     # PSNMF needs the raw counts of every pixel: switch off exspy's EDS defaults
     # (low-count pixel mask, Poisson normalisation)
     s.decomposition(algorithm=est, output_dimension=3, navigation_mask=None,
@@ -171,3 +174,58 @@ def test_works_as_hyperspy_decomposition_algorithm(eds_signal, fitted):
     np.testing.assert_allclose(loadings.data.sum(0), eds_signal.data.sum(-1), rtol=1e-9)
     model = s.get_decomposition_model()
     np.testing.assert_allclose(model.data, fitted.reconstruct(), rtol=1e-9, atol=1e-12)
+
+
+# -- options ----------------------------------------------------------------------------
+def test_defaults_are_pure_pixel_spectra_and_tv_maps():
+    params = PSNMF().get_params()
+    assert params["spectra"] == "pure" and params["smoothing"] == "auto"
+    assert params["smoothing_penalty"] == "tv"
+
+
+def test_paper_method_has_identity_pure_pixel_attributes(fitted):
+    k = 3
+    assert fitted.nmf_spectra_ is fitted.spectra_
+    np.testing.assert_array_equal(fitted.vertex_moved_, np.zeros(k, dtype=bool))
+    np.testing.assert_array_equal(fitted.vertex_transform_, np.eye(k))
+    assert fitted.vertex_clusters_ is None and fitted.template_ is None
+    assert fitted.smoothing_ == {"lam": 0.0, "relative": 0.0, "penalty": None}
+    assert fitted.unsmoothed_maps_ is None
+
+
+def test_pure_spectra_share_the_binned_nmf_of_the_paper_method(low_snr, fitted):
+    m = PSNMF(3, bin_factor=8, random_state=0, spectra="pure", smoothing=None).fit(
+        low_snr.counts)
+    np.testing.assert_array_equal(m.nmf_spectra_, fitted.spectra_)
+    np.testing.assert_allclose(m.spectra_, m.vertex_transform_ @ m.nmf_spectra_, atol=1e-15)
+    assert len(m.vertex_clusters_) == 3
+    np.testing.assert_array_equal(
+        m.vertex_moved_, [not np.array_equal(t, e) for t, e in zip(m.vertex_transform_,
+                                                                   np.eye(3), strict=True)])
+
+
+def test_matrix_without_image_shape_is_a_column_when_the_layout_is_unused(low_snr):
+    flat = low_snr.counts.reshape(-1, 300)[:400]
+    m = PSNMF(3, 1, random_state=0, max_iter=50, max_iter_full=20, **PAPER).fit(flat)
+    assert m.maps_.shape == (400, 1, 3) and m.image_shape_ == (400, 1)
+    with pytest.raises(ValueError, match="image_shape"):  # TV maps need the layout
+        PSNMF(3, 1, spectra="nmf", smoothing=0.1).fit(flat)
+
+
+@pytest.mark.parametrize(
+    ("params", "exc", "match"),
+    [
+        ({"spectra": "vertex"}, ValueError, "spectra='vertex' is not one of .*'nmf'"),
+        ({"vertex_sd": 0}, ValueError, "vertex_sd must be > 0"),
+        ({"vertex_sd": "wide"}, TypeError, "vertex_sd must be a finite number"),
+        ({"min_cluster": 0}, ValueError, "min_cluster must be an integer >= 1"),
+        ({"max_tail": float("inf")}, TypeError, "max_tail must be a finite number"),
+        ({"tol": -1e-3}, ValueError, "tol must be >= 0"),
+        ({"n_components": True}, TypeError, "n_components must be an integer"),
+        ({"smoothing_penalty": "l1"}, ValueError, "smoothing_penalty='l1'.*total variation"),
+        ({"image_shape": (4, 4, 4)}, ValueError, "image_shape must be a pair"),
+    ],
+)
+def test_bad_options_name_the_fix(params, exc, match):
+    with pytest.raises(exc, match=match):
+        PSNMF(**{"n_components": 3, "bin_factor": 4, **params}).fit(np.ones((24, 24, 20)))

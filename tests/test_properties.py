@@ -159,10 +159,11 @@ def psnmf_cases(draw):
     pattern = draw(st.sampled_from(PATTERNS))
     seed = draw(st.integers(0, 2**32 - 1))
     stage2 = draw(st.sampled_from(("fixed", "free")))
-    return make_counts((ny, nx, ne), dtype, pattern, seed), k, b, stage2
+    spectra = draw(st.sampled_from(("nmf", "pure")))
+    return make_counts((ny, nx, ne), dtype, pattern, seed), k, b, stage2, spectra
 
 
-def _psnmf(cube, k, b, stage2):
+def _psnmf(cube, k, b, stage2, spectra):
     model = PSNMF(
         n_components=k,
         bin_factor=b,
@@ -171,6 +172,9 @@ def _psnmf(cube, k, b, stage2):
         max_iter_full=30,
         tol=1e-9,
         random_state=3,
+        spectra=spectra,
+        smoothing=None,
+        min_cluster=2,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -180,9 +184,9 @@ def _psnmf(cube, k, b, stage2):
 @settings(max_examples=25, **SETTINGS)
 @given(psnmf_cases())
 def test_psnmf_invariants(case):
-    cube, k, b, stage2 = case
+    cube, k, b, stage2, spectra = case
     ny, nx, ne = cube.shape
-    model = _psnmf(cube, k, b, stage2)
+    model = _psnmf(cube, k, b, stage2, spectra)
     assert model.maps_.shape == (ny, nx, k) and model.spectra_.shape == (k, ne)
     for M in (model.maps_, model.spectra_, model.full_spectra_, model.binned_maps_):
         assert np.all(np.isfinite(M)) and np.all(M >= 0)
@@ -201,7 +205,7 @@ def test_psnmf_invariants(case):
     )
     loadings = model.transform(cube)
     assert np.all(np.isfinite(loadings)) and np.all(loadings >= 0)
-    again = _psnmf(cube, k, b, stage2)
+    again = _psnmf(cube, k, b, stage2, spectra)
     for name in ("maps_", "spectra_", "full_spectra_", "binned_maps_", "scale_"):
         assert np.array_equal(getattr(model, name), getattr(again, name)), name
     for stage in ("binned", "full"):
@@ -237,9 +241,8 @@ def test_extreme_cubes_named_in_the_issue(pattern, dtype, init):
     """The extreme cases of the issue, with every initialisation, at k=1 (spa needs
     k pixels with counts, so k=1 is the case every init supports)."""
     cube = make_counts((9, 7, 25), dtype, pattern, 0)
-    model = PSNMF(1, bin_factor=3, init=init, max_iter=100, max_iter_full=50, random_state=0).fit(
-        cube
-    )
+    model = PSNMF(1, bin_factor=3, init=init, max_iter=100, max_iter_full=50, random_state=0,
+                  spectra="nmf", smoothing=None).fit(cube)
     assert np.all(np.isfinite(model.maps_)) and np.all(model.maps_ >= 0)
     np.testing.assert_allclose(model.maps_.sum(-1), 1.0, atol=1e-12)
     np.testing.assert_allclose(model.spectra_.sum(-1), 1.0, atol=1e-12)
@@ -251,7 +254,7 @@ def test_transform_with_counts_in_channels_the_fit_never_saw():
     rng = np.random.default_rng(0)
     cube = rng.poisson(5, (6, 6, 8)).astype(np.uint32)
     cube[..., 5] = 0
-    model = PSNMF(2, bin_factor=2, random_state=0).fit(cube)
+    model = PSNMF(2, bin_factor=2, random_state=0, spectra="nmf", smoothing=None).fit(cube)
     new = cube.copy()
     new[..., 5] = 2**32 - 1
     loadings = model.transform(new)

@@ -92,22 +92,20 @@ def test_choice_uses_a_central_window_of_large_images(low):
 
 def test_psnmf_smoothing_auto_improves_maps_and_keeps_invariants(low):
     t, X, _ = low
-    plain = PSNMF(3, 4, random_state=0).fit(t.counts)
-    smooth = PSNMF(3, 4, random_state=0, smoothing="auto").fit(t.counts)
+    plain = PSNMF(3, 4, random_state=0, spectra="nmf", smoothing=None).fit(t.counts)
+    smooth = PSNMF(3, 4, random_state=0, spectra="nmf", smoothing="auto").fit(t.counts)
     np.testing.assert_array_equal(smooth.spectra_, plain.spectra_)
     np.testing.assert_array_equal(smooth.unsmoothed_maps_, plain.maps_)
     assert smooth.smoothing_["relative"] > 0 and len(smooth.smoothing_["deviance"]) >= 2
     np.testing.assert_allclose(smooth.maps_.sum(-1), 1.0, atol=1e-10)
     cube = smooth.reconstruct()
     np.testing.assert_allclose(cube.sum(-1), t.counts.sum(-1), rtol=1e-9)
-    from psnmf.improve import score
+    from psnmf.metrics import compare_to_truth
 
-    class DS:
-        spectra, maps = t.spectra, t.maps
-
-    assert score(smooth.spectra_, smooth.maps_, DS)["mse"].mean() < 0.5 * score(
-        plain.spectra_, plain.maps_, DS)["mse"].mean()
-    fixed = PSNMF(3, 4, random_state=0, smoothing=smooth.smoothing_["relative"]).fit(t.counts)
+    assert compare_to_truth(smooth.spectra_, smooth.maps_, t.spectra, t.maps)["mse"].mean() < (
+        0.5 * compare_to_truth(plain.spectra_, plain.maps_, t.spectra, t.maps)["mse"].mean())
+    fixed = PSNMF(3, 4, random_state=0, spectra="nmf",
+                  smoothing=smooth.smoothing_["relative"]).fit(t.counts)
     np.testing.assert_allclose(fixed.maps_, smooth.maps_, atol=1e-12)
     assert plain.smoothing_["lam"] == 0 and plain.unsmoothed_maps_ is None
 
@@ -116,13 +114,13 @@ def test_psnmf_smoothing_auto_improves_maps_and_keeps_invariants(low):
 def test_bad_smoothing_is_refused(low, value):
     t, _, _ = low
     with pytest.raises(ValueError, match="smoothing"):
-        PSNMF(3, 4, smoothing=value).fit(t.counts)
+        PSNMF(3, 4, spectra="nmf", smoothing=value).fit(t.counts)
 
 
 def test_bad_penalty_and_weight_are_refused(low):
     t, X, per_pixel = low
     with pytest.raises(ValueError, match="smoothing_penalty"):
-        PSNMF(3, 4, smoothing=0.1, smoothing_penalty="l1").fit(t.counts)
+        PSNMF(3, 4, spectra="nmf", smoothing=0.1, smoothing_penalty="l1").fit(t.counts)
     with pytest.raises(ValueError, match="penalty"):
         smooth_maps(X, per_pixel, t.spectra, (48, 48), 1.0, penalty="huber")
     with pytest.raises(ValueError, match="lam"):
@@ -136,3 +134,5 @@ def test_lazy_input_with_smoothing_is_refused(low):
     t, _, _ = low
     with pytest.raises(ValueError, match="smoothing=None"):
         PSNMF(3, 4, smoothing="auto").fit(da.from_array(t.counts, chunks=(16, 48, 200)))
+    with pytest.raises(ValueError, match="smoothing=None"):  # the default is 'auto'
+        PSNMF(3, 4).fit(da.from_array(t.counts, chunks=(16, 48, 200)))
