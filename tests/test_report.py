@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from psnmf.workflow import unmix
+from psnmf.pipeline import unmix
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 FAST = {"max_iter": 100, "max_iter_full": 30, "progress": False}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from psnmf import io
-from psnmf.workflow import unmix
+from psnmf.pipeline import unmix
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 TEM = REAL / "test_TEM.bcf"
@@ -67,4 +67,4 @@ def test_different_seed_changes_the_count_split(first, tmp_path):
     out, _ = first
     other = _run(tmp_path / "res", n_components=3, bin_factor=4, seed=4)
     s = json.loads((out / "summary.json").read_text())
-    assert other.deviance["raw"] != s["heldout_deviance"]["raw"]
+    assert other.deviance.raw != s["heldout_deviance"]["raw"]

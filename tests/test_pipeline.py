@@ -1,4 +1,4 @@
-"""psnmf.workflow.unmix / sweep on the three real files in ../shared/data/real/."""
+"""psnmf.pipeline.unmix / sweep on the three real files in ../shared/data/real/."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from psnmf import io
-from psnmf.workflow import SweepResult, UnmixResult, format_summary, sweep, unmix
+from psnmf.pipeline import SweepResult, UnmixResult, format_summary, sweep, unmix
+from psnmf.selection import ModelChoice
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 FILES = ["test_TEM.bcf", "bcf_v2_50x50px.bcf", "example_velox_EELS_EDS.emd"]
@@ -84,23 +85,24 @@ def test_summary_reports_heldout_deviance(run):
     assert summary["timings_s"]["total"] > 0
     assert summary["versions"]["hyperspy"]
     assert len(summary["pca_explained_variance_ratio"]) >= 3
+    assert summary == json.loads(json.dumps(res.summary.to_dict()))  # the typed summary
     assert "psnmf" in format_summary(res) and str(out) in format_summary(res)
 
 
 def test_default_energy_range_and_elements(run):
     name, res, out = run
-    lo, hi = res.summary["input"]["energy_range_keV"]
+    lo, hi = res.summary.input.energy_range_keV
     if name == "example_velox_EELS_EDS.emd":
         # nearly all counts of this file are in the zero-energy peak: full range + warning
         assert lo < 0 and any("zero-energy" in w for w in res.warnings)
     else:
         assert lo == pytest.approx(0.2, abs=0.011)
         assert not res.warnings
-    beam = res.summary["input"]["beam_energy_keV"]
+    beam = res.summary.input.beam_energy_keV
     assert hi <= min(beam, 20.0) + 0.011
-    elements = res.summary["input"]["elements"]
+    elements = res.summary.input.elements
     assert elements and set(res.element_maps) == {"raw", "pca", "psnmf"}
-    lines = res.summary["input"]["xray_lines_mapped"]
+    lines = res.summary.input.xray_lines_mapped
     assert {line.split("_")[0] for line in lines} <= set(elements)
     for kind in ("raw", "pca", "psnmf"):
         for line in lines:
@@ -112,7 +114,7 @@ def test_reproducible_with_seed(run):
     if name != "test_TEM.bcf":
         pytest.skip("checked on one file")
     again = unmix(REAL / name, n_components=3, bin_factor=8, seed=0, report=False, **FAST)
-    assert again.deviance["psnmf"] == pytest.approx(res.deviance["psnmf"], rel=1e-9)
+    assert again.deviance.psnmf == pytest.approx(res.deviance.psnmf, rel=1e-9)
     np.testing.assert_allclose(again.model.maps_, res.model.maps_)
     assert not again.paths  # nothing written without output_dir
 
@@ -128,29 +130,34 @@ def test_unmix_accepts_a_signal():
 def test_auto_choice_runs_the_search():
     res = unmix(REAL / "test_TEM.bcf", n_components=None, bin_factor="auto", bins=(4, 8),
                 components=(2, 3), **FAST)
-    assert isinstance(res.sweep, SweepResult)
-    assert res.n_components == res.sweep.best["n_components"]
-    assert res.bin_factor == res.sweep.best["bin_factor"]
-    assert res.sweep.components == [2, 3] and res.sweep.bins == [4, 8]
-    # k is chosen on the binned stage (k_rows), b among the full-resolution rows at that k
-    assert [r["n_components"] for r in res.sweep.k_rows] == [2, 3]
-    k_scores = {r["n_components"]: r["deviance"] for r in res.sweep.k_rows}
+    sel = res.selection
+    assert isinstance(sel, ModelChoice)
+    assert res.n_components == sel.best.candidate.n_components == sel.n_components
+    assert res.bin_factor == sel.best.candidate.bin_factor == sel.bin_factor
+    assert sel.components == [2, 3] and sel.bins == [4, 8]
+    # k is chosen on the binned stage (k_search), b among the full-resolution trials at that k
+    assert [t.candidate.n_components for t in sel.k_search.trials] == [2, 3]
+    k_scores = {t.candidate.n_components: t.deviance for t in sel.k_search.trials}
     assert res.n_components == min(k_scores, key=k_scores.get)
-    assert {r["n_components"] for r in res.sweep.rows} == {res.n_components}
+    assert {t.candidate.n_components for t in sel.b_search.trials} == {res.n_components}
+    # the closing summary counts the candidates of both searches
+    assert "4 candidates (2 for k, 2 for b)" in format_summary(res)
 
 
 def test_sweep_table_and_files(tmp_path):
     res = sweep(REAL / "test_TEM.bcf", bins=(2, 4, 8, 16), components=(3,), seed=0,
                 output_dir=tmp_path / "sw", progress=False)
-    assert [r["bin_factor"] for r in res.rows] == [2, 4, 8, 16]
-    assert all(r["deviance"] is not None and r["deviance"] > 0 for r in res.rows)
-    assert res.best["deviance"] == min(r["deviance"] for r in res.rows)
+    assert isinstance(res, SweepResult)
+    trials = res.selection.b_search.trials
+    assert [t.candidate.bin_factor for t in trials] == [2, 4, 8, 16]
+    assert all(t.deviance is not None and t.deviance > 0 for t in trials)
+    assert res.selection.best.deviance == min(t.deviance for t in trials)
     text = res.to_text()
     assert "best: bin factor" in text and text.count("\n") >= 6
     for key in ("json", "table", "figure"):
         assert res.paths[key].is_file()
     data = json.loads(res.paths["json"].read_text())
-    assert data["best"]["bin_factor"] == res.best["bin_factor"]
+    assert data["best"]["bin_factor"] == res.selection.bin_factor
 
 
 def test_clear_errors(tmp_path):
