@@ -134,8 +134,24 @@ def unmix(
 
     Examples
     --------
+    A small simulated map with given ``k`` and ``b`` (nothing written):
+
+    >>> import warnings
+    >>> from psnmf.simulate import mantle
+    >>> signal = mantle("medium", seed=0, shape=(24, 24)).to_signal()
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     res = unmix(signal, n_components=3, bin_factor=4, n_boot=0, progress=False)
+    >>> res.maps.data.shape, res.deviance.psnmf < res.deviance.raw
+    ((3, 24, 24), True)
+    >>> res.summary.to_dict()["parameters"]["n_components_choice"]
+    'given'
+
+    A file, everything automatic, results and ``report.html`` in ``out/``:
+
     >>> res = unmix("../shared/data/real/test_TEM.bcf", output_dir="out")   # doctest: +SKIP
-    >>> res.maps, res.denoised, res.paths["report"]                         # doctest: +SKIP
+    >>> res.paths["report"]                                                 # doctest: +SKIP
+    PosixPath('out/report.html')
     """
     t_start = time.perf_counter()
     k = None if n_components is None or _is_auto(n_components) else _positive_int(
