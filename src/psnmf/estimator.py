@@ -353,9 +353,13 @@ class PSNMF(TransformerMixin, BaseEstimator):
         a matrix when the fit does not use the layout (``bin_factor=1``, no smoothing)."""
         if self.image_shape is not None or signals.is_signal(X):
             return self.image_shape
-        uses_layout = self.bin_factor != 1 or smoothing_weight(self.smoothing) != 0.0
-        shape = X.shape if sp.issparse(X) else np.shape(X)
-        if len(shape) == 2 and not uses_layout:
+        if self.bin_factor != 1 or smoothing_weight(self.smoothing) != 0.0:
+            return None  # the layout is used: a matrix needs image_shape
+        try:
+            shape = X.shape if sp.issparse(X) else np.asarray(X).shape
+        except (TypeError, ValueError):  # not array-like: as_counts names the problem
+            return None
+        if len(shape) == 2:
             return (int(shape[0]), 1)
         return None
 
@@ -394,7 +398,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         data = X
         if signals.is_signal(X):
             signals.check_spectrum_image(X, "X")
-            template, data = X, X.data
+            template, data = signals.signal_template(X), X.data
         if data.ndim != 3:
             raise ValueError(
                 f"X must be a lazy spectrum image of shape (ny, nx, channels), got shape "
@@ -495,6 +499,13 @@ class PSNMF(TransformerMixin, BaseEstimator):
         """Loadings (pixels, k) of new counts with the fitted spectra held fixed."""
         self._check_fitted()
         counts, _, _ = signals.as_counts(X, None, allow_line_scan=True)
+        if counts.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {counts.shape[1]} channels but the model was fitted on "
+                f"{self.n_features_in_} (X has {counts.shape[1]} features, but PSNMF is "
+                f"expecting {self.n_features_in_} features as input); transform data with "
+                "the same energy axis (and energy_range) as in fit."
+            )
         res = solve_abundances(counts, self.spectra_, max_iter=self.max_iter_full, tol=self.tol,
                                check_input=False)
         return res.scale[:, None] * res.A

@@ -26,7 +26,7 @@ a client before fitting::
 
     client = Client("tcp://scheduler-host:8786")     # or a LocalCluster, SLURMCluster...
     s = hs.load("big_map.zspy", lazy=True)           # chunks are read by the workers
-    model = PSNMF(n_components=3, bin_factor=4).fit(s)
+    model = PSNMF(n_components=3, bin_factor=4, smoothing=None).fit(s)  # TV maps need it all
 
 The workers must be able to read the file (shared file system or object store) and have
 psnmf installed. Chunks of a few hundred MB that span whole image rows work best
