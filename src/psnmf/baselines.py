@@ -70,6 +70,7 @@ def standard_nmf(
         max_iter=max_iter,
         tol=tol,
         random_state=rng,
+        check_input=False,  # validated by as_counts
     )
     k = res.S.shape[0]
     return NMFBaseline(
