@@ -1,14 +1,14 @@
-"""Today's estimators against the oracle on the never-pure scenarios (issue 16, item 2).
+"""psnmf's estimators against the oracle on the never-pure scenarios.
 
 For each scenario (``nanoparticles``, ``small_grains``, ``thin_layer``, ``mixed_phase``),
 count preset, image size and noise seed (the microstructure is the sample's own, fixed):
 
 * the oracle: spectra by maximum likelihood from the true maps, maps by maximum likelihood
   per pixel from the true spectra (``oracle_limits``);
-* the paper's PSNMF at b = 4 (stage-2 spectra fixed, per-pixel maps);
+* the paper's PSNMF at b = 4 (``PSNMF(k, 4, spectra='nmf', smoothing=None)``: stage-2
+  spectra fixed, per-pixel maps);
 * the pure-pixel method at b = 4 with total-variation maps whose weight is chosen by
-  held-out deviance (``PSNMF(k, 4, spectra='pure', smoothing='auto')``, formerly
-  ``improve.PSNMFPlus``).
+  held-out deviance (``PSNMF(k, 4, spectra='pure', smoothing='auto')``, the defaults).
 
 Components are matched to the truth by spectral angle (``compare_to_truth``). The table
 gives, per phase, the oracle angle (degrees) and map MSE and each method's ratio to them,
@@ -31,7 +31,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import time
 from pathlib import Path
@@ -40,32 +39,19 @@ from typing import Any
 import numpy as np
 
 import psnmf
-from psnmf.metrics import compare_to_truth
+from psnmf.metrics import compare_to_truth, oracle_limits
 from psnmf.simulate import sample_dataset
 
 SCENARIOS = ["nanoparticles", "small_grains", "thin_layer", "mixed_phase"]
 METHODS = {"psnmf": "PSNMF b=4", "pure": "pure+TV b=4"}
 
 
-def _oracle(ds: Any) -> Any:
-    """The oracle limits wherever they live (``improve`` today, ``metrics`` tomorrow)."""
-    try:
-        from psnmf.improve import oracle_limits
-    except ImportError:
-        from psnmf.metrics import oracle_limits
-    return oracle_limits(ds)
-
-
 def _estimators(k: int) -> dict[str, Any]:
-    """The paper's PSNMF and the pure-pixel method, with whichever API this tree has."""
-    paper = psnmf.PSNMF(k, 4, random_state=0)
-    if "spectra" in inspect.signature(psnmf.PSNMF).parameters:
-        pure = psnmf.PSNMF(k, 4, spectra="pure", smoothing="auto", random_state=0)
-    else:
-        from psnmf.improve import PSNMFPlus
-
-        pure = PSNMFPlus(k, 4, random_state=0, smoothing="auto")
-    return {"psnmf": paper, "pure": pure}
+    """The paper's PSNMF and the pure-pixel method with TV maps (the defaults)."""
+    return {
+        "psnmf": psnmf.PSNMF(k, 4, spectra="nmf", smoothing=None, random_state=0),
+        "pure": psnmf.PSNMF(k, 4, spectra="pure", smoothing="auto", random_state=0),
+    }
 
 
 def run(samples: list[str], snrs: list[str], sizes: list[int], seeds: list[int]) -> list[dict]:
@@ -76,7 +62,7 @@ def run(samples: list[str], snrs: list[str], sizes: list[int], seeds: list[int])
                 for seed in seeds:
                     ds = sample_dataset(name, snr=snr, seed=seed, shape=(size, size))
                     k = ds.maps.shape[-1]
-                    orc = _oracle(ds)
+                    orc = oracle_limits(ds)
                     row: dict[str, Any] = {
                         "sample": name, "snr": snr, "size": size, "seed": seed,
                         "phases": list(ds.phase_names),
