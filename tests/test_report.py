@@ -49,8 +49,9 @@ def test_report_is_self_contained(report_dir):
     for needle in ("Held-out Poisson deviance", "PCA (HyperSpy", "PSNMF (k =",
                    "Elemental maps", "scree", "Choosing k and b", "render-check",
                    "Composition of the components", "&plusmn;", "95% interval",
-                   "Spatial regularisation of the maps", "chosen by held-out deviance"):
-        assert needle in text, needle
+                   "Spatial regularisation of the maps", "chosen by held-out deviance",
+                   "held-out deviance / count (binned stage)", "5-fold count splitting"):
+        assert needle in text, needle  # incl. the tables of both the k and the b search
 
 
 def test_report_renders_in_headless_chromium(report_dir, tmp_path):
@@ -90,3 +91,19 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     keep = os.environ.get("PSNMF_KEEP_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_sweep_figure_shows_both_searches():
+    from psnmf.report import sweep_figure
+    from psnmf.selection import ModelCandidate, ModelChoice, SearchResult, Trial
+
+    k_trials = [Trial(ModelCandidate(8, k), d, "200", 0.1, "k")
+                for k, d in ((2, 5.0), (3, 4.5), (4, 4.7))]
+    b_trials = [Trial(ModelCandidate(b, 3), d, "200+50", 0.1, "b")
+                for b, d in ((4, 9.5), (8, 9.4), (16, 9.6))]
+    choice = ModelChoice(b_search=SearchResult(b_trials, b_trials[1]),
+                         k_search=SearchResult(k_trials, k_trials[1]), k_bin=8)
+    ax_b, ax_k = sweep_figure(choice).axes
+    assert [list(line.get_xdata()) for line in ax_b.lines] == [[4, 8, 16], [8]]
+    assert [list(line.get_xdata()) for line in ax_k.lines] == [[2, 3, 4], [3]]
+    assert list(ax_k.lines[0].get_ydata()) == [5.0, 4.5, 4.7]
