@@ -82,3 +82,15 @@ def test_free_spectra_refused_on_lazy_data(cube):
     with pytest.raises(ValueError, match="stage2_spectra='free'"):
         PSNMF(3, 4, stage2_spectra="free", smoothing=None).fit(
             da.from_array(cube, chunks=(8, 38, 64)))
+
+
+def test_auto_smoothing_on_lazy_data_warns_and_keeps_per_pixel_maps(cube):
+    """TV maps need the whole image: 'auto' gives the per-pixel maps, says so, records why."""
+    lazy = da.from_array(cube, chunks=(8, 38, 64))
+    with pytest.warns(UserWarning, match="per-pixel maps"):
+        model = PSNMF(3, 4, random_state=0, max_iter=300, spectra="nmf").fit(lazy)
+    ref = PSNMF(3, 4, random_state=0, max_iter=300, **PAPER).fit(lazy)
+    np.testing.assert_array_equal(model.maps_, ref.maps_)
+    assert model.smoothing_["lam"] == 0.0 and "memory" in model.smoothing_["note"]
+    with pytest.raises(ValueError, match="smoothing=0.1 couples neighbouring pixels"):
+        PSNMF(3, 4, smoothing=0.1).fit(lazy)

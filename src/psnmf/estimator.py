@@ -31,6 +31,7 @@ and passes the sparse counts down to the array functions of the engine
 
 from __future__ import annotations
 
+import warnings
 from numbers import Real
 from typing import Any
 
@@ -61,6 +62,14 @@ from psnmf.engine.two_stage import (
 from psnmf.selection import choose_smoothing
 
 __all__ = ["PARAMETER_RULES", "PSNMF"]
+
+#: Why lazy / Dask input gets per-pixel maps under ``smoothing='auto'`` (warned and kept in
+#: ``smoothing_['note']``): the TV maps couple neighbouring pixels across chunks.
+LAZY_SMOOTHING_NOTE = (
+    "smoothing='auto' needs the whole image in memory (TV maps couple neighbouring pixels); "
+    "this lazy / Dask input gets per-pixel maps. Load the data (signal.compute()) for TV "
+    "maps, or pass smoothing=None to silence this warning."
+)
 
 #: The constructor parameters and what each accepts, checked once at the start of ``fit``.
 #: ``(kind, bound)``: ``'int'`` an integer >= bound; ``'real'`` a finite number > bound
@@ -192,8 +201,9 @@ class PSNMF(TransformerMixin, BaseEstimator):
         (:func:`psnmf.engine.tv_maps.smooth_maps`): ``None`` or 0 keeps the per-pixel maps
         (the paper); a number is the penalty weight relative to the mean counts per pixel
         (typically 0.01-0.3); ``'auto'`` chooses it by held-out Poisson deviance
-        (:func:`psnmf.selection.choose_smoothing`). Needs the whole image in memory (pass
-        ``None`` for lazy / Dask input).
+        (:func:`psnmf.selection.choose_smoothing`). TV maps need the whole image in
+        memory: lazy / Dask input gets per-pixel maps under ``'auto'`` (with a warning, and
+        ``smoothing_['note']`` says why) and is refused with a number.
     smoothing_penalty : {'tv', 'laplacian'}, default='tv'
         Total variation (keeps phase boundaries sharp) or quadratic (Laplacian) smoothness.
     init : {'nndsvda', 'spa', 'random'}, default='nndsvda'
@@ -410,7 +420,12 @@ class PSNMF(TransformerMixin, BaseEstimator):
                 "stage2_spectra='fixed' (the default) for lazy / Dask data, or load the data "
                 "into memory (signal.compute())."
             )
-        if smoothing_weight(self.smoothing) != 0.0:
+        smoothing = {"lam": 0.0, "relative": 0.0, "penalty": None}
+        weight = smoothing_weight(self.smoothing)
+        if weight == "auto":
+            smoothing["note"] = LAZY_SMOOTHING_NOTE
+            warnings.warn(LAZY_SMOOTHING_NOTE, UserWarning, stacklevel=3)
+        elif weight != 0.0:
             raise ValueError(
                 f"smoothing={self.smoothing!r} couples neighbouring pixels and needs the "
                 "whole image in memory; use smoothing=None for lazy / Dask data, or load the "
@@ -425,8 +440,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
                             **binned_kwargs(self.get_params()))
         stage2 = lazy_engine.fit_full_lazy(data, stage1.spectra, stage1.maps, b,
                                            max_iter=self.max_iter_full, tol=self.tol)
-        return self._set_fitted(shape, b, template, stage1, stage2, stage2.A,
-                                {"lam": 0.0, "relative": 0.0, "penalty": None}, None)
+        return self._set_fitted(shape, b, template, stage1, stage2, stage2.A, smoothing, None)
 
     def _smooth(
         self, counts: sp.csr_matrix, maps: np.ndarray, spectra: np.ndarray,
