@@ -2,9 +2,12 @@
 
 Quick start
 -----------
->>> from psnmf import PSNMF                                  # doctest: +SKIP
->>> model = PSNMF(n_components=3, bin_factor=12).fit(cube)   # doctest: +SKIP
->>> model.spectra_, model.maps_, model.reconstruct()         # doctest: +SKIP
+>>> from psnmf import PSNMF
+>>> from psnmf.simulate import mantle
+>>> data = mantle("medium", seed=0, shape=(48, 48))
+>>> model = PSNMF(n_components=3, bin_factor=4, random_state=0).fit(data.counts)
+>>> model.spectra_.shape, model.maps_.shape, model.reconstruct().shape
+((3, 1980), (48, 48, 3), (48, 48, 1980))
 """
 
 from importlib.metadata import PackageNotFoundError, version
