@@ -36,11 +36,12 @@ from psnmf._validation import (
     check_finite_array,
     check_has_counts,
     check_random_state,
+    counts_csr,
 )
 from psnmf.engine import _kernels as kernels
 from psnmf.engine.binning import bin_counts, binned_shape
-from psnmf.engine.poisson_nmf import poisson_nmf
 from psnmf.engine.tv_maps import SMOOTHING_GRID, check_penalty, smooth_maps
+from psnmf.engine.two_stage import fit_binned
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +63,6 @@ MIN_BINNED_PIXELS = 100
 COMPONENT_FOLDS = 5
 #: Iteration caps of the candidate fits of a search (binned stage, full stage).
 SWEEP_ITERATIONS = (200, 50)
-#: Initialisation and tolerance of the binned-stage fits of the k search: those of the
-#: binned stage of :class:`psnmf.PSNMF` with its defaults.
-BINNED_STAGE_INIT = "nndsvda"
-BINNED_STAGE_TOL = 1e-7
 
 C = TypeVar("C")
 
@@ -440,11 +437,12 @@ def binned_stage_score(
 ) -> Score:
     """Held-out deviance per count of the binned stage with ``k`` components.
 
-    For each fold, Poisson NMF with per-pixel simplex (the binned stage of PSNMF) is
-    fitted on the other folds and its prediction, scaled to one fold, is scored on that
-    fold. The deviances are summed over the folds and divided by the total counts, so
-    every count is held out once and each fit sees ``(folds - 1) / folds`` of them.
-    ``folds`` partition ``binned`` (:func:`count_folds`).
+    For each fold, the binned stage of PSNMF (:func:`psnmf.engine.two_stage.fit_binned`
+    with the paper's spectra and the estimator's defaults) is fitted on the other folds
+    and its prediction, scaled to one fold, is scored on that fold. The deviances are
+    summed over the folds and divided by the total counts, so every count is held out
+    once and each fit sees ``(folds - 1) / folds`` of them. ``folds`` partition
+    ``binned`` (:func:`count_folds`).
     """
     total = float(binned.sum())
     n_folds = len(folds)
@@ -455,9 +453,8 @@ def binned_stage_score(
             train = binned - test
             train.eliminate_zeros()
             check_has_counts(train)
-            fit = poisson_nmf(train, k, simplex=True, init=BINNED_STAGE_INIT,
-                              max_iter=max_iter, tol=BINNED_STAGE_TOL,
-                              random_state=check_random_state(seed))
+            fit = fit_binned(counts_csr(train), k, spectra="nmf", max_iter=max_iter,
+                             random_state=check_random_state(seed)).nmf
             pred = fit.scale[:, None] * (fit.A @ fit.S) / (n_folds - 1)
             dev += poisson_deviance(test, pred, floor=DEVIANCE_FLOOR, per_count=False)
             n_iter.append(int(fit.n_iter))
