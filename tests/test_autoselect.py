@@ -1,10 +1,10 @@
-"""Automatic choice of k and b (workflow.sweep / unmix) on simulated samples of known k.
+"""Automatic choice of k and b (pipeline.sweep / unmix) on simulated samples of known k.
 
-Every built-in sample has three phases. The former search scored k by the full-resolution
-held-out deviance at about 50 counts per binned pixel and chose k = 2 for all four samples
-at the 'low' preset (18 counts/pixel; these images, and 180 x 180, seeds 0-2) and for the
-catalyst at 'medium' on 180 x 180. k is now chosen on the binned stage
-(workflow._score_components); each test names the true and the chosen k when they differ.
+Every built-in sample has three phases. Scored by the full-resolution held-out deviance at
+about 50 counts per binned pixel, k = 2 wins for all four samples at the 'low' preset (18
+counts/pixel; these images, and 180 x 180, seeds 0-2) and for the catalyst at 'medium' on
+180 x 180; k is therefore chosen on the binned stage (selection.choose_components). Each
+test names the true and the chosen k when they differ.
 """
 
 from __future__ import annotations
@@ -15,17 +15,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from psnmf.selection import count_folds
-from psnmf.simulate import load_sample, sample_dataset
-from psnmf.workflow import (
+from psnmf.pipeline import sweep
+from psnmf.selection import (
     COMPONENT_FOLDS,
     MIN_BINNED_PIXELS,
     TARGET_BINNED_COUNTS,
-    Progress,
-    _first_bin,
-    _score_components,
-    sweep,
+    choose_components,
+    components_bin_factor,
+    count_folds,
 )
+from psnmf.simulate import load_sample, sample_dataset
 
 SAMPLES = ["mantle", "eutectic", "ceramic", "catalyst"]
 #: Image side per case: 96 pixels, except the catalyst at 'low', whose Pt particles hold
@@ -46,19 +45,20 @@ def test_sweep_finds_the_number_of_phases(sample, snr):
     ds, signal = _signal(sample, snr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = sweep(signal, bins=(4, 8, 16), progress=False)
-    true_k, chosen_k = ds.n_phases, res.best["n_components"]
-    k_scores = {r["n_components"]: round(r["deviance"], 5) for r in res.k_rows}
+        sel = sweep(signal, bins=(4, 8, 16), progress=False).selection
+    true_k, chosen_k = ds.n_phases, sel.n_components
+    k_scores = {t.candidate.n_components: round(t.deviance, 5) for t in sel.k_search.trials}
     assert chosen_k == true_k, (
         f"{sample} ({snr}): true k = {true_k}, chosen k = {chosen_k}; binned-stage held-out "
-        f"deviance per k at b = {res.k_bin}: {k_scores}"
+        f"deviance per k at b = {sel.k_bin}: {k_scores}"
     )
-    assert res.components == [2, 3, 4, 5, 6]
+    assert sel.components == [2, 3, 4, 5, 6]
     assert min(k_scores, key=k_scores.get) == chosen_k
     # b: the best full-resolution held-out deviance among the bins tried at that k
-    assert res.bins == [4, 8, 16] and {r["n_components"] for r in res.rows} == {true_k}
-    assert res.best["deviance"] == min(r["deviance"] for r in res.rows)
-    assert "binned stage" in res.to_text() and res.to_dict()["k_stage"]["bin_factor"] == res.k_bin
+    b_trials = sel.b_search.trials
+    assert sel.bins == [4, 8, 16] and {t.candidate.n_components for t in b_trials} == {true_k}
+    assert sel.best.deviance == min(t.deviance for t in b_trials)
+    assert "binned stage" in sel.to_text() and sel.to_dict()["k_stage"]["bin_factor"] == sel.k_bin
 
 
 def _mantle_variant(n_phases: int) -> dict:
@@ -83,10 +83,10 @@ def test_sweep_is_not_tied_to_three_phases(n_phases):
     assert ds.n_phases == n_phases
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = sweep(ds.to_signal(), bins=(8, 16), progress=False)
-    k_scores = {r["n_components"]: round(r["deviance"], 5) for r in res.k_rows}
-    assert res.best["n_components"] == n_phases, (
-        f"true k = {n_phases}, chosen k = {res.best['n_components']}; {k_scores}"
+        sel = sweep(ds.to_signal(), bins=(8, 16), progress=False).selection
+    k_scores = {t.candidate.n_components: round(t.deviance, 5) for t in sel.k_search.trials}
+    assert sel.n_components == n_phases, (
+        f"true k = {n_phases}, chosen k = {sel.n_components}; {k_scores}"
     )
 
 
@@ -94,16 +94,15 @@ def test_given_components_keep_the_grid_but_choose_k_on_the_binned_stage():
     ds, signal = _signal("mantle", "low")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = sweep(signal, bins=(8, 16), components=(2, 3), progress=False)
-    assert {(r["bin_factor"], r["n_components"]) for r in res.rows} == {
-        (8, 2), (16, 2), (8, 3), (16, 3)
-    }
-    binned = {r["n_components"]: r["deviance"] for r in res.k_rows}
+        sel = sweep(signal, bins=(8, 16), components=(2, 3), progress=False).selection
+    assert {(t.candidate.bin_factor, t.candidate.n_components)
+            for t in sel.b_search.trials} == {(8, 2), (16, 2), (8, 3), (16, 3)}
+    binned = {t.candidate.n_components: t.deviance for t in sel.k_search.trials}
     assert set(binned) == {2, 3} and binned[3] < binned[2]
-    assert res.best["n_components"] == ds.n_phases == 3
-    at_k = [r for r in res.rows if r["n_components"] == 3]
-    assert res.best is min(at_k, key=lambda r: r["deviance"])
-    marked = [line for line in res.to_text().splitlines() if line.startswith("*")]
+    assert sel.n_components == ds.n_phases == 3
+    at_k = [t for t in sel.b_search.trials if t.candidate.n_components == 3]
+    assert sel.best is min(at_k, key=lambda t: t.deviance)
+    marked = [line for line in sel.to_text().splitlines() if line.startswith("*")]
     assert len(marked) == 2  # the chosen k and the chosen (b, k)
 
 
@@ -111,22 +110,22 @@ def test_one_given_k_scores_only_b():
     _, signal = _signal("eutectic", "medium")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = sweep(signal, bins=(4, 8), components=3, progress=False)
-    assert res.k_rows == [] and res.k_bin is None
-    assert res.components == [3] and res.bins == [4, 8]
-    assert res.to_dict()["k_stage"] is None
+        sel = sweep(signal, bins=(4, 8), components=3, progress=False).selection
+    assert sel.k_search is None and sel.k_bin is None
+    assert sel.components == [3] and sel.bins == [4, 8]
+    assert sel.to_dict()["k_stage"] is None
 
 
 def test_first_bin_rule():
     bins = [2, 4, 8, 16]
     # enough counts per binned pixel at the smallest such b ...
-    assert _first_bin(bins, 147.0, (180, 180)) == 8  # 147 * 64 >= 3000 > 147 * 16
-    assert _first_bin(bins, 1000.0, (180, 180)) == 2
+    assert components_bin_factor(bins, 147.0, (180, 180)) == 8  # 147 * 64 >= 3000 > 147 * 16
+    assert components_bin_factor(bins, 1000.0, (180, 180)) == 2
     # ... unless that leaves fewer than MIN_BINNED_PIXELS binned pixels
-    assert _first_bin(bins, 18.0, (180, 180)) == 16  # 12 x 12 binned pixels
-    assert _first_bin(bins, 18.0, (96, 96)) == 8  # 16 would leave 6 x 6
-    assert _first_bin(bins, 0.5, (64, 64)) == 4  # too few counts anywhere: most counts
-    assert _first_bin(bins, 18.0, (12, 12)) == 2  # no b leaves enough pixels: smallest
+    assert components_bin_factor(bins, 18.0, (180, 180)) == 16  # 12 x 12 binned pixels
+    assert components_bin_factor(bins, 18.0, (96, 96)) == 8  # 16 would leave 6 x 6
+    assert components_bin_factor(bins, 0.5, (64, 64)) == 4  # too few counts anywhere: most counts
+    assert components_bin_factor(bins, 18.0, (12, 12)) == 2  # no b leaves enough pixels: smallest
     assert TARGET_BINNED_COUNTS > 1000 and MIN_BINNED_PIXELS >= 100
 
 
@@ -142,12 +141,12 @@ def test_count_folds_partition_the_counts():
     assert all((a != b).nnz == 0 for a, b in zip(folds, again, strict=True))
 
 
-def test_score_components_is_reproducible_and_reports_failures():
+def test_choose_components_is_reproducible_and_reports_failures():
     ds = sample_dataset("eutectic", snr="medium", seed=0, shape=(24, 24))
     X = sp.csr_matrix(ds.counts.reshape(-1, ds.counts.shape[-1]).astype(float))
-    kw = {"seed": 0, "progress": Progress(False), "max_iter": 30}
-    rows = _score_components(X, (24, 24), 8, (2, 3, 10), **kw)
-    again = _score_components(X, (24, 24), 8, (2, 3), **kw)
-    assert [r["deviance"] for r in rows[:2]] == [r["deviance"] for r in again]
-    assert all(r["stage"] == "k" and r["bin_factor"] == 8 for r in rows)
-    assert rows[2]["deviance"] is None  # 10 components on 3 x 3 binned pixels
+    kw = {"seed": 0, "max_iter": 30}
+    rows = choose_components(X, (24, 24), 8, (2, 3, 10), **kw).trials
+    again = choose_components(X, (24, 24), 8, (2, 3), **kw).trials
+    assert [r.deviance for r in rows[:2]] == [r.deviance for r in again]
+    assert all(r.stage == "k" and r.candidate.bin_factor == 8 for r in rows)
+    assert rows[2].deviance is None  # 10 components on 3 x 3 binned pixels
