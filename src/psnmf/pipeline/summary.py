@@ -113,7 +113,8 @@ class SmoothingInfo:
 
     ``lam`` in counts, ``relative`` per count per pixel, ``penalty`` ``None`` when the maps
     are per-pixel; ``grid`` and ``deviance`` the evidence when the weight was chosen,
-    ``n_iter`` the iterations of the smoothing solve when it ran.
+    ``n_iter`` the iterations of the smoothing solve when it ran; ``extra`` any other
+    entries of ``smoothing_`` (such as a note why no weight was chosen).
     """
 
     lam: float
@@ -122,12 +123,15 @@ class SmoothingInfo:
     grid: list[float] | None = None
     deviance: list[float] | None = None
     n_iter: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _KNOWN = ("lam", "relative", "penalty", "grid", "deviance", "n_iter")
 
     @classmethod
     def from_model(cls, smoothing: dict[str, Any]) -> SmoothingInfo:
         """From a fitted model's ``smoothing_`` dict."""
-        return cls(**{k: smoothing.get(k) for k in
-                      ("lam", "relative", "penalty", "grid", "deviance", "n_iter")})
+        return cls(**{k: smoothing.get(k) for k in cls._KNOWN},
+                   extra={k: v for k, v in smoothing.items() if k not in cls._KNOWN})
 
     @property
     def chosen(self) -> bool:
@@ -138,8 +142,9 @@ class SmoothingInfo:
         """JSON-ready form (the evidence and ``n_iter`` only when present)."""
         out = {"lam": self.lam, "relative": self.relative, "grid": self.grid,
                "deviance": self.deviance, "penalty": self.penalty, "n_iter": self.n_iter}
-        return jsonable({k: v for k, v in out.items()
-                         if v is not None or k not in ("grid", "deviance", "n_iter")})
+        out = {k: v for k, v in out.items()
+               if v is not None or k not in ("grid", "deviance", "n_iter")}
+        return jsonable({**out, **self.extra})
 
 
 @dataclass
