@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from psnmf import hyperspy as signals
@@ -59,7 +59,14 @@ from psnmf.engine.two_stage import (
     fit_binned,
     fit_full,
 )
-from psnmf.selection import choose_smoothing
+from psnmf.selection import (
+    SPLIT_FRACTION,
+    SWEEP_ITERATIONS,
+    ModelChoice,
+    choose_model,
+    choose_smoothing,
+    count_split,
+)
 
 __all__ = ["PARAMETER_RULES", "PSNMF"]
 
@@ -75,8 +82,8 @@ LAZY_SMOOTHING_NOTE = (
 #: ``(kind, bound)``: ``'int'`` an integer >= bound; ``'real'`` a finite number > bound
 #: (``>=`` for ``tol``); ``'choice'`` one of bound; the others have their own checks.
 PARAMETER_RULES: dict[str, tuple[str, Any]] = {
-    "n_components": ("int", 1),
-    "bin_factor": ("int", 1),
+    "n_components": ("int_or_auto", 1),
+    "bin_factor": ("int_or_auto", 1),
     "spectra": ("choice", SPECTRA_MODES),
     "smoothing": ("smoothing", None),
     "smoothing_penalty": ("choice", PENALTIES),
@@ -150,6 +157,12 @@ def check_parameters(params: dict[str, Any]) -> None:
         value = params[name]
         if kind == "int":
             check_positive_int(value, name, minimum=bound)
+        elif kind == "int_or_auto" and not _is_auto(value):
+            try:
+                check_positive_int(value, name, minimum=bound)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{exc} Pass an integer >= {bound} or 'auto' (chosen from "
+                                "the data by held-out deviance).") from None
         elif kind == "real":
             _check_real(name, value, bound, inclusive=False)
         elif kind == "real_or_zero":
@@ -165,6 +178,10 @@ def check_parameters(params: dict[str, Any]) -> None:
                 raise ValueError(
                     f"image_shape must be a pair of integers (ny, nx), got {value!r}."
                 )
+
+
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value == "auto"
 
 
 def _max_bin_for(image_shape: tuple[int, int], k: int) -> int:
@@ -185,10 +202,14 @@ class PSNMF(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_components : int, default=3
-        Number of phases ``k``.
-    bin_factor : int, default=4
+    n_components : int or 'auto', default=3
+        Number of phases ``k``. ``'auto'``: the ``k`` among
+        :data:`psnmf.selection.DEFAULT_COMPONENTS` with the lowest held-out deviance of the
+        binned stage (:func:`psnmf.selection.choose_model`, as ``psnmf unmix`` chooses it).
+    bin_factor : int or 'auto', default=4
         Spatial bin factor ``b`` of the first stage. Partial edge bins are kept.
+        ``'auto'``: the ``b`` among :data:`psnmf.selection.DEFAULT_BINS` whose PSNMF,
+        fitted on one half of a count split, best predicts the other half.
     spectra : {'pure', 'nmf'}, default='pure'
         Spectra of the binned stage. 'pure': each vertex of the NMF simplex whose top binned
         pixels form a pure cluster (at least ``min_cluster`` pixels scattering like counting
@@ -264,7 +285,11 @@ class PSNMF(TransformerMixin, BaseEstimator):
     converged_ : dict
         Whether each stage stopped on ``tol`` before its iteration cap.
     image_shape_ : (ny, nx)
-    bin_factor_ : int
+    n_components_, bin_factor_ : int
+        The ``k`` and ``b`` used (chosen from the data where ``'auto'``).
+    selection_ : psnmf.selection.ModelChoice or None
+        The evidence of the ``'auto'`` choices (every candidate and its held-out deviance);
+        ``None`` when both were given.
     n_features_in_ : int
         Number of channels.
     smoothing_ : dict
@@ -343,11 +368,13 @@ class PSNMF(TransformerMixin, BaseEstimator):
         return tags
 
     # -- fitting -----------------------------------------------------------------------
-    def _check_layout(self, image_shape: tuple[int, int], n_channels: int) -> tuple[int, int]:
+    def _check_layout(
+        self, image_shape: tuple[int, int], n_channels: int, k: Any, b: Any
+    ) -> tuple[int, int]:
         """``(b, k)`` after the checks that need the data's shape."""
-        b = check_bin_factor(self.bin_factor, image_shape)
+        b = check_bin_factor(b, image_shape)
         nb = int(np.prod(binned_shape(image_shape, b)))
-        k = int(self.n_components)
+        k = int(k)
         if k > nb:
             raise ValueError(
                 f"n_components={k} is more than the binned image can support: bin_factor={b}"
@@ -392,7 +419,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
             return self._fit_lazy(X)
         counts, shape, template = signals.as_counts(X, self._matrix_shape(X))
         check_has_counts(counts)
-        b, k = self._check_layout(shape, counts.shape[1])
+        k, b, selection = self._choose(counts, shape)
+        b, k = self._check_layout(shape, counts.shape[1], k, b)
         stage1 = fit_binned(bin_counts(counts, shape, b), k, random_state=self.random_state,
                             **binned_kwargs(self.get_params()))
         stage2 = fit_full(counts, stage1.spectra, stage1.maps, shape, b,
@@ -400,7 +428,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
                           tol=self.tol)
         maps, smoothing, unsmoothed = self._smooth(counts, stage2.A, stage1.spectra, shape)
         return self._set_fitted(shape, b, template, stage1, stage2, maps, smoothing,
-                                unsmoothed)
+                                unsmoothed, selection)
 
     def _fit_lazy(self, X: Any) -> PSNMF:
         """``fit`` on a dask array or lazy signal: binning and stage 2 chunk by chunk."""
@@ -433,7 +461,14 @@ class PSNMF(TransformerMixin, BaseEstimator):
             )
         ny, nx, ne = (int(n) for n in data.shape)
         shape = (ny, nx)
-        b, k = self._check_layout(shape, ne)
+        if _is_auto(self.n_components) or _is_auto(self.bin_factor):
+            raise ValueError(
+                "n_components='auto' and bin_factor='auto' score candidate fits on a count "
+                "split of the whole image, which needs it in memory: give both as numbers "
+                "for lazy / Dask data (choose them with psnmf.pipeline.sweep on a crop or a "
+                "binned copy), or load the data (signal.compute())."
+            )
+        b, k = self._check_layout(shape, ne, self.n_components, self.bin_factor)
         binned = lazy_engine.bin_lazy(data, b)
         check_has_counts(binned)
         stage1 = fit_binned(binned, k, random_state=self.random_state,
@@ -441,6 +476,36 @@ class PSNMF(TransformerMixin, BaseEstimator):
         stage2 = lazy_engine.fit_full_lazy(data, stage1.spectra, stage1.maps, b,
                                            max_iter=self.max_iter_full, tol=self.tol)
         return self._set_fitted(shape, b, template, stage1, stage2, stage2.A, smoothing, None)
+
+    def _choose(
+        self, counts: sp.csr_matrix, shape: tuple[int, int]
+    ) -> tuple[Any, Any, ModelChoice | None]:
+        """``(k, b, evidence)``: the given values, or those chosen where ``'auto'``.
+
+        One count split (seeded like the TV-weight choice) and
+        :func:`psnmf.selection.choose_model`, the same search as ``psnmf unmix``: ``k`` by
+        the held-out deviance of the binned stage, then ``b`` by that of the paper's PSNMF
+        fitted on one half and scored on the other.
+        """
+        k_auto, b_auto = _is_auto(self.n_components), _is_auto(self.bin_factor)
+        if not (k_auto or b_auto):
+            return self.n_components, self.bin_factor, None
+        seed = _split_seed(self.random_state)
+        X1, X2 = count_split(counts, SPLIT_FRACTION, random_state=seed)
+        caps = {"max_iter": SWEEP_ITERATIONS[0], "max_iter_full": SWEEP_ITERATIONS[1]}
+
+        def fit(X: sp.csr_matrix, bin_factor: int, n_components: int) -> PSNMF:
+            candidate = clone(self).set_params(
+                n_components=n_components, bin_factor=bin_factor, spectra="nmf",
+                smoothing=None, image_shape=shape, **caps,
+            )
+            return candidate.fit(X)
+
+        choice = choose_model(
+            X1, X2, shape, fit, bins=None if b_auto else (self.bin_factor,),
+            components=None if k_auto else (self.n_components,), seed=seed,
+        )
+        return choice.n_components, choice.bin_factor, choice
 
     def _smooth(
         self, counts: sp.csr_matrix, maps: np.ndarray, spectra: np.ndarray,
@@ -476,11 +541,14 @@ class PSNMF(TransformerMixin, BaseEstimator):
         maps: np.ndarray,
         smoothing: dict[str, Any],
         unsmoothed: np.ndarray | None,
+        selection: ModelChoice | None = None,
     ) -> PSNMF:
         """Store every fitted attribute (the one place, for the in-memory and lazy paths)."""
         k = stage1.spectra.shape[0]
         self.image_shape_ = shape
+        self.n_components_ = k
         self.bin_factor_ = b
+        self.selection_ = selection
         self.template_ = template
         self.spectra_ = stage1.spectra
         self.components_ = stage1.spectra
