@@ -129,10 +129,13 @@ def test_bad_penalty_and_weight_are_refused(low):
         smooth_maps(X, per_pixel[:10], t.spectra, (48, 48), 1.0)
 
 
-def test_lazy_input_with_smoothing_is_refused(low):
+def test_lazy_input_gets_per_pixel_maps_or_a_clear_refusal(low):
+    """TV maps need the whole image: 'auto' (the default) warns, a weight is refused."""
     da = pytest.importorskip("dask.array")
     t, _, _ = low
+    lazy = da.from_array(t.counts, chunks=(16, 48, 200))
     with pytest.raises(ValueError, match="smoothing=None"):
-        PSNMF(3, 4, smoothing="auto").fit(da.from_array(t.counts, chunks=(16, 48, 200)))
-    with pytest.raises(ValueError, match="smoothing=None"):  # the default is 'auto'
-        PSNMF(3, 4).fit(da.from_array(t.counts, chunks=(16, 48, 200)))
+        PSNMF(3, 4, smoothing=0.1).fit(lazy)
+    with pytest.warns(UserWarning, match="per-pixel maps"):  # the default is 'auto'
+        model = PSNMF(3, 4, random_state=0).fit(lazy)
+    assert model.smoothing_["lam"] == 0.0 and model.unsmoothed_maps_ is None
