@@ -7,7 +7,8 @@ counts are real, finite and non-negative (errors), integer (a
 :class:`NonIntegerCountsWarning` otherwise), and not hidden behind a mask (a NumPy masked
 array with masked values is refused, because ``numpy.asarray`` would drop the mask).
 Parameter checks (:func:`check_positive_int`, :func:`check_random_state`, ...) and the
-memory guard (:func:`check_memory`) live here too.
+memory guard (:func:`check_memory`, with :func:`available_memory`, which honours RAM,
+rlimits and cgroup limits) live here too.
 """
 
 from __future__ import annotations
@@ -26,36 +27,196 @@ class NonIntegerCountsWarning(UserWarning):
 
 
 class InsufficientMemoryError(MemoryError):
-    """The dense (in-memory) path would need more memory than the machine has available."""
+    """The in-memory path would need more memory than this process has available.
+
+    Raised before the allocation, by :func:`check_memory` (one array, e.g. a file read
+    eagerly) and :func:`psnmf.pipeline.memory.check_unmix_memory` (a whole ``unmix`` run);
+    the message names the input, the memory needed and available, and the fixes.
+    """
 
 
 #: Fraction of the available memory a single dense array may take before psnmf refuses.
 MEMORY_FRACTION = 0.8
 
 
-def available_memory() -> int:
-    """Bytes of memory available to this process now (RAM not in use, or a large fallback).
+#: Where :func:`memory_limits` reads the process's state and the cgroup file system
+#: (module attributes so that tests can point them at fake files).
+PROC_DIR = "/proc"
+CGROUP_ROOT = "/sys/fs/cgroup"
+#: What :func:`available_memory` returns when no source can tell (never refuses).
+NO_LIMIT = 2**63 - 1
 
-    Uses :mod:`psutil` when installed, else ``/proc/meminfo`` (Linux), else ``sysconf``.
-    Returns ``2**63 - 1`` when nothing can tell, so that the check never refuses by mistake.
+
+def available_memory() -> int:
+    """Bytes this process can still allocate now: the smallest of :func:`memory_limits`.
+
+    Each source counts only where it is set and readable (a missing file, an unlimited
+    rlimit or ``max`` in a cgroup file means "no limit" from that source); ``NO_LIMIT``
+    (``2**63 - 1``) when none can tell, so that a check never refuses by mistake.
+
+    Examples
+    --------
+    >>> 0 < available_memory() <= NO_LIMIT
+    True
     """
+    limits = memory_limits()
+    return min(limits.values()) if limits else NO_LIMIT
+
+
+def memory_limits() -> dict[str, int]:
+    """The memory left to this process by each source that sets a limit, in bytes.
+
+    ``ram``
+        ``MemAvailable`` of ``/proc/meminfo`` (:mod:`psutil` where ``/proc`` is missing).
+    ``rlimit_as``
+        The soft ``RLIMIT_AS`` (``ulimit -v``) minus the address space in use (``VmSize``).
+    ``rlimit_data``
+        The soft ``RLIMIT_DATA`` minus the data segment in use (``VmData``).
+    ``cgroup``
+        For the cgroup of this process and each of its ancestors: v2 ``memory.max`` minus
+        ``memory.current`` (v1 ``memory.limit_in_bytes`` minus ``memory.usage_in_bytes``),
+        with the reclaimable page cache (``inactive_file`` of ``memory.stat``) counted as
+        free; the smallest over the hierarchy.
+
+    A value is clipped at 0. Sources that are not set, or cannot be read, are left out.
+    """
+    out: dict[str, int] = {}
+    for name, source in (("ram", _ram_available), ("rlimit_as", _rlimit_as_left),
+                         ("rlimit_data", _rlimit_data_left), ("cgroup", _cgroup_left)):
+        try:
+            value = source()
+        except (OSError, ValueError, TypeError, AttributeError, IndexError):
+            value = None
+        if value is not None:
+            out[name] = max(int(value), 0)
+    return out
+
+
+def _read_text(path: str) -> str | None:
     try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _kb_field(text: str | None, field: str) -> int | None:
+    """A ``Field:  123 kB`` line of ``/proc/meminfo`` or ``/proc/self/status``, in bytes."""
+    for line in (text or "").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def _ram_available() -> int | None:
+    value = _kb_field(_read_text(os.path.join(PROC_DIR, "meminfo")), "MemAvailable")
+    if value is not None:
+        return value
+    try:  # pragma: no cover - systems without /proc/meminfo
         import psutil
 
         return int(psutil.virtual_memory().available)
-    except Exception:  # pragma: no cover - psutil missing or failing
-        pass
-    try:  # pragma: no cover - exercised only without psutil
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover
-        pass
-    try:  # pragma: no cover
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return 2**63 - 1
+    except Exception:  # pragma: no cover
+        return None
+
+
+def _rlimit(which: str) -> int | None:
+    """The soft limit ``resource.RLIMIT_<which>`` in bytes, ``None`` if unlimited or unknown."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    code = getattr(resource, f"RLIMIT_{which}", None)
+    if code is None:  # pragma: no cover
+        return None
+    soft, _ = resource.getrlimit(code)
+    return None if soft in (resource.RLIM_INFINITY, -1) or soft < 0 else int(soft)
+
+
+def _rlimit_left(which: str, field: str) -> int | None:
+    limit = _rlimit(which)
+    if limit is None:
+        return None
+    used = _kb_field(_read_text(os.path.join(PROC_DIR, "self", "status")), field)
+    return limit - (used or 0)
+
+
+def _rlimit_as_left() -> int | None:
+    return _rlimit_left("AS", "VmSize")
+
+
+def _rlimit_data_left() -> int | None:
+    return _rlimit_left("DATA", "VmData")
+
+
+def _cgroup_number(path: str) -> int | None:
+    """An integer cgroup file; ``None`` for a missing file or ``max`` (no limit)."""
+    text = _read_text(path)
+    if text is None:
+        return None
+    text = text.strip()
+    if not text or text == "max":
+        return None
+    value = int(text)
+    # cgroup v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages)
+    return None if value >= 2**60 else value
+
+
+def _cgroup_stat(path: str, key: str) -> int:
+    for line in (_read_text(path) or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == key:
+            return int(parts[1])
+    return 0
+
+
+def _cgroup_dirs() -> list[tuple[str, str]]:
+    """(directory, version) of this process's memory cgroup and its ancestors, deepest first.
+
+    From ``/proc/self/cgroup``: ``0::/path`` (v2) under ``CGROUP_ROOT``, ``N:...memory...:/path``
+    (v1) under ``CGROUP_ROOT/memory``. In a container the path may name the host's
+    hierarchy, which is not mounted; the root of the mount then stands for it.
+    """
+    text = _read_text(os.path.join(PROC_DIR, "self", "cgroup")) or ""
+    found: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hier, controllers, rel = parts
+        if hier == "0" and controllers == "":
+            base, version = CGROUP_ROOT, "v2"
+        elif "memory" in controllers.split(","):
+            base, version = os.path.join(CGROUP_ROOT, "memory"), "v1"
+        else:
+            continue
+        rel = rel.strip().strip("/")
+        chain = []
+        while True:
+            chain.append(os.path.join(base, rel) if rel else base)
+            if not rel:
+                break
+            rel = os.path.dirname(rel)
+        found += [(d, version) for d in chain if os.path.isdir(d)] or [(base, version)]
+    return found
+
+
+def _cgroup_left() -> int | None:
+    best: int | None = None
+    for directory, version in _cgroup_dirs():
+        if version == "v2":
+            limit = _cgroup_number(os.path.join(directory, "memory.max"))
+            used = _cgroup_number(os.path.join(directory, "memory.current"))
+        else:
+            limit = _cgroup_number(os.path.join(directory, "memory.limit_in_bytes"))
+            used = _cgroup_number(os.path.join(directory, "memory.usage_in_bytes"))
+        if limit is None:
+            continue
+        cache = _cgroup_stat(os.path.join(directory, "memory.stat"),
+                             "inactive_file" if version == "v2" else "total_inactive_file")
+        left = limit - max((used or 0) - cache, 0)
+        best = left if best is None else min(best, left)
+    return best
 
 
 def _gib(n_bytes: float) -> str:
@@ -79,7 +240,8 @@ def check_memory(n_bytes: int, what: str) -> None:
     ------
     InsufficientMemoryError
         If ``n_bytes`` exceeds :data:`MEMORY_FRACTION` of :func:`available_memory`; the
-        message says how much is needed and points to the lazy (Dask) path.
+        message says how much is needed and available, and the fixes
+        (:func:`too_large_error`).
     """
     available = available_memory()
     if n_bytes > MEMORY_FRACTION * available:
@@ -89,16 +251,23 @@ def check_memory(n_bytes: int, what: str) -> None:
 def too_large_error(
     what: str, n_bytes: int | None = None, available: int | None = None
 ) -> InsufficientMemoryError:
-    """The :class:`InsufficientMemoryError` psnmf raises, pointing to the lazy path."""
+    """The :class:`InsufficientMemoryError` psnmf raises when data will not fit in memory.
+
+    The message gives the fix both for the command line (make the file smaller with a
+    lazy HyperSpy load, which reads chunk by chunk) and for Python (the lazy path).
+    """
     need = f"needs about {_gib(n_bytes)} of memory" if n_bytes is not None else (
         "does not fit in memory"
     )
     have = f", but only {_gib(available)} is available" if available is not None else ""
     return InsufficientMemoryError(
-        f"{what} {need}{have}. Use the lazy path, which never holds the dense cube: "
-        "psnmf.io.load_spectrum_image(path, lazy=True) (or hyperspy.api.load(path, "
-        "lazy=True)) and pass the lazy signal on, so the counts are converted to a sparse "
-        "matrix chunk by chunk; or crop it first (energy_range=..., a smaller region)."
+        f"{what} {need}{have}. psnmf unmix reads the whole file: make it smaller first, "
+        "in HyperSpy without reading it all (s = hyperspy.api.load(path, lazy=True); crop "
+        "with s.inav[...] or s.isig[lo:hi], or bin with s.rebin(scale=(2, 2, 1)); then "
+        "s.save('smaller.hspy') and run psnmf unmix smaller.hspy). From Python, the lazy "
+        "path never holds the dense cube: psnmf.io.load_spectrum_image(path, lazy=True) "
+        "(or hyperspy.api.load(path, lazy=True)) and pass the lazy signal on, so the counts "
+        "are converted to a sparse matrix chunk by chunk."
     )
 
 

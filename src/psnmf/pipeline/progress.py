@@ -1,10 +1,20 @@
-"""Progress of a run on stderr: one bar of steps, nested bars for searches, step timings."""
+"""Progress of a run on stderr: one bar of steps, nested bars for searches, step timings.
+
+The bar of the run shows the current step, its elapsed time and, for a step with an
+expected duration (:meth:`Progress.expect`), the time left; a background thread refreshes
+it once a second, so a single long call (a fit, a PCA) still shows time passing. Iterated
+steps (:meth:`Progress.iterate`) get a nested tqdm bar with its own rate and time left.
+With ``track_memory`` each step also records the peak resident memory of the process
+(``VmHWM``, reset at the start of the step through ``/proc/self/clear_refs``), which is
+how :mod:`psnmf.pipeline.memory` measures the peak of every stage.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -31,12 +41,63 @@ class Progress:
     ['load']
     """
 
+    #: Record the peak resident memory of every step in :attr:`peaks` (Linux only; it
+    #: resets the process's ``VmHWM`` at the start of each step).
+    track_memory: bool = False
+    #: Seconds between refreshes of the bar during a step.
+    refresh_s: float = 1.0
+
     def __init__(self, enabled: bool = True, verbose: bool = False, stream: Any = None) -> None:
         self.enabled = enabled
         self.verbose = verbose
         self.stream = stream if stream is not None else sys.stderr
         self.timings: dict[str, float] = {}
+        #: Peak resident bytes of the process during each step (with ``track_memory``).
+        self.peaks: dict[str, int] = {}
+        #: Resident bytes at the start of each step (with ``track_memory``).
+        self.resident: dict[str, int] = {}
+        self.expected: dict[str, float] = {}
         self._bar: Any = None
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._current: tuple[str, float] | None = None
+
+    def expect(self, seconds: dict[str, float]) -> None:
+        """Expected duration of steps by name (from a time model): the bar shows time left."""
+        self.expected.update({k: float(v) for k, v in seconds.items() if v and v > 0})
+
+    def status(self) -> str:
+        """The current step's elapsed time, and its expected total and time left if known.
+
+        Examples
+        --------
+        >>> prog = Progress(enabled=False)
+        >>> prog.expect({"fit": 40.0})
+        >>> prog._current = ("fit", time.perf_counter() - 10.0)
+        >>> prog.status()
+        '10 s of ~40 s, ~30 s left'
+        """
+        if self._current is None:
+            return ""
+        name, t0 = self._current
+        dt = time.perf_counter() - t0
+        text = _fmt_s(dt)
+        total = self.expected.get(name)
+        if total is not None:
+            left = total - dt
+            text += f" of ~{_fmt_s(total)}, " + (
+                f"~{_fmt_s(left)} left" if left > 0 else "taking longer than expected")
+        return text
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.refresh_s):
+            bar = self._bar
+            if bar is None:
+                return
+            try:
+                bar.set_postfix_str(self.status(), refresh=True)
+            except Exception:  # pragma: no cover - a closed stream must not kill the run
+                return
 
     def start(self, total: int, desc: str) -> None:
         """Open the bar of the whole run, ``total`` steps."""
@@ -45,11 +106,19 @@ class Progress:
 
             self._bar = tqdm(
                 total=total, desc=desc, file=self.stream, leave=False, dynamic_ncols=True,
-                bar_format="{desc}: {n_fmt}/{total_fmt} steps |{bar}| {elapsed}",
+                bar_format="{desc}: {n_fmt}/{total_fmt} steps |{bar}| {elapsed} {postfix}",
             )
+            self._stop.clear()
+            self._ticker = threading.Thread(target=self._tick, name="psnmf-progress",
+                                            daemon=True)
+            self._ticker.start()
 
     def close(self) -> None:
         """Close the bar of the run."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+            self._ticker = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -59,13 +128,20 @@ class Progress:
         """Time a step (stored in ``timings[name]``) and advance the bar."""
         if self._bar is not None:
             self._bar.set_description_str(label)
+        if self.track_memory:
+            self.resident[name] = _reset_peak()
         t0 = time.perf_counter()
+        self._current = (name, t0)
         try:
             yield
         finally:
             dt = time.perf_counter() - t0
+            self._current = None
             self.timings[name] = self.timings.get(name, 0.0) + dt
+            if self.track_memory:
+                self.peaks[name] = max(self.peaks.get(name, 0), _status_bytes("VmHWM"))
             if self._bar is not None:
+                self._bar.set_postfix_str("", refresh=False)
                 self._bar.update(1)
             if self.verbose:
                 self.write(f"  {label}: {dt:.1f} s")
@@ -89,6 +165,42 @@ class Progress:
             tqdm.write(message, file=self.stream)
         else:
             print(message, file=self.stream)
+
+
+def _fmt_s(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    s = int(round(max(seconds, 0.0)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _status_bytes(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ``VmSize``) in bytes; 0
+    where it cannot be read."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _reset_peak() -> int:
+    """Reset the process's peak resident size to the current one; returns the current one.
+
+    Linux >= 4.0: writing ``5`` to ``/proc/self/clear_refs`` sets ``VmHWM`` to ``VmRSS``.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+    return _status_bytes("VmRSS")
 
 
 @contextlib.contextmanager
