@@ -38,7 +38,9 @@ def test_unmix_command_on_real_file(name, tmp_path, capsys):
 
     maps = hs.load(out / "component_maps.hspy")
     np.testing.assert_allclose(maps.data.sum(0), 1.0, atol=1e-6)
-    assert hs.load(out / "denoised.hspy").data.shape[:2] == maps.data.shape[1:]
+    dec = hs.load(out / "psnmf_decomposition.hspy", lazy=True)
+    assert dec.get_decomposition_model().data.shape[:2] == maps.data.shape[1:]
+    assert not (out / "denoised.hspy").exists()  # the dense cubes only with --write-denoised
     if name.endswith(".emd"):
         assert "zero-energy" in text  # the warning is in the closing summary
 
@@ -107,3 +109,16 @@ def test_real_command_shows_progress_and_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "PSNMF k=2 b=8" in proc.stderr and "held-out deviance" in proc.stderr
     assert "held-out Poisson deviance per count" in proc.stdout
+
+
+def test_unmix_write_denoised_flag(tmp_path, capsys):
+    import hyperspy.api as hs
+
+    out = tmp_path / "res"
+    code = main(["unmix", str(REAL / "test_TEM.bcf"), "-k", "2", "--bin", "8", "-o", str(out),
+                 "--bootstrap", "0", "--write-denoised", *FAST])
+    assert code == 0, capsys.readouterr().err
+    for name in ("denoised.hspy", "pca_denoised.hspy"):
+        assert hs.load(out / name, lazy=True).data.dtype == np.float32
+    files = json.loads((out / "summary.json").read_text())["files"]
+    assert files["denoised"] == "denoised.hspy" and files["pca_denoised"] == "pca_denoised.hspy"

@@ -92,6 +92,36 @@ def test_pca_denoise_uses_hyperspy_and_reduces_error():
     assert relative_error(den, toy.noise_free) < 0.3 * relative_error(toy.counts, toy.noise_free)
 
 
+def _hyperspy_pca(cube, k, dim):
+    """HyperSpy's own route: decomposition(normalize_poissonian_noise=True) + model(k)."""
+    import hyperspy.api as hs
+
+    s = hs.signals.Signal1D(np.asarray(cube, dtype=np.float64))
+    s.decomposition(normalize_poissonian_noise=True, algorithm="SVD", output_dimension=dim,
+                    svd_solver="randomized", random_state=0, print_info=False)
+    return np.asarray(s.get_decomposition_model(k).data), s.learning_results
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 120), (8, 8, 150)])  # more / fewer pixels
+def test_sparse_pca_equals_hyperspy_pca(shape):
+    """pca_factors (sparse randomized SVD) gives HyperSpy's denoised cube and scree."""
+    from psnmf.baselines import pca_factors
+
+    toy = make_toy(*shape, counts=40.0, seed=5)
+    ref, lr = _hyperspy_pca(toy.counts, 3, 20)
+    f = pca_factors(toy.counts, 3, n_factors=20, random_state=0)
+    cube = f.cube(chunk=100)  # the chunked prediction
+    assert np.linalg.norm(cube - ref) / np.linalg.norm(ref) < 1e-10
+    np.testing.assert_allclose(f.explained_variance, lr.explained_variance, rtol=1e-10)
+    np.testing.assert_allclose(f.predict(slice(5, 9)), ref.reshape(-1, shape[-1])[5:9],
+                               rtol=1e-8, atol=1e-10)
+    # the same from the CSR counts, and through the public pca_denoise
+    csr = sp.csr_matrix(toy.counts.reshape(-1, shape[-1]))
+    f2 = pca_factors(csr, 3, n_factors=20, random_state=0, image_shape=shape[:2])
+    np.testing.assert_allclose(f2.cube(), cube, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pca_denoise(toy.counts, 3), cube, rtol=1e-12, atol=1e-12)
+
+
 def test_compare_to_truth_matches_then_scores():
     rng = np.random.default_rng(2)
     S = rng.dirichlet(np.ones(30), size=3)

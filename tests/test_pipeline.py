@@ -39,13 +39,19 @@ class _nullcontext:
 def test_outputs_exist_and_open(run):
     import hyperspy.api as hs
 
+    from psnmf.hyperspy import denoised_from_factors
+
     name, res, out = run
-    for fname in ("denoised.hspy", "pca_denoised.hspy", "component_spectra.hspy",
-                  "component_maps.hspy", "component_spectra.png", "component_maps.png",
+    for fname in ("component_spectra.hspy", "component_maps.hspy", "count_scale.hspy",
+                  "psnmf_decomposition.hspy", "pca_decomposition.hspy",
+                  "component_spectra.png", "component_maps.png",
                   "element_maps.png", "scree.png", "deviance.png", "sum_spectrum.png",
                   "loss.png", "summary.json", "report.html"):
         assert (out / fname).is_file(), fname
-    den = hs.load(out / "denoised.hspy")
+    for fname in ("denoised.hspy", "pca_denoised.hspy"):  # only with write_denoised=True
+        assert not (out / fname).exists(), fname
+    den = denoised_from_factors(*(hs.load(out / f) for f in (
+        "component_spectra.hspy", "component_maps.hspy", "count_scale.hspy")))
     ny, nx, ne = res.signal.data.shape
     assert den.data.shape == (ny, nx, ne)
     assert den.axes_manager.signal_axes[0].units == "keV"
@@ -54,7 +60,8 @@ def test_outputs_exist_and_open(run):
         res.signal.axes_manager.signal_axes[0].offset
     )
     # the denoised cube keeps every pixel's counts
-    np.testing.assert_allclose(den.data.sum(-1), res.signal.data.sum(-1), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(den.data.sum(-1).compute(), res.signal.data.sum(-1),
+                               rtol=1e-6, atol=1e-6)
     maps = hs.load(out / "component_maps.hspy")
     assert maps.data.shape == (3, ny, nx)
     np.testing.assert_allclose(maps.data.sum(0), 1.0, atol=1e-6)

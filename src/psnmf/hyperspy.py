@@ -52,8 +52,11 @@ __all__ = [
     "as_counts",
     "check_spectrum_image",
     "cube_signal",
+    "decomposition_signal",
+    "denoised_from_factors",
     "is_signal",
     "maps_signal",
+    "scale_signal",
     "signal_template",
     "spectra_signal",
 ]
@@ -334,6 +337,204 @@ def cube_signal(cube: Any, template: Any, title: str | None = None) -> Any:
     axes = [copy.deepcopy(a) for a in (*t.navigation_axes, *t.signal_axes)]
     return cls(data, axes=axes, metadata=_titled(t.metadata, title),
                original_metadata=copy.deepcopy(t.original_metadata))
+
+
+def scale_signal(scale: np.ndarray, template: Any, title: str = "PSNMF count scale") -> Any:
+    """(ny, nx) per-pixel count scale as a Signal2D with the template's spatial axes.
+
+    Examples
+    --------
+    >>> import hyperspy.api as hs
+    >>> t = signal_template(hs.signals.Signal1D(np.zeros((3, 4, 10))))
+    >>> scale_signal(np.ones((3, 4)), t).data.shape
+    (3, 4)
+    """
+    import hyperspy.api as hs
+
+    t = _as_template(template)
+    data = np.asarray(scale)
+    _check_shape(data.shape, t.navigation_shape, "scale (ny, nx)")
+    axes = [_as_signal_axis(a) for a in t.navigation_axes]
+    return hs.signals.Signal2D(data, axes=axes, metadata={"General": {"title": title}})
+
+
+#: Bytes of one chunk of the placeholder data of :func:`decomposition_signal`.
+_PLACEHOLDER_CHUNK_BYTES = 32 * 2**20
+
+
+def decomposition_signal(
+    factors: np.ndarray, loadings: np.ndarray, template: Any, *, algorithm: str,
+    poissonian_noise_normalized: bool = False, explained_variance: np.ndarray | None = None,
+    title: str | None = None,
+) -> Any:
+    """A lazy signal holding a decomposition, so that ``get_decomposition_model()`` works.
+
+    HyperSpy rebuilds a decomposition model as ``loadings @ factors.T`` on the axes of the
+    signal that holds the ``learning_results``; it needs that signal's axes, not its data.
+    The returned signal has the template's class (lazy), axes and metadata, its data a
+    placeholder of zeros (uint8, a Dask array: saved to ``.hspy`` it compresses to a few kB
+    per 32 MB chunk) and ``learning_results`` with ``factors`` (channels, k) and
+    ``loadings`` (pixels, k); the original metadata is left out (it can weigh more than
+    the factors). Saved and loaded again (``hs.load(path, lazy=True)``),
+    ``get_decomposition_model()`` is the model, and ``get_decomposition_factors()`` /
+    ``get_decomposition_loadings()`` give the factors and loadings as signals.
+
+    Parameters
+    ----------
+    factors : ndarray (channels, k)
+    loadings : ndarray (pixels, k)
+        Pixels in array order (``y * nx + x``).
+    template : SignalTemplate or HyperSpy signal
+        Axes and metadata of the spectrum image.
+    algorithm : str
+        ``learning_results.decomposition_algorithm``.
+    poissonian_noise_normalized : bool
+        Recorded in ``learning_results`` (the factors and loadings are stored with the
+        normalisation undone, as HyperSpy stores them).
+    explained_variance : ndarray (k,), optional
+    title : str, optional
+
+    Examples
+    --------
+    >>> import hyperspy.api as hs
+    >>> t = signal_template(hs.signals.Signal1D(np.zeros((2, 3, 4))))
+    >>> s = decomposition_signal(np.ones((4, 1)), np.arange(6.0)[:, None], t, algorithm="x")
+    >>> s.get_decomposition_model().data.compute()[1, 2]
+    array([5., 5., 5., 5.])
+    """
+    import dask.array as da
+
+    t = _as_template(template).as_lazy()
+    factors = np.asarray(factors, dtype=np.float64)
+    loadings = np.asarray(loadings, dtype=np.float64)
+    ny_nx, channels = t.navigation_shape, t.data_shape[-1]
+    k = factors.shape[1] if factors.ndim == 2 else -1
+    _check_shape(factors.shape, (channels, k), "factors (channels, k)")
+    _check_shape(loadings.shape, (int(np.prod(ny_nx)), k), "loadings (pixels, k)")
+    row_bytes = int(np.prod(ny_nx[1:])) * channels
+    rows = max(1, min(ny_nx[0], _PLACEHOLDER_CHUNK_BYTES // max(row_bytes, 1)))
+    placeholder = da.zeros(t.data_shape, dtype=np.uint8,
+                           chunks=(rows, *t.data_shape[1:]))
+    t = dataclasses.replace(t, original_metadata={})  # the raw file's, not the model's
+    s = cube_signal(placeholder, t, title=title)
+    lr = s.learning_results
+    lr.factors, lr.loadings = factors, loadings
+    lr.decomposition_algorithm = algorithm
+    lr.poissonian_noise_normalized = bool(poissonian_noise_normalized)
+    lr.output_dimension = int(k)
+    lr.centre = None
+    if explained_variance is not None:
+        ev = np.asarray(explained_variance, dtype=np.float64)
+        lr.explained_variance = ev
+        lr.explained_variance_ratio = ev / ev.sum() if ev.sum() > 0 else ev
+    return s
+
+
+def _factor_rebuild(loadings: np.ndarray, scale: np.ndarray | None,
+                    spectra: np.ndarray) -> np.ndarray:
+    """``scale[..., None] * (loadings @ spectra)`` of one block (scale optional)."""
+    out = loadings @ spectra
+    return out if scale is None else scale[..., None] * out
+
+
+def denoised_from_factors(
+    spectra: Any, maps: Any, scale: Any = None, *, lazy: bool = True,
+    title: str = "denoised", chunk_bytes: int = 64 * 2**20,
+) -> Any:
+    """The denoised cube ``scale * (maps @ spectra)`` from factor signals, as a signal.
+
+    Rebuilds the cube that ``psnmf unmix`` writes as factors: for PSNMF the component
+    spectra (``component_spectra.hspy``), maps (``component_maps.hspy``) and the per-pixel
+    count scale (``count_scale.hspy``), computed as :meth:`psnmf.PSNMF.reconstruct` does
+    (float64, the same products in the same order); for PCA the factors and loadings of a
+    decomposition (``get_decomposition_factors()`` and ``get_decomposition_loadings()``
+    of ``pca_decomposition.hspy``) without a scale.
+
+    Parameters
+    ----------
+    spectra : HyperSpy signal (k | channels) or ndarray (k, channels)
+        Its class (EDS), energy axis and metadata are those of the result.
+    maps : Signal2D (k | ny, nx)
+        Its signal axes are the result's navigation axes.
+    scale : Signal2D (ny, nx), ndarray (ny, nx) or None
+        Per-pixel factor; ``None`` for none.
+    lazy : bool, default True
+        A lazy signal (Dask, row blocks of about ``chunk_bytes``): nothing is computed until
+        asked (``.data[...]``, ``.compute()``, ``.save()``). ``False``: in memory.
+    title : str
+    chunk_bytes : int
+        Size of one float64 block of the lazy cube.
+
+    Returns
+    -------
+    HyperSpy signal (ny, nx | channels), float64.
+
+    Examples
+    --------
+    >>> import hyperspy.api as hs
+    >>> t = signal_template(hs.signals.Signal1D(np.zeros((2, 3, 4))))
+    >>> S, A = np.full((1, 4), 0.25), np.ones((2, 3, 1))
+    >>> cube = denoised_from_factors(spectra_signal(S, t), maps_signal(A, t),
+    ...                              scale_signal(np.full((2, 3), 8.0), t))
+    >>> cube.data.shape, float(cube.data.sum().compute())
+    ((2, 3, 4), 48.0)
+    """
+    import dask.array as da
+
+    S = np.asarray(spectra.data if is_signal(spectra) else spectra, dtype=np.float64)
+    A = np.moveaxis(np.asarray(maps.data, dtype=np.float64), 0, -1)  # (ny, nx, k)
+    if S.ndim != 2 or A.shape[-1] != S.shape[0]:
+        raise ValueError(
+            f"spectra (k, channels) {S.shape} and maps (k | ny, nx) "
+            f"{np.moveaxis(A, -1, 0).shape} must have the same number of components k."
+        )
+    sc = None if scale is None else np.asarray(
+        scale.data if is_signal(scale) else scale, dtype=np.float64)
+    if sc is not None and sc.shape != A.shape[:-1]:
+        raise ValueError(f"scale has shape {sc.shape}; the maps need {A.shape[:-1]}.")
+    template = _factor_template(spectra, maps, lazy)
+    if not lazy:
+        return cube_signal(_factor_rebuild(A, sc, S), template, title=title)
+    row_bytes = 8 * int(np.prod(A.shape[1:-1])) * S.shape[1]
+    rows = max(1, min(A.shape[0], chunk_bytes // max(row_bytes, 1)))
+    A_da = da.from_array(A, chunks=(rows, *A.shape[1:]))
+    channels = ((S.shape[1],),)
+    if sc is None:
+        cube = da.map_blocks(lambda a: _factor_rebuild(a, None, S), A_da, dtype=np.float64,
+                             chunks=(*A_da.chunks[:-1], *channels))
+    else:
+        sc_da = da.from_array(sc, chunks=A_da.chunks[:-1])
+        cube = da.map_blocks(lambda a, s_: _factor_rebuild(a, s_, S), A_da, sc_da,
+                             dtype=np.float64, chunks=(*A_da.chunks[:-1], *channels))
+    return cube_signal(cube, template, title=title)
+
+
+def _factor_template(spectra: Any, maps: Any, lazy: bool) -> SignalTemplate:
+    """The template of the cube of :func:`denoised_from_factors`: the class, energy axis and
+    metadata of ``spectra``, the navigation axes from the signal axes of ``maps``."""
+    if not is_signal(maps):
+        raise TypeError(f"maps must be a HyperSpy Signal2D (k | ny, nx), got "
+                        f"{type(maps).__name__}.")
+    nav = [{**a.get_axis_dictionary(), "navigate": True}
+           for a in maps.axes_manager.signal_axes[::-1]]
+    if is_signal(spectra):
+        cls, sig_axes = type(spectra), [
+            {**a.get_axis_dictionary(), "navigate": False}
+            for a in spectra.axes_manager.signal_axes[::-1]]
+        metadata = _without_signals(spectra.metadata.as_dictionary())
+    else:
+        import hyperspy.api as hs
+
+        channels = int(np.shape(spectra)[-1])
+        cls, sig_axes, metadata = hs.signals.Signal1D, [
+            {"name": "Energy", "size": channels, "scale": 1.0, "offset": 0.0,
+             "units": "", "navigate": False}], {}
+    signal_type = str(metadata.get("Signal", {}).get("signal_type", "") or "")
+    cls = _class_for(cls, signal_type, 1, np.dtype(np.float64), lazy)
+    return SignalTemplate(
+        signal_class=cls, signal_type=signal_type, navigation_axes=tuple(nav),
+        signal_axes=tuple(sig_axes), metadata=copy.deepcopy(metadata), original_metadata={},
+    )
 
 
 # ---------------------------------------------------------------------------------------

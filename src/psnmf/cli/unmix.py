@@ -17,11 +17,17 @@ examples:
   psnmf unmix sample.bcf --bin auto --bins 2,4,8  # b chosen by held-out deviance
   psnmf unmix sample.pts --energy-range 0.3,12 --elements Fe,Cr,Ni,O
   psnmf unmix sample.spd --seed 1 --overwrite --quiet
+  psnmf unmix sample.bcf --write-denoised         # also the dense denoised cubes
 
 Reads every EDX spectrum image RosettaSciIO reads (Bruker .bcf, Velox .emd, JEOL
-.pts, EDAX .spd, .hspy, ...) and plain .npz. Writes to the output folder: denoised.hspy,
-pca_denoised.hspy, component_spectra/maps (.hspy, .png), element_maps.png (raw vs PCA vs
-PSNMF), scree.png, deviance.png, sweep.png, summary.json and report.html (self-contained).
+.pts, EDAX .spd, .hspy, ...) and plain .npz. Writes to the output folder the
+factorisation: component_spectra.hspy, component_maps.hspy, count_scale.hspy (the
+PSNMF-denoised cube is psnmf.hyperspy.denoised_from_factors(spectra, maps, scale)),
+psnmf_decomposition.hspy and pca_decomposition.hspy (in HyperSpy:
+hs.load(path, lazy=True).get_decomposition_model() is the denoised cube); with
+--write-denoised also denoised.hspy and pca_denoised.hspy (float32, compressed). And
+component_spectra/maps.png, element_maps.png (raw vs PCA vs PSNMF), scree.png,
+deviance.png, sweep.png, summary.json and report.html (self-contained).
 The same in Python: psnmf.pipeline.unmix(path, output_dir=...).
 """
 
@@ -59,6 +65,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-vertex", action="store_true",
                    help="keep the binned-stage NMF spectra (the paper's PSNMF) instead of "
                    "moving them to pure-pixel clusters")
+    p.add_argument("--write-denoised", action="store_true",
+                   help="also write the dense denoised cubes denoised.hspy and "
+                   "pca_denoised.hspy (float32, chunked, compressed); by default only the "
+                   "factors they are rebuilt from")
     p.add_argument("--bootstrap", type=int, default=20, metavar="N",
                    help="bootstrap replicates for the ± of the compositions (0: none; "
                    "default 20)")
@@ -95,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
                 smoothing=args.smoothing,
                 vertex=not args.no_vertex,
                 n_boot=args.bootstrap,
+                write_denoised=args.write_denoised,
                 **kwargs,
             )
         except (PsnmfIOError, ValueError, FileNotFoundError, FileExistsError) as exc:

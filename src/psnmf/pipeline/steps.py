@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from psnmf import hyperspy as signals
 from psnmf import io
-from psnmf.baselines import PCA_DIMENSION, pca_denoise
+from psnmf.baselines import PCA_DIMENSION, PCAFactors, pca_factors
 from psnmf.estimator import PSNMF
 from psnmf.pipeline.load import INTEGRATION_WINDOWS, Loaded, lines_in_range
 from psnmf.pipeline.progress import Progress
@@ -114,17 +114,56 @@ def choose(
 
 @dataclass
 class PCABaseline:
-    """HyperSpy PCA denoising with ``k`` components and its scree (explained variance)."""
+    """HyperSpy's Poisson-normalised PCA with ``k`` components and its scree.
 
-    denoised: Any
+    ``factors`` is ``None`` (and ``denoised`` too) when the PCA could not be computed; the
+    reason is in the run's notes.
+    """
+
+    factors: PCAFactors | None
     scree: np.ndarray
+    denoised: Any = None  #: lazy signal rebuilt from the factors (nothing computed)
 
 
-def pca(signal: Any, k: int, seed: int | None) -> PCABaseline:
-    """PCA of ``signal`` as HyperSpy users run it (:func:`psnmf.baselines.pca_denoise`)."""
-    model, scree = pca_denoise(signal, k, n_factors=PCA_DIMENSION, random_state=seed,
-                               return_scree=True)
-    return PCABaseline(model, scree)
+#: Errors after which a run goes on without the PCA baseline (noted, not raised).
+PCA_ERRORS = (ValueError, MemoryError, np.linalg.LinAlgError)
+
+
+def pca(signal: Any, k: int, seed: int | None, notes: list[str] | None = None,
+        data: Split | None = None) -> PCABaseline:
+    """PCA of ``signal`` as HyperSpy users run it (:func:`psnmf.baselines.pca_factors`).
+
+    Computed on the sparse counts (``data.counts`` when given); the denoised cube is a lazy
+    signal built from the factors. When the PCA fails (too few pixels or channels for
+    ``k``, not enough memory) the run goes on without it and ``notes`` says why.
+    """
+    try:
+        factors = pca_factors(signal if data is None else data.counts, k,
+                              n_factors=PCA_DIMENSION, random_state=seed,
+                              image_shape=None if data is None else data.image_shape)
+    except PCA_ERRORS as exc:
+        if notes is None:
+            raise
+        notes.append(f"The PCA baseline could not be computed ({type(exc).__name__}: {exc}); "
+                     "no PCA results.")
+        return PCABaseline(None, np.zeros(0))
+    denoised = signals.denoised_from_factors(
+        pca_factor_signal(factors, signal), pca_loading_signal(factors, signal),
+        title="PCA denoised")
+    return PCABaseline(factors, factors.explained_variance_ratio, denoised)
+
+
+def pca_factor_signal(factors: PCAFactors, template: Any) -> Any:
+    """The ``k`` PCA factors used (k | channels), energy axis and metadata of the input."""
+    k = factors.n_components
+    return signals.spectra_signal(factors.factors[:, :k].T, template, title="PCA factors")
+
+
+def pca_loading_signal(factors: PCAFactors, template: Any) -> Any:
+    """The ``k`` PCA loadings used (k | ny, nx), spatial axes of the input."""
+    k = factors.n_components
+    return signals.maps_signal(factors.loadings[:, :k].reshape(*factors.image_shape, k),
+                               template, title="PCA loadings")
 
 
 @dataclass
@@ -132,21 +171,24 @@ class Fitted:
     """The final PSNMF fit and its outputs as signals."""
 
     model: PSNMF
-    denoised: Any
+    denoised: Any  #: lazy signal rebuilt from spectra, maps and scale (nothing computed)
     spectra: Any
     maps: Any
+    scale: Any
 
 
 def fit(signal: Any, k: int, b: int, *, seed: int | None, iterations: tuple[int, int],
         smoothing: float | str | None, pure_spectra: bool) -> Fitted:
-    """PSNMF of the whole signal: component spectra, maps and the denoised cube."""
+    """PSNMF of the whole signal: component spectra, maps, count scale and the denoised
+    cube (lazy, from the factors)."""
     model = make_estimator(k, b, seed=seed, iterations=iterations, smoothing=smoothing,
                            pure_spectra=pure_spectra).fit(signal)
-    denoised = model.reconstruct()
-    denoised.metadata.General.title = "PSNMF denoised"
     if not all(model.converged_.values()):
         logger.info("PSNMF stopped at the iteration caps %s", model.n_iter_)
-    return Fitted(model, denoised, model.get_spectra(), model.get_maps())
+    spectra, maps = model.get_spectra(), model.get_maps()
+    scale = signals.scale_signal(model.scale_, signal)
+    denoised = signals.denoised_from_factors(spectra, maps, scale, title="PSNMF denoised")
+    return Fitted(model, denoised, spectra, maps, scale)
 
 
 def score(
@@ -164,17 +206,12 @@ def score(
                           pure_spectra=pure_spectra, image_shape=shape).fit(X1)
     dev_psnmf = heldout_deviance(X2, fitted_means(half), floor=DEVIANCE_FLOOR)
     try:
-        half_signal = signals.cube_signal(
-            X1.toarray().reshape(*shape, -1).astype(np.float64), signal
-        )
-        pca_half = pca(half_signal, k, seed).denoised
-        del half_signal
-        dev_pca: float | None = heldout_deviance(
-            X2, np.asarray(pca_half.data).reshape(shape[0] * shape[1], -1),
-            floor=DEVIANCE_FLOOR,
-        )
-    except ValueError as exc:
-        notes.append(f"PCA of the first half of the counts failed ({exc}); no PCA score.")
+        pca_half = pca_factors(X1, k, n_factors=PCA_DIMENSION, random_state=seed,
+                               image_shape=shape)
+        dev_pca: float | None = heldout_deviance(X2, pca_half.predict, floor=DEVIANCE_FLOOR)
+    except PCA_ERRORS as exc:
+        notes.append(f"PCA of the first half of the counts failed ({type(exc).__name__}: "
+                     f"{exc}); no PCA score.")
         dev_pca = None
     return HeldoutDeviance(raw=dev_raw, pca=dev_pca, psnmf=dev_psnmf, floor=DEVIANCE_FLOOR,
                            fraction=SPLIT_FRACTION, seed=seed, heldout_counts=float(X2.sum()))
@@ -191,9 +228,16 @@ class ElementMaps:
     maps: dict[str, dict[str, np.ndarray]]
 
 
-def element_maps(loaded: Loaded, pca_denoised: Any, denoised: Any,
+def element_maps(loaded: Loaded, pca_baseline: PCABaseline, fitted: Fitted,
                  notes: list[str]) -> ElementMaps:
-    """Elemental maps (+-1.2 FWHM windows) of each line inside the energy range."""
+    """Elemental maps (+-1.2 FWHM windows) of each line inside the energy range.
+
+    Raw: exspy's ``get_lines_intensity`` of the data. PCA and PSNMF: from the factors,
+    without the denoised cube: a window sum is linear, so the map of the model
+    ``L @ F`` (loadings ``L`` (pixels, k), factor spectra ``F`` (k, channels)) is ``L @ w``
+    with ``w`` the window sums of the factor spectra (``get_lines_intensity`` of the
+    factor spectra, the same windows). For PSNMF ``L`` is maps times count scale.
+    """
     lines, skipped = lines_in_range(loaded.signal)
     lo, hi = loaded.energy_range_keV
     if skipped:
@@ -207,14 +251,30 @@ def element_maps(loaded: Loaded, pca_denoised: Any, denoised: Any,
             "elemental maps. Pass elements=[...] / --elements Fe,O,..."
         )
         return ElementMaps([], {"raw": {}, "pca": {}, "psnmf": {}})
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for name, s in (("raw", loaded.signal), ("pca", pca_denoised), ("psnmf", denoised)):
-        intensities = s.get_lines_intensity(
-            xray_lines=lines, integration_windows=INTEGRATION_WINDOWS, only_one=True
-        )
-        out[name] = {line: np.asarray(m.data, dtype=float)
-                     for line, m in zip(lines, intensities, strict=True)}
+    out = {"raw": _line_maps(loaded.signal, lines)}
+    model = fitted.model
+    out["psnmf"] = _factor_line_maps(fitted.spectra, model.maps_ * model.scale_[..., None],
+                                     lines)
+    pf = pca_baseline.factors
+    out["pca"] = {} if pf is None else _factor_line_maps(
+        pca_factor_signal(pf, loaded.signal),
+        pf.loadings[:, :pf.n_components].reshape(*pf.image_shape, -1), lines)
     return ElementMaps(lines, out)
+
+
+def _line_maps(signal: Any, lines: list[str]) -> dict[str, np.ndarray]:
+    intensities = signal.get_lines_intensity(
+        xray_lines=lines, integration_windows=INTEGRATION_WINDOWS, only_one=True
+    )
+    return {line: np.asarray(m.data, dtype=float)
+            for line, m in zip(lines, intensities, strict=True)}
+
+
+def _factor_line_maps(spectra: Any, loadings: np.ndarray,
+                      lines: list[str]) -> dict[str, np.ndarray]:
+    """Line maps of the model ``loadings @ spectra`` (loadings (ny, nx, k))."""
+    windows = _line_maps(spectra, lines)  # {line: (k,) window sums of each spectrum}
+    return {line: loadings @ w for line, w in windows.items()}
 
 
 def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: int,
@@ -249,16 +309,72 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
     )
 
 
-def write_signals(result: UnmixResult, out: Path) -> dict[str, Path]:
-    """The denoised cubes, component spectra and maps as ``.hspy``; returns {role: path}."""
-    return {
-        "denoised": io.save_signal(result.denoised, out / "denoised.hspy", overwrite=True),
-        "pca_denoised": io.save_signal(result.pca_denoised, out / "pca_denoised.hspy",
-                                       overwrite=True),
-        "spectra": io.save_signal(result.spectra, out / "component_spectra.hspy",
-                                  overwrite=True),
-        "maps": io.save_signal(result.maps, out / "component_maps.hspy", overwrite=True),
+#: The files of the factor outputs, by role (written by default).
+FACTOR_FILES = {
+    "spectra": "component_spectra.hspy",
+    "maps": "component_maps.hspy",
+    "scale": "count_scale.hspy",
+    "psnmf_decomposition": "psnmf_decomposition.hspy",
+    "pca_decomposition": "pca_decomposition.hspy",
+}
+#: The dense denoised cubes (``write_denoised=True``).
+DENSE_FILES = {"denoised": "denoised.hspy", "pca_denoised": "pca_denoised.hspy"}
+
+
+def write_signals(result: UnmixResult, out: Path, *,
+                  write_denoised: bool = False) -> dict[str, Path]:
+    """The factor outputs as ``.hspy`` (and the denoised cubes when asked); {role: path}.
+
+    * ``component_spectra.hspy`` (k | channels), ``component_maps.hspy`` (k | y, x),
+      ``count_scale.hspy`` (y, x): ``psnmf.hyperspy.denoised_from_factors(spectra, maps,
+      scale)`` rebuilds the PSNMF-denoised cube.
+    * ``psnmf_decomposition.hspy`` and ``pca_decomposition.hspy``: HyperSpy decompositions
+      (see :func:`psnmf.hyperspy.decomposition_signal`): ``hs.load(path, lazy=True)
+      .get_decomposition_model()`` is the denoised cube; ``get_decomposition_factors()`` /
+      ``get_decomposition_loadings()`` the factors (PCA: the ``k`` components used).
+    * with ``write_denoised``: ``denoised.hspy`` and ``pca_denoised.hspy``, float32,
+      written chunk by chunk from the factors (gzip-compressed HDF5 chunks).
+    """
+    model, template = result.model, result.signal
+    k = result.n_components
+    signals_out = {
+        "spectra": result.spectra, "maps": result.maps, "scale": result.scale,
+        "psnmf_decomposition": signals.decomposition_signal(
+            model.spectra_.T, (model.maps_ * model.scale_[..., None]).reshape(-1, k),
+            template, algorithm="PSNMF", title="PSNMF decomposition"),
     }
+    if result.pca is not None:
+        pf = result.pca
+        signals_out["pca_decomposition"] = signals.decomposition_signal(
+            pf.factors[:, :pf.n_components], pf.loadings[:, :pf.n_components], template,
+            algorithm="SVD", poissonian_noise_normalized=True,
+            explained_variance=pf.explained_variance[:pf.n_components],
+            title="PCA decomposition")
+    names = dict(FACTOR_FILES)
+    if write_denoised:
+        for role, cube in (("denoised", result.denoised), ("pca_denoised", result.pca_denoised)):
+            if cube is not None:
+                signals_out[role] = _float32(cube)
+        names.update(DENSE_FILES)
+    return {role: _save(sig, out / names[role]) for role, sig in signals_out.items()}
+
+
+def _float32(signal: Any) -> Any:
+    """A lazy float32 copy of a lazy signal (computed chunk by chunk when saved)."""
+    if signal._lazy:
+        return signal._deepcopy_with_new_data(signal.data.astype(np.float32))
+    out = signal.deepcopy()
+    out.change_dtype("float32")
+    return out
+
+
+def _save(signal: Any, path: Path) -> Path:
+    """``.hspy`` written atomically (:func:`psnmf.io.atomic_path`), gzip-compressed HDF5
+    chunks, lazy data chunk by chunk without HyperSpy's progress bar (it prints to
+    stdout)."""
+    with io.atomic_path(path) as tmp:
+        signal.save(str(tmp), overwrite=True, file_format="HSPY", show_progressbar=False)
+    return path
 
 
 def write_figures(result: UnmixResult, out: Path) -> dict[str, Path]:

@@ -228,8 +228,11 @@ class UnmixResult:
         The fitted estimator (spectra_, maps_, scale_, loss_, n_iter_).
     signal : EDS signal
         The raw data after energy cropping (what was unmixed).
-    denoised, pca_denoised : EDS signals
-        PSNMF-denoised (fused) cube and HyperSpy PCA-denoised cube (same ``k``).
+    denoised, pca_denoised : lazy EDS signals
+        PSNMF-denoised (fused) cube and HyperSpy PCA-denoised cube (same ``k``), built from
+        the factors (:func:`psnmf.hyperspy.denoised_from_factors`): nothing dense is held
+        until asked (``.compute()``, ``.data[...]``). ``pca_denoised`` is ``None`` when the
+        PCA could not be computed (see ``warnings``).
     spectra, maps : signals
         Component spectra (k | channels, rows sum to one) and maps (k | y, x, summing to
         one per pixel).
@@ -247,6 +250,10 @@ class UnmixResult:
         Written files, by role (empty when no ``output_dir`` was given).
     warnings : list of str
         Things the user should know (also emitted as ``UserWarning``).
+    scale : Signal2D
+        The per-pixel count scale (y, x) of the PSNMF fit.
+    pca : psnmf.baselines.PCAFactors or None
+        Factors and loadings of the PCA baseline (``None`` when it could not be computed).
     """
 
     model: Any
@@ -262,6 +269,8 @@ class UnmixResult:
     summary: Summary
     paths: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    scale: Any = None
+    pca: Any = None
 
     @property
     def n_components(self) -> int:

@@ -8,13 +8,15 @@ The steps (:mod:`psnmf.pipeline.steps`)
 2. split: the counts into two independent halves ``X1``, ``X2`` by binomial thinning.
 3. choose ``k`` and/or ``b`` when asked (``n_components=None``, ``bin_factor="auto"``) by
    held-out Poisson deviance (:func:`psnmf.selection.choose_model`).
-4. PCA of the full data as HyperSpy users run it: scree and the PCA-denoised baseline.
-5. fit: PSNMF of the full data: component spectra, maps, denoised cube.
+4. PCA of the full data as HyperSpy users run it (computed on the sparse counts,
+   :func:`psnmf.baselines.pca_factors`): scree and the PCA-denoised baseline.
+5. fit: PSNMF of the full data: component spectra, maps, count scale (the denoised cube
+   is their product, built lazily).
 6. score: held-out deviance of raw, PCA and PSNMF (fitted on ``X1``), one floor.
 7. elemental maps of the raw, PCA and PSNMF data; 8. quantify: component compositions
    with bootstrap ±.
-9. write (with ``output_dir``): signals as ``.hspy``, figures, ``report.html`` and
-   ``summary.json``.
+9. write (with ``output_dir``): the factors as ``.hspy`` signals (the dense cubes only
+   with ``write_denoised``), figures, ``report.html`` and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def unmix(
     smoothing: float | str | None = "auto",
     vertex: bool = True,
     n_boot: int = DEFAULT_BOOTSTRAP,
+    write_denoised: bool = False,
 ) -> UnmixResult:
     """Read, unmix and denoise an EDX spectrum image; write results and a report.
 
@@ -112,6 +115,10 @@ def unmix(
     n_boot : int
         Bootstrap replicates for the ± of the component compositions
         (:func:`psnmf.uncertainty.bootstrap`); 0 skips the composition table.
+    write_denoised : bool
+        Also write the dense denoised cubes ``denoised.hspy`` and ``pca_denoised.hspy``
+        (float32, chunked, gzip-compressed; 4 bytes per pixel and channel before
+        compression). By default only the factors are written, from which they are rebuilt.
 
     Returns
     -------
@@ -119,9 +126,15 @@ def unmix(
 
     Notes
     -----
-    Files written to ``output_dir``: ``denoised.hspy`` (PSNMF-denoised cube, with the input's
-    axes and metadata), ``pca_denoised.hspy``, ``component_spectra.hspy`` and
-    ``component_maps.hspy`` (+ ``component_spectra.png``, ``component_maps.png``),
+    Files written to ``output_dir``: the factorisation, as HyperSpy signals with the
+    input's axes and metadata: ``component_spectra.hspy`` (k | channels),
+    ``component_maps.hspy`` (k | y, x) and ``count_scale.hspy`` (y, x), from which
+    :func:`psnmf.hyperspy.denoised_from_factors` rebuilds the PSNMF-denoised cube (lazily);
+    ``psnmf_decomposition.hspy`` and ``pca_decomposition.hspy``, HyperSpy decompositions
+    whose ``get_decomposition_model()`` is the PSNMF- and the PCA-denoised cube
+    (``hs.load(path, lazy=True)``; their data are a compressed placeholder of zeros);
+    ``denoised.hspy`` and ``pca_denoised.hspy`` (float32) only with ``write_denoised``;
+    ``component_spectra.png``, ``component_maps.png``,
     ``element_maps.png`` (raw vs PCA vs PSNMF), ``scree.png``, ``deviance.png``,
     ``loss.png``, ``sum_spectrum.png``, ``smoothing.png`` (when the TV weight was chosen),
     ``sweep.png`` (when b or k was chosen), ``summary.json`` and the self-contained
@@ -170,7 +183,8 @@ def unmix(
                 vertex=bool(vertex), n_boot=int(n_boot),
             )
             if out is not None:
-                _write(result, out, prog, report=report, t_start=t_start)
+                _write(result, out, prog, report=report, t_start=t_start,
+                       write_denoised=bool(write_denoised))
             else:
                 result.summary.timings_s["total"] = time.perf_counter() - t_start
     finally:
@@ -187,6 +201,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     """The steps from the input to the result, nothing written."""
     with prog.step("load", "loading"):
         loaded = load(path_or_signal, energy_range, elements, notes)
+        # (the place for a memory check of the run: the shape and counts are known here)
         data = steps.split(loaded.signal, seed)
     selection = None
     if k is None or b is None:
@@ -199,13 +214,13 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     config = {"seed": seed, "iterations": iterations, "smoothing": smoothing,
               "pure_spectra": vertex}
     with prog.step("pca", "PCA (HyperSpy)"):
-        baseline = steps.pca(loaded.signal, k, seed)
+        baseline = steps.pca(loaded.signal, k, seed, notes, data)
     with prog.step("psnmf", f"PSNMF k={k} b={b}"):
         fitted = steps.fit(loaded.signal, k, b, **config)
     with prog.step("heldout", "held-out deviance"):
         deviance = steps.score(loaded.signal, data, k, b, notes=notes, **config)
     with prog.step("elements", "elemental maps"):
-        elmaps = steps.element_maps(loaded, baseline.denoised, fitted.denoised, notes)
+        elmaps = steps.element_maps(loaded, baseline, fitted, notes)
     composition = None
     if n_boot > 0 and elmaps.lines:
         with prog.step("composition", f"compositions (bootstrap, {n_boot} replicates)"):
@@ -225,17 +240,18 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         model=fitted.model, signal=loaded.signal, denoised=fitted.denoised,
         pca_denoised=baseline.denoised, spectra=fitted.spectra, maps=fitted.maps,
         element_maps=elmaps.maps, deviance=deviance, scree=baseline.scree,
-        selection=selection, summary=summary, warnings=notes,
+        selection=selection, summary=summary, warnings=notes, scale=fitted.scale,
+        pca=baseline.factors,
     )
 
 
 def _write(result: UnmixResult, out: Path, prog: Progress, *, report: bool,
-           t_start: float) -> None:
+           t_start: float, write_denoised: bool) -> None:
     """Signals, figures, ``report.html`` and ``summary.json`` into ``out``."""
     from psnmf import report as report_pkg
 
     with prog.step("save", "writing signals"):
-        result.paths.update(steps.write_signals(result, out))
+        result.paths.update(steps.write_signals(result, out, write_denoised=write_denoised))
     with prog.step("report", "figures and report"):
         if report:
             result.paths.update(steps.write_figures(result, out))
@@ -277,7 +293,8 @@ def _parameters(model: Any, k: int, b: int, selection: ModelChoice | None, seed:
         smoothing=smoothing, n_boot=n_boot, integration_windows_fwhm=INTEGRATION_WINDOWS,
         pca="HyperSpy decomposition(normalize_poissonian_noise=True, algorithm='SVD', "
         f"svd_solver='randomized', output_dimension={PCA_DIMENSION}, navigation_mask=None)"
-        f", get_decomposition_model({k})",
+        f", get_decomposition_model({k}), computed on the sparse counts "
+        "(psnmf.baselines.pca_factors)",
     )
 
 

@@ -99,7 +99,9 @@ def sum_spectrum_figure(result: UnmixResult) -> Figure:
     markers = _lines_for_markers(result.signal)
     fig = Figure(figsize=(10, 3.4), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    den = np.asarray(result.denoised.data.sum(axis=(0, 1)), dtype=float)
+    model = result.model  # the sum of scale * maps @ spectra over pixels, from the factors
+    k = model.spectra_.shape[0]
+    den = (model.maps_ * model.scale_[..., None]).reshape(-1, k).sum(0) @ model.spectra_
     ax.plot(e, np.maximum(den, 0.5), color="tab:red", lw=1.6, alpha=0.6,
             label="PSNMF denoised (sum)")
     ax.plot(e, np.maximum(total, 0.5), color="k", lw=0.6, label="raw (sum of all pixels)")
@@ -179,7 +181,10 @@ def maps_figure(result: UnmixResult) -> Figure:
 
 
 def element_maps_figure(result: UnmixResult) -> Figure:
-    """Raw vs PCA vs PSNMF elemental maps (rows) for each line (columns)."""
+    """Raw vs PCA vs PSNMF elemental maps (rows) for each line (columns).
+
+    A method without maps (the PCA when it could not be computed) has a row saying so.
+    """
     rows = [("raw", "raw"), ("pca", "PCA denoised"), ("psnmf", "PSNMF denoised")]
     lines = list(result.element_maps.get("raw", {}))
     ext, _ = _extent(result)
@@ -193,7 +198,12 @@ def element_maps_figure(result: UnmixResult) -> Figure:
     for j, line in enumerate(lines):
         for i, (key, name) in enumerate(rows):
             ax = axes[i, j]
-            data = result.element_maps[key][line]
+            data = result.element_maps.get(key, {}).get(line)
+            if data is None:
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, f"{name}:\nnot available", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=9)
+                continue
             vmax = float(max(np.percentile(data, 99.5), 1e-12))
             vmin = float(min(0.0, np.percentile(data, 0.5)))
             im = ax.imshow(data, vmin=vmin, vmax=vmax, cmap="inferno", extent=ext,

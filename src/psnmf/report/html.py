@@ -152,7 +152,14 @@ def build_html(result: UnmixResult, figure_paths: dict[str, Path]) -> str:
           else ["<p>k and b were given; no sweep was run.</p>"]),
         "<h2>Convergence</h2>",
         fig_html.get("loss_figure", ""),
-        "<h2>Files</h2><ul>",
+        "<h2>Files</h2>",
+        "<p>The denoised data are stored as their factors: <code>psnmf.hyperspy."
+        "denoised_from_factors(hs.load('component_spectra.hspy'), hs.load("
+        "'component_maps.hspy'), hs.load('count_scale.hspy'))</code> rebuilds the PSNMF cube "
+        "lazily, and in HyperSpy <code>hs.load('psnmf_decomposition.hspy', lazy=True)"
+        ".get_decomposition_model()</code> (or <code>pca_decomposition.hspy</code> for PCA) "
+        "gives it. <code>--write-denoised</code> also writes the dense cubes (float32).</p>",
+        "<ul>",
         *[f"<li><code>{html.escape(str(v))}</code></li>" for v in (s.files or {}).values()],
         "</ul><h2>Software</h2>",
         _table(list(s.versions.items())),

@@ -1,0 +1,143 @@
+"""The outputs of ``unmix``: factors that rebuild the denoised cubes, dense cubes on request.
+
+On ``test_TEM.bcf`` (64 x 64 x 1979 channels after cropping) and a small simulated map.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from psnmf.baselines import pca_factors
+from psnmf.hyperspy import denoised_from_factors
+from psnmf.pipeline import unmix
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+FAST = {"max_iter": 100, "max_iter_full": 30, "progress": False, "n_boot": 0}
+
+pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"real data not found at {REAL}")
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.fixture(scope="module")
+def dense_run(tmp_path_factory):
+    """test_TEM.bcf with ``write_denoised=True`` (factors and dense cubes)."""
+    out = tmp_path_factory.mktemp("outputs") / "tem"
+    res = unmix(REAL / "test_TEM.bcf", n_components=3, bin_factor=8, output_dir=out,
+                seed=0, report=False, write_denoised=True, **FAST)
+    return res, out
+
+
+def test_psnmf_factors_rebuild_the_denoised_cube(dense_run):
+    import hyperspy.api as hs
+
+    res, out = dense_run
+    exact = res.model.scale_[..., None] * (res.model.maps_ @ res.model.spectra_)
+    # the function route, lazy and in memory
+    parts = [hs.load(out / f) for f in ("component_spectra.hspy", "component_maps.hspy",
+                                        "count_scale.hspy")]
+    lazy = denoised_from_factors(*parts)
+    assert lazy._lazy and lazy.data.dtype == np.float64
+    np.testing.assert_array_equal(lazy.data.compute(), exact)
+    np.testing.assert_array_equal(denoised_from_factors(*parts, lazy=False).data, exact)
+    assert type(lazy).__name__ == "LazyEDSTEMSpectrum"
+    axis = lazy.axes_manager.signal_axes[0]
+    ref = res.signal.axes_manager.signal_axes[0]
+    assert (axis.offset, axis.scale, axis.size) == pytest.approx((ref.offset, ref.scale, ref.size))
+    # HyperSpy's route: the decomposition file's get_decomposition_model()
+    dec = hs.load(out / "psnmf_decomposition.hspy", lazy=True)
+    model = dec.get_decomposition_model()
+    assert _rel(model.data.compute(), exact) < 1e-14
+    assert dec.learning_results.factors.shape == (exact.shape[-1], 3)
+    # the result's own lazy cube
+    np.testing.assert_array_equal(np.asarray(res.denoised.data), exact)
+
+
+def test_pca_factors_rebuild_the_pca_cube(dense_run):
+    import hyperspy.api as hs
+
+    res, out = dense_run
+    ref = res.pca.cube()
+    dec = hs.load(out / "pca_decomposition.hspy", lazy=True)
+    assert dec.learning_results.poissonian_noise_normalized
+    assert _rel(dec.get_decomposition_model().data.compute(), ref) < 1e-14
+    rebuilt = denoised_from_factors(dec.get_decomposition_factors(),
+                                    dec.get_decomposition_loadings())
+    assert _rel(rebuilt.data.compute(), ref) < 1e-14
+    # and it is HyperSpy's PCA of the same data
+    s = res.signal.deepcopy()
+    s.change_dtype("float64")
+    s.decomposition(normalize_poissonian_noise=True, algorithm="SVD", output_dimension=20,
+                    svd_solver="randomized", random_state=0, print_info=False,
+                    navigation_mask=None)
+    assert _rel(ref, s.get_decomposition_model(3).data) < 1e-10
+
+
+def test_write_denoised_gives_float32_chunked_compressed_cubes(dense_run):
+    import hyperspy.api as hs
+
+    res, out = dense_run
+    refs = {"denoised.hspy": np.asarray(res.denoised.data), "pca_denoised.hspy": res.pca.cube()}
+    for name, ref in refs.items():
+        with h5py.File(out / name, "r") as f:
+            (key,) = [k for k in f["Experiments"]]
+            dset = f["Experiments"][key]["data"]
+            assert dset.dtype == np.float32 and dset.shape == ref.shape
+            assert dset.chunks is not None and dset.compression == "gzip"
+        cube = hs.load(out / name)
+        assert cube.metadata.Signal.signal_type.startswith("EDS")
+        np.testing.assert_allclose(cube.data, ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+
+
+def test_default_folder_is_smaller_than_the_input(tmp_path):
+    """The default outputs (factors, figures, report) of a real file take less disk."""
+    src = REAL / "bcf_v2_50x50px.bcf"
+    out = tmp_path / "res"
+    res = unmix(src, n_components=3, bin_factor=5, output_dir=out, seed=0, **FAST)
+    size = sum(p.stat().st_size for p in out.iterdir())
+    assert size < src.stat().st_size, (size, src.stat().st_size)
+    assert not (out / "denoised.hspy").exists() and not (out / "pca_denoised.hspy").exists()
+    assert set(res.summary.files) >= {"spectra", "maps", "scale", "psnmf_decomposition",
+                                      "pca_decomposition", "report", "summary"}
+
+
+def test_element_maps_from_factors_equal_the_cube_route(dense_run):
+    """Line maps computed from the factors = get_lines_intensity of the denoised cubes."""
+    from psnmf.pipeline.load import INTEGRATION_WINDOWS
+
+    res, _ = dense_run
+    lines = res.summary.input.xray_lines_mapped
+    assert lines
+    for kind, cube in (("psnmf", res.denoised), ("pca", res.pca_denoised)):
+        dense = cube.deepcopy()
+        dense.compute()
+        ref = dense.get_lines_intensity(xray_lines=lines, only_one=True,
+                                        integration_windows=INTEGRATION_WINDOWS)
+        for line, m in zip(lines, ref, strict=True):
+            np.testing.assert_allclose(res.element_maps[kind][line], m.data, rtol=1e-9,
+                                       atol=1e-9 * np.abs(m.data).max())
+
+
+def test_pca_failure_is_reported_not_raised():
+    """A map too small for the PCA of k components: the run goes on without PCA."""
+    from psnmf.simulate import mantle
+
+    signal = mantle("medium", seed=0, shape=(12, 12)).to_signal()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="n_components"):
+            pca_factors(signal, 200)
+    from psnmf.pipeline import steps
+
+    notes: list[str] = []
+    baseline = steps.pca(signal, 200, 0, notes)
+    assert baseline.factors is None and baseline.denoised is None
+    assert notes and "PCA baseline could not be computed" in notes[0]
