@@ -658,6 +658,7 @@ def test_too_large_for_memory_points_to_the_lazy_path(tmp_path, monkeypatch):
         pio.load_spectrum_image(path)
     assert isinstance(info.value, MemoryError)
     check(info, "big.hspy", "needs about", "available", "lazy=True")
+    check(info, r"run psnmf unmix smaller\.hspy", r"s\.rebin")  # the CLI route too
     lazy = pio.load_spectrum_image(path, lazy=True)
     res = standard_nmf(lazy, 2, max_iter=30, random_state=0)  # converted chunk by chunk
     assert res.maps.shape == (8, 8, 2)
@@ -683,6 +684,17 @@ def test_memory_error_while_reading_is_reported_with_the_lazy_path(tmp_path, mon
     with pytest.raises(_validation.InsufficientMemoryError) as info:
         pio.load_spectrum_image(path)
     check(info, "scan.hspy", "lazy=True")
+
+
+def test_memory_guard_of_a_read_honours_the_address_space_limit(tmp_path, monkeypatch):
+    """The read guard uses every limit of the process, here a (pretend) ulimit -v with
+    64 kB left, against which the file is not small enough to pass on its size alone."""
+    path = _save_hspy(_eds(_counts((16, 16, 64))), tmp_path / "limited.hspy")
+    monkeypatch.setattr(_validation, "_rlimit", {"AS": 2**40}.get)
+    monkeypatch.setattr(_validation, "_rlimit_as_left", lambda: 2**16)
+    with pytest.raises(_validation.InsufficientMemoryError) as info:
+        pio.load_spectrum_image(path)
+    check(info, "limited.hspy", "needs about", r"only 6.1e-05 GiB is available")
 
 
 # ---------------------------------------------------------------------------
