@@ -48,6 +48,14 @@ def test_psnmf_factors_rebuild_the_denoised_cube(dense_run):
     assert lazy._lazy and lazy.data.dtype == np.float64
     np.testing.assert_array_equal(lazy.data.compute(), exact)
     np.testing.assert_array_equal(denoised_from_factors(*parts, lazy=False).data, exact)
+    blocks = denoised_from_factors(*parts, chunk_bytes=10 * 64 * 8 * exact.shape[-1])
+    assert blocks.data.numblocks[0] == 7  # row blocks of 10 rows
+    np.testing.assert_array_equal(blocks.data.compute(), exact)
+    pca_blocks = denoised_from_factors(
+        hs.load(out / "pca_decomposition.hspy").get_decomposition_factors(),
+        hs.load(out / "pca_decomposition.hspy").get_decomposition_loadings(), chunk_bytes=1)
+    assert pca_blocks.data.numblocks[0] == 64
+    assert _rel(pca_blocks.data.compute(), res.pca.cube()) < 1e-14
     assert type(lazy).__name__ == "LazyEDSTEMSpectrum"
     axis = lazy.axes_manager.signal_axes[0]
     ref = res.signal.axes_manager.signal_axes[0]

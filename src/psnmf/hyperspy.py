@@ -503,8 +503,9 @@ def denoised_from_factors(
         cube = da.map_blocks(lambda a: _factor_rebuild(a, None, S), A_da, dtype=np.float64,
                              chunks=(*A_da.chunks[:-1], *channels))
     else:
-        sc_da = da.from_array(sc, chunks=A_da.chunks[:-1])
-        cube = da.map_blocks(lambda a, s_: _factor_rebuild(a, s_, S), A_da, sc_da,
+        # the scale with a trailing axis of one, so that its blocks align with the maps'
+        sc_da = da.from_array(sc[..., None], chunks=(*A_da.chunks[:-1], (1,)))
+        cube = da.map_blocks(lambda a, s_: _factor_rebuild(a, s_[..., 0], S), A_da, sc_da,
                              dtype=np.float64, chunks=(*A_da.chunks[:-1], *channels))
     return cube_signal(cube, template, title=title)
 
