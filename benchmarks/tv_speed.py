@@ -9,7 +9,7 @@ data, two schemes for it:
   part of the package), objective every 10 iterations, stopped at a relative decrease of
   1e-6 over 10 iterations;
 * ``new``: :func:`psnmf.engine.tv_maps.smooth_maps` with its defaults (one pass over the
-  counts per outer iteration, two red-black sweeps of the EM surrogate that read no counts,
+  counts per outer iteration, one red-black sweep of the EM surrogate that reads no counts,
   adaptive over-relaxation with a monotone safeguard), the same stopping rule;
 
 and a reference optimum: ``smooth_maps`` run ten times as many iterations as ``new`` took
