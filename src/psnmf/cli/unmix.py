@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                 smoothing=args.smoothing,
                 vertex=not args.no_vertex,
                 n_boot=args.bootstrap,
-                write_denoised=args.write_denoised,
+                write_denoised=getattr(args, "write_denoised", False),  # psnmf sweep --unmix
                 **kwargs,
             )
         except (PsnmfIOError, ValueError, FileNotFoundError, FileExistsError) as exc:
