@@ -360,9 +360,7 @@ def write_signals(result: UnmixResult, out: Path, *,
 
 
 def _float32(signal: Any) -> Any:
-    """A lazy float32 copy of a lazy signal (computed chunk by chunk when saved)."""
-    if signal._lazy:
-        return signal._deepcopy_with_new_data(signal.data.astype(np.float32))
+    """A float32 copy of a signal; of a lazy one, lazy (computed chunk by chunk when saved)."""
     out = signal.deepcopy()
     out.change_dtype("float32")
     return out
