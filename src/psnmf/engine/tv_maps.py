@@ -182,13 +182,16 @@ def _solve_pixel(e, alpha, beta, out):
         out[q] /= s
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _penalty(A, tv, eps):
-    """``sum_{i~j} phi(||a_i - a_j||)`` over the right and lower neighbour pairs."""
+    """``sum_{i~j} phi(||a_i - a_j||)`` over the right and lower neighbour pairs.
+
+    Serial, like :func:`_extrapolate`: both are cheap, and every parallel region adds a
+    barrier that stalls when the cores are shared with other work."""
     ny, nx, k = A.shape
     total = 0.0
     e2 = eps * eps
-    for y in prange(ny):
+    for y in range(ny):
         row = 0.0
         for x in range(nx):
             if x + 1 < nx:
@@ -264,11 +267,37 @@ def _surrogate_sweep(E, A, lam, tv, eps, parity, local):
 
 
 @njit(parallel=True, cache=True)
+def _em_weights(indptr, indices, data, St, A, E):
+    """One pass over the non-zero counts: ``E = A * ((X / (A S)) S^T)``, the expected
+    counts of each phase in each pixel, and the return value ``sum X log (A S)``."""
+    n, k = A.shape
+    total = 0.0
+    for i in prange(n):
+        num = np.zeros(k)
+        ll = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            j = indices[p]
+            mod = 0.0
+            for q in range(k):
+                mod += A[i, q] * St[j, q]
+            if mod < 1e-300:
+                mod = 1e-300
+            ll += data[p] * math.log(mod)
+            r = data[p] / mod
+            for q in range(k):
+                num[q] += r * St[j, q]
+        for q in range(k):
+            E[i, q] = A[i, q] * num[q]
+        total += ll
+    return total
+
+
+@njit(cache=True)
 def _extrapolate(A, M, eta, out):
     """``out = A + t (M - A)`` per pixel, ``t = eta`` capped so that every abundance keeps
     at least half of its value at ``M`` (the trial point stays inside the simplex)."""
     n, k = A.shape
-    for i in prange(n):
+    for i in range(n):
         t = eta
         for q in range(k):
             d = M[i, q] - A[i, q]
@@ -396,14 +425,14 @@ def smooth_maps(
     S = np.ascontiguousarray(S, dtype=np.float64)
     lam = float(lam)
     eps = float(eps)
-    ws = kernels.RatioWorkspace(n, S.shape[1], k, want_A=True, want_S=False)
+    St = np.ascontiguousarray(S.T)
 
     def evaluate(B: np.ndarray) -> tuple[np.ndarray, float]:
         """EM weights ``E = B * ((X / BS) S^T)`` and the objective at ``B``: one pass."""
-        num, _, xlogm = kernels.ratio_numerators(X, B, S, want_A=True, want_S=False,
-                                                 workspace=ws)
+        E = np.empty_like(B)
+        xlogm = _em_weights(X.indptr, X.indices, X.data, St, B, E)
         pen = _penalty(B.reshape(ny, nx, k), tv, eps) if lam > 0 else 0.0
-        return B * num, -xlogm + lam * pen
+        return E, -xlogm + lam * pen
 
     cur = np.ascontiguousarray(A, dtype=np.float64).copy()
     E, f = evaluate(cur)
