@@ -41,15 +41,15 @@ taken (MM cannot increase the objective, one extra pass) and ``eta`` restarts at
 objective is non-increasing at every outer iteration. With ``lam = 0`` the first iteration
 is exactly the EM update of the unregularised stage.
 
-Measured (``benchmarks/tv_speed.py``, mantle medium 180 x 180, spectra and start maps of
-``PSNMF(3, 4, smoothing=None)``, default stopping rule, 2 shared cores): at weights 0.03,
-0.1 and 0.3 x counts/pixel it stops after 50, 84 and 122 outer iterations (57, 96 and 140
-passes over the counts) at 1.6e-6, 3.5e-6 and 5.0e-6 (relative) above a run ten times as
-long, where red-black MM that reads the counts at every pixel step stops after 71, 111 and
-141 iterations at 2.8e-6, 4.1e-6 and 5.2e-6, in 1.13-1.21 times the wall time. An outer
-iteration costs about one pass over the counts with ``log`` (about half of it), and the
-surrogate sweep about a third of a pass at 147 counts/pixel. The tail is slow: maps still
-move by up to 0.03-0.09 in abundance between the default stop and the long run.
+Measured (``benchmarks/tv_speed.py``, mantle 180 x 180, seed 0, spectra and start maps of
+``PSNMF(3, 4, smoothing=None)``, default stopping rule, 2 cores shared with other work):
+at weights 0.03, 0.1, 0.3 and 1 x counts/pixel it stops after 50, 84, 122 and 140 outer
+iterations at 147 counts/pixel (82, 98, 127, 152 at 18), 1.19-1.86 times (1.31-2.24)
+faster than red-black MM that reads the counts at every pixel step (71, 111, 141, 211
+iterations), at 1.5e-6 to 4.8e-6 (relative) above a longer run where red-black MM stops at
+2.6e-6 to 5.0e-6 (at 18 counts/pixel both stop at 2e-6 to 7e-6). The tail is slow: the
+maps still move by up to 0.02-0.26 in abundance (single pixels) between the default stop
+and the longer run, for either scheme.
 
 Examples
 --------
