@@ -45,13 +45,12 @@ def test_zero_weight_is_the_per_pixel_em(low):
     assert np.abs(r.maps - per_pixel).max() < 0.02
 
 
-@pytest.mark.parametrize("accelerate", [True, False])
 @pytest.mark.parametrize("penalty", ["tv", "laplacian"])
-def test_objective_decreases_and_maps_stay_on_the_simplex(low, penalty, accelerate):
+def test_objective_decreases_and_maps_stay_on_the_simplex(low, penalty):
     t, X, per_pixel = low
     lam = 0.3 * 12
     r = smooth_maps(X, per_pixel, t.spectra, (48, 48), lam, penalty=penalty, check_every=1,
-                    max_iter=60, tol=0, accelerate=accelerate)
+                    max_iter=60, tol=0)
     obj = r.objective
     assert obj.size > 10
     assert np.all(np.diff(obj) <= 1e-9 * np.abs(obj[1:]))
@@ -59,27 +58,6 @@ def test_objective_decreases_and_maps_stay_on_the_simplex(low, penalty, accelera
                                          penalty=penalty)
     assert r.maps.min() >= 0
     np.testing.assert_allclose(r.maps.sum(axis=1), 1.0, atol=1e-10)
-
-
-@pytest.mark.parametrize(("rel", "gap", "dmap"), [(0.3, 1e-5, 0.1), (3.0, 1e-6, 5e-3)])
-def test_stop_is_at_the_reference_optimum(low, rel, gap, dmap):
-    """Stopped at ``tol=1e-8`` the objective is within ``gap`` (relative) of a run ten times
-    as long and the abundances within ``dmap`` of its maps (measured: 4.5e-6 and 0.048 at
-    0.3 x counts/pixel, where a few pixels still move, within 1e-6 and 5e-3 at 3 x), and the
-    over-relaxed MM gets there in fewer passes over the counts than plain MM gets with
-    the same number of passes."""
-    t, X, per_pixel = low
-    lam = rel * 12
-    r = smooth_maps(X, per_pixel, t.spectra, (48, 48), lam, tol=1e-8)
-    assert r.converged and r.n_passes >= r.n_iter
-    ref = smooth_maps(X, r.maps, t.spectra, (48, 48), lam, max_iter=10 * r.n_iter, tol=0)
-    f = smoothing_objective(X, r.maps, t.spectra, (48, 48), lam)
-    f_ref = smoothing_objective(X, ref.maps, t.spectra, (48, 48), lam)
-    assert 0 <= f - f_ref <= gap * abs(f_ref), (f, f_ref)
-    assert np.abs(r.maps - ref.maps).max() < dmap
-    plain = smooth_maps(X, per_pixel, t.spectra, (48, 48), lam, accelerate=False,
-                        max_iter=r.n_passes, tol=0)
-    assert smoothing_objective(X, plain.maps, t.spectra, (48, 48), lam) > f
 
 
 def test_smoothing_beats_the_per_pixel_oracle(low):

@@ -79,6 +79,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``psnmf unmix``; returns the exit code."""
     from psnmf import pipeline
+    from psnmf._validation import InsufficientMemoryError
     from psnmf.io import PsnmfIOError
 
     out = Path(args.output) if args.output else default_output(args.file, "psnmf")
@@ -108,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
                 write_denoised=getattr(args, "write_denoised", False),  # psnmf sweep --unmix
                 **kwargs,
             )
-        except (PsnmfIOError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        except (PsnmfIOError, ValueError, FileNotFoundError, FileExistsError,
+                InsufficientMemoryError) as exc:
             print(f"psnmf unmix: {exc}", file=sys.stderr)
             return 2
     _print_other_warnings(caught, result.warnings, quiet=args.quiet, verbose=args.verbose)

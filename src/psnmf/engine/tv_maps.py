@@ -17,39 +17,23 @@ sharp) or ``phi(r) = r^2 / 2`` (``penalty='laplacian'``: the quadratic smoothnes
 espm's smooth NMF). The count scale of a pixel stays its total counts, so the fused cube
 keeps every pixel's counts.
 
-Algorithm: majorise-minimise (MM) with the EM surrogate, over-relaxed. Each outer
-iteration makes one pass over the non-zero counts, at the current maps ``A``, which gives
-the objective there and the expected counts ``E_ik`` of phase ``k`` in pixel ``i``. The
-likelihood is majorised by the EM surrogate ``-sum_ik E_ik log a_ik`` (equal up to a
-constant at ``A``), so any decrease of ``surrogate + penalty`` from ``A`` decreases the
-objective. That surrogate problem reads no counts; it is decreased by ``inner`` (default one)
-red-black sweeps: pixels split like a checkerboard share no neighbour pair, so all pixels of one
-colour are updated at once, their neighbours held fixed, each by
+Algorithm: block-coordinate majorise-minimise, each step decreasing the objective. The
+pixels are split like a checkerboard; pixels of one colour share no neighbour pair, so all
+of them are updated at once with their neighbours (the other colour) held fixed. For one
+pixel, with its neighbours ``a_j`` fixed:
 
-* ``phi`` majorised by its quadratic at the current differences, weights
+* the likelihood is majorised by the EM surrogate ``-sum_k e_k log a_k`` (``e_k`` the
+  expected counts of phase ``k`` in the pixel under its current abundances);
+* ``phi`` by its quadratic majoriser at the current differences, weights
   ``w_j = phi'(r_j) / r_j`` (iteratively reweighted least squares for TV, ``w = 1`` for
-  the Laplacian);
-* the resulting ``sum_k [-e_k log a_k + alpha a_k^2 - beta_k a_k]`` (``alpha = lam/2 sum_j
-  w_j``, ``beta_k = lam sum_j w_j a_jk``) minimised exactly on the simplex: each ``a_k``
-  is the positive root of a quadratic in the simplex multiplier ``mu``, and ``mu`` is found
-  by a safeguarded Newton search (``sum_k a_k(mu) = 1``) started from the current point.
+  the Laplacian).
 
-The MM point ``M`` is then over-relaxed: the trial ``A + eta (M - A)`` (capped per pixel
-to stay inside the simplex) is kept when its objective, from the next pass over the counts,
-is not above that of ``A``, and ``eta`` grows (x 1.5 up to 16); otherwise ``M`` itself is
-taken (MM cannot increase the objective, one extra pass) and ``eta`` restarts at 1. The
-objective is non-increasing at every outer iteration. With ``lam = 0`` the first iteration
-is exactly the EM update of the unregularised stage.
-
-Measured (``benchmarks/tv_speed.py``, mantle 180 x 180, seed 0, spectra and start maps of
-``PSNMF(3, 4, smoothing=None)``, default stopping rule, 2 cores shared with other work):
-at weights 0.03, 0.1, 0.3 and 1 x counts/pixel it stops after 50, 84, 122 and 140 outer
-iterations at 147 counts/pixel (82, 98, 127, 152 at 18), 1.19-1.86 times (1.31-2.24)
-faster than red-black MM that reads the counts at every pixel step (71, 111, 141, 211
-iterations), at 1.5e-6 to 4.8e-6 (relative) above a longer run where red-black MM stops at
-2.6e-6 to 5.0e-6 (at 18 counts/pixel both stop at 2e-6 to 7e-6). The tail is slow: the
-maps still move by up to 0.02-0.26 in abundance (single pixels) between the default stop
-and the longer run, for either scheme.
+The surrogate ``sum_k [-e_k log a_k + alpha a_k^2 - beta_k a_k]`` (``alpha = lam/2 sum_j
+w_j``, ``beta_k = lam sum_j w_j a_jk``) is minimised exactly on the simplex: each ``a_k``
+is the positive root of a quadratic in the simplex multiplier ``mu``, and ``mu`` is found
+by a safeguarded Newton search (``sum_k a_k(mu) = 1``). A pixel takes a few such steps while
+its counts are in cache. With ``lam = 0`` this is exactly the EM update of the
+unregularised stage.
 
 Examples
 --------
@@ -110,11 +94,6 @@ SMOOTHING_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 #: Smoothing of the TV penalty near zero difference, in abundance units.
 TV_EPS = 0.05
 
-#: Over-relaxation of the MM step: the factor grows by ``ETA_GROW`` after every accepted
-#: extrapolation, up to ``ETA_MAX``, and falls back to 1 after a rejected one.
-ETA_GROW = 1.5
-ETA_MAX = 16.0
-
 
 # -----------------------------------------------------------------------------------------
 # Kernels
@@ -124,35 +103,30 @@ def _solve_pixel(e, alpha, beta, out):
     """``argmin_a sum_k [-e_k log a_k + alpha a_k^2 - beta_k a_k]`` on the simplex.
 
     ``a_k(mu)`` is the non-negative root of ``2 alpha a^2 + (mu - beta_k) a - e_k = 0``,
-    decreasing and convex in ``mu``; ``mu`` is found by Newton steps kept inside a
-    bisection bracket. ``out`` holds a point of the simplex on entry (the pixel's current
-    abundances): the stationarity condition summed over ``k`` at that point,
-    ``mu = sum e - sum_k a_k (2 alpha a_k - beta_k)``, starts the search, a few Newton
-    steps from the root once the iteration settles.
+    decreasing in ``mu``; ``mu`` is found by Newton steps kept inside a bisection bracket.
     """
     k = e.shape[0]
-    esum = 0.0
-    for q in range(k):
-        esum += e[q]
-    if alpha <= 0.0:
-        if esum > 0.0:
+    if alpha <= 0.0:  # plain EM update
+        s = 0.0
+        for q in range(k):
+            s += e[q]
+        if s > 0.0:
             for q in range(k):
-                out[q] = e[q] / esum
+                out[q] = e[q] / s
         else:
             for q in range(k):
                 out[q] = 1.0 / k
         return
     bmin = beta[0]
     bmax = beta[0]
-    mu = esum
+    esum = 0.0
     for q in range(k):
         bmin = min(bmin, beta[q])
         bmax = max(bmax, beta[q])
-        mu += out[q] * (beta[q] - 2.0 * alpha * out[q])
-    lo = bmin - 2.0 * alpha
-    hi = bmax + esum + 2.0 * alpha
-    if not lo < mu < hi:
-        mu = 0.5 * (lo + hi)
+        esum += e[q]
+    lo = bmin - 2.0 * alpha  # sum a(lo) >= 1
+    hi = bmax + esum + 2.0 * alpha  # sum a(hi) <= 1
+    mu = 0.5 * (lo + hi)
     for _ in range(100):
         f = -1.0
         df = 0.0
@@ -161,7 +135,7 @@ def _solve_pixel(e, alpha, beta, out):
             disc = math.sqrt(c * c + 8.0 * alpha * e[q])
             if c < 0.0:
                 a = (disc - c) / (4.0 * alpha)
-            else:
+            else:  # the same root, written without cancellation
                 a = 2.0 * e[q] / (disc + c) if disc + c > 0.0 else 0.0
             out[q] = a
             f += a
@@ -182,44 +156,14 @@ def _solve_pixel(e, alpha, beta, out):
         out[q] /= s
 
 
-@njit(cache=True)
-def _penalty(A, tv, eps):
-    """``sum_{i~j} phi(||a_i - a_j||)`` over the right and lower neighbour pairs.
-
-    Serial, like :func:`_extrapolate`: both are cheap, and every parallel region adds a
-    barrier that stalls when the cores are shared with other work."""
-    ny, nx, k = A.shape
-    total = 0.0
-    e2 = eps * eps
-    for y in range(ny):
-        row = 0.0
-        for x in range(nx):
-            if x + 1 < nx:
-                d = 0.0
-                for q in range(k):
-                    t = A[y, x, q] - A[y, x + 1, q]
-                    d += t * t
-                row += math.sqrt(d + e2) if tv else 0.5 * d
-            if y + 1 < ny:
-                d = 0.0
-                for q in range(k):
-                    t = A[y, x, q] - A[y + 1, x, q]
-                    d += t * t
-                row += math.sqrt(d + e2) if tv else 0.5 * d
-        total += row
-    return total
-
-
 @njit(parallel=True, cache=True)
-def _surrogate_sweep(E, A, lam, tv, eps, parity, local):
-    """Minimise the surrogate over every pixel with ``(y + x) % 2 == parity``.
+def _rb_sweep(indptr, indices, data, St, A, lam, tv, eps, parity, inner, tol):
+    """Update every pixel with ``(y + x) % 2 == parity``, its neighbours held fixed.
 
-    The surrogate of pixel ``i`` is ``-sum_k E_ik log a_k`` (the EM majoriser of its
-    likelihood, ``E`` fixed for the outer iteration) plus the penalty to its neighbours,
-    held fixed; pixels of one colour share no neighbour pair, so updating them together
-    is exact block-coordinate descent. Each of ``local`` steps majorises ``phi`` by its
-    quadratic at the current differences (weights ``phi'(r) / r``) and solves the pixel
-    exactly on the simplex (:func:`_solve_pixel`). No counts are read.
+    Pixels of one colour of the checkerboard share no neighbour pair, so updating them
+    together is exact block-coordinate descent. Each pixel runs up to ``inner`` MM steps
+    of its own convex problem (EM surrogate of its likelihood, quadratic majoriser of the
+    penalty at its current differences) while its counts sit in cache.
     """
     ny, nx, k = A.shape
     for y in prange(ny):
@@ -228,6 +172,7 @@ def _surrogate_sweep(E, A, lam, tv, eps, parity, local):
         beta = np.empty(k)
         nb = np.empty((4, k))
         for x in range((y + parity) % 2, nx, 2):
+            i = y * nx + x
             m = 0
             if x > 0:
                 nb[m] = A[y, x - 1]
@@ -243,8 +188,25 @@ def _surrogate_sweep(E, A, lam, tv, eps, parity, local):
                 m += 1
             for q in range(k):
                 a[q] = A[y, x, q]
-                e[q] = E[y, x, q]
-            for _ in range(local):
+            p0 = indptr[i]
+            p1 = indptr[i + 1]
+            for _ in range(inner):
+                # EM surrogate of the pixel's likelihood
+                for q in range(k):
+                    e[q] = 0.0
+                for p in range(p0, p1):
+                    j = indices[p]
+                    mod = 0.0
+                    for q in range(k):
+                        mod += a[q] * St[j, q]
+                    if mod < 1e-300:
+                        mod = 1e-300
+                    r = data[p] / mod
+                    for q in range(k):
+                        e[q] += r * St[j, q]
+                for q in range(k):
+                    e[q] *= a[q]
+                # quadratic majoriser of the penalty
                 wsum = 0.0
                 for q in range(k):
                     beta[q] = 0.0
@@ -261,59 +223,35 @@ def _surrogate_sweep(E, A, lam, tv, eps, parity, local):
                         beta[q] += w * nb[t, q]
                 for q in range(k):
                     beta[q] *= lam
+                change = 0.0
+                old0 = a.copy()
                 _solve_pixel(e, 0.5 * lam * wsum, beta, a)
+                for q in range(k):
+                    change = max(change, abs(a[q] - old0[q]))
+                if change <= tol:
+                    break
             for q in range(k):
                 A[y, x, q] = a[q]
 
 
 @njit(parallel=True, cache=True)
-def _em_weights(indptr, indices, data, St, A, E):
-    """One pass over the non-zero counts: ``E = A * ((X / (A S)) S^T)``, the expected
-    counts of each phase in each pixel, and the return value ``sum X log (A S)``."""
-    n, k = A.shape
+def _penalty(A, tv, eps):
+    ny, nx, k = A.shape
     total = 0.0
-    for i in prange(n):
-        num = np.zeros(k)
-        ll = 0.0
-        for p in range(indptr[i], indptr[i + 1]):
-            j = indices[p]
-            mod = 0.0
-            for q in range(k):
-                mod += A[i, q] * St[j, q]
-            if mod < 1e-300:
-                mod = 1e-300
-            ll += data[p] * math.log(mod)
-            r = data[p] / mod
-            for q in range(k):
-                num[q] += r * St[j, q]
-        for q in range(k):
-            E[i, q] = A[i, q] * num[q]
-        total += ll
+    for y in prange(ny):
+        row = 0.0
+        for x in range(nx):
+            for dy, dx in ((0, 1), (1, 0)):
+                yy = y + dy
+                xx = x + dx
+                if yy < ny and xx < nx:
+                    d = 0.0
+                    for q in range(k):
+                        t = A[y, x, q] - A[yy, xx, q]
+                        d += t * t
+                    row += math.sqrt(d + eps * eps) if tv else 0.5 * d
+        total += row
     return total
-
-
-@njit(cache=True)
-def _extrapolate(A, M, eta, out):
-    """``out = A + t (M - A)`` per pixel, ``t = eta`` capped so that every abundance keeps
-    at least half of its value at ``M`` (the trial point stays inside the simplex)."""
-    n, k = A.shape
-    for i in range(n):
-        t = eta
-        for q in range(k):
-            d = M[i, q] - A[i, q]
-            if d < 0.0:
-                tmax = 1.0 + 0.5 * M[i, q] / (-d)
-                if tmax < t:
-                    t = tmax
-        s = 0.0
-        for q in range(k):
-            v = A[i, q] + t * (M[i, q] - A[i, q])
-            if v < 0.0:
-                v = 0.0
-            out[i, q] = v
-            s += v
-        for q in range(k):
-            out[i, q] /= s
 
 
 # -----------------------------------------------------------------------------------------
@@ -345,20 +283,15 @@ class SmoothResult:
     ----------
     maps : ndarray (pixels, k), rows on the simplex
     objective : ndarray
-        Objective at the start and after every outer iteration (non-increasing).
+        Objective every ``check_every`` iterations (non-increasing).
     n_iter : int
-        Outer iterations.
     converged : bool
-    n_passes : int
-        Passes over the non-zero counts (one per outer iteration, one more for each
-        rejected extrapolation).
     """
 
     maps: np.ndarray
     objective: np.ndarray
     n_iter: int
     converged: bool
-    n_passes: int = 0
 
 
 def smooth_maps(
@@ -373,8 +306,7 @@ def smooth_maps(
     max_iter: int = 1000,
     tol: float = 1e-6,
     check_every: int = 10,
-    inner: int = 1,
-    accelerate: bool = True,
+    inner: int = 2,
 ) -> SmoothResult:
     """Spatially regularised abundance maps for fixed spectra (see the module docstring).
 
@@ -392,18 +324,12 @@ def smooth_maps(
     eps : float
         Smoothing of the TV penalty (abundance units).
     max_iter : int
-        Outer iterations (each one pass over the counts, see ``accelerate``).
     tol : float
         Stop when the objective decreases by at most ``tol`` times its magnitude over
-        ``check_every`` outer iterations.
+        ``check_every`` iterations.
     check_every : int
     inner : int
-        Red-black sweeps of the surrogate per outer iteration (they read no counts; a
-        sweep costs about as much as the pass over the counts at 147 counts/pixel, and a
-        second one per outer iteration measured no fewer iterations).
-    accelerate : bool
-        Over-relax the MM step (see the module docstring); ``False`` gives the plain MM
-        iteration.
+        MM steps per pixel and sweep (its neighbours fixed).
 
     Returns
     -------
@@ -416,61 +342,28 @@ def smooth_maps(
     ny, nx = image_shape
     X = sp.csr_matrix(X, dtype=np.float64)
     k = S.shape[0]
-    n = ny * nx
-    if A.shape != (n, k) or X.shape[0] != n:
+    if A.shape != (ny * nx, k) or X.shape[0] != ny * nx:
         raise ValueError(
-            f"A has shape {A.shape} and X {X.shape}, expected ({n}, {k}) and "
-            f"({n}, channels) for an image of {ny} x {nx} pixels and {k} spectra."
+            f"A has shape {A.shape} and X {X.shape}, expected ({ny * nx}, {k}) and "
+            f"({ny * nx}, channels) for an image of {ny} x {nx} pixels and {k} spectra."
         )
-    S = np.ascontiguousarray(S, dtype=np.float64)
-    lam = float(lam)
-    eps = float(eps)
-    St = np.ascontiguousarray(S.T)
-
-    def evaluate(B: np.ndarray) -> tuple[np.ndarray, float]:
-        """EM weights ``E = B * ((X / BS) S^T)`` and the objective at ``B``: one pass."""
-        E = np.empty_like(B)
-        xlogm = _em_weights(X.indptr, X.indices, X.data, St, B, E)
-        pen = _penalty(B.reshape(ny, nx, k), tv, eps) if lam > 0 else 0.0
-        return E, -xlogm + lam * pen
-
-    cur = np.ascontiguousarray(A, dtype=np.float64).copy()
-    E, f = evaluate(cur)
-    history = [f]
-    passes = 1
-    eta = 1.0
-    trial = np.empty_like(cur)
+    St = np.ascontiguousarray(S.T, dtype=np.float64)
+    cur = np.ascontiguousarray(A, dtype=np.float64).reshape(ny, nx, k).copy()
+    history: list[float] = []
     converged = False
     it = 0
-    sweeps = max(int(inner), 1) if lam > 0 else 1
+    lam = float(lam)
     for it in range(1, max_iter + 1):  # noqa: B007 - it is the iteration count after the loop
-        mm = cur.copy()
-        mm3 = mm.reshape(ny, nx, k)
-        E3 = E.reshape(ny, nx, k)
-        for _ in range(sweeps):
-            for parity in (0, 1):
-                _surrogate_sweep(E3, mm3, lam, tv, eps, parity, 1)
-        if accelerate and eta > 1.0:
-            _extrapolate(cur, mm, eta, trial)
-            E_t, f_t = evaluate(trial)
-            passes += 1
-            if f_t <= f:
-                cur, trial = trial, cur
-                E, f = E_t, f_t
-                eta = min(eta * ETA_GROW, ETA_MAX)
-            else:  # fall back on the MM point, which cannot increase the objective
-                cur = mm
-                E, f = evaluate(cur)
-                passes += 1
-                eta = 1.0
-        else:
-            cur = mm
-            E, f = evaluate(cur)
-            passes += 1
-            eta = ETA_GROW if accelerate else 1.0
-        history.append(f)
-        if it >= check_every and history[-1 - check_every] - f <= tol * abs(f):
-            converged = True
-            break
-    return SmoothResult(maps=cur, objective=np.asarray(history), n_iter=it,
-                        converged=converged, n_passes=passes)
+        if (it - 1) % check_every == 0:
+            obj = smoothing_objective(X, cur, S, image_shape, lam, penalty=penalty, eps=eps)
+            if history and history[-1] - obj <= tol * abs(obj):
+                history.append(obj)
+                converged = True
+                break
+            history.append(obj)
+        for parity in (0, 1):
+            _rb_sweep(X.indptr, X.indices, X.data, St, cur, lam, tv, float(eps), parity,
+                      int(inner), 1e-9)
+    return SmoothResult(maps=cur.reshape(ny * nx, k), objective=np.asarray(history),
+                        n_iter=it, converged=converged)
+

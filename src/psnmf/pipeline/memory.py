@@ -490,7 +490,7 @@ def measure_unmix(path: str | Path, output_dir: str | Path | None = None,
             super().__init__(*args, **kw)
             recorders.append(self)
 
-    baseline = progress_mod._reset_peak()
+    baseline = progress_mod.reset_peak()
     old = unmix_mod.Progress
     unmix_mod.Progress = Recording
     t0 = time.perf_counter()

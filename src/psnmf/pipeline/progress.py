@@ -129,7 +129,7 @@ class Progress:
         if self._bar is not None:
             self._bar.set_description_str(label)
         if self.track_memory:
-            self.resident[name] = _reset_peak()
+            self.resident[name] = reset_peak()
         t0 = time.perf_counter()
         self._current = (name, t0)
         try:
@@ -190,7 +190,7 @@ def _status_bytes(field: str) -> int:
     return 0
 
 
-def _reset_peak() -> int:
+def reset_peak() -> int:
     """Reset the process's peak resident size to the current one; returns the current one.
 
     Linux >= 4.0: writing ``5`` to ``/proc/self/clear_refs`` sets ``VmHWM`` to ``VmRSS``.

@@ -31,7 +31,7 @@ import numpy as np
 
 from psnmf import __version__, io
 from psnmf.baselines import PCA_DIMENSION
-from psnmf.pipeline import steps
+from psnmf.pipeline import memory, steps
 from psnmf.pipeline.load import INTEGRATION_WINDOWS, load
 from psnmf.pipeline.progress import Progress, quiet_libraries
 from psnmf.pipeline.steps import DEFAULT_BOOTSTRAP, FINAL_ITERATIONS
@@ -201,8 +201,13 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     """The steps from the input to the result, nothing written."""
     with prog.step("load", "loading"):
         loaded = load(path_or_signal, energy_range, elements, notes)
-        # (the place for a memory check of the run: the shape and counts are known here)
         data = steps.split(loaded.signal, seed)
+        memory.check_unmix_memory(
+            data.image_shape, data.counts.shape[1], data.counts.nnz,
+            what=f"'{loaded.source.get('file') or 'the signal'}'",
+            choose=k is None or b is None, n_boot=n_boot,
+        )
+        prog.expect(memory.estimate_time(data.image_shape, data.counts.shape[1], n_boot=n_boot))
     selection = None
     if k is None or b is None:
         what = " and ".join(x for x, auto in (("k", k is None), ("b", b is None)) if auto)
