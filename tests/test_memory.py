@@ -176,11 +176,14 @@ def test_estimate_is_within_its_error_of_a_fresh_run(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mantle("medium", seed=0, shape=(48, 48)).to_signal().save(path)
-    proc = subprocess.run(
-        [sys.executable, "-W", "ignore", "-m", "psnmf.pipeline.memory", "measure", str(path),
-         json.dumps({"n_components": 3, "bin_factor": 4, "n_boot": 0})],
-        capture_output=True, text=True, timeout=300,
-    )
+    # the first run compiles the Numba kernels into their cache (about 80 MB more); the
+    # model was measured with the cache warm, so the second run is the one compared
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-W", "ignore", "-m", "psnmf.pipeline.memory", "measure",
+             str(path), json.dumps({"n_components": 3, "bin_factor": 4, "n_boot": 0})],
+            capture_output=True, text=True, timeout=300,
+        )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(got["stages"]) == {"load", "pca", "psnmf", "heldout", "elements"}
