@@ -192,16 +192,22 @@ def _fission_spectra(
     *,
     max_iter: int,
     n_sd: float,
+    abundances: np.ndarray | None = None,
 ) -> np.ndarray:
     """A pure-pixel correction with selection and averaging on thinned halves.
 
     ``nmf_spectra`` is a binned-stage NMF simplex and ``moved`` its moved vertices; the
     pixels of every moved vertex are selected by :func:`replay_vertex_correction` (cluster
     width ``n_sd``) on the abundances of one half and averaged on those of the other.
+    The halves' abundances start from ``abundances`` (those of ``binned`` on
+    ``nmf_spectra``; solved here when not given): the problems are convex, so the warm
+    start changes the answer only within the solver's tolerance.
     """
     S = np.asarray(nmf_spectra, dtype=np.float64)
     if not np.any(moved):
         return S.copy()
+    if abundances is None:
+        abundances = solve_abundances(binned, S, max_iter=max_iter).A
     counts = np.rint(binned.data).astype(np.int64)
     out = np.zeros_like(S)
     for _ in range(n_splits):
@@ -210,7 +216,7 @@ def _fission_spectra(
         for d in (half, counts - half):
             X = sp.csr_matrix((d.astype(np.float64), binned.indices, binned.indptr),
                               shape=binned.shape)
-            A.append(solve_abundances(X, S, max_iter=max_iter).A)
+            A.append(solve_abundances(X, S, max_iter=max_iter, A_init=abundances).A)
             n.append(np.asarray(X.sum(axis=1)).ravel())
         for sel, avg in ((0, 1), (1, 0)):
             out += replay_vertex_correction(A[sel], S, moved, n[sel], n_sd=n_sd,
@@ -341,13 +347,15 @@ def bootstrap(
     deb_reps = np.empty_like(reps) if debias else None
     for r in range(n_boot):
         Xr = sp.csr_matrix(rng.poisson(mean).astype(np.float64))
-        fit = fit_binned(Xr, k, random_state=int(rng.integers(2**31 - 1)), **options)
+        fit = fit_binned(Xr, k, random_state=int(rng.integers(2**31 - 1)), solve_maps=False,
+                         **options)
         order = match_components(fit.spectra, S)
         reps[r] = fit.spectra[order]
         if deb_reps is not None:
             deb_reps[r] = _fission_spectra(
                 Xr, fit.nmf.S, fit.moved, rng, int(n_splits),
                 max_iter=options["max_iter"], n_sd=options["vertex_sd"],
+                abundances=fit.nmf.A,
             )[order]
     out = BootstrapResult(spectra=S, replicates=reps, spectra_std=reps.std(axis=0),
                           elements=list(elements or []))

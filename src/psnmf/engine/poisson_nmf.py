@@ -429,10 +429,13 @@ def solve_abundances(
     max_iter: int = 500,
     tol: float = 1e-6,
     check_input: bool = True,
+    A_init: np.ndarray | None = None,
 ) -> NMFResult:
     """Abundances of (new) counts for fitted spectra held fixed: what ``transform`` does.
 
-    Starts from uniform abundances. A channel where every fitted spectrum is exactly zero
+    Starts from uniform abundances, or from ``A_init``: each pixel's problem is convex, so
+    a start near the solution (the abundances of similar counts) gives the same answer to
+    ``tol`` in fewer iterations. A channel where every fitted spectrum is exactly zero
     (it had no counts in the fit) cannot explain counts of new data, so the spectra get a
     negligible floor there (1e-12 / channels) and the solve stays finite and on the simplex.
 
@@ -442,6 +445,8 @@ def solve_abundances(
     spectra : ndarray (k, n_channels)
         Fitted spectra.
     simplex, max_iter, tol, check_input : as in :func:`poisson_nmf`
+    A_init : ndarray (n_pixels, k), optional
+        Starting abundances (copied; rows with a zero sum start uniform).
     """
     Xc = check_counts_matrix(X, "X") if check_input else _trusted(X)
     k, ne = np.shape(spectra)
@@ -454,9 +459,22 @@ def solve_abundances(
     if simplex:
         floored /= floored.sum(axis=1, keepdims=True)
     return poisson_nmf(
-        Xc, k, simplex=simplex, A_init=np.full((Xc.shape[0], k), 1.0 / k), S_init=floored,
+        Xc, k, simplex=simplex, A_init=_start(A_init, Xc.shape[0], k), S_init=floored,
         update_S=False, max_iter=max_iter, tol=tol, check_input=False,
     )
+
+
+def _start(A_init: np.ndarray | None, n: int, k: int) -> np.ndarray:
+    """Uniform abundances, or ``A_init`` checked, floored away from 0 (a multiplicative
+    update never leaves 0) and renormalised."""
+    if A_init is None:
+        return np.full((n, k), 1.0 / k)
+    A = np.array(A_init, dtype=np.float64)
+    if A.shape != (n, k) or not np.all(np.isfinite(A)) or np.any(A < 0):
+        raise ValueError(f"A_init must be finite, non-negative, of shape {(n, k)}; got "
+                         f"shape {A.shape}.")
+    A = np.maximum(A, 1e-6)
+    return A / A.sum(axis=1, keepdims=True)
 
 
 def is_counts_csr(X: Any) -> bool:

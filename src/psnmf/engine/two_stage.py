@@ -89,7 +89,7 @@ class BinnedFit:
     spectra : ndarray (k, channels)
         Spectra of the stage, rows on the simplex (``transform @ nmf.S``).
     maps : ndarray (binned pixels, k)
-        Binned maps for ``spectra`` (``nmf.A`` when no vertex moved).
+        Binned maps for ``spectra`` (``nmf.A`` when no vertex moved or ``solve_maps=False``).
     transform : ndarray (k, k)
         Row-stochastic transform of the pure-pixel correction (identity for 'nmf').
     moved : ndarray (k,) of bool
@@ -119,6 +119,7 @@ def fit_binned(
     min_cluster: int = 20,
     max_dispersion: float = 1.5,
     max_tail: float = 1.0,
+    solve_maps: bool = True,
 ) -> BinnedFit:
     """Stage 1: Poisson NMF of the binned counts, with the pure-pixel correction.
 
@@ -132,6 +133,9 @@ def fit_binned(
         ``min_cluster``, ``max_dispersion``, ``max_tail``) and re-solves the binned maps for
         the corrected spectra; 'nmf' keeps the NMF factors.
     init, max_iter, tol, random_state : of the NMF (:func:`psnmf.engine.poisson_nmf.poisson_nmf`)
+    solve_maps : bool, default True
+        Re-solve the binned maps for moved spectra. ``False`` (callers that use only the
+        spectra, e.g. the bootstrap) keeps the NMF's maps in ``maps`` and saves that solve.
 
     Returns
     -------
@@ -152,7 +156,7 @@ def fit_binned(
         max_dispersion=max_dispersion, max_tail=max_tail,
     )
     maps = nmf.A
-    if moved.any():  # re-solve the binned maps for the corrected spectra
+    if moved.any() and solve_maps:  # re-solve the binned maps for the corrected spectra
         maps = poisson_nmf(
             binned, k, A_init=np.full((binned.shape[0], k), 1.0 / k), S_init=S,
             update_S=False, max_iter=max_iter, tol=RESOLVE_TOL, check_input=False,
