@@ -122,3 +122,31 @@ def test_unmix_write_denoised_flag(tmp_path, capsys):
         assert hs.load(out / name, lazy=True).data.dtype == np.float32
     files = json.loads((out / "summary.json").read_text())["files"]
     assert files["denoised"] == "denoised.hspy" and files["pca_denoised"] == "pca_denoised.hspy"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["unmix", "missing.npz", "--seed", "-1"], "a seed must be from 0 to 2**32 - 1"),
+    (["unmix", "missing.npz", "--seed", str(2**32)], "a seed must be from 0 to 2**32 - 1"),
+    (["unmix", "missing.npz", "--bootstrap", "-5"], "at least 2 replicates"),
+    (["unmix", "missing.npz", "--bootstrap", "1"], "at least 2 replicates"),
+    (["unmix", "missing.npz", "--elements", ","], "chemical symbols"),
+    (["sweep", "missing.npz", "--seed", "-1"], "a seed must be"),
+    (["demo", "--seed", "x"], "integer seed"),
+    (["simulate", "mantle", "--seed", "-3"], "a seed must be"),
+])
+def test_bad_arguments_refused_before_loading(argv, message, capsys):
+    """Seeds, replicate counts and element lists are checked by the argument parser (exit 2,
+    one message naming the option) before any file is read."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("n_boot", [-5, 1, 2.5])
+def test_api_refuses_bad_replicate_count(n_boot):
+    from psnmf.pipeline import unmix
+
+    with pytest.raises(ValueError, match="n_boot must be 0"):
+        unmix("missing.npz", n_boot=n_boot, progress=False)

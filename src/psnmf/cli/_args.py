@@ -50,8 +50,36 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def element_list(text: str) -> list[str]:
-    """Comma-separated chemical symbols."""
-    return [e.strip() for e in text.split(",") if e.strip()]
+    """Comma-separated chemical symbols (at least one)."""
+    elements = [e.strip() for e in text.split(",") if e.strip()]
+    if not elements:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give comma-separated chemical symbols, e.g. Fe,Cr,O (or leave out "
+            "--elements to use the file's)")
+    return elements
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer from 0 to 2**32 - 1 (what NumPy and scikit-learn accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give an integer seed, e.g. 0") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed must be from 0 to 2**32 - 1")
+    return value
+
+
+def replicates(text: str) -> int:
+    """A number of bootstrap replicates: 0 (none) or at least 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number, e.g. 20") from None
+    if value < 0 or value == 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give 0 (no composition table) or at least 2 replicates")
+    return value
 
 
 def smoothing(text: str) -> float | str | None:
@@ -91,7 +119,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help="elements for the elemental maps and line markers (default: the file's)",
     )
     p.add_argument("-o", "--output", metavar="DIR", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="seed of count split and init (0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of count split and init (0)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     g = p.add_mutually_exclusive_group()
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")

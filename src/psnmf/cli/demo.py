@@ -13,6 +13,8 @@ import argparse
 import time
 from typing import Any
 
+from psnmf.cli._args import seed
+
 EXAMPLES = """examples:
   psnmf demo                      # mantle sample, medium SNR, PSNMF with b = 4 and 12
   psnmf demo --snr low --bins 15  # the paper's low-SNR case (18 counts per pixel)
@@ -34,7 +36,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bins", default="4,12",
                    help="comma-separated PSNMF bin factors to run (default: 4,12)")
     p.add_argument("--shape", default="180x180", help="image size NYxNX (default 180x180)")
-    p.add_argument("--seed", type=int, default=0, help="noise and initialisation seed")
+    p.add_argument("--seed", type=seed, default=0, help="noise and initialisation seed")
     p.add_argument("--paper-only", action="store_true",
                    help="run only the paper's PSNMF, not the default configuration "
                         "(pure-pixel spectra, TV maps)")

@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+from psnmf.cli._args import seed
+
 EXAMPLES = """\
 examples:
   psnmf simulate mantle --snr medium --seed 0 -o mantle.hspy
@@ -60,7 +62,7 @@ def register(subparsers: Any) -> None:
         "--counts", type=float, metavar="N", help="mean counts per pixel (overrides --snr)"
     )
     p.add_argument("--shape", type=_shape, metavar="NYxNX", help="image size, e.g. 180x180")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the Poisson noise (default 0)")
     p.add_argument(
         "--map-seed",
         type=int,

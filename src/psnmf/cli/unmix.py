@@ -8,7 +8,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from psnmf.cli._args import add_bins, add_common, auto_int, default_output, smoothing
+from psnmf.cli._args import (
+    add_bins,
+    add_common,
+    auto_int,
+    default_output,
+    replicates,
+    smoothing,
+)
 
 EXAMPLES = """\
 examples:
@@ -69,7 +76,7 @@ def register(subparsers: Any) -> None:
                    help="also write the dense denoised cubes denoised.hspy and "
                    "pca_denoised.hspy (float32, chunked, compressed); by default only the "
                    "factors they are rebuilt from")
-    p.add_argument("--bootstrap", type=int, default=20, metavar="N",
+    p.add_argument("--bootstrap", type=replicates, default=20, metavar="N",
                    help="bootstrap replicates for the ± of the compositions (0: none; "
                    "default 20)")
     add_common(p)

@@ -170,6 +170,9 @@ def unmix(
     k = None if n_components is None or _is_auto(n_components) else _positive_int(
         n_components, "n_components")
     b = None if _is_auto(bin_factor) else _positive_int(bin_factor, "bin_factor")
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 0 or n_boot == 1:
+        raise ValueError(f"n_boot must be 0 (no composition table) or an integer >= 2, got "
+                         f"{n_boot!r}.")
     out = io.prepare_output_dir(output_dir, overwrite) if output_dir is not None else None
     prog = Progress(progress, verbose)
     notes: list[str] = []
