@@ -59,12 +59,17 @@ def element_list(text: str) -> list[str]:
     return elements
 
 
+def _whole_number(text: str, what: str) -> int:
+    """``text`` as an int; the error says to give ``what``."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give {what}") from None
+
+
 def seed(text: str) -> int:
     """A random seed: an integer from 0 to 2**32 - 1 (what NumPy and scikit-learn accept)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give an integer seed, e.g. 0") from None
+    value = _whole_number(text, "an integer seed, e.g. 0")
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"{text!r}: a seed must be from 0 to 2**32 - 1")
     return value
@@ -72,10 +77,7 @@ def seed(text: str) -> int:
 
 def replicates(text: str) -> int:
     """A number of bootstrap replicates: 0 (none) or at least 2."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number, e.g. 20") from None
+    value = _whole_number(text, "a whole number, e.g. 20")
     if value < 0 or value == 1:
         raise argparse.ArgumentTypeError(
             f"{text!r}: give 0 (no composition table) or at least 2 replicates")
