@@ -439,18 +439,20 @@ def test_line_scan_needs_require_2d_false(tmp_path):
     assert s.axes_manager.navigation_dimension == 1
 
 
-def test_generic_signal1d_cube_can_be_picked_by_index(tmp_path):
+def test_generic_signal1d_cube_is_used_as_eds_with_a_warning(tmp_path):
+    """The only spectrum-image-shaped signal of a file, without signal type (a .rpl without
+    ``signal``, a plain Signal1D), is used as EDS_TEM with a warning: no signal_index needed
+    (the command line has none)."""
     import hyperspy.api as hs
 
     cube = hs.signals.Signal1D(np.ones((2, 3, 5), dtype=np.uint8))
     cube.axes_manager.signal_axes[0].units = "keV"
     path = tmp_path / "generic.hspy"
     cube.save(path)
-    with pytest.raises(pio.NoSpectrumImageError):
-        pio.load_spectrum_image(path)
-    with pytest.warns(UserWarning, match="EDS_TEM"):
-        s = pio.load_spectrum_image(path, signal_index=0)
-    assert type(s).__name__ == "EDSTEMSpectrum"
+    for kwargs in ({}, {"signal_index": 0}):
+        with pytest.warns(UserWarning, match="EDS_TEM"):
+            s = pio.load_spectrum_image(path, **kwargs)
+        assert type(s).__name__ == "EDSTEMSpectrum"
 
 
 # ---------------------------------------------------------------------------

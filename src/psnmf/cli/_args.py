@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from psnmf.selection import DEFAULT_BINS
@@ -47,6 +48,18 @@ def int_list(text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give positive integers, e.g. 2,4,8,16")
     return values
+
+
+def image_shape(text: str) -> tuple[int, int]:
+    """``NYxNX`` (e.g. ``180x180``), both sizes at least 2."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        ny, nx = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape {text!r}: give NYxNX, e.g. 180x180") from None
+    if ny < 2 or nx < 2:
+        raise argparse.ArgumentTypeError(f"shape {text!r}: both sizes must be >= 2")
+    return ny, nx
 
 
 def element_list(text: str) -> list[str]:
@@ -132,3 +145,24 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def default_output(file: str, suffix: str) -> Path:
     """``<file stem>_<suffix>`` in the current folder."""
     return Path(Path(file).stem + f"_{suffix}")
+
+
+def report_error(command: str, exc: BaseException) -> int:
+    """Print ``command: message`` (and the notes of the cleanup, e.g. that the output
+    folder is unchanged) on stderr; the exit code 2."""
+    print(f"{command}: {exc}", file=sys.stderr)
+    for note in getattr(exc, "__notes__", []):
+        print(note, file=sys.stderr)
+    return 2
+
+
+def folder_changes(folder: Path) -> list[str]:
+    """Lines saying what a run replaced, removed and kept in its results ``folder``
+    (from its manifest); empty for a new folder."""
+    from psnmf.io import read_manifest
+
+    manifest = read_manifest(folder) or {}
+    labels = (("replaced", "replaced (earlier run)"), ("removed", "removed (earlier run)"),
+              ("kept", "kept (not psnmf's)"))
+    return [f"  {label:<22}  {', '.join(manifest[key])}"
+            for key, label in labels if manifest.get(key)]

@@ -10,10 +10,11 @@ bin factor, and prints one table.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
-from psnmf.cli._args import seed
+from psnmf.cli._args import image_shape, int_list, seed
 
 EXAMPLES = """examples:
   psnmf demo                      # mantle sample, medium SNR, PSNMF with b = 4 and 12
@@ -33,22 +34,15 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--snr", choices=("medium", "low"), default="medium",
                    help="counting-statistics preset: medium = 147, low = 18 counts/pixel")
-    p.add_argument("--bins", default="4,12",
+    p.add_argument("--bins", type=int_list, default=(4, 12), metavar="B,B",
                    help="comma-separated PSNMF bin factors to run (default: 4,12)")
-    p.add_argument("--shape", default="180x180", help="image size NYxNX (default 180x180)")
+    p.add_argument("--shape", type=image_shape, default=(180, 180), metavar="NYxNX",
+                   help="image size NYxNX (default 180x180)")
     p.add_argument("--seed", type=seed, default=0, help="noise and initialisation seed")
     p.add_argument("--paper-only", action="store_true",
                    help="run only the paper's PSNMF, not the default configuration "
                         "(pure-pixel spectra, TV maps)")
     p.set_defaults(func=run)
-
-
-def _parse_shape(text: str) -> tuple[int, int]:
-    try:
-        ny, nx = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SystemExit(f"psnmf demo: --shape must look like 180x180, got {text!r}") from None
-    return ny, nx
 
 
 def run_demo(
@@ -177,13 +171,17 @@ def format_table(res: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``psnmf demo``."""
+    too_big = [b for b in args.bins if b > min(args.shape)]
+    if too_big:
+        print(f"psnmf demo: --bins {','.join(map(str, too_big))} larger than the image "
+              f"({args.shape[0]} x {args.shape[1]} pixels); give bin factors up to "
+              f"{min(args.shape)}, or a larger --shape", file=sys.stderr)
+        return 2
     try:
-        bins = tuple(int(v) for v in args.bins.split(",") if v.strip())
-    except ValueError:
-        raise SystemExit(
-            f"psnmf demo: --bins must be integers like 4,12, got {args.bins!r}"
-        ) from None
-    res = run_demo(args.snr, bins, _parse_shape(args.shape), args.seed,
-                   pure_tv=not args.paper_only)
+        res = run_demo(args.snr, tuple(args.bins), tuple(args.shape), args.seed,
+                       pure_tv=not args.paper_only)
+    except ValueError as exc:
+        print(f"psnmf demo: {exc}", file=sys.stderr)
+        return 2
     print(format_table(res))
     return 0

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from psnmf.cli._args import seed
+from psnmf.cli._args import image_shape, seed
 
 EXAMPLES = """\
 examples:
@@ -21,17 +21,6 @@ The file is an exspy EDSTEMSpectrum (.hspy) readable by hyperspy.api.load; the g
 truth (phase spectra, maps, compositions, k-factors) is under metadata.Simulation and
 psnmf.simulate.load_simulated(path) returns it with the counts.
 """
-
-
-def _shape(text: str) -> tuple[int, int]:
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        ny, nx = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"shape {text!r}: give NYxNX, e.g. 180x180") from None
-    if ny < 2 or nx < 2:
-        raise argparse.ArgumentTypeError(f"shape {text!r}: both sizes must be >= 2")
-    return ny, nx
 
 
 def register(subparsers: Any) -> None:
@@ -61,7 +50,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--counts", type=float, metavar="N", help="mean counts per pixel (overrides --snr)"
     )
-    p.add_argument("--shape", type=_shape, metavar="NYxNX", help="image size, e.g. 180x180")
+    p.add_argument("--shape", type=image_shape, metavar="NYxNX", help="image size, e.g. 180x180")
     p.add_argument("--seed", type=seed, default=0, help="seed of the Poisson noise (default 0)")
     p.add_argument(
         "--map-seed",

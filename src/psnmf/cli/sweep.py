@@ -8,7 +8,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from psnmf.cli._args import add_bins, add_common, default_output, int_list
+from psnmf.cli._args import (
+    add_bins,
+    add_common,
+    default_output,
+    folder_changes,
+    int_list,
+    report_error,
+)
 
 EXAMPLES = """\
 examples:
@@ -60,6 +67,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``psnmf sweep``; returns the exit code."""
     from psnmf import pipeline
+    from psnmf._validation import InsufficientMemoryError
     from psnmf.io import PsnmfIOError
 
     out = Path(args.output) if args.output else default_output(args.file, "sweep")
@@ -71,9 +79,8 @@ def run(args: argparse.Namespace) -> int:
                 energy_range=args.energy_range, elements=args.elements, output_dir=out,
                 overwrite=args.overwrite, progress=not args.quiet, verbose=args.verbose,
             )
-        except (PsnmfIOError, ValueError, FileNotFoundError, FileExistsError) as exc:
-            print(f"psnmf sweep: {exc}", file=sys.stderr)
-            return 2
+        except (PsnmfIOError, ValueError, OSError, InsufficientMemoryError) as exc:
+            return report_error("psnmf sweep", exc)
     for w in caught:
         if issubclass(w.category, UserWarning):
             print(f"psnmf: warning: {w.message}", file=sys.stderr)
@@ -82,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
               f"{args.seed}, lower is better)")
         print(result.to_text())
         print(f"table: {result.paths['table']}  figure: {result.paths['figure']}")
+        for line in folder_changes(out):
+            print(line)
     if args.unmix:
         from psnmf.cli import unmix as unmix_cmd
 

@@ -13,7 +13,9 @@ from psnmf.cli._args import (
     add_common,
     auto_int,
     default_output,
+    folder_changes,
     replicates,
+    report_error,
     smoothing,
 )
 
@@ -116,13 +118,13 @@ def run(args: argparse.Namespace) -> int:
                 write_denoised=getattr(args, "write_denoised", False),  # psnmf sweep --unmix
                 **kwargs,
             )
-        except (PsnmfIOError, ValueError, FileNotFoundError, FileExistsError,
-                InsufficientMemoryError) as exc:
-            print(f"psnmf unmix: {exc}", file=sys.stderr)
-            return 2
+        except (PsnmfIOError, ValueError, OSError, InsufficientMemoryError) as exc:
+            return report_error("psnmf unmix", exc)
     _print_other_warnings(caught, result.warnings, quiet=args.quiet, verbose=args.verbose)
     if not args.quiet:
         print(pipeline.format_summary(result))
+        for line in folder_changes(out):
+            print(line)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Files in and out: reading EDX spectrum images, checking counts, writing results safely.
 
-Everything in psnmf that touches a file goes through this package. It has four modules,
+Everything in psnmf that touches a file goes through this package. It has five modules,
 each usable on its own; their public names are all importable from ``psnmf.io``:
 
 :mod:`psnmf.io.read`
@@ -17,6 +17,10 @@ each usable on its own; their public names are all importable from ``psnmf.io``:
     :func:`save_npz`, :func:`write_json`, :func:`write_text`, :func:`savefig`): a result
     appears under its name complete or not at all. :func:`prepare_output_dir`,
     :func:`file_checksum`, :func:`jsonable`.
+:mod:`psnmf.io.results`
+    :class:`ResultsFolder`: a run's output folder, locked for the run, written into a
+    staging sibling and swapped in as one set, with a manifest of psnmf's files
+    (:func:`read_manifest`); an interrupted or failed run leaves the folder as it was.
 :mod:`psnmf.io.errors`
     :class:`PsnmfIOError` (a :class:`ValueError`) and one subclass per way a file can fail;
     every message names the file or folder and says what to do.
@@ -39,28 +43,37 @@ psnmf.io.errors.InputNotFoundError: Input file not found: '...missing.bcf'. Chec
 
 from __future__ import annotations
 
-from psnmf.io import counts, errors, read, write
+from psnmf.io import counts, errors, read, results, write
 from psnmf.io.counts import to_counts
 from psnmf.io.errors import (
+    CalibrationError,
     CorruptFileError,
     InputNotFoundError,
+    InsufficientSpaceError,
     InvalidCountsError,
     MissingDependencyError,
     NoSpectrumImageError,
     OutputExistsError,
+    OutputLockedError,
     OutputNotWritableError,
+    OutputOverlapsInputError,
+    OutputWriteError,
     PsnmfIOError,
     UnsupportedFormatError,
 )
 from psnmf.io.read import (
     SUPPORTED_EXTENSIONS,
     SignalInfo,
+    check_calibration,
     crop_energy,
     describe_signals,
+    input_files,
     load_npz,
     load_spectrum_image,
+    native_byte_order,
     set_elements,
 )
+from psnmf.io.results import MANIFEST_NAME, ResultsFolder, read_manifest
 from psnmf.io.write import (
     atomic_path,
     file_checksum,
@@ -81,11 +94,22 @@ __all__ = [
     "MissingDependencyError",
     "NoSpectrumImageError",
     "InvalidCountsError",
+    "CalibrationError",
     "OutputExistsError",
     "OutputNotWritableError",
+    "OutputOverlapsInputError",
+    "OutputLockedError",
+    "OutputWriteError",
+    "InsufficientSpaceError",
+    "MANIFEST_NAME",
+    "ResultsFolder",
+    "read_manifest",
     "SUPPORTED_EXTENSIONS",
     "SignalInfo",
     "describe_signals",
+    "check_calibration",
+    "input_files",
+    "native_byte_order",
     "load_spectrum_image",
     "load_npz",
     "crop_energy",
@@ -103,5 +127,6 @@ __all__ = [
     "counts",
     "errors",
     "read",
+    "results",
     "write",
 ]

@@ -73,7 +73,7 @@ def check_block(block: np.ndarray, source: str) -> bool:
     Raises
     ------
     InvalidCountsError
-        For non-real, NaN, infinite or negative values.
+        For boolean, non-real, NaN, infinite or negative values.
 
     Examples
     --------
@@ -81,7 +81,12 @@ def check_block(block: np.ndarray, source: str) -> bool:
     (False, True)
     """
     kind = block.dtype.kind
-    if kind in ("b", "u"):
+    if kind == "b":
+        raise InvalidCountsError(
+            f"'{source}' holds boolean (True/False) values, not counts. If they are counts "
+            "of 0 and 1, convert them first, e.g. counts.astype(np.uint16)."
+        )
+    if kind == "u":
         return True
     if kind == "i":
         if block.size and block.min() < 0:

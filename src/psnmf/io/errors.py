@@ -13,8 +13,13 @@ what to do. The hierarchy::
     ├── MissingDependencyError(PsnmfIOError, ImportError)  reader needs a package
     ├── NoSpectrumImageError         no (2-D) EDS spectrum image in the file
     ├── InvalidCountsError           negative / non-finite / non-integer counts
+    ├── CalibrationError             energy axis or beam energy unusable
     ├── OutputExistsError(PsnmfIOError, FileExistsError)  refusing to overwrite
-    └── OutputNotWritableError(PsnmfIOError, PermissionError)  cannot write there
+    ├── OutputNotWritableError(PsnmfIOError, PermissionError)  cannot write there
+    ├── OutputOverlapsInputError     the results would replace an input
+    ├── OutputLockedError            another run holds the output folder
+    └── OutputWriteError             writing failed (full disk, I/O error)
+        └── InsufficientSpaceError   not enough free space, found before writing
 
 Examples
 --------
@@ -32,8 +37,13 @@ __all__ = [
     "MissingDependencyError",
     "NoSpectrumImageError",
     "InvalidCountsError",
+    "CalibrationError",
     "OutputExistsError",
     "OutputNotWritableError",
+    "OutputOverlapsInputError",
+    "OutputLockedError",
+    "OutputWriteError",
+    "InsufficientSpaceError",
 ]
 
 
@@ -65,9 +75,29 @@ class InvalidCountsError(PsnmfIOError):
     """The data are not valid counts (negative, non-finite, masked, wrong shape)."""
 
 
+class CalibrationError(PsnmfIOError):
+    """The energy axis (scale, offset, order) or the beam energy of the data is unusable."""
+
+
 class OutputExistsError(PsnmfIOError, FileExistsError):
     """Refusing to overwrite an existing output file or non-empty folder."""
 
 
 class OutputNotWritableError(PsnmfIOError, PermissionError):
     """The output location cannot be created or written to."""
+
+
+class OutputOverlapsInputError(PsnmfIOError):
+    """The output folder is, contains, or would replace one of the run's input files."""
+
+
+class OutputLockedError(PsnmfIOError):
+    """Another psnmf run is writing into the same output folder."""
+
+
+class OutputWriteError(PsnmfIOError):
+    """Writing the results failed (full disk, quota, I/O error); nothing was kept."""
+
+
+class InsufficientSpaceError(OutputWriteError):
+    """The file system of the output folder has less free space than the results need."""

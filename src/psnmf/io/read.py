@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import math
 import os
+import stat
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ import numpy as np
 from psnmf import _validation
 from psnmf.io.counts import validate_counts
 from psnmf.io.errors import (
+    CalibrationError,
     CorruptFileError,
     InputNotFoundError,
     InvalidCountsError,
@@ -57,10 +59,13 @@ __all__ = [
     "EDS_TYPES",
     "SUPPORTED_EXTENSIONS",
     "SignalInfo",
+    "check_calibration",
     "crop_energy",
     "describe_signals",
+    "input_files",
     "load_npz",
     "load_spectrum_image",
+    "native_byte_order",
     "set_elements",
 ]
 
@@ -172,6 +177,15 @@ def _is_usable(nav_dim: int, sig_dim: int, signal_type: str, require_2d: bool) -
     return nav_dim == 2 or (not require_2d and nav_dim == 1)
 
 
+def _is_generic_image(info: SignalInfo, require_2d: bool) -> bool:
+    """A 1-D signal without signal type shaped like a spectrum image (a .rpl without
+    ``signal``, a plain HyperSpy ``Signal1D``): used as EDS when the file holds no EDS
+    signal and exactly one of these."""
+    nav = info.navigation_dimension
+    return (info.signal_type == "" and info.signal_dimension == 1
+            and (nav == 2 or (not require_2d and nav == 1)))
+
+
 def _info(index: int, signal: BaseSignal) -> SignalInfo:
     am = signal.axes_manager
     signal_type = str(signal.metadata.get_item("Signal.signal_type", "") or "")
@@ -200,7 +214,8 @@ def _pick(infos: list[SignalInfo], require_2d: bool) -> int | None:
         )
     ]
     if not usable:
-        return None
+        generic = [info for info in infos if _is_generic_image(info, require_2d)]
+        return generic[0].index if len(generic) == 1 else None
     # Prefer spectrum images over line scans, then the largest.
     best = max(usable, key=lambda i: (i.navigation_dimension == 2, math.prod(i.shape)))
     return best.index
@@ -271,7 +286,33 @@ def _check_input(path: PathLike) -> Path:
         )
     if path.is_dir() and suffix != ".zspy":
         raise UnsupportedFormatError(f"Cannot read '{path}': it is a folder, not a file.")
+    mode = path.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket"
+                if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or
+                stat.S_ISBLK(mode) else "not a regular file")
+        raise UnsupportedFormatError(
+            f"Cannot read '{path}': it is {kind}, not a regular file. psnmf reads files "
+            "with random access (HDF5, zip): save the data to a file and pass that."
+        )
     return path
+
+
+def input_files(path: PathLike) -> list[Path]:
+    """The files a read of ``path`` uses: the file itself and, for a ripple ``.rpl``
+    header, its ``.raw`` data file.
+
+    Examples
+    --------
+    >>> [p.name for p in input_files("scan.npz")]
+    ['scan.npz']
+    """
+    path = Path(path).expanduser()
+    files = [path]
+    if path.suffix.lower() == ".rpl":
+        files += [p for p in (path.with_suffix(".raw"), path.with_suffix(".RAW"))
+                  if p.exists() and p not in files]
+    return files
 
 
 class _DropRsciioReportHint(logging.Filter):
@@ -411,8 +452,11 @@ def load_spectrum_image(
     _check_chosen(signal, info, path, infos, require_2d)
     logger.info("%s: using signal %s", path, info)
 
+    _check_not_empty(signal, info, path)
     signal = _as_eds(signal, info, path)
+    native_byte_order(signal)
     _normalise_energy_axis(signal, path)
+    check_calibration(signal, path)
     if energy_range is not None:
         signal = crop_energy(signal, energy_range, path)
     if elements is not None:
@@ -439,7 +483,9 @@ def _choose(
                 "energy axis) to bin; a line scan can be loaded with require_2d=False and "
                 f"unmixed with psnmf.standard_nmf. The file holds:\n{_format_infos(infos)}\n"
                 "If one of these is an EDS spectrum image without its signal type, pass its "
-                "number as signal_index."
+                "number as signal_index to psnmf.io.load_spectrum_image (on the command "
+                "line: load it in HyperSpy, call s.set_signal_type('EDS_TEM'), save it as "
+                ".hspy and pass that file)."
             )
         return index
     if not -len(infos) <= signal_index < len(infos):
@@ -499,6 +545,90 @@ def _check_chosen(
             "it with require_2d=False and unmix it with standard NMF (psnmf.standard_nmf), "
             "which needs no image."
         )
+
+
+def _check_not_empty(signal: BaseSignal, info: SignalInfo, path: Path) -> None:
+    if 0 in info.shape:
+        raise NoSpectrumImageError(
+            f"Signal {info.index} of '{path}' is empty: its shape {info.shape} has an axis "
+            "of length 0 (no pixels or no channels). Export the spectrum image again."
+        )
+
+
+def native_byte_order(signal: BaseSignal) -> None:
+    """Convert the data of ``signal`` to the machine's byte order, in place (lazily for a
+    Dask array). Big-endian files (a ripple ``.rpl`` with ``byte-order big-endian``, a
+    ``.npz`` saved from a big-endian array) read the same as little-endian ones.
+
+    Examples
+    --------
+    >>> import hyperspy.api as hs
+    >>> s = hs.signals.Signal1D(np.arange(6, dtype=">u2").reshape(1, 2, 3))
+    >>> native_byte_order(s)
+    >>> s.data.dtype.isnative, s.data.tolist()
+    (True, [[[0, 1, 2], [3, 4, 5]]])
+    """
+    dtype = np.dtype(signal.data.dtype)
+    if not dtype.isnative:
+        signal.data = signal.data.astype(dtype.newbyteorder("="))
+
+
+def check_calibration(signal: BaseSignal, source: Path | str = "the signal") -> None:
+    """Refuse an energy axis or beam energy that cannot be right (CalibrationError).
+
+    The energy axis (in keV) must increase: a uniform axis needs a finite offset and a
+    finite scale > 0, a non-uniform one finite, strictly increasing energies. A beam
+    energy in the metadata (``Acquisition_instrument.TEM`` or ``.SEM.beam_energy``, kV)
+    must be finite and > 0. The message names the value, where it is stored and the fix.
+
+    Examples
+    --------
+    >>> import hyperspy.api as hs
+    >>> s = hs.signals.Signal1D(np.ones((2, 2, 5)))
+    >>> s.axes_manager.signal_axes[0].scale = 0.0
+    >>> check_calibration(s, "x.hspy")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    psnmf.io.errors.CalibrationError: The energy axis of 'x.hspy' has a channel width of 0 keV...
+    """
+    axis = signal.axes_manager.signal_axes[0]
+    fix = ("Fix the calibration of the file (for a .npz: energy_offset and energy_scale > 0 "
+           "in keV; in HyperSpy: s.axes_manager.signal_axes[0].offset/.scale) and save it "
+           "again.")
+    if axis.is_uniform:
+        scale, offset = float(axis.scale), float(axis.offset)
+        if not (math.isfinite(scale) and math.isfinite(offset)):
+            raise CalibrationError(
+                f"The energy axis of '{source}' is not calibrated: offset {offset:g}, channel "
+                f"width {scale:g} keV (not finite numbers). {fix}")
+        if scale <= 0:
+            what = "0 keV" if scale == 0 else f"{scale:g} keV (energies decrease)"
+            raise CalibrationError(
+                f"The energy axis of '{source}' has a channel width of {what}; psnmf needs "
+                f"energies increasing from channel to channel. {fix}")
+    else:
+        energies = np.asarray(axis.axis, dtype=float)
+        if not np.isfinite(energies).all() or (np.diff(energies) <= 0).any():
+            raise CalibrationError(
+                f"The non-uniform energy axis of '{source}' is not finite and strictly "
+                f"increasing (from {energies[0]:g} to {energies[-1]:g} keV over "
+                f"{energies.size} channels); psnmf needs energies increasing from channel "
+                f"to channel. {fix}")
+    for mode in ("TEM", "SEM"):
+        key = f"Acquisition_instrument.{mode}.beam_energy"
+        value = signal.metadata.get_item(key)
+        if value is None:
+            continue
+        try:
+            beam = float(value)
+        except (TypeError, ValueError):
+            beam = math.nan
+        if not (math.isfinite(beam) and beam > 0):
+            raise CalibrationError(
+                f"The beam energy of '{source}' is {value!r} kV (metadata {key}); it must be "
+                "a number > 0 (e.g. 200 for a 200 kV TEM). Fix the metadata (for a .npz: "
+                "beam_energy; in HyperSpy: s.set_microscope_parameters(beam_energy=200)) or "
+                "remove it.")
 
 
 def _as_eds(signal: BaseSignal, info: SignalInfo, path: Path) -> BaseSignal:
@@ -693,6 +823,11 @@ def load_npz(path: PathLike) -> BaseSignal:
         raise NoSpectrumImageError(
             f"'{path}': 'counts' has shape {counts.shape}; psnmf needs a 2-D spectrum image, "
             "an array of shape (ny, nx, ne)."
+        )
+    if 0 in counts.shape:
+        raise NoSpectrumImageError(
+            f"'{path}': 'counts' has shape {counts.shape}, with an axis of length 0 (no "
+            "pixels or no channels); psnmf needs at least one pixel and one channel."
         )
     if "energy_scale" not in extra:
         warnings.warn(

@@ -134,8 +134,10 @@ def atomic_path(final_path: PathLike) -> Iterator[Path]:
         if not tmp.exists():
             raise PsnmfIOError(f"Nothing was written for '{final}' (expected it at '{tmp}').")
         _replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        if isinstance(exc, KeyboardInterrupt) and ".psnmf-staging-" not in final.parent.name:
+            exc.add_note(f"psnmf: '{final}' was left as it was (nothing half-written).")
         raise
 
 

@@ -100,6 +100,8 @@ def _read(path_or_signal: Any, elements: Sequence[str] | None) -> tuple[Any, dic
             signal.set_signal_type("EDS_TEM")
         if elements is not None:
             io.set_elements(signal, elements)
+        io.native_byte_order(signal)
+        io.check_calibration(signal, "path_or_signal")
         source = {"file": None, "title": signal.metadata.General.get_item("title", "")}
     else:
         source_path = Path(path_or_signal).expanduser()

@@ -359,6 +359,48 @@ def write_signals(result: UnmixResult, out: Path, *,
     return {role: _save(sig, out / names[role]) for role, sig in signals_out.items()}
 
 
+#: Room kept for the figures and ``report.html`` (which embeds them), in bytes: measured
+#: 0.9 MB at k = 2 with two elements (the element maps grow with the elements).
+REPORT_BYTES = 2 * 2**20
+#: Room per ``.hspy`` file for HDF5 structure and metadata, in bytes.
+HSPY_OVERHEAD = 64 * 2**10
+
+
+def output_names(*, write_denoised: bool = True) -> set[str]:
+    """Every file name :func:`psnmf.pipeline.unmix` may write into its output folder (the
+    dense cubes only with ``write_denoised``)."""
+    from psnmf.report import FIGURES
+
+    dense = DENSE_FILES.values() if write_denoised else ()
+    return {*FACTOR_FILES.values(), *dense, *(name for _, name, _ in FIGURES),
+            "summary.json", "report.html"}
+
+
+def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
+                 report: bool) -> int:
+    """An upper estimate of the bytes :func:`write_signals` (and the report) write.
+
+    ``shape`` is ``(ny, nx, ne)``. The factor files hold float64 spectra ``(k, ne)``, maps
+    ``(k, ny, nx)`` and the count scale, the two decompositions their factors and loadings
+    (PCA: ``k`` of each) and a gzip-compressed placeholder cube of zeros (counted at 1 % of
+    its float64 size); the dense cubes (``write_denoised``) 4 bytes per value each before
+    compression; the report :data:`REPORT_BYTES`.
+
+    Examples
+    --------
+    >>> result_bytes((16, 16, 200), 2, write_denoised=True, report=False) > 2 * 4 * 16 * 16 * 200
+    True
+    """
+    ny, nx, ne = (int(n) for n in shape)
+    pixels = ny * nx
+    factors = 8 * (k * ne + k * pixels + pixels)
+    decompositions = 2 * (8 * k * (ne + pixels) + 0.01 * 8 * pixels * ne)
+    dense = 2 * 4 * pixels * ne if write_denoised else 0
+    files = len(FACTOR_FILES) + (len(DENSE_FILES) if write_denoised else 0)
+    return int(factors + decompositions + dense + files * HSPY_OVERHEAD
+               + (REPORT_BYTES if report else 0))
+
+
 def _float32(signal: Any) -> Any:
     """A float32 copy of a signal; of a lazy one, lazy (computed chunk by chunk when saved)."""
     out = signal.deepcopy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from psnmf import __version__, io
+from psnmf import hyperspy as signals
 from psnmf.pipeline import steps
 from psnmf.pipeline.load import Loaded, load
 from psnmf.pipeline.progress import Progress, quiet_libraries
@@ -88,9 +90,11 @@ def sweep(
         Seed of the count split and of the NMF initialisations.
     energy_range, elements : as in :func:`psnmf.pipeline.unmix`.
     output_dir : path, optional
-        Write ``sweep.json``, ``sweep.txt`` and ``sweep.png`` there.
+        Write ``sweep.json``, ``sweep.txt`` and ``sweep.png`` there, as one set with a
+        manifest (:class:`psnmf.io.ResultsFolder`: locked for the run, swapped in whole).
     overwrite : bool
-        Accept a non-empty ``output_dir``.
+        Accept a non-empty ``output_dir``: psnmf's files of an earlier run are replaced,
+        the user's own files (and an ``unmix/`` results folder) kept.
     progress, verbose : bool
         Progress bars and step timings on stderr.
 
@@ -105,20 +109,42 @@ def sweep(
     """
     bins_t = parse_choices(bins, "bins")
     comps_t = parse_choices(components, "components")
-    out = io.prepare_output_dir(output_dir, overwrite) if output_dir is not None else None
     prog = Progress(progress, verbose)
     notes: list[str] = []
-    with quiet_libraries(verbose):
-        loaded = load(path_or_signal, energy_range, elements, notes)
-        for note in notes:
-            warnings.warn(note, UserWarning, stacklevel=2)
-        data = steps.split(loaded.signal, seed)
-        selection = steps.choose(data, k=None, b=None, bins=bins_t, components=comps_t,
-                                 seed=seed, progress=prog)
-    result = SweepResult(selection, loaded)
-    if out is not None:
-        _write(result, out)
+    with _results_folder(output_dir, overwrite, path_or_signal) as results:
+        if results is not None:
+            results.check_space(SWEEP_BYTES)
+        with quiet_libraries(verbose):
+            loaded = load(path_or_signal, energy_range, elements, notes)
+            for note in notes:
+                warnings.warn(note, UserWarning, stacklevel=2)
+            data = steps.split(loaded.signal, seed)
+            selection = steps.choose(data, k=None, b=None, bins=bins_t, components=comps_t,
+                                     seed=seed, progress=prog)
+        result = SweepResult(selection, loaded)
+        if results is not None:
+            with results.writing():
+                _write(result, results.path)
+    if results is not None:  # committed: the paths of the final folder
+        result.paths = {key: results.final / p.name for key, p in result.paths.items()}
     return result
+
+
+#: Room kept for ``sweep.json``, ``sweep.txt`` and ``sweep.png``, in bytes.
+SWEEP_BYTES = 2**20
+#: The files :func:`sweep` writes.
+SWEEP_FILES = ("sweep.json", "sweep.txt", "sweep.png")
+
+
+def _results_folder(output_dir: str | Path | None, overwrite: bool,
+                    path_or_signal: Any) -> Any:
+    """The locked :class:`psnmf.io.ResultsFolder` of the sweep (a null context without
+    ``output_dir``)."""
+    if output_dir is None:
+        return contextlib.nullcontext(None)
+    inputs = [] if signals.is_signal(path_or_signal) else io.input_files(path_or_signal)
+    return io.ResultsFolder(output_dir, overwrite=overwrite, inputs=inputs,
+                            names=SWEEP_FILES, command="psnmf sweep")
 
 
 def _write(result: SweepResult, out: Path) -> None:

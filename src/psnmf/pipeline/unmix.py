@@ -21,6 +21,7 @@ The steps (:mod:`psnmf.pipeline.steps`)
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from psnmf import __version__, io
+from psnmf import hyperspy as signals
 from psnmf.baselines import PCA_DIMENSION
 from psnmf.pipeline import memory, steps
 from psnmf.pipeline.load import INTEGRATION_WINDOWS, load
@@ -96,7 +98,9 @@ def unmix(
     seed : int
         Seed of the count split and of the NMF initialisation (results are reproducible).
     overwrite : bool
-        Accept a non-empty ``output_dir`` (files are replaced).
+        Accept a non-empty ``output_dir``: psnmf's files of the earlier run there are
+        replaced (or removed when this run does not write them); the user's own files are
+        kept (see Notes).
     progress, verbose : bool
         Progress bars, and step timings, on stderr.
     bins, components : sequences of int
@@ -138,7 +142,14 @@ def unmix(
     ``element_maps.png`` (raw vs PCA vs PSNMF), ``scree.png``, ``deviance.png``,
     ``loss.png``, ``sum_spectrum.png``, ``smoothing.png`` (when the TV weight was chosen),
     ``sweep.png`` (when b or k was chosen), ``summary.json`` and the self-contained
-    ``report.html``.
+    ``report.html``, listed with their sizes and checksums in ``.psnmf-manifest.json``.
+
+    The results appear as one set (:class:`psnmf.io.ResultsFolder`): the folder is locked
+    for the run (a second run into it stops at once), the files are written into a hidden
+    sibling folder that is swapped into place when all are written, and an interrupted or
+    failed run (Ctrl-C, a full disk) leaves the earlier results byte-identical. The free
+    space is checked before writing, and an input that the results would replace is
+    refused.
 
     The held-out deviance: the counts are split in two halves ``X1``, ``X2``; raw
     predicts ``X2`` by ``X1``, PCA and PSNMF by their fits to ``X1`` (same ``k`` and
@@ -173,28 +184,47 @@ def unmix(
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 0 or n_boot == 1:
         raise ValueError(f"n_boot must be 0 (no composition table) or an integer >= 2, got "
                          f"{n_boot!r}.")
-    out = io.prepare_output_dir(output_dir, overwrite) if output_dir is not None else None
     prog = Progress(progress, verbose)
     notes: list[str] = []
-    prog.start(7 + int(k is None or b is None) + int(out is not None) * 2, "psnmf unmix")
-    try:
-        with quiet_libraries(verbose):
-            result = _run(
-                path_or_signal, prog, notes, k=k, b=b, energy_range=energy_range,
-                elements=elements, seed=seed, bins=tuple(bins), components=tuple(components),
-                iterations=(int(max_iter), int(max_iter_full)), smoothing=smoothing,
-                vertex=bool(vertex), n_boot=int(n_boot),
-            )
-            if out is not None:
-                _write(result, out, prog, report=report, t_start=t_start,
-                       write_denoised=bool(write_denoised))
-            else:
-                result.summary.timings_s["total"] = time.perf_counter() - t_start
-    finally:
-        prog.close()
+    with _results_folder(output_dir, overwrite, path_or_signal,
+                         bool(write_denoised)) as results:
+        if results is not None:  # the report at least: refused now, not after the work
+            results.check_space(steps.REPORT_BYTES if report else steps.HSPY_OVERHEAD)
+        prog.start(7 + int(k is None or b is None) + int(results is not None) * 2,
+                   "psnmf unmix")
+        try:
+            with quiet_libraries(verbose):
+                result = _run(
+                    path_or_signal, prog, notes, k=k, b=b, energy_range=energy_range,
+                    elements=elements, seed=seed, bins=tuple(bins),
+                    components=tuple(components),
+                    iterations=(int(max_iter), int(max_iter_full)), smoothing=smoothing,
+                    vertex=bool(vertex), n_boot=int(n_boot),
+                )
+                if results is not None:
+                    _write(result, results, prog, report=report, t_start=t_start,
+                           write_denoised=bool(write_denoised))
+                else:
+                    result.summary.timings_s["total"] = time.perf_counter() - t_start
+        finally:
+            prog.close()
+    if results is not None:  # committed: the paths of the final folder
+        result.paths = {key: results.final / p.name for key, p in result.paths.items()}
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
     return result
+
+
+def _results_folder(output_dir: str | Path | None, overwrite: bool, path_or_signal: Any,
+                    write_denoised: bool) -> Any:
+    """The locked :class:`psnmf.io.ResultsFolder` of the run (a null context without
+    ``output_dir``); its inputs are the file read and its companions."""
+    if output_dir is None:
+        return contextlib.nullcontext(None)
+    inputs = [] if signals.is_signal(path_or_signal) else io.input_files(path_or_signal)
+    return io.ResultsFolder(output_dir, overwrite=overwrite, inputs=inputs,
+                            names=steps.output_names(write_denoised=write_denoised),
+                            command="psnmf unmix")
 
 
 def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None,
@@ -253,24 +283,32 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     )
 
 
-def _write(result: UnmixResult, out: Path, prog: Progress, *, report: bool,
+def _write(result: UnmixResult, results: io.ResultsFolder, prog: Progress, *, report: bool,
            t_start: float, write_denoised: bool) -> None:
-    """Signals, figures, ``report.html`` and ``summary.json`` into ``out``."""
+    """Signals, figures, ``report.html`` and ``summary.json`` into the staging folder of
+    ``results`` (swapped into place as one set when the run ends); the free space is
+    checked first, and a write error becomes one :class:`psnmf.io.OutputWriteError`."""
     from psnmf import report as report_pkg
 
-    with prog.step("save", "writing signals"):
-        result.paths.update(steps.write_signals(result, out, write_denoised=write_denoised))
-    with prog.step("report", "figures and report"):
+    out = results.path
+    results.check_space(steps.result_bytes(
+        result.signal.data.shape, result.n_components, write_denoised=write_denoised,
+        report=report))
+    with results.writing():
+        with prog.step("save", "writing signals"):
+            result.paths.update(steps.write_signals(result, out,
+                                                    write_denoised=write_denoised))
+        with prog.step("report", "figures and report"):
+            if report:
+                result.paths.update(steps.write_figures(result, out))
+        summary = result.summary
+        summary.timings_s = {**prog.timings, "total": time.perf_counter() - t_start}
+        summary.files = {key: p.name for key, p in result.paths.items()}
+        summary.files["summary"] = "summary.json"
         if report:
-            result.paths.update(steps.write_figures(result, out))
-    summary = result.summary
-    summary.timings_s = {**prog.timings, "total": time.perf_counter() - t_start}
-    summary.files = {key: p.name for key, p in result.paths.items()}
-    summary.files["summary"] = "summary.json"
-    if report:
-        summary.files["report"] = "report.html"
-        result.paths["report"] = report_pkg.write_html(result, out / "report.html")
-    result.paths["summary"] = io.write_json(summary.to_dict(), out / "summary.json")
+            summary.files["report"] = "report.html"
+            result.paths["report"] = report_pkg.write_html(result, out / "report.html")
+        result.paths["summary"] = io.write_json(summary.to_dict(), out / "summary.json")
 
 
 def _input_info(loaded: Any, data: steps.Split, lines: list[str]) -> InputInfo:
