@@ -1,5 +1,7 @@
 """Fault tests: a run killed while writing never damages an earlier result and never leaves a
-half-written result under the final name; Ctrl-C stops cleanly with a message and code 130.
+half-written result under the final name; Ctrl-C stops cleanly with a message and code 130
+(SIGTERM with 143); ``psnmf unmix --overwrite`` killed at several moments of writing its set
+leaves the earlier results byte-identical.
 
 The writers run in a child process that the test kills with SIGKILL (no cleanup at all, as
 after a power cut or the OOM killer) as soon as the temporary file of the write appears, so
@@ -9,6 +11,7 @@ the kill lands while the result is being written.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_toy
 
 from psnmf import io as pio
 
@@ -157,3 +161,97 @@ def test_interrupted_save_in_process_removes_its_temporary(tmp_path, monkeypatch
     monkeypatch.undo()
     _assert_earlier_result_intact(out, checksum)
     assert not list(tmp_path.glob(".*"))
+
+
+# ---------------------------------------------------------------------------
+# psnmf unmix killed while writing its set: the earlier results stay byte-identical
+# ---------------------------------------------------------------------------
+CHILD_UNMIX = textwrap.dedent(
+    """
+    import os, sys, time
+    from psnmf.cli import main
+    import exspy, hyperspy.api, psnmf.pipeline, psnmf.report  # noqa: E401, F401
+
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):  # the text writers (report.html, summary.json) take 0.3 s each,
+        time.sleep(0.3)  # so that a kill can land while they are being written
+        real_fsync(fd)
+
+    os.fsync = slow_fsync
+    print("ready", flush=True)
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+UNMIX_FAST = ["-k", "2", "--bin", "2", "--bootstrap", "0", "--quiet", "--max-iter", "60",
+              "--max-iter-full", "20"]
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): pio.file_checksum(p)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory):
+    """``unmix base.npz -o R -k 2`` on a 16 x 16 x 200 image: (input, results folder)."""
+    from psnmf.cli import main
+
+    folder = tmp_path_factory.mktemp("earlier")
+    toy = make_toy(16, 16, 200, counts=80.0, seed=0)
+    base = folder / "base.npz"
+    np.savez(base, counts=toy.counts.astype(np.uint16), energy_scale=0.05,
+             elements=np.array(["Fe", "O"]), beam_energy=200.0)
+    assert main(["unmix", str(base), "-o", str(folder / "R"), *UNMIX_FAST]) == 0
+    return base, folder / "R"
+
+
+@pytest.mark.parametrize("sig, pattern", [
+    (signal.SIGINT, None),  # while computing, before anything is written
+    (signal.SIGINT, ".component_spectra.hspy.tmp-*"),  # the first new .hspy
+    (signal.SIGKILL, ".component_maps.hspy.tmp-*"),
+    (signal.SIGTERM, ".component_maps.png.tmp-*"),
+    (signal.SIGKILL, ".report.html.tmp-*"),
+    (signal.SIGINT, ".summary.json.tmp-*"),  # the last file
+])
+def test_unmix_overwrite_interrupted_keeps_the_earlier_results(tmp_path, earlier_run, sig,
+                                                               pattern):
+    """Issue 13, item 1: ``unmix -k 3 --seed 1 --overwrite`` into the folder of a k = 2 run,
+    stopped by SIGINT, SIGTERM or SIGKILL at several moments of writing: the folder holds
+    the k = 2 results byte for byte, and Ctrl-C/SIGTERM say so and leave nothing behind."""
+    base, earlier = earlier_run
+    out = tmp_path / "R"
+    shutil.copytree(earlier, out)
+    before = _snapshot(out)
+    argv = ["unmix", str(base), "-o", str(out), "--overwrite", "--seed", "1", "-k", "3",
+            *UNMIX_FAST[2:]]
+    proc = _start(CHILD_UNMIX, *argv)
+    if pattern is None:
+        time.sleep(0.3)
+        seen = not list(tmp_path.glob(".R.psnmf-staging-*/*"))
+    else:
+        seen = _wait_for(proc, tmp_path, ".R.psnmf-staging-*/" + pattern)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert seen, "the child got past the moment before the signal: nothing was tested"
+    assert _snapshot(out) == before, "the earlier results changed"
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+        # only hidden leftovers, which the next run into R removes
+        assert all(n.startswith(".R.psnmf-") for n in os.listdir(tmp_path) if n != "R")
+        with pytest.raises(RuntimeError), pio.ResultsFolder(out, overwrite=True):
+            raise RuntimeError("nothing to write")
+    else:
+        assert proc.returncode == (130 if sig == signal.SIGINT else 143), err
+        assert "Traceback" not in err and f"'{out}' was left as it was" in err
+    assert sorted(os.listdir(tmp_path)) == ["R"]
+    assert _snapshot(out) == before
+
+
+def _wait_for(proc: subprocess.Popen, folder: Path, pattern: str) -> bool:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(folder.glob(pattern)):
+            return True
+        time.sleep(0.001)
+    return False
