@@ -24,7 +24,10 @@ write. For an output folder ``R``:
 
 On any exception before the swap (KeyboardInterrupt, a SIGTERM turned into one by the
 command line, a full disk) the staging folder is removed and ``R`` is left byte-identical;
-a note on the exception (``exc.__notes__``) says so. A hard kill (SIGKILL, power cut) can
+a note on the exception (``exc.__notes__``) says so. A SIGINT during the run is also
+remembered by the handler, so that one whose KeyboardInterrupt Python swallowed (raised in
+a weakref callback, which only prints "Exception ignored") still stops the set before the
+swap. A hard kill (SIGKILL, power cut) can
 leave the hidden staging folder behind; ``R`` is still intact, and the next run into ``R``
 removes it.
 
@@ -403,6 +406,8 @@ class ResultsFolder:
         self._lock: tuple[int, Path] | None = None
         self._committed = False
         self._free: int | None = None
+        self._handlers: dict[int, Any] = {}
+        self._signalled: int | None = None
 
     # -- entering -----------------------------------------------------------------------
     def __enter__(self) -> ResultsFolder:
@@ -435,6 +440,7 @@ class ResultsFolder:
         except BaseException:
             self._unlock()
             raise
+        self._latch_signals()
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -446,9 +452,42 @@ class ResultsFolder:
             self._abandon(error)
             raise
         finally:
+            self._restore_signals()
             self._unlock()
         if exc is not None:
             self._abandon(exc)
+
+    def _latch_signals(self) -> None:
+        """Remember a SIGINT (or a SIGTERM the program turned into an exception) during the
+        run, so that one whose KeyboardInterrupt Python swallowed (raised inside a weakref
+        callback or ``__del__``, which only print "Exception ignored") still stops the
+        commit. The handlers in place are called as before; default ones are left alone."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(signum)
+            if not callable(previous):
+                continue
+
+            def latch(num: int, frame: Any, previous: Any = previous) -> None:
+                self._signalled = num
+                if _in_finalizer(frame):  # an exception raised here would be swallowed:
+                    threading.Timer(0.01, os.kill, (os.getpid(), num)).start()  # again soon
+                    return
+                previous(num, frame)
+
+            signal.signal(signum, latch)
+            self._handlers[signum] = previous
+
+    def _restore_signals(self) -> None:
+        for signum, previous in self._handlers.items():
+            signal.signal(signum, previous)
+        self._handlers = {}
+
+    def _raise_if_signalled(self) -> None:
+        """Re-raise a signal that arrived during the run (see :meth:`_latch_signals`)."""
+        if self._signalled is not None and self._signalled in self._handlers:
+            self._handlers[self._signalled](self._signalled, None)
 
     def _sibling(self, tag: str) -> Path:
         return self.final.parent / f".{self.final.name}.{tag}"
@@ -578,6 +617,7 @@ class ResultsFolder:
         """Carry the user's entries over, write the manifest, swap the set into ``R``."""
         if self._committed:
             return self.manifest or {}
+        self._raise_if_signalled()
         written = sorted(p.name for p in self.path.iterdir()
                          if p.is_file() and not _TEMPORARY.match(p.name))
         owned = set(self.state.owned)
@@ -606,6 +646,7 @@ class ResultsFolder:
         """The staging folder becomes ``R``; the earlier set (if any) is removed after."""
         final, staging = self.final, self.path
         with _signals_blocked():
+            self._raise_if_signalled()
             if not final.exists():
                 os.rename(staging, final)
                 earlier = None
@@ -628,6 +669,7 @@ class ResultsFolder:
     def _commit_inner(self, written: list[str]) -> None:
         final, staging = self.final, self.path
         with _signals_blocked():
+            self._raise_if_signalled()
             for name in written:
                 os.replace(staging / name, final / name)
             for name in self.manifest["removed"] if self.manifest else ():
@@ -664,6 +706,17 @@ class ResultsFolder:
         if self._lock is not None:
             _release_lock(*self._lock)
             self._lock = None
+
+
+def _in_finalizer(frame: Any) -> bool:
+    """Whether ``frame`` runs a weakref callback or ``__del__``, where Python swallows
+    exceptions (a KeyboardInterrupt raised there only prints "Exception ignored")."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or code.co_filename.endswith(os.sep + "weakref.py"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _same(a: Path, b: Path) -> bool:
