@@ -7,13 +7,16 @@ parameters (``pytest --collect-only -q tests/test_bad_input.py``).
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import make_toy
 
 from psnmf import (
     PSNMF,
@@ -858,3 +861,165 @@ def test_cli_unmix_refuses_bad_files(tmp_path, capsys, make, needles):
     assert code != 0
     for needle in needles:
         assert needle in err, f"{needle!r} not in stderr: {err}"
+
+
+# ---------------------------------------------------------------------------
+# Issue 13, items 8-10: inputs refused with their real cause, or read correctly
+# ---------------------------------------------------------------------------
+def _npz(tmp, name="scan.npz", counts=None, **extra):
+    p = tmp / name
+    extra.setdefault("energy_scale", 0.05)
+    np.savez(p, counts=_counts(shape=(6, 5, 40)) if counts is None else counts, **extra)
+    return p
+
+
+def _fifo(tmp):
+    p = tmp / "pipe.npz"
+    os.mkfifo(p)
+    return p
+
+
+def _hspy_axis(tmp, energies):
+    from exspy.signals import EDSTEMSpectrum
+
+    axes = [{"name": "y", "size": 6, "navigate": True}, {"name": "x", "size": 5, "navigate": True},
+            {"name": "Energy", "axis": np.asarray(energies), "units": "keV", "navigate": False}]
+    return _save_hspy(EDSTEMSpectrum(_counts(shape=(6, 5, len(energies))), axes=axes),
+                      tmp / "scan.hspy")
+
+
+INPUT_CASES = [
+    ("boolean npz", lambda t: _npz(t, counts=_counts(shape=(6, 5, 40)) > 3),
+     pio.InvalidCountsError, ["scan.npz", "boolean", r"astype\(np.uint16\)"]),
+    ("npz without pixels", lambda t: _npz(t, counts=np.zeros((0, 5, 40), np.uint16)),
+     pio.NoSpectrumImageError, ["scan.npz", "(0, 5, 40)", "length 0"]),
+    ("npz without channels", lambda t: _npz(t, counts=np.zeros((6, 5, 0), np.uint16)),
+     pio.NoSpectrumImageError, ["scan.npz", "length 0"]),
+    ("FIFO", _fifo, pio.UnsupportedFormatError, ["pipe.npz", "FIFO", "regular file"]),
+    ("beam energy 0", lambda t: _npz(t, beam_energy=0.0), pio.CalibrationError,
+     ["scan.npz", "beam energy", "0.0 kV", "beam_energy", "> 0"]),
+    ("beam energy negative", lambda t: _npz(t, beam_energy=-5.0), pio.CalibrationError,
+     ["scan.npz", "beam energy", "-5.0 kV"]),
+    ("beam energy NaN", lambda t: _npz(t, beam_energy=np.nan), pio.CalibrationError,
+     ["scan.npz", "beam energy", "nan kV"]),
+    ("energy scale 0", lambda t: _npz(t, energy_scale=0.0), pio.CalibrationError,
+     ["scan.npz", "channel width of 0 keV", "energy_scale > 0"]),
+    ("energy scale negative", lambda t: _npz(t, energy_scale=-0.05, energy_offset=2.0),
+     pio.CalibrationError, ["scan.npz", r"-0.05 keV \(energies decrease\)"]),
+    ("energy scale NaN", lambda t: _npz(t, energy_scale=np.nan), pio.CalibrationError,
+     ["scan.npz", "not calibrated", "nan"]),
+    ("descending axis", lambda t: _hspy_axis(t, np.linspace(4.0, 0.5, 40)),
+     pio.CalibrationError, ["scan.hspy", "non-uniform energy axis", "strictly increasing"]),
+]
+
+
+@pytest.mark.parametrize("make, exc, needles", [c[1:] for c in INPUT_CASES],
+                         ids=[c[0] for c in INPUT_CASES])
+def test_inputs_refused_with_their_real_cause(tmp_path, make, exc, needles):
+    """Not blamed on an energy_range never given; a FIFO is refused at once, not read."""
+    path = make(tmp_path)
+    with pytest.raises(exc) as info:
+        pio.load_spectrum_image(path)
+    check(info, *needles)
+    assert "energy_range" not in str(info.value)
+
+
+@needs_unmix
+@pytest.mark.parametrize("command", ["unmix", "sweep"])
+@pytest.mark.parametrize("make, exc, needles", [c[1:] for c in INPUT_CASES],
+                         ids=[c[0] for c in INPUT_CASES])
+def test_cli_refuses_bad_inputs_in_one_line(tmp_path, capsys, command, make, exc, needles):
+    path = make(tmp_path)
+    t0 = time.monotonic()
+    code, err = run_cli([command, str(path), "-o", str(tmp_path / "res"), "-q"], capsys)
+    assert code == 2 and time.monotonic() - t0 < 30  # (a FIFO would hang forever)
+    assert err.startswith(f"psnmf {command}: ") and needles[0] in err
+    assert "energy_range" not in err
+    assert not (tmp_path / "res").exists()
+
+
+def test_signal_passed_to_unmix_is_checked_too():
+    from psnmf.pipeline import unmix
+
+    signal = _eds(_counts())
+    signal.axes_manager.signal_axes[0].scale = 0.0
+    with pytest.raises(pio.CalibrationError, match="channel width of 0 keV"):
+        unmix(signal, n_components=2, bin_factor=2, n_boot=0, progress=False)
+
+
+def _ripple(tmp, name, *, byte_order="dont-care", signal_type=True):
+    """The counts of a 16 x 16 x 200 .npz as ripple .rpl/.raw (RosettaSciIO's writer), with
+    the byte order of the header and the data changed, or the signal type removed."""
+    from exspy.signals import EDSTEMSpectrum
+
+    counts = np.load(tmp / "base.npz")["counts"]
+    s = EDSTEMSpectrum(counts)
+    axis = s.axes_manager.signal_axes[0]
+    axis.scale, axis.units = 0.05, "keV"
+    rpl = tmp / f"{name}.rpl"
+    s.save(rpl, overwrite=True)
+    header = rpl.read_text()
+    if byte_order == "big-endian":
+        header = header.replace("byte-order\tdont-care", "byte-order\tbig-endian")
+        raw = rpl.with_suffix(".raw")
+        np.fromfile(raw, dtype="<u2").astype(">u2").tofile(raw)
+    if not signal_type:
+        header = "".join(line for line in header.splitlines(keepends=True)
+                         if not line.startswith("signal\t"))
+    rpl.write_text(header)
+    return rpl
+
+
+@pytest.fixture
+def base_npz(tmp_path):
+    toy = make_toy(16, 16, 200, counts=80.0, seed=0)
+    np.savez(tmp_path / "base.npz", counts=toy.counts.astype(np.uint16), energy_scale=0.05)
+    return tmp_path / "base.npz"
+
+
+def test_big_endian_files_read_and_unmix_like_little_endian(tmp_path, base_npz):
+    from psnmf.pipeline import unmix
+
+    counts = np.load(base_npz)["counts"]
+    be_npz = _npz(tmp_path, "be.npz", counts=counts.astype(">u2"))
+    le_rpl = _ripple(tmp_path, "le")
+    be_rpl = _ripple(tmp_path, "be", byte_order="big-endian")
+    assert "big-endian" in be_rpl.read_text()
+    fits = {}
+    for path in (base_npz, be_npz, le_rpl, be_rpl):
+        signal = pio.load_spectrum_image(path)
+        assert signal.data.dtype.isnative
+        np.testing.assert_array_equal(signal.data, counts)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = unmix(path, n_components=2, bin_factor=2, n_boot=0, progress=False,
+                        max_iter=40, max_iter_full=10, smoothing=None)
+        fits[path.name] = (res.model.spectra_, res.deviance.psnmf)
+    ref_spectra, ref_dev = fits["base.npz"]
+    for name, (spectra, dev) in fits.items():
+        np.testing.assert_allclose(spectra, ref_spectra, err_msg=name)
+        assert dev == pytest.approx(ref_dev), name
+
+
+def test_ripple_without_signal_type_is_read_as_eds_with_a_warning(tmp_path, base_npz, capsys):
+    """The command line has no signal_index: the file's only spectrum image is used, with a
+    warning saying it is treated as EDS_TEM."""
+    rpl = _ripple(tmp_path, "nosig", signal_type=False)
+    assert "signal\tEDS" not in rpl.read_text()
+    with pytest.warns(UserWarning, match="no signal type; treating it as EDS_TEM"):
+        s = pio.load_spectrum_image(rpl)
+    assert type(s).__name__ == "EDSTEMSpectrum"
+    code, err = run_cli(["sweep", str(rpl), "--bins", "2", "-k", "2", "-q", "-o",
+                         str(tmp_path / "sw")], capsys)
+    assert code == 0 and "treating it as EDS_TEM" in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["demo", "--bins", "0"], "argument --bins"),
+    (["demo", "--bins", "100", "--shape", "16x16"], "larger than the image"),
+    (["demo", "--shape", "1x1"], "both sizes must be >= 2"),
+    (["demo", "--shape", "big"], "NYxNX"),
+])
+def test_demo_refuses_bad_bins_and_shapes_in_one_line(argv, needle, capsys):
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and needle in err

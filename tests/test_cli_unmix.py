@@ -150,3 +150,22 @@ def test_api_refuses_bad_replicate_count(n_boot):
 
     with pytest.raises(ValueError, match="n_boot must be 0"):
         unmix("missing.npz", n_boot=n_boot, progress=False)
+
+
+def test_memory_refusal_is_one_line_and_leaves_the_folder_alone(tmp_path, capsys, monkeypatch):
+    """Issue 13, item 7 (checked here for the command line): InsufficientMemoryError is
+    printed as one message, exit 2, and the output folder is not created."""
+    from conftest import make_toy
+
+    from psnmf import _validation
+
+    toy = make_toy(16, 16, 200, counts=80.0, seed=0)
+    path = tmp_path / "base.npz"
+    np.savez(path, counts=toy.counts.astype(np.uint16), energy_scale=0.05)
+    monkeypatch.setattr(_validation, "available_memory", lambda: 10 * 2**20)
+    code = main(["unmix", str(path), "-o", str(tmp_path / "R"), "-k", "2", "--bin", "2",
+                 "--bootstrap", "0", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("psnmf unmix: ") and "memory" in err
+    assert not (tmp_path / "R").exists()

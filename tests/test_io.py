@@ -598,3 +598,36 @@ def test_no_warnings_on_clean_counts(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         pio.load_spectrum_image(path)
+
+
+# ---------------------------------------------------------------------------
+# A non-uniform energy axis survives unmix (issue 13, item 6)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("units", ["keV", "eV"])
+def test_non_uniform_energy_axis_is_kept_in_every_output(tmp_path, units):
+    import hyperspy.api as hs
+    from exspy.signals import EDSTEMSpectrum
+
+    from psnmf.pipeline import unmix
+
+    rng = np.random.default_rng(0)
+    kev = 0.3 + 0.05 * np.arange(120) + 2e-4 * np.arange(120) ** 2  # widening channels
+    axes = [{"name": "y", "size": 12, "navigate": True},
+            {"name": "x", "size": 12, "navigate": True},
+            {"name": "Energy", "axis": kev * (1000 if units == "eV" else 1), "units": units,
+             "navigate": False}]
+    path = tmp_path / "nonuniform.hspy"
+    EDSTEMSpectrum(rng.poisson(2.0, (12, 12, 120)), axes=axes).save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unmix(path, n_components=2, bin_factor=2, n_boot=0, progress=False, report=False,
+              output_dir=tmp_path / "R", write_denoised=True, max_iter=30, max_iter_full=10)
+    for name in ("component_spectra.hspy", "denoised.hspy", "pca_denoised.hspy",
+                 "psnmf_decomposition.hspy", "pca_decomposition.hspy"):
+        s = hs.load(tmp_path / "R" / name, lazy=True)
+        if "decomposition" in name:
+            s = s.get_decomposition_factors()
+        axis = s.axes_manager.signal_axes[0]
+        assert not axis.is_uniform, name
+        assert axis.units == "keV", name
+        np.testing.assert_allclose(axis.axis, kev, err_msg=name)
