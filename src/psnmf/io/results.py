@@ -95,6 +95,7 @@ from psnmf.io.errors import (
     OutputWriteError,
     PsnmfIOError,
 )
+from psnmf.io.write import STAGING_TAG
 
 __all__ = [
     "MANIFEST_NAME",
@@ -215,7 +216,7 @@ class FolderState:
         legacy = set() if manifest else _legacy_files(folder)
         for entry in sorted(folder.iterdir(), key=lambda p: p.name):
             name = entry.name
-            if name == MANIFEST_NAME or ".psnmf-staging-" in name or name.startswith(
+            if name == MANIFEST_NAME or "." + STAGING_TAG in name or name.startswith(
                     ".psnmf-lock"):
                 continue
             if _TEMPORARY.match(name):
@@ -433,8 +434,8 @@ class ResultsFolder:
             self._check_existing()
             self._check_inputs()
             self._check_clashes()
-            self.path = (final / f".psnmf-staging-{os.getpid()}" if self._inner
-                         else self._sibling(f"psnmf-staging-{os.getpid()}"))
+            self.path = (final / f".{STAGING_TAG}{os.getpid()}" if self._inner
+                         else self._sibling(f"{STAGING_TAG}{os.getpid()}"))
             _remove_tree(self.path)
             self._mkdir(self.path)
         except BaseException:
@@ -519,9 +520,9 @@ class ResultsFolder:
         """Under the lock: leftovers of a killed run into ``R`` are removed (or put back)."""
         parent, prefix = self.final.parent, f".{self.final.name}."
         stale = [parent / n for n in os.listdir(parent)
-                 if n.startswith(prefix) and ("psnmf-staging-" in n or "psnmf-old-" in n)]
+                 if n.startswith(prefix) and (STAGING_TAG in n or "psnmf-old-" in n)]
         if self.final.is_dir():
-            stale += [p for p in self.final.iterdir() if p.name.startswith(".psnmf-staging-")]
+            stale += [p for p in self.final.iterdir() if p.name.startswith("." + STAGING_TAG)]
         olds = sorted(p for p in stale if "psnmf-old-" in p.name)
         if not self.final.exists() and olds:  # killed between the two renames of a swap
             os.rename(olds[0], self.final)

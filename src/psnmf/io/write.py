@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "SIGNAL_WRITERS",
+    "STAGING_TAG",
     "atomic_path",
     "file_checksum",
     "jsonable",
@@ -65,6 +66,10 @@ __all__ = [
     "write_json",
     "write_text",
 ]
+
+#: The part of a name that marks a staging folder of :class:`psnmf.io.ResultsFolder`
+#: (``.R.psnmf-staging-<pid>`` beside ``R``, or ``.psnmf-staging-<pid>`` inside it).
+STAGING_TAG = "psnmf-staging-"
 
 PathLike = str | os.PathLike[str]
 
@@ -136,7 +141,7 @@ def atomic_path(final_path: PathLike) -> Iterator[Path]:
         _replace(tmp, final)
     except BaseException as exc:
         _remove(tmp)
-        if isinstance(exc, KeyboardInterrupt) and ".psnmf-staging-" not in final.parent.name:
+        if isinstance(exc, KeyboardInterrupt) and "." + STAGING_TAG not in final.parent.name:
             exc.add_note(f"psnmf: '{final}' was left as it was (nothing half-written).")
         raise
 

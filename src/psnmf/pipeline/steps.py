@@ -8,6 +8,7 @@ asked) -> :func:`pca` -> :func:`fit` -> :func:`score` -> :func:`element_maps` ->
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -357,6 +358,18 @@ def write_signals(result: UnmixResult, out: Path, *,
                 signals_out[role] = _float32(cube)
         names.update(DENSE_FILES)
     return {role: _save(sig, out / names[role]) for role, sig in signals_out.items()}
+
+
+def results_folder(output_dir: str | Path | None, *, overwrite: bool, path_or_signal: Any,
+                   names: Any, command: str) -> Any:
+    """The locked :class:`psnmf.io.ResultsFolder` of a run writing ``names`` (a null context
+    giving ``None`` without ``output_dir``); its inputs are the file read and its companions
+    (none for a signal)."""
+    if output_dir is None:
+        return contextlib.nullcontext(None)
+    inputs = [] if signals.is_signal(path_or_signal) else io.input_files(path_or_signal)
+    return io.ResultsFolder(output_dir, overwrite=overwrite, inputs=inputs, names=names,
+                            command=command)
 
 
 #: Room kept for the figures and ``report.html`` (which embeds them), in bytes: measured

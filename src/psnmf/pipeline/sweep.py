@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from psnmf import __version__, io
-from psnmf import hyperspy as signals
 from psnmf.pipeline import steps
 from psnmf.pipeline.load import Loaded, load
 from psnmf.pipeline.progress import Progress, quiet_libraries
@@ -111,7 +109,9 @@ def sweep(
     comps_t = parse_choices(components, "components")
     prog = Progress(progress, verbose)
     notes: list[str] = []
-    with _results_folder(output_dir, overwrite, path_or_signal) as results:
+    with steps.results_folder(output_dir, overwrite=overwrite,
+                              path_or_signal=path_or_signal, names=SWEEP_FILES,
+                              command="psnmf sweep") as results:
         if results is not None:
             results.check_space(SWEEP_BYTES)
         with quiet_libraries(verbose):
@@ -134,17 +134,6 @@ def sweep(
 SWEEP_BYTES = 2**20
 #: The files :func:`sweep` writes.
 SWEEP_FILES = ("sweep.json", "sweep.txt", "sweep.png")
-
-
-def _results_folder(output_dir: str | Path | None, overwrite: bool,
-                    path_or_signal: Any) -> Any:
-    """The locked :class:`psnmf.io.ResultsFolder` of the sweep (a null context without
-    ``output_dir``)."""
-    if output_dir is None:
-        return contextlib.nullcontext(None)
-    inputs = [] if signals.is_signal(path_or_signal) else io.input_files(path_or_signal)
-    return io.ResultsFolder(output_dir, overwrite=overwrite, inputs=inputs,
-                            names=SWEEP_FILES, command="psnmf sweep")
 
 
 def _write(result: SweepResult, out: Path) -> None:

@@ -21,7 +21,6 @@ The steps (:mod:`psnmf.pipeline.steps`)
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 from collections.abc import Sequence
@@ -31,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from psnmf import __version__, io
-from psnmf import hyperspy as signals
 from psnmf.baselines import PCA_DIMENSION
 from psnmf.pipeline import memory, steps
 from psnmf.pipeline.load import INTEGRATION_WINDOWS, load
@@ -186,8 +184,10 @@ def unmix(
                          f"{n_boot!r}.")
     prog = Progress(progress, verbose)
     notes: list[str] = []
-    with _results_folder(output_dir, overwrite, path_or_signal,
-                         bool(write_denoised)) as results:
+    with steps.results_folder(
+            output_dir, overwrite=overwrite, path_or_signal=path_or_signal,
+            names=steps.output_names(write_denoised=bool(write_denoised)),
+            command="psnmf unmix") as results:
         if results is not None:  # the report at least: refused now, not after the work
             results.check_space(steps.REPORT_BYTES if report else steps.HSPY_OVERHEAD)
         prog.start(7 + int(k is None or b is None) + int(results is not None) * 2,
@@ -213,18 +213,6 @@ def unmix(
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
     return result
-
-
-def _results_folder(output_dir: str | Path | None, overwrite: bool, path_or_signal: Any,
-                    write_denoised: bool) -> Any:
-    """The locked :class:`psnmf.io.ResultsFolder` of the run (a null context without
-    ``output_dir``); its inputs are the file read and its companions."""
-    if output_dir is None:
-        return contextlib.nullcontext(None)
-    inputs = [] if signals.is_signal(path_or_signal) else io.input_files(path_or_signal)
-    return io.ResultsFolder(output_dir, overwrite=overwrite, inputs=inputs,
-                            names=steps.output_names(write_denoised=write_denoised),
-                            command="psnmf unmix")
 
 
 def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None,
