@@ -49,9 +49,24 @@ Every number comes from a named source:
   classical electron radius, fine-structure constant): CODATA values of
   :mod:`scipy.constants`.
 
-The specimen is treated as thin: no absorption or secondary fluorescence in the
-specimen (the Cliff-Lorimer thin-film criterion; Cliff & Lorimer, J. Microsc. 103
-(1975) 203). Escape and sum peaks are not modelled.
+* **Self-absorption in the specimen**: a film of thickness ``t``, density ``rho``,
+  seen by the detector at take-off angle ``alpha`` (above the film plane), emits
+  uniformly through its depth; a photon of energy ``E`` generated at depth ``z``
+  leaves along a path ``z / sin(alpha)``, so the detected fraction is the
+  thin-film absorption factor ``A(E) = (1 - exp(-chi)) / chi`` with
+  ``chi = (mu/rho)(E) rho t / sin(alpha)`` (Goldstein, Costley, Lorimer & Reed,
+  SEM/1977/I p. 315; Williams & Carter 2009, eq. 35.6). ``(mu/rho)`` of the phase is
+  the mass-fraction-weighted sum of the elements' total mass attenuation
+  coefficients (xraylib ``CS_Total``). Every line and every continuum channel is
+  multiplied by its own ``A``; ``t = 0`` (the default) is the thin-film limit
+  ``A = 1``, in which the spectra are exactly those of the thin model.
+  Secondary fluorescence is not modelled (below 1 % relative for films under
+  ~200 nm of the oxides and alloys of the built-in samples; Nockolds et al.,
+  EMAG 1979). The take-off angle follows exspy: the detector elevation for an
+  untilted stage (``metadata.Acquisition_instrument.TEM.Detector.EDS.elevation_angle``),
+  35 degrees by default as in exspy.
+
+Escape and sum peaks are not modelled.
 
 Units: energies in keV, cross-sections in cm^2 per atom per incident electron.
 """
@@ -79,6 +94,12 @@ __all__ = [
     "normalize_composition",
     "ionization_cross_section",
     "family_lines",
+    "mass_fractions",
+    "atomic_percent_from_mass",
+    "mass_attenuation",
+    "absorption_factor",
+    "estimate_density",
+    "DEFAULT_TAKEOFF_ANGLE",
 ]
 
 #: Line families handled by the model, with their subshells (IUPAC names).
@@ -104,6 +125,14 @@ KRAMERS_CONSTANT = 16.0 * math.pi / (3.0 * math.sqrt(3.0)) * sc.fine_structure *
 
 #: Lowest photon energy (keV) of xraylib's attenuation tables; softer lines are ignored.
 MIN_PHOTON_ENERGY = 0.1
+
+#: Default X-ray take-off angle in degrees: exspy's default detector elevation
+#: (``exspy.preferences.EDS.eds_detector_elevation``) with an untilted stage, so that a
+#: signal without geometry metadata is corrected the same way by psnmf and exspy.
+DEFAULT_TAKEOFF_ANGLE = 35.0
+
+#: Avogadro constant (1/mol), CODATA via scipy.constants.
+AVOGADRO = sc.Avogadro
 
 #: Bethe constants per subshell electron (Powell 1976 via Goldstein et al. 2003).
 BETHE_B = 0.35
@@ -205,6 +234,137 @@ def _xrl(func: Any, *args: Any) -> float:
         return float(func(*args))
     except ValueError:
         return 0.0
+
+
+def mass_fractions(composition: dict[str, float]) -> dict[str, float]:
+    """Mass fractions (summing to 1) of a composition given in atomic %.
+
+    ``w_A = c_A M_A / sum_B c_B M_B`` with the standard atomic weights ``M`` of xraylib.
+
+    Examples
+    --------
+    >>> w = mass_fractions({"Mg": 50, "O": 50})
+    >>> round(w["Mg"], 3)
+    0.603
+    """
+    comp = normalize_composition(composition)
+    mass = {el: c * atomic_weight(el) for el, c in comp.items()}
+    total = sum(mass.values())
+    return {el: m / total for el, m in mass.items()}
+
+
+def atomic_percent_from_mass(weights: dict[str, float]) -> dict[str, float]:
+    """Atomic % (summing to 100) from mass fractions or weight % (any total > 0).
+
+    Examples
+    --------
+    >>> c = atomic_percent_from_mass(mass_fractions({"Mg": 50, "O": 50}))
+    >>> round(c["O"], 9)
+    50.0
+    """
+    moles = {el: float(w) / atomic_weight(el) for el, w in weights.items()}
+    total = sum(moles.values())
+    if not (total > 0 and math.isfinite(total)):
+        raise ValueError(f"mass fractions {weights} do not describe a material (sum <= 0)")
+    return {el: 100.0 * n / total for el, n in moles.items()}
+
+
+@lru_cache(maxsize=65536)
+def _element_attenuation(z: int, energy: float) -> float:
+    """Total mass attenuation coefficient (cm^2/g) of element ``z`` at ``energy`` keV."""
+    if energy < MIN_PHOTON_ENERGY:
+        return 0.0
+    return _xrl(xraylib.CS_Total, z, energy)
+
+
+def mass_attenuation(
+    composition: dict[str, float], energy: float | np.ndarray
+) -> float | np.ndarray:
+    """Mass attenuation coefficient ``(mu/rho)`` of a material, in cm^2/g.
+
+    The mass-fraction-weighted sum of the elements' total attenuation coefficients
+    (xraylib ``CS_Total``): the absorption of the X-rays a phase emits, on their way
+    out of it.
+
+    Parameters
+    ----------
+    composition : dict of str to float
+        The absorbing material, element -> atomic %.
+    energy : float or numpy.ndarray
+        Photon energies in keV (0 below xraylib's 0.1 keV table limit).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ``(mu/rho)`` at each energy.
+
+    Examples
+    --------
+    >>> 1000 < mass_attenuation({"Mg": 50, "O": 50}, 1.254) < 3000   # Mg Ka in MgO
+    True
+    """
+    weights = mass_fractions(composition)
+    e = np.atleast_1d(np.asarray(energy, dtype=float))
+    out = np.zeros(e.shape)
+    for el, w in weights.items():
+        z = atomic_number(el)
+        out += w * np.array([_element_attenuation(z, float(x)) for x in e.ravel()]).reshape(
+            e.shape
+        )
+    return float(out[0]) if np.ndim(energy) == 0 else out
+
+
+def absorption_factor(chi: float | np.ndarray) -> float | np.ndarray:
+    """Thin-film self-absorption factor ``A = (1 - exp(-chi)) / chi`` (1 at ``chi = 0``).
+
+    The fraction of the X-rays generated uniformly through a film that leave it,
+    with ``chi = (mu/rho) rho t / sin(take-off)`` the attenuation exponent along the
+    path out of the whole film. Computed as ``-expm1(-chi) / chi`` (accurate for
+    small ``chi``).
+
+    Examples
+    --------
+    >>> absorption_factor(0.0), round(absorption_factor(0.1), 6)
+    (1.0, 0.951626)
+    """
+    c = np.asarray(chi, dtype=float)
+    if np.any(c < 0) or not np.all(np.isfinite(c)):
+        raise ValueError(f"absorption exponent chi must be finite and >= 0, got {chi!r}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(c > 0, -np.expm1(-c) / np.where(c > 0, c, 1.0), 1.0)
+    return float(a) if np.ndim(chi) == 0 else a
+
+
+def estimate_density(composition: dict[str, float]) -> float:
+    """Density (g/cm^3) of a material estimated from its composition alone.
+
+    The mass-fraction-weighted mean of the elements' densities (xraylib
+    ``ElementDensity``), the rule exspy applies in
+    ``EDSTEMSpectrum.CL_get_mass_thickness`` (so psnmf without a density gives the
+    mass thickness exspy gives). It is only a fallback: for compounds of gaseous
+    elements (O, N, F, Cl) it is far too low (MgO: 1.05 against 3.58 g/cm^3),
+    because oxygen enters with the density of the gas; give the density of such
+    phases (``EDXModel(density=...)``, ``phase_densities``, or ``quantify(density=...)``).
+
+    Examples
+    --------
+    >>> round(estimate_density({"Fe": 100}), 3)
+    7.874
+    """
+    weights = mass_fractions(composition)
+    return float(
+        sum(w * _xrl(xraylib.ElementDensity, atomic_number(el)) for el, w in weights.items())
+    )
+
+
+def _check_nonnegative(name: str, value: Any, fix: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}; {fix}") from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}; {fix}")
+    return v
 
 
 @lru_cache(maxsize=1)
@@ -385,6 +545,18 @@ class EDXModel:
         Active silicon thickness in um (450 um, typical SDD).
     continuum_scale : float
         Multiplier of the Kramers continuum (1 = Kramers' cross-section).
+    thickness : float
+        Specimen thickness in nm (0 = thin film, no self-absorption). Spectra of
+        phases are absorbed in a film of this thickness (see the module docstring).
+    density : float or None
+        Density in g/cm^3 of every phase; None: ``phase_densities``, then
+        :func:`estimate_density` of the phase's composition.
+    phase_densities : mapping of str to float
+        Density (g/cm^3) of named phases (e.g. ``{"Brg": 4.1}``), used by the
+        simulator, which knows the phase names; stored as sorted pairs.
+    takeoff_angle : float
+        X-ray take-off angle in degrees (between the film plane and the direction to
+        the detector; 35 by default as in exspy).
 
     Examples
     --------
@@ -406,6 +578,10 @@ class EDXModel:
     dead_layer: float = 0.05
     active_thickness: float = 450.0
     continuum_scale: float = 1.0
+    thickness: float = 0.0
+    density: float | None = None
+    phase_densities: tuple[tuple[str, float], ...] = ()
+    takeoff_angle: float = DEFAULT_TAKEOFF_ANGLE
 
     def __post_init__(self) -> None:
         checks = {
@@ -435,6 +611,40 @@ class EDXModel:
         for formula, _, _ in self.window:
             if xraylib.CompoundParser(formula) is None:  # pragma: no cover - raises instead
                 raise ValueError(f"EDXModel: cannot parse window material {formula!r}")
+        object.__setattr__(
+            self,
+            "thickness",
+            _check_nonnegative(
+                "EDXModel: thickness",
+                self.thickness,
+                "give the specimen thickness in nm (0 = thin)",
+            ),
+        )
+        if self.density is not None:
+            d = _check_nonnegative(
+                "EDXModel: density", self.density, "give g/cm^3, or None to estimate it"
+            )
+            if d == 0:
+                raise ValueError("EDXModel: density must be > 0 g/cm^3 (or None to estimate it)")
+            object.__setattr__(self, "density", d)
+        pairs = self.phase_densities
+        items = pairs.items() if isinstance(pairs, dict) else pairs
+        clean = []
+        for name, value in items:
+            d = _check_nonnegative(
+                f"EDXModel: density of phase {name!r}", value, "give g/cm^3, e.g. 4.1"
+            )
+            if d == 0:
+                raise ValueError(f"EDXModel: density of phase {name!r} must be > 0 g/cm^3")
+            clean.append((str(name), d))
+        object.__setattr__(self, "phase_densities", tuple(sorted(clean)))
+        toa = self.takeoff_angle
+        if not (isinstance(toa, int | float) and math.isfinite(toa) and 0 < toa <= 90):
+            raise ValueError(
+                f"EDXModel: takeoff_angle must be in (0, 90] degrees, got {toa!r} "
+                "(the detector elevation above the film plane, e.g. 35)"
+            )
+        object.__setattr__(self, "takeoff_angle", float(toa))
 
     # --- construction -----------------------------------------------------
     @classmethod
@@ -446,6 +656,7 @@ class EDXModel:
         """Parameters as a JSON-serialisable dictionary."""
         d = asdict(self)
         d["window"] = [list(w) for w in self.window]
+        d["phase_densities"] = dict(self.phase_densities)
         return d
 
     @classmethod
@@ -582,8 +793,15 @@ class EDXModel:
         return z2 * _continuum_shape(self)
 
     # --- phases -----------------------------------------------------------------
-    def phase_spectrum(self, composition: dict[str, float], normalize: bool = True) -> np.ndarray:
-        """Expected spectrum of a phase.
+    def phase_spectrum(
+        self,
+        composition: dict[str, float],
+        normalize: bool = True,
+        phase: str | None = None,
+        thickness: float | None = None,
+        density: float | None = None,
+    ) -> np.ndarray:
+        """Expected spectrum of a phase, absorbed in a film of the model's thickness.
 
         Parameters
         ----------
@@ -593,7 +811,14 @@ class EDXModel:
         normalize : bool
             If True (default) the spectrum sums to 1 (the convention of
             :class:`~psnmf.simulate.SimulatedDataset`); otherwise it is in cm^2 per
-            atom per electron per channel (lines plus continuum).
+            atom per electron per channel (lines plus continuum, after absorption).
+        phase : str, optional
+            Phase name, to look up its density in ``phase_densities``.
+        thickness : float, optional
+            Film thickness in nm (default the model's ``thickness``; 0 = thin film,
+            exactly the unabsorbed spectrum).
+        density : float, optional
+            Density in g/cm^3 (default :meth:`density_of`).
 
         Returns
         -------
@@ -601,12 +826,148 @@ class EDXModel:
             Shape ``(axis.size,)``.
         """
         comp = normalize_composition(composition)
-        spec = self.continuum(comp)
-        for element, pct in comp.items():
-            spec = spec + pct / 100.0 * self.element_spectrum(element)
+        rt = self.mass_thickness(comp, phase, thickness, density)
+        if rt == 0:
+            spec = self.continuum(comp)
+            for element, pct in comp.items():
+                spec = spec + pct / 100.0 * self.element_spectrum(element)
+        else:
+            z2 = sum(v / 100.0 * atomic_number(el) ** 2 for el, v in comp.items())
+            spec = z2 * self.absorbed_continuum_shape(comp, rt)
+            for element, pct in comp.items():
+                for fam in self.families(element):
+                    spec = spec + pct / 100.0 * self.absorbed_family_template(
+                        element, fam, comp, rt
+                    )
         if normalize:
             spec = spec / spec.sum()
         return spec
+
+    # --- specimen self-absorption ---------------------------------------------
+    def density_of(self, composition: dict[str, float], phase: str | None = None) -> float:
+        """Density (g/cm^3) used for a phase: ``phase_densities[phase]``, else
+        ``density``, else :func:`estimate_density` of its composition."""
+        named = dict(self.phase_densities)
+        if phase is not None and phase in named:
+            return named[phase]
+        if self.density is not None:
+            return float(self.density)
+        return estimate_density(composition)
+
+    def mass_thickness(
+        self,
+        composition: dict[str, float],
+        phase: str | None = None,
+        thickness: float | None = None,
+        density: float | None = None,
+    ) -> float:
+        """Mass thickness ``rho t`` in g/cm^2 of a phase (thickness in nm; default the
+        model's ``thickness`` and :meth:`density_of`)."""
+        t = self.thickness if thickness is None else _check_nonnegative(
+            "thickness", thickness, "give the specimen thickness in nm"
+        )
+        rho = self.density_of(composition, phase) if density is None else density
+        return float(rho) * t * 1e-7
+
+    def absorption(
+        self, composition: dict[str, float], energy: float | np.ndarray, mass_thickness: float
+    ) -> np.ndarray:
+        """Thin-film self-absorption factor at ``energy`` (keV) in a film of the given
+        composition and mass thickness (g/cm^2), at the model's take-off angle."""
+        rt = _check_nonnegative("mass_thickness", mass_thickness, "give g/cm^2")
+        e = np.atleast_1d(np.asarray(energy, dtype=float))
+        if rt == 0:
+            return np.ones(e.shape)
+        chi = mass_attenuation(composition, e) * rt / math.sin(math.radians(self.takeoff_angle))
+        return np.asarray(absorption_factor(chi))
+
+    def family_absorption(
+        self,
+        element: str,
+        family: str,
+        composition: dict[str, float],
+        mass_thickness: float,
+    ) -> float:
+        """Absorption factor of a whole line family: the mean of its lines' factors
+        weighted by their detected thin-film intensities (what a fitted family
+        intensity is divided by to undo the absorption)."""
+        lines = self.lines(element, family)
+        if not lines or mass_thickness == 0:
+            return 1.0
+        energies = np.array([ln.energy for ln in lines])
+        w = np.array([ln.cross_section for ln in lines]) * self.efficiency(energies)
+        a = self.absorption(composition, energies, mass_thickness)
+        return float(np.sum(w * a) / np.sum(w))
+
+    def absorbed_family_template(
+        self, element: str, family: str, composition: dict[str, float], mass_thickness: float
+    ) -> np.ndarray:
+        """:meth:`family_template` with every line multiplied by its absorption factor
+        in a film of the given composition and mass thickness (g/cm^2)."""
+        if mass_thickness == 0:
+            return self.family_template(element, family)
+        energies, weights, sigmas = _line_arrays(self, element, family)
+        if energies.size == 0:
+            return np.zeros(self.axis.size)
+        a = self.absorption(composition, energies, mass_thickness)
+        return _render(self.axis, energies, weights * a, sigmas)
+
+    def absorbed_continuum_shape(
+        self, composition: dict[str, float], mass_thickness: float
+    ) -> np.ndarray:
+        """:meth:`continuum_shape` times the absorption factor at each channel centre."""
+        shape = self.continuum_shape()
+        if mass_thickness == 0:
+            return shape
+        return shape * self.absorption(composition, self.energy, mass_thickness)
+
+    # --- absolute quantification factors ------------------------------------------
+    def detected_cross_section(
+        self, element: str, family: str | None = None, solid_angle: float = 1.0
+    ) -> float:
+        """Detected X-ray cross-section of a family in barns (1e-24 cm^2) per atom:
+        :meth:`line_intensity` times the detector's fraction of the sphere
+        ``solid_angle / (4 pi)`` (sr); exspy's ``cross_sections`` convention."""
+        omega = _check_nonnegative("solid_angle", solid_angle, "give the detector's sr")
+        return self.line_intensity(element, family) * 1e24 * omega / (4.0 * math.pi)
+
+    def cross_sections(
+        self,
+        elements: list[str] | tuple[str, ...],
+        families: dict[str, str] | None = None,
+        solid_angle: float = 1.0,
+    ) -> dict[str, float]:
+        """Detected cross-sections (barns) of each element's quantification family, for
+        the cross-section method (exspy ``method='cross_section'``)."""
+        families = families or {}
+        return {
+            el: self.detected_cross_section(
+                el, families.get(el) or self.quant_family(el), solid_angle
+            )
+            for el in elements
+        }
+
+    def zeta_factors(
+        self,
+        elements: list[str] | tuple[str, ...],
+        families: dict[str, str] | None = None,
+        solid_angle: float = 1.0,
+    ) -> dict[str, float]:
+        """Zeta factors in kg/m^2 (exspy's unit, weight basis) implied by the model.
+
+        ``rho t C_A = zeta_A I_A / N_e`` with ``C_A`` the mass fraction, ``I_A`` the
+        detected counts, ``N_e`` the number of electrons (Watanabe & Williams, J.
+        Microsc. 221 (2006) 89), so ``zeta_A = M_A / (N_Av sigma_A)`` with ``sigma_A``
+        the detected cross-section (as ``exspy.utils.eds.cross_section_to_zeta``,
+        with xraylib's atomic weights).
+        """
+        xs = self.cross_sections(elements, families, solid_angle)
+        out = {}
+        for el, sigma in xs.items():
+            if sigma <= 0:
+                raise ValueError(f"zeta_factors: {el} gives no detected intensity")
+            out[el] = atomic_weight(el) * 1e-3 / (AVOGADRO * sigma * 1e-28)
+        return out
 
     def k_factors(
         self,
@@ -670,16 +1031,35 @@ def _efficiency(
 
 
 @lru_cache(maxsize=1024)
-def _template(model: EDXModel, element: str, family: str) -> np.ndarray:
-    axis = model.axis
-    edges = axis.edges
-    out = np.zeros(axis.size)
+def _line_arrays(
+    model: EDXModel, element: str, family: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Energies, detected thin-film weights and Gaussian sigmas of a family's lines."""
     lines = model.lines(element, family)
-    if not lines:
-        return out
     energies = np.array([ln.energy for ln in lines])
+    if not lines:
+        return energies, energies.copy(), energies.copy()
     weights = np.array([ln.cross_section for ln in lines]) * model.efficiency(energies)
     sigmas = model.fwhm(energies) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    for arr in (energies, weights, sigmas):
+        arr.flags.writeable = False
+    return energies, weights, sigmas
+
+
+@lru_cache(maxsize=1024)
+def _template(model: EDXModel, element: str, family: str) -> np.ndarray:
+    energies, weights, sigmas = _line_arrays(model, element, family)
+    out = _render(model.axis, energies, weights, sigmas)
+    out.flags.writeable = False
+    return out
+
+
+def _render(
+    axis: EnergyAxis, energies: np.ndarray, weights: np.ndarray, sigmas: np.ndarray
+) -> np.ndarray:
+    """Gaussian lines of the given weights integrated exactly over each channel."""
+    edges = axis.edges
+    out = np.zeros(axis.size)
     for e0, w, s in zip(energies, weights, sigmas, strict=True):
         lo = max(axis.index(e0 - 8 * s) - 1, 0)
         hi = min(axis.index(e0 + 8 * s) + 2, axis.size)
@@ -687,7 +1067,6 @@ def _template(model: EDXModel, element: str, family: str) -> np.ndarray:
             continue
         cdf = 0.5 * (1.0 + erf((edges[lo : hi + 1] - e0) / (math.sqrt(2.0) * s)))
         out[lo:hi] += w * np.diff(cdf)
-    out.flags.writeable = False
     return out
 
 

@@ -11,12 +11,29 @@ thickness[i]`` (``thickness`` has mean 1; uniform by default). So ``maps[i, k]``
 is *the fraction of pixel i's X-ray signal that comes from phase k*, the maps sum
 to one in every pixel, and ``counts`` is a Poisson sample of ``noise_free``.
 
+Specimen thickness
+------------------
+The phase spectra are those of a film of ``model.thickness`` nm seen at
+``model.takeoff_angle`` degrees, each phase with its own density
+(``model.phase_densities``, else ``model.density``, else estimated from its
+composition): every line and continuum channel is multiplied by its thin-film
+self-absorption factor (:mod:`psnmf.physics`). The compositions of the ground truth
+are those of the phases, not of the absorbed spectra; ``k_factors`` are the
+thin-film (unabsorbed) ones, so quantifying these spectra needs the absorption
+correction (:func:`psnmf.quantify.quantify` with the thickness). Thickness 0 gives the
+thin-film spectra exactly. The relative ``thickness`` map scales the counts of each
+pixel only: the absorption is that of the nominal film everywhere, which keeps every
+pixel a linear mixture of the same phase spectra.
+
 File layout
 -----------
 :meth:`SimulatedDataset.save` writes a HyperSpy ``.hspy`` file holding an exspy
 ``EDSTEMSpectrum`` of the counts (navigation axes ``x``, ``y``; signal axis
 ``Energy`` in keV; elements, X-ray lines, beam energy and energy resolution in
-the standard metadata). The ground truth is stored under ``metadata.Simulation``:
+the standard metadata; the specimen thickness as HyperSpy's ``Sample.thickness``
+in metres and the take-off angle as exspy's detector ``elevation_angle`` with an
+untilted stage and azimuth 0, so ``s.get_take_off_angle()`` returns it). The
+ground truth is stored under ``metadata.Simulation``:
 
 =====================  ======================================================
 ``convention``         the sentence above
@@ -24,6 +41,9 @@ the standard metadata). The ground truth is stored under ``metadata.Simulation``
 ``spectra``            ``(k, n_channels)`` float array, rows sum to 1
 ``maps``               ``(ny, nx, k)`` float array, sums to 1 per pixel
 ``thickness``          ``(ny, nx)`` relative thickness (mean 1)
+``film_thickness``     specimen thickness in nm used for self-absorption
+``densities``          ``(k,)`` density of each phase in g/cm^3 (as absorbed)
+``takeoff_angle``      X-ray take-off angle in degrees
 ``composition_elements`` list of element symbols (columns of ``compositions``)
 ``compositions``       ``(k, n_elements)`` atomic % (rows sum to 100)
 ``k_factors``          ``(n_elements,)`` Cliff-Lorimer k-factors (atomic basis)
@@ -45,6 +65,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +81,9 @@ CONVENTION = (
     "spectra[k]; spectra rows sum to 1; maps sum to 1 per pixel (fraction of the pixel's "
     "X-ray signal from each phase); counts ~ Poisson(expected counts)"
 )
+
+#: Elements whose element density (xraylib) is that of a gas.
+_GASEOUS = frozenset({"H", "He", "N", "O", "F", "Ne", "Cl", "Ar", "Kr", "Xe", "Rn"})
 
 #: Pixels per chunk when sampling, to bound memory (about 100 MB of float64).
 _CHUNK_PIXELS = 4096
@@ -146,6 +170,16 @@ class SimulatedDataset:
         """Expected counts ``(ny, nx, n_channels)`` (float64; computed on each access)."""
         return self.expected_counts_per_pixel[..., None] * (self.maps @ self.spectra)
 
+    @property
+    def film_thickness(self) -> float:
+        """Specimen thickness in nm used for the self-absorption of the spectra."""
+        return float(self.model.thickness)
+
+    @property
+    def densities(self) -> dict[str, float]:
+        """Phase name -> density in g/cm^3 used for the self-absorption."""
+        return {n: self.model.density_of(self.compositions[n], n) for n in self.phase_names}
+
     def phase_spectrum_counts(self, phase: str | int, n_counts: float) -> np.ndarray:
         """Truth spectrum of a phase scaled to ``n_counts`` total counts."""
         k = self.phase_names.index(phase) if isinstance(phase, str) else int(phase)
@@ -173,7 +207,11 @@ class SimulatedDataset:
         s.set_microscope_parameters(
             beam_energy=self.beam_energy,
             energy_resolution_MnKa=self.model.fwhm_mn_ka * 1e3,
+            tilt_stage=0.0,
+            azimuth_angle=0.0,
+            elevation_angle=self.model.takeoff_angle,
         )
+        s.metadata.set_item("Sample.thickness", self.film_thickness * 1e-9)
         s.add_elements(self.elements)
         lines = [ln for ln in self.quant_lines.values() if _known_line(ln)]
         if lines:
@@ -194,6 +232,9 @@ class SimulatedDataset:
             ),
             "k_factors": np.array([self.k_factors[el] for el in self.elements]),
             "k_factor_lines": [self.quant_lines[el] for el in self.elements],
+            "film_thickness": self.film_thickness,
+            "densities": np.array([self.densities[n] for n in self.phase_names]),
+            "takeoff_angle": float(self.model.takeoff_angle),
             "counts_per_pixel": float(self.counts_per_pixel),
             "seed": -1 if self.seed is None else int(self.seed),
             "model": json.dumps(self.model.to_dict()),
@@ -285,9 +326,13 @@ def simulate(
     seed : int, numpy.random.Generator or None
         Seed of the Poisson sampling.
     model : EDXModel, optional
-        Forward model (default ``EDXModel()``: 200 kV, 0.2-20 keV, 10 eV channels).
+        Forward model (default ``EDXModel()``: 200 kV, 0.2-20 keV, 10 eV channels,
+        thin film). Its ``thickness``, ``takeoff_angle`` and densities set the
+        self-absorption of the phase spectra (the built-in samples state theirs).
     thickness : numpy.ndarray, optional
-        ``(ny, nx)`` relative thickness (rescaled to mean 1). Default uniform.
+        ``(ny, nx)`` relative thickness (rescaled to mean 1), scaling the counts of
+        each pixel. Default uniform. (The film thickness for absorption is
+        ``model.thickness`` in nm.)
     sample : dict, optional
         Sample description stored with the data.
 
@@ -337,7 +382,18 @@ def simulate(
         if thick.mean() <= 0:
             raise ValueError("thickness must not be all zero")
         thick = thick / thick.mean()
-    spectra = np.stack([model.phase_spectrum(comps[n]) for n in names])
+    if model.thickness > 0 and model.density is None:
+        named = dict(model.phase_densities)
+        guessed = [n for n in names if n not in named and set(comps[n]) & _GASEOUS]
+        if guessed:
+            warnings.warn(
+                f"phases {guessed} have no density: it is estimated from the element "
+                "densities, far too low for oxides and nitrides (their O, N enter as "
+                "gases), so their absorption is underestimated; give "
+                "model=EDXModel(phase_densities={...}) or a 'model' section in the sample",
+                stacklevel=2,
+            )
+    spectra = np.stack([model.phase_spectrum(comps[n], phase=n) for n in names])
     elements = sorted({el for c in comps.values() for el in c})
     families = {el: model.quant_family(el) for el in elements}
     k_factors = model.k_factors(elements, families)
