@@ -7,8 +7,12 @@ count preset, image size and noise seed (the microstructure is the sample's own,
   per pixel from the true spectra (``oracle_limits``);
 * the paper's PSNMF at b = 4 (``PSNMF(k, 4, spectra='nmf', smoothing=None)``: stage-2
   spectra fixed, per-pixel maps);
-* the pure-pixel method at b = 4 with total-variation maps whose weight is chosen by
-  held-out deviance (``PSNMF(k, 4, spectra='pure', smoothing='auto')``, the defaults).
+* the pure-pixel method at b = 4 with pure clusters of the binned pixels only
+  (``PSNMF(k, 4, spectra='pure', vertex_scales='binned')``), and with the defaults, which
+  also look for the pure cluster of every vertex the binned stage kept at b = 2 and full
+  resolution (``vertex_scales='multi'``); both with total-variation maps whose weight is
+  chosen by held-out deviance (``smoothing='auto'``; ``--smoothing none`` for per-pixel
+  maps: the spectra are the same, the run much shorter).
 
 Components are matched to the truth by spectral angle (``compare_to_truth``). The table
 gives, per phase, the oracle angle (degrees) and map MSE and each method's ratio to them,
@@ -25,6 +29,7 @@ Usage::
 
     python benchmarks/scenarios_oracle.py        # 4 samples x 2 presets x 2 sizes x 2 seeds
     python benchmarks/scenarios_oracle.py --samples small_grains --sizes 96 --seeds 0
+    python benchmarks/scenarios_oracle.py --methods binned,pure --smoothing none
     python benchmarks/scenarios_oracle.py --json rows.json
 """
 
@@ -43,18 +48,23 @@ from psnmf.metrics import compare_to_truth, oracle_limits
 from psnmf.simulate import sample_dataset
 
 SCENARIOS = ["nanoparticles", "small_grains", "thin_layer", "mixed_phase"]
-METHODS = {"psnmf": "PSNMF b=4", "pure": "pure+TV b=4"}
+METHODS = {"psnmf": "PSNMF b=4", "binned": "binned b=4", "pure": "defaults b=4"}
 
 
-def _estimators(k: int) -> dict[str, Any]:
-    """The paper's PSNMF and the pure-pixel method with TV maps (the defaults)."""
-    return {
+def _estimators(k: int, methods: list[str], smoothing: str | None) -> dict[str, Any]:
+    """The paper's PSNMF, the binned-scale pure-pixel method and the defaults."""
+    every = {
         "psnmf": psnmf.PSNMF(k, 4, spectra="nmf", smoothing=None, random_state=0),
-        "pure": psnmf.PSNMF(k, 4, spectra="pure", smoothing="auto", random_state=0),
+        "binned": psnmf.PSNMF(k, 4, spectra="pure", vertex_scales="binned",
+                              smoothing=smoothing, random_state=0),
+        "pure": psnmf.PSNMF(k, 4, spectra="pure", smoothing=smoothing, random_state=0),
     }
+    return {m: every[m] for m in methods}
 
 
-def run(samples: list[str], snrs: list[str], sizes: list[int], seeds: list[int]) -> list[dict]:
+def run(samples: list[str], snrs: list[str], sizes: list[int], seeds: list[int],
+        methods: list[str] | None = None, smoothing: str | None = "auto") -> list[dict]:
+    methods = list(METHODS) if methods is None else methods
     rows = []
     for name in samples:
         for snr in snrs:
@@ -70,12 +80,14 @@ def run(samples: list[str], snrs: list[str], sizes: list[int], seeds: list[int])
                         "oracle_angle": np.asarray(orc.angle).tolist(),
                         "oracle_mse": np.asarray(orc.mse).tolist(),
                     }
-                    for label, est in _estimators(k).items():
+                    for label, est in _estimators(k, methods, smoothing).items():
                         t0 = time.perf_counter()
                         est.fit(ds.counts)
                         sc = compare_to_truth(est.spectra_, est.maps_, ds.spectra, ds.maps)
                         row[label] = {"angle": sc["angle"].tolist(), "mse": sc["mse"].tolist(),
                                       "seconds": time.perf_counter() - t0}
+                        if label != "psnmf":
+                            row[label]["scale"] = est.vertex_scale_[sc["order"]].tolist()
                     rows.append(row)
                     print(format_row(row), flush=True)
     return rows
@@ -91,6 +103,8 @@ def format_row(r: dict) -> str:
            f"{', '.join(r['phases'])} (max abundance {_v(r['max_abundance'], '.2f')})",
            f"  {'oracle':12s} angle {_v(oa, '6.2f')}  mse {_v(om, '.5f')}"]
     for label, title in METHODS.items():
+        if label not in r:
+            continue
         a, m = np.array(r[label]["angle"]), np.array(r[label]["mse"])
         out.append(f"  {title:12s} angle {_v(a, '6.2f')}  mse {_v(m, '.5f')}  ratio angle "
                    f"{_v(a / oa, '5.2f')}  mse {_v(m / om, '5.2f')}  {r[label]['seconds']:.0f} s")
@@ -99,8 +113,11 @@ def format_row(r: dict) -> str:
 
 def table(rows: list[dict]) -> str:
     """Per scenario, preset, size and phase: oracle values and ratios, median over seeds."""
-    head = ("| sample | SNR | size | phase | max ab. | oracle angle | PSNMF angle x | "
-            "pure+TV angle x | oracle MSE | PSNMF MSE x | pure+TV MSE x |")
+    methods = [m for m in METHODS if m in rows[0]]
+    head = ("| sample | SNR | size | phase | max ab. | oracle angle | "
+            + " | ".join(f"{METHODS[m].split()[0]} angle x" for m in methods)
+            + " | oracle MSE | " + " | ".join(f"{METHODS[m].split()[0]} MSE x" for m in methods)
+            + " |")
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     keys = list(dict.fromkeys((r["sample"], r["snr"], r["size"]) for r in rows))
     for key in keys:
@@ -114,8 +131,9 @@ def table(rows: list[dict]) -> str:
             om = float(np.median([r["oracle_mse"][i] for r in sel]))
             out.append(f"| {key[0]} | {key[1]} | {key[2]} | {phase} | "
                        f"{sel[0]['max_abundance'][i]:.2f} | {oa:.2f} | "
-                       f"{med('psnmf', 'angle'):.2f} | {med('pure', 'angle'):.2f} | "
-                       f"{om:.5f} | {med('psnmf', 'mse'):.2f} | {med('pure', 'mse'):.2f} |")
+                       + " | ".join(f"{med(m, 'angle'):.2f}" for m in methods)
+                       + f" | {om:.5f} | "
+                       + " | ".join(f"{med(m, 'mse'):.2f}" for m in methods) + " |")
     return "\n".join(out)
 
 
@@ -125,10 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snr", default="medium,low", help="comma-separated count presets")
     p.add_argument("--sizes", default="96,128", help="comma-separated image sides (pixels)")
     p.add_argument("--seeds", default="0,1", help="comma-separated noise seeds")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated methods among {', '.join(METHODS)}")
+    p.add_argument("--smoothing", default="auto", choices=("auto", "none"),
+                   help="maps of the pure-pixel methods: TV ('auto') or per-pixel ('none')")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
     a = p.parse_args(argv)
     rows = run(a.samples.split(","), a.snr.split(","), [int(s) for s in a.sizes.split(",")],
-               [int(s) for s in a.seeds.split(",")])
+               [int(s) for s in a.seeds.split(",")], a.methods.split(","),
+               None if a.smoothing == "none" else "auto")
     print()
     print("Ratio to the oracle (median over seeds); 'max ab.' = the phase's largest abundance")
     print(table(rows))

@@ -13,10 +13,12 @@ from psnmf.engine.binning import bin_counts
 from psnmf.engine.poisson_nmf import solve_abundances
 from psnmf.engine.pure_pixels import (
     abundance_noise,
+    finer_vertex_correction,
     replay_vertex_correction,
+    summed_abundance,
     vertex_correction,
 )
-from psnmf.engine.two_stage import binned_kwargs, fit_binned
+from psnmf.engine.two_stage import binned_kwargs, finer_scales, fit_binned, refine_vertices
 from psnmf.metrics import compare_to_truth, oracle_limits, spectral_angle
 from psnmf.simulate import mantle, sample_dataset
 
@@ -119,6 +121,49 @@ def test_vertex_correction_ignores_pixels_without_counts():
     assert not any(c.members[::7].any() for c in clusters)
 
 
+def test_summed_abundance_is_the_ml_mixture():
+    rng = np.random.default_rng(3)
+    S = rng.dirichlet(np.full(50, 0.5), size=3)
+    t_true = np.array([0.6, 0.3, 0.1])
+    t = summed_abundance(rng.poisson(2e6 * t_true @ S).astype(float), S)
+    assert t.sum() == pytest.approx(1.0) and t.min() >= 0
+    np.testing.assert_allclose(t, t_true, atol=3e-3)
+    np.testing.assert_allclose(summed_abundance(np.zeros(50), S), 1 / 3)
+
+
+def test_finer_vertex_correction_moves_a_cluster_inside_its_vertex():
+    """Phase 2's pure pixels lie 15 % inside its vertex of the wide simplex: its cluster
+    passes the tests and the depth test, and the vertex moves to the cluster's summed
+    counts; the candidates not asked for stay where they are."""
+    X, A, S_w, S_true, _ = _noisy_wide_simplex()
+    T, moved, clusters = finer_vertex_correction(A, S_w, X, np.array([False, False, True]))
+    np.testing.assert_array_equal(moved, [False, False, True])
+    assert clusters[0] is None and clusters[2].size >= 80
+    np.testing.assert_array_equal(T[:2], np.eye(3)[:2])
+    assert _angles(T @ S_w, S_true)[2] < 0.3  # the wide vertex is off by 4-8 degrees
+
+
+def test_finer_vertex_correction_keeps_a_vertex_at_its_cluster_and_a_tail():
+    """A vertex already at its pure pixels (the cluster's centre within one member-pixel
+    noise sd of it, cut off at the simplex boundary) is kept, as is a continuous tail."""
+    X, A, S_w, S_true, _ = _noisy_wide_simplex()
+    S_at = S_w.copy()
+    S_at[2] = S_true[2]  # phase 2's vertex exact: its pure pixels sit at the vertex
+    A_at = solve_abundances(sp.csr_matrix(X), S_at, max_iter=2000, tol=1e-8).A
+    T, moved, clusters = finer_vertex_correction(A_at, S_at, X, np.array([False, False, True]))
+    assert not moved.any() and clusters[2].size >= 80
+    assert 1 - clusters[2].abundances[2] < clusters[2].noise_sd
+    np.testing.assert_array_equal(T, np.eye(3))
+    Xt, At, S_wt, _, _ = _noisy_wide_simplex(tail=True)
+    _, moved_t, _ = finer_vertex_correction(At, S_wt, Xt, np.array([False, False, True]))
+    assert not moved_t.any()
+
+
+def test_finer_scales():
+    assert finer_scales(4) == [2, 1] and finer_scales(8) == [4, 2, 1]
+    assert finer_scales(3) == [1] and finer_scales(1) == []
+
+
 @pytest.fixture(scope="module")
 def eutectic_fit():
     ds = sample_dataset("eutectic", snr="medium", seed=0, shape=(96, 96))
@@ -159,8 +204,8 @@ def test_replay_redoes_the_fitted_correction(eutectic_fit):
 
 def test_pure_spectra_keep_the_vertices_of_particles_that_are_never_pure():
     """Catalyst: CeO2 and Pt particles always sit on the carbon film. Only the film has pure
-    pixels; the particle vertices keep PSNMF's spectra (a fixed-fraction drift test moves
-    CeO2)."""
+    pixels; the particle vertices keep PSNMF's spectra at every scale (a fixed-fraction
+    drift test moves CeO2)."""
     ds = sample_dataset("catalyst", snr="low", seed=0, shape=(96, 96))
     m = PSNMF(3, 4, random_state=0, **PURE).fit(ds.counts)
     plus = score(m.spectra_, m.maps_, ds)
@@ -170,6 +215,7 @@ def test_pure_spectra_keep_the_vertices_of_particles_that_are_never_pure():
     np.testing.assert_array_equal(moved, np.arange(3) == support)
     assert plus["angle"][support] < plain[support]
     np.testing.assert_allclose(plus["angle"][~moved], plain[~moved])
+    np.testing.assert_array_equal(m.vertex_scale_[plus["order"]][~moved], 0)
 
 
 def test_pure_spectra_start_from_the_paper_methods_binned_nmf():
@@ -203,3 +249,47 @@ def test_automatic_k_and_b_on_simulated_data(sample):
     best = res.selection.best.candidate
     assert best.n_components == 3
     assert best.bin_factor in (4, 8)
+
+
+def test_multiscale_moves_a_carbide_vertex_with_pure_pixels_only_below_b():
+    """ODS steel (mixed_phase, medium, 96 x 96, seed 0): the M23C6 carbides have too few
+    pure 4 x 4 binned pixels for the binned stage, which keeps their NMF vertex (1.58x the
+    oracle angle); at b = 2 their pure cluster moves it to 1.04x. The Y2Ti2O7 clusters,
+    never more than half of a pixel, are not moved at any scale, and the ferrite keeps
+    its binned-stage spectrum."""
+    ds = sample_dataset("mixed_phase", snr="medium", seed=0, shape=(96, 96))
+    base = PSNMF(3, 4, random_state=0, vertex_scales="binned", **PURE).fit(ds.counts)
+    multi = PSNMF(3, 4, random_state=0, **PURE).fit(ds.counts)  # 'multi', the default
+    oracle = oracle_limits(ds).angle
+    before, after = score(base.spectra_, base.maps_, ds), score(multi.spectra_, multi.maps_, ds)
+    names = list(ds.phase_names)
+    carbide, oxide, ferrite = (names.index(n) for n in ("M23C6", "Y2Ti2O7", "ferrite"))
+    scale = multi.vertex_scale_[after["order"]]
+    assert scale[carbide] == 2 and scale[oxide] == 0 and scale[ferrite] == 4
+    np.testing.assert_array_equal(multi.vertex_moved_, base.vertex_moved_)
+    assert before["angle"][carbide] > 1.4 * oracle[carbide]
+    assert after["angle"][carbide] < 1.15 * oracle[carbide]
+    for j in (oxide, ferrite):
+        assert after["angle"][j] == pytest.approx(before["angle"][j], rel=1e-9)
+    np.testing.assert_allclose(multi.spectra_, multi.vertex_transform_ @ multi.nmf_spectra_,
+                               atol=1e-12)
+    np.testing.assert_allclose(multi.maps_.sum(-1), 1, atol=1e-6)
+    assert after["mse"][carbide] < before["mse"][carbide]
+
+
+def test_multiscale_keeps_a_fit_whose_vertices_all_moved_in_the_binned_stage(eutectic_fit):
+    ds, multi = eutectic_fit
+    m = PSNMF(3, 4, random_state=0, vertex_scales="binned", **PURE).fit(ds.counts)
+    assert m.vertex_moved_.all()
+    np.testing.assert_array_equal(multi.spectra_, m.spectra_)
+    np.testing.assert_array_equal(multi.maps_, m.maps_)
+    np.testing.assert_array_equal(multi.vertex_scale_, [4, 4, 4])
+
+
+def test_refine_vertices_leaves_nmf_fits_and_keeps_binned_moves():
+    ds = mantle("medium", seed=0, shape=(48, 48))
+    X = sp.csr_matrix(ds.counts.reshape(-1, ds.counts.shape[-1]).astype(float))
+    nmf = fit_binned(bin_counts(X, (48, 48), 4), 3, spectra="nmf", random_state=0)
+    assert refine_vertices(X, (48, 48), 4, nmf) is nmf
+    with pytest.raises(ValueError, match="vertex_scales='all'"):
+        PSNMF(3, 4, vertex_scales="all").fit(ds.counts)

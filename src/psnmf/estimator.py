@@ -54,10 +54,12 @@ from psnmf.engine.tv_maps import PENALTIES, smooth_maps
 from psnmf.engine.two_stage import (
     SPECTRA_MODES,
     STAGE2_MODES,
+    VERTEX_SCALES,
     BinnedFit,
     binned_kwargs,
     fit_binned,
     fit_full,
+    refine_vertices,
 )
 from psnmf.selection import (
     SPLIT_FRACTION,
@@ -98,6 +100,7 @@ PARAMETER_RULES: dict[str, tuple[str, Any]] = {
     "min_cluster": ("int", 1),
     "max_dispersion": ("real", 0.0),
     "max_tail": ("real", 0.0),
+    "vertex_scales": ("choice", VERTEX_SCALES),
 }
 
 #: What each choice means, appended to the error for a value outside the choices.
@@ -109,6 +112,8 @@ CHOICE_HINTS = {
     "init": "'nndsvda' (SVD-based), 'spa' (the purest pixels) or 'random'",
     "stage2_spectra": "'fixed' (maps solved for the binned-stage spectra) or 'free' (both "
                       "updated, the paper's step 3)",
+    "vertex_scales": "'binned' (pure clusters of the binned pixels only) or 'multi' (also at "
+                     "b/2, ..., full resolution for the vertices the binned stage kept)",
 }
 
 
@@ -255,6 +260,15 @@ class PSNMF(TransformerMixin, BaseEstimator):
         Largest scatter of a cluster, in units of the counting noise ('pure').
     max_tail : float, default=1.0
         Pixels allowed in the 4-sd band below a cluster, per member ('pure').
+    vertex_scales : {'multi', 'binned'}, default='multi'
+        Where the pure clusters are looked for ('pure'). 'binned': among the binned pixels
+        only. 'multi': a vertex the binned stage kept (a phase with almost no pure
+        ``b x b`` pixels: small grains, thin layers) is also tried at ``b/2``, ``b/4``,
+        ..., full resolution, coarsest first, with the same cluster tests and a cluster
+        centre inside the vertex, and moved to the fitted-model spectrum of its cluster's
+        summed counts (:func:`psnmf.engine.two_stage.refine_vertices`). Costs one
+        abundance solve per scale tried. Lazy / Dask input keeps 'binned'. The bootstrap
+        (:mod:`psnmf.uncertainty`) replays the binned stage's moves only.
 
     Attributes
     ----------
@@ -278,6 +292,9 @@ class PSNMF(TransformerMixin, BaseEstimator):
         ``spectra_ = vertex_transform_ @ nmf_spectra_`` (identity for 'nmf').
     vertex_clusters_ : list of PureCluster or None
         The pure cluster found for each component (``None`` for 'nmf').
+    vertex_scale_ : ndarray (k,) of int
+        The bin factor of the scale at which each spectrum moved to a pure cluster (``b``
+        for the binned stage, smaller with ``vertex_scales='multi'``; 0: kept).
     loss_ : dict
         ``{'binned': ndarray, 'full': ndarray}`` loss (generalised KL) histories.
     n_iter_ : dict
@@ -342,6 +359,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         min_cluster: int = 20,
         max_dispersion: float = 1.5,
         max_tail: float = 1.0,
+        vertex_scales: str = "multi",
     ) -> None:
         self.n_components = n_components
         self.bin_factor = bin_factor
@@ -359,6 +377,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         self.min_cluster = min_cluster
         self.max_dispersion = max_dispersion
         self.max_tail = max_tail
+        self.vertex_scales = vertex_scales
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -423,9 +442,15 @@ class PSNMF(TransformerMixin, BaseEstimator):
         b, k = self._check_layout(shape, counts.shape[1], k, b)
         stage1 = fit_binned(bin_counts(counts, shape, b), k, random_state=self.random_state,
                             **binned_kwargs(self.get_params()))
+        if self.spectra == "pure" and self.vertex_scales == "multi":
+            stage1 = refine_vertices(
+                counts, shape, b, stage1, vertex_sd=self.vertex_sd,
+                min_cluster=self.min_cluster, max_dispersion=self.max_dispersion,
+                max_tail=self.max_tail, max_iter=self.max_iter_full, tol=self.tol,
+            )
         stage2 = fit_full(counts, stage1.spectra, stage1.maps, shape, b,
                           stage2_spectra=self.stage2_spectra, max_iter=self.max_iter_full,
-                          tol=self.tol)
+                          tol=self.tol, start=stage1.full_maps)
         maps, smoothing, unsmoothed = self._smooth(counts, stage2.A, stage1.spectra, shape)
         return self._set_fitted(shape, b, template, stage1, stage2, maps, smoothing,
                                 unsmoothed, selection)
@@ -556,6 +581,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
         self.vertex_moved_ = stage1.moved
         self.vertex_transform_ = stage1.transform
         self.vertex_clusters_ = stage1.clusters
+        self.vertex_scale_ = (stage1.scales if stage1.scales is not None
+                              else np.where(stage1.moved, b, 0))
         self.full_spectra_ = stage2.S
         self.maps_ = maps.reshape(*shape, k)
         self.scale_ = stage2.scale.reshape(shape)

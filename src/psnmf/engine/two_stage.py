@@ -4,6 +4,9 @@
    data), then, with ``spectra='pure'``, the pure-pixel correction of its simplex
    (:func:`psnmf.engine.pure_pixels.vertex_correction`) and the binned maps re-solved for
    the corrected spectra.
+   With ``vertex_scales='multi'``, :func:`refine_vertices` then looks for the pure
+   cluster of every vertex the binned stage kept at the finer scales ``b / 2, ..., 1``
+   (:func:`psnmf.engine.pure_pixels.finer_vertex_correction`).
 2. :func:`fit_full` - Poisson NMF of the full-resolution counts started from those spectra
    and the upsampled binned maps (:func:`stage2_start`), the spectra held fixed or free.
 
@@ -37,19 +40,22 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from psnmf.engine.binning import upsample_maps
-from psnmf.engine.poisson_nmf import NMFResult, poisson_nmf
-from psnmf.engine.pure_pixels import PureCluster, vertex_correction
+from psnmf.engine.binning import bin_counts, upsample_maps
+from psnmf.engine.poisson_nmf import NMFResult, poisson_nmf, solve_abundances
+from psnmf.engine.pure_pixels import PureCluster, finer_vertex_correction, vertex_correction
 
 __all__ = [
     "BINNED_PARAMS",
     "SPECTRA_MODES",
     "STAGE2_MODES",
     "START_MIX",
+    "VERTEX_SCALES",
     "BinnedFit",
     "binned_kwargs",
     "fit_binned",
+    "finer_scales",
     "fit_full",
+    "refine_vertices",
     "stage2_start",
 ]
 
@@ -57,6 +63,8 @@ __all__ = [
 SPECTRA_MODES = ("pure", "nmf")
 #: Spectra of the full-resolution stage: held fixed, or updated as in the paper's step 3.
 STAGE2_MODES = ("fixed", "free")
+#: Scales of the pure-pixel clusters: the binned stage's only, or also the finer ones.
+VERTEX_SCALES = ("binned", "multi")
 #: Weight of the uniform map mixed into the upsampled stage-1 maps that start stage 2.
 START_MIX = 0.01
 #: Keyword arguments of :func:`fit_binned` that are estimator parameters of the same name
@@ -96,6 +104,17 @@ class BinnedFit:
         Which vertices moved to a pure cluster.
     clusters : list of PureCluster or None
         The pure cluster of every component (``None`` for 'nmf').
+    scales : ndarray (k,) of int or None
+        After :func:`refine_vertices`: the bin factor of the scale at which each vertex
+        moved (0 where it kept its NMF vertex); ``moved`` keeps the binned stage's moves.
+    full_maps : ndarray (pixels, k) or None
+        After :func:`refine_vertices` with scale 1 tried and a vertex moved at a finer
+        scale: full-resolution maps for the spectra before the last full-resolution move
+        (a start for :func:`fit_full`); ``None`` when nothing moved, so that stage 2 then
+        runs exactly as without the refinement.
+    scale_clusters : dict or None
+        After :func:`refine_vertices`: for every finer scale tried, the PureCluster of each
+        vertex tried there (``None`` for the others).
     """
 
     nmf: NMFResult
@@ -104,6 +123,9 @@ class BinnedFit:
     transform: np.ndarray
     moved: np.ndarray
     clusters: list[PureCluster] | None
+    scales: np.ndarray | None = None
+    full_maps: np.ndarray | None = None
+    scale_clusters: dict[int, list[PureCluster | None]] | None = None
 
 
 def fit_binned(
@@ -165,6 +187,111 @@ def fit_binned(
                      clusters=clusters)
 
 
+def finer_scales(bin_factor: int) -> list[int]:
+    """The scales below ``bin_factor`` tried by :func:`refine_vertices`: ``b // 2``,
+    ``b // 4``, ... down to 1 (full resolution), coarsest first.
+
+    >>> finer_scales(4), finer_scales(6), finer_scales(1)
+    ([2, 1], [3, 1], [])
+    """
+    b = int(bin_factor)
+    out: list[int] = []
+    s = b // 2
+    while s >= 1:
+        out.append(s)
+        s //= 2
+    return out if b > 1 else []
+
+
+def _scale_start(fit: BinnedFit, image_shape: tuple[int, int], bin_factor: int,
+                 scale: int) -> np.ndarray:
+    """Starting abundances at ``scale``: the binned maps at the top-left pixel of each
+    ``scale x scale`` block (a start only: each pixel's problem is convex)."""
+    k = fit.spectra.shape[0]
+    full = stage2_start(upsample_maps(fit.maps, image_shape, bin_factor))
+    return full[::scale, ::scale].reshape(-1, k)
+
+
+def refine_vertices(
+    counts: sp.csr_matrix,
+    image_shape: tuple[int, int],
+    bin_factor: int,
+    fit: BinnedFit,
+    *,
+    vertex_sd: float = 1.5,
+    min_cluster: int = 20,
+    max_dispersion: float = 1.5,
+    max_tail: float = 1.0,
+    min_depth: float = 1.0,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+    solve_maps: bool = True,
+) -> BinnedFit:
+    """Move the vertices the binned stage kept to pure clusters at finer scales.
+
+    Small grains, nanoparticles and thin layers have almost no pure ``b x b`` binned
+    pixels, so :func:`fit_binned` keeps their NMF vertex; at ``b / 2`` or full
+    resolution many more of their pixels are pure, with fewer counts each. At each scale
+    of :func:`finer_scales`, coarsest first (the most counts per pixel, the least
+    clipping), the pixels' abundances are solved for the current spectra and every vertex
+    not yet moved is tried (:func:`psnmf.engine.pure_pixels.finer_vertex_correction`:
+    the cluster tests of the binned stage, and a cluster centre inside the vertex); a
+    vertex moves to the fitted-model spectrum of its cluster's summed counts.
+
+    Parameters
+    ----------
+    counts : CSR (ny * nx, channels) full-resolution counts
+    image_shape : (ny, nx)
+    bin_factor : int, the binned stage's ``b``
+    fit : BinnedFit of ``fit_binned(spectra='pure')`` (returned as is for 'nmf')
+    vertex_sd, min_cluster, max_dispersion, max_tail : the cluster tests, as in
+        :func:`fit_binned`
+    min_depth : least depth of a cluster inside its vertex, in member-pixel noise sd
+    max_iter, tol : of the abundance solves at each scale
+    solve_maps : re-solve the binned maps for the new spectra (as in :func:`fit_binned`)
+
+    Returns
+    -------
+    BinnedFit
+        ``spectra``, ``transform`` (still ``spectra = transform @ nmf.S``) and ``maps``
+        updated; ``scales`` says where each vertex moved and ``scale_clusters`` what was
+        found at each scale; ``moved`` and ``clusters`` are the binned stage's.
+    """
+    if fit.clusters is None:
+        return fit
+    k = fit.spectra.shape[0]
+    scales = np.where(fit.moved, int(bin_factor), 0)
+    S, T, full_maps = fit.spectra, fit.transform, None
+    tried: dict[int, list[PureCluster | None]] = {}
+    for scale in finer_scales(bin_factor):
+        todo = scales == 0
+        if not todo.any():
+            break
+        Xs = counts if scale == 1 else bin_counts(counts, image_shape, scale)
+        A = solve_abundances(Xs, S, max_iter=max_iter, tol=tol, check_input=False,
+                             A_init=_scale_start(fit, image_shape, bin_factor, scale)).A
+        if scale == 1:
+            full_maps = A
+        Ts, moved, tried[scale] = finer_vertex_correction(
+            A, S, Xs, todo, n_sd=vertex_sd, min_pixels=min_cluster,
+            max_dispersion=max_dispersion, max_tail=max_tail, min_depth=min_depth,
+        )
+        S, T = Ts @ S, Ts @ T
+        scales[moved] = scale
+    maps = fit.maps
+    if not np.any(scales[~fit.moved] > 0):  # nothing moved: the binned stage's fit as is
+        return BinnedFit(nmf=fit.nmf, spectra=fit.spectra, maps=fit.maps,
+                         transform=fit.transform, moved=fit.moved, clusters=fit.clusters,
+                         scales=scales, scale_clusters=tried)
+    if solve_maps:
+        binned = bin_counts(counts, image_shape, bin_factor)
+        maps = poisson_nmf(binned, k, A_init=fit.maps, S_init=S, update_S=False,
+                           max_iter=max_iter, tol=RESOLVE_TOL, check_input=False).A
+    return BinnedFit(nmf=fit.nmf, spectra=S, maps=maps, transform=T, moved=fit.moved,
+                     clusters=fit.clusters, scales=scales, full_maps=full_maps,
+                     scale_clusters=tried)
+
+
 def stage2_start(upsampled_maps: np.ndarray) -> np.ndarray:
     """Starting maps of the full-resolution stage from the upsampled stage-1 maps.
 
@@ -186,6 +313,7 @@ def fit_full(
     stage2_spectra: str = "fixed",
     max_iter: int = 500,
     tol: float = 1e-7,
+    start: np.ndarray | None = None,
 ) -> NMFResult:
     """Stage 2: Poisson NMF of the full-resolution counts started from the binned stage.
 
@@ -200,6 +328,9 @@ def fit_full(
         Solve the maps for the fixed spectra (one convex problem per pixel), or update
         both as in the paper's step 3.
     max_iter, tol : of :func:`psnmf.engine.poisson_nmf.poisson_nmf`
+    start : (ny * nx, k), optional
+        Full-resolution starting maps (e.g. :attr:`BinnedFit.full_maps`) instead of the
+        upsampled ``binned_maps``; mixed with the uniform map as :func:`stage2_start` does.
 
     Returns
     -------
@@ -210,7 +341,9 @@ def fit_full(
     if stage2_spectra not in STAGE2_MODES:
         raise ValueError(f"stage2_spectra={stage2_spectra!r} is not one of {STAGE2_MODES}.")
     k = spectra.shape[0]
-    A0 = stage2_start(upsample_maps(binned_maps, image_shape, bin_factor).reshape(-1, k))
+    if start is None:
+        start = upsample_maps(binned_maps, image_shape, bin_factor).reshape(-1, k)
+    A0 = stage2_start(np.asarray(start).reshape(-1, k))
     return poisson_nmf(
         counts, k, simplex=True, A_init=A0, S_init=spectra,
         update_S=stage2_spectra == "free", max_iter=max_iter, tol=tol, check_input=False,
