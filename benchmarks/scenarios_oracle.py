@@ -7,12 +7,12 @@ count preset, image size and noise seed (the microstructure is the sample's own,
   per pixel from the true spectra (``oracle_limits``);
 * the paper's PSNMF at b = 4 (``PSNMF(k, 4, spectra='nmf', smoothing=None)``: stage-2
   spectra fixed, per-pixel maps);
-* the pure-pixel method at b = 4 with pure clusters of the binned pixels only
-  (``PSNMF(k, 4, spectra='pure', vertex_scales='binned')``), and with the defaults, which
-  also look for the pure cluster of every vertex the binned stage kept at b = 2 and full
-  resolution (``vertex_scales='multi'``); both with total-variation maps whose weight is
-  chosen by held-out deviance (``smoothing='auto'``; ``--smoothing none`` for per-pixel
-  maps: the spectra are the same, the run much shorter).
+* the pure-pixel method at b = 4 (the defaults, ``PSNMF(k, 4, spectra='pure')``: pure
+  clusters of the binned pixels only), and the same with ``vertex_scales='multi'``, which
+  also looks for the pure cluster of every vertex the binned stage kept at b = 2 and full
+  resolution; both with total-variation maps whose weight is chosen by held-out deviance
+  (``smoothing='auto'``; ``--smoothing none`` for per-pixel maps: the spectra are the
+  same, the run much shorter).
 
 Components are matched to the truth by spectral angle (``compare_to_truth``). The table
 gives, per phase, the oracle angle (degrees) and map MSE and each method's ratio to them,
@@ -29,7 +29,7 @@ Usage::
 
     python benchmarks/scenarios_oracle.py        # 4 samples x 2 presets x 2 sizes x 2 seeds
     python benchmarks/scenarios_oracle.py --samples small_grains --sizes 96 --seeds 0
-    python benchmarks/scenarios_oracle.py --methods binned,pure --smoothing none
+    python benchmarks/scenarios_oracle.py --methods pure,multi --smoothing none
     python benchmarks/scenarios_oracle.py --json rows.json
 """
 
@@ -48,16 +48,16 @@ from psnmf.metrics import compare_to_truth, oracle_limits
 from psnmf.simulate import sample_dataset
 
 SCENARIOS = ["nanoparticles", "small_grains", "thin_layer", "mixed_phase"]
-METHODS = {"psnmf": "PSNMF b=4", "binned": "binned b=4", "pure": "defaults b=4"}
+METHODS = {"psnmf": "PSNMF b=4", "pure": "pure b=4", "multi": "multi b=4"}
 
 
 def _estimators(k: int, methods: list[str], smoothing: str | None) -> dict[str, Any]:
-    """The paper's PSNMF, the binned-scale pure-pixel method and the defaults."""
+    """The paper's PSNMF, the pure-pixel method (the defaults) and its multi-scale form."""
     every = {
         "psnmf": psnmf.PSNMF(k, 4, spectra="nmf", smoothing=None, random_state=0),
-        "binned": psnmf.PSNMF(k, 4, spectra="pure", vertex_scales="binned",
-                              smoothing=smoothing, random_state=0),
         "pure": psnmf.PSNMF(k, 4, spectra="pure", smoothing=smoothing, random_state=0),
+        "multi": psnmf.PSNMF(k, 4, spectra="pure", vertex_scales="multi",
+                             smoothing=smoothing, random_state=0),
     }
     return {m: every[m] for m in methods}
 
