@@ -398,16 +398,16 @@ def summary(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
-                   help="small images, 1 seed, 2 samples, low espm iteration cap")
+                   help="48 x 48, 1 seed, 2 samples, 2 espm datasets, espm cap 40")
     p.add_argument("--samples", default=None, help="comma-separated psnmf samples")
     p.add_argument("--snr", default="medium,low", help="comma-separated count presets")
     p.add_argument("--size", type=int, default=None, help="image side of psnmf's samples")
     p.add_argument("--seeds", default="0", help="comma-separated noise seeds (psnmf samples)")
-    p.add_argument("--espm-datasets", default=",".join(ESPM_DATASETS),
+    p.add_argument("--espm-datasets", default=None,
                    help="comma-separated espm datasets (paper293, paper18, particles; "
-                        "'none' for none)")
+                        "'none' for none; default all, --quick paper293,particles)")
     p.add_argument("--espm-max-iter", type=int, default=None,
-                   help="cap on espm's max_iter (default 300, --quick 40; 0 = the published "
+                   help="cap on espm's max_iter (default 200, --quick 40; 0 = the published "
                         "values, hours)")
     p.add_argument("--no-espm", action="store_true", help="psnmf and the oracle only")
     p.add_argument("--venv", default=str(DEFAULT_VENV), help="espm's virtual environment")
@@ -425,9 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in a.seeds.split(",")]
     if a.quick:
         seeds = seeds[:1]
-    cap = a.espm_max_iter if a.espm_max_iter is not None else (40 if a.quick else 300)
+    cap = a.espm_max_iter if a.espm_max_iter is not None else (40 if a.quick else 200)
     cap_arg = None if cap == 0 else cap
-    espm_sets = [] if a.espm_datasets == "none" else a.espm_datasets.split(",")
+    espm_arg = a.espm_datasets or ("paper293,particles" if a.quick else ",".join(ESPM_DATASETS))
+    espm_sets = [] if espm_arg == "none" else espm_arg.split(",")
     with_espm = not a.no_espm
     venv = Path(a.venv)
 
