@@ -58,19 +58,43 @@ def _dense_fixed_spectra(X, A, S, simplex, n_iter):
 
 
 @pytest.mark.parametrize("simplex", [True, False])
-def test_fixed_spectra_matches_dense_updates(small, simplex):
+def test_fixed_spectra_starts_with_two_plain_updates(small, simplex):
     Xs, X, A, S = small
     A0 = np.full_like(A, 1 / 3) * (1 if simplex else X.sum(axis=1, keepdims=True) + 1)
-    # tol=0: every pixel does exactly max_iter updates, as the dense loop
+    # tol=0, max_iter=2: every pixel does the two EM updates that precede an extrapolation
     out, ll, n_iter = kernels.solve_fixed_spectra(
-        Xs, A0.copy(), S, simplex=simplex, max_iter=25, tol=0.0
+        Xs, A0.copy(), S, simplex=simplex, max_iter=2, tol=0.0
     )
-    ref = _dense_fixed_spectra(X, A0, S, simplex, 25)
+    ref = _dense_fixed_spectra(X, A0, S, simplex, 2)
     np.testing.assert_allclose(out, ref, rtol=1e-11, atol=1e-13)
-    assert np.all(n_iter[X.sum(axis=1) > 0] == 25)
+    assert np.all(n_iter[X.sum(axis=1) > 0] == 2)
     _, _, ll_end = kernels.ratio_numerators_dense(X, out, S)
     assert ll[1].sum() == pytest.approx(ll_end, rel=1e-12)
     assert np.all(ll[1] >= ll[0] - 1e-9) if simplex else True  # EM: likelihood up
+
+
+def _objective(X, A, S, simplex):
+    """Per-pixel Poisson log-likelihood up to a constant (the plain loss keeps -sum(AS))."""
+    M = np.maximum(A @ S, kernels.TINY)
+    ll = np.where(X > 0, X * np.log(M), 0.0).sum(axis=1)
+    return ll if simplex else ll - M.sum(axis=1)
+
+
+@pytest.mark.parametrize("simplex", [True, False])
+def test_accelerated_solve_reaches_the_em_fixed_point_in_fewer_updates(small, simplex):
+    Xs, X, A, S = small
+    A0 = np.full_like(A, 1 / 3) * (1 if simplex else X.sum(axis=1, keepdims=True) + 1)
+    out, _, n_iter = kernels.solve_fixed_spectra(Xs, A0.copy(), S, simplex=simplex,
+                                                 max_iter=5000, tol=1e-10)
+    ref = _dense_fixed_spectra(X, A0, S, simplex, 20000)  # plain EM, far past convergence
+    scale = 1.0 if simplex else X.sum(axis=1, keepdims=True) + 1
+    np.testing.assert_allclose(out / scale, ref / scale, atol=1e-5)
+    # the accelerated solution is at least as likely as 20000 plain EM updates
+    assert np.all(_objective(X, out, S, simplex) >= _objective(X, ref, S, simplex) - 1e-7)
+    assert np.all(n_iter < 5000)
+    plain, _, _ = kernels.solve_fixed_spectra(Xs, A0.copy(), S, simplex=simplex,
+                                                       max_iter=2, tol=0.0)
+    assert np.all(_objective(X, out, S, simplex) >= _objective(X, plain, S, simplex) - 1e-9)
 
 
 def test_results_do_not_depend_on_thread_count(small, monkeypatch):
