@@ -89,3 +89,10 @@ def test_pickle_round_trip_of_a_model_fitted_on_a_signal(toy):
     assert rec.axes_manager.signal_axes[0].offset == pytest.approx(0.2)
     np.testing.assert_array_equal(rec.data, model.reconstruct().data)
     assert again.get_maps().axes_manager.signal_shape == (32, 32)
+
+
+def test_a_random_state_instance_is_accepted_as_in_scikit_learn(toy):
+    fits = [PSNMF(3, 4, random_state=np.random.RandomState(7), smoothing=None, max_iter=200,
+                  max_iter_full=100).fit(toy.counts) for _ in range(2)]
+    np.testing.assert_array_equal(fits[0].spectra_, fits[1].spectra_)  # same seed, same fit
+    assert fits[0].spectra_.shape == (3, toy.counts.shape[-1])

@@ -490,15 +490,23 @@ def check_cube(cube, name: str = "X") -> np.ndarray:
 
 
 def check_random_state(random_state, name: str = "random_state") -> np.random.Generator:
-    """Return a NumPy Generator for ``None``, a non-negative int or a Generator."""
+    """Return a NumPy Generator for ``None``, a non-negative int, a Generator or a
+    ``RandomState``.
+
+    A ``RandomState`` (scikit-learn's convention) seeds a new Generator from four draws of
+    it, so, as in scikit-learn, the instance's state advances and each use differs.
+    """
     if random_state is None or isinstance(random_state, np.random.Generator):
         return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1, size=4).tolist())
     if isinstance(random_state, Integral) and not isinstance(random_state, bool):
         if random_state < 0:
             raise ValueError(f"{name} must be >= 0, got {random_state}.")
         return np.random.default_rng(int(random_state))
     raise TypeError(
-        f"{name} must be None, a non-negative integer seed or a numpy.random.Generator, "
+        f"{name} must be None, a non-negative integer seed, a numpy.random.Generator or "
+        "a numpy.random.RandomState, "
         f"got {random_state!r}. Pass an integer such as {name}=0 for reproducible results."
     )
 

@@ -245,8 +245,9 @@ class PSNMF(TransformerMixin, BaseEstimator):
         Iteration cap of the full-resolution stage.
     tol : float, default=1e-7
         Relative change of the loss at which each stage stops.
-    random_state : int, numpy Generator or None
-        Seed of the initialisation (and of the count split of ``smoothing='auto'``).
+    random_state : int, numpy Generator, numpy RandomState or None
+        Seed of the initialisation (and of the count split of ``smoothing='auto'``, which
+        uses seed 0 unless an int is given).
     image_shape : (ny, nx), optional
         Layout of the pixels when ``fit`` receives a 2-D (pixels, channels) matrix, as it
         does when used as ``algorithm=`` in HyperSpy's ``decomposition()``. Needed whenever
@@ -355,7 +356,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         max_iter: int = 2000,
         max_iter_full: int = 500,
         tol: float = 1e-7,
-        random_state: int | np.random.Generator | None = None,
+        random_state: int | np.random.Generator | np.random.RandomState | None = None,
         image_shape: tuple[int, int] | None = None,
         vertex_sd: float = 1.5,
         min_cluster: int = 20,

@@ -31,7 +31,12 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
 
-from psnmf._validation import check_counts_matrix, check_n_components, check_positive_int
+from psnmf._validation import (
+    check_counts_matrix,
+    check_n_components,
+    check_positive_int,
+    check_random_state,
+)
 from psnmf.engine import _kernels as kernels
 
 INIT_METHODS = ("nndsvda", "spa", "random")
@@ -281,9 +286,7 @@ def poisson_nmf(
     loss_every = check_positive_int(loss_every, "loss_every")
     if not (isinstance(tol, float | int) and tol >= 0 and np.isfinite(tol)):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}.")
-    rng = random_state if isinstance(random_state, np.random.Generator) else (
-        np.random.default_rng(random_state)
-    )
+    rng = check_random_state(random_state)
 
     if A_init is None or S_init is None:
         A0, S0 = initialise(Xc, k, init, simplex=simplex, random_state=rng)
