@@ -73,7 +73,8 @@ def test_sample_dataset_presets_counts_and_exact_truth(name, snr, shape):
     np.testing.assert_allclose(nf, expected, rtol=1e-12)
     spec = sim.load_sample(name)
     for i, phase in enumerate(ds.phase_names):
-        np.testing.assert_allclose(ds.spectra[i], ds.model.phase_spectrum(spec["phases"][phase]))
+        np.testing.assert_allclose(ds.spectra[i],
+                                   ds.model.phase_spectrum(spec["phases"][phase], phase=phase))
     np.testing.assert_allclose(ds.maps.sum(axis=2), 1.0, atol=1e-12)
 
 

@@ -142,8 +142,13 @@ def test_validation(fitted):
 
 
 def _errors(spectra, order, ds):
-    q = _quantify(spectra, list(ds.elements), ds.model)
-    return [abs(q[order[i]][el] - v) for i, p in enumerate(ds.phase_names)
+    """|at.% - truth| per element >= 0.5 at.%, each component quantified as the phase it is
+    matched to (its density in the absorption correction of the absorbed film)."""
+    from psnmf.quantify import quantify
+
+    q = {p: quantify(spectra[order[i]], list(ds.elements), model=ds.model, phase=p).composition
+         for i, p in enumerate(ds.phase_names)}
+    return [abs(q[p][el] - v) for p in ds.phase_names
             for el, v in ds.compositions[p].items() if v >= 0.5]
 
 
