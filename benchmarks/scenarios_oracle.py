@@ -25,6 +25,11 @@ pure+TV, and Ol/Opx 1.9-4.3x for both at low); SiO2 layer 21-22x for both at med
 low; Y2Ti2O7 4.4-9.4x for both, 19x for pure+TV on one seed (medium 96, seed 0: the vertex
 correction moves the mixed phase's vertex the wrong way).
 
+With ``vertex_scales='multi'`` (commit 98f9da4, absorption simulator, 96 and 128, seeds
+0-2, ``--methods pure,multi --smoothing none``; median ratio, binned-only -> multi): M23C6
+medium 96 1.95 -> 1.04; thin stack low 128 SiO2 19.9 -> 11.3, HfO2 4.10 -> 3.82, TiN
+1.38 -> 1.03; HfO2 low 96 1.17 -> 1.09; no phase worse on any seed, the others unchanged.
+
 Usage::
 
     python benchmarks/scenarios_oracle.py        # 4 samples x 2 presets x 2 sizes x 2 seeds
