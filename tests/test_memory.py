@@ -328,3 +328,25 @@ def test_progress_records_peak_memory_per_step():
     grew, idle = (int(v) for v in out.stdout.split())
     assert grew > 35 * 2**20
     assert idle < 20 * 2**20
+
+
+def test_an_npz_declaring_more_than_memory_is_refused_as_too_large(tmp_path):
+    """The header of the counts (2 TiB declared, no data behind it) is enough to refuse the
+    file for its size, before anything is decompressed, and not as a corrupt file."""
+    import zipfile
+
+    import numpy as np
+
+    from psnmf import io as pio
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<u2", "fortran_order": False, "shape": (16384, 16384, 4096)})
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("counts.npy", header.getvalue())
+    with pytest.raises(_validation.InsufficientMemoryError) as info:
+        pio.load_spectrum_image(path)
+    msg = str(info.value)
+    assert "(16384, 16384, 4096) uint16" in msg and "needs about 2.05e+03 GiB" in msg
+    assert "corrupt" not in msg

@@ -766,8 +766,24 @@ def set_elements(signal: BaseSignal, elements: Sequence[str] | str) -> None:
             del signal.metadata.Sample.xray_lines
 
 
+def _npy_header(npz: Any, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the ``key`` member of an open ``.npz``, read from its header only
+    (a compressed member of many GiB is not decompressed)."""
+    with npz.zip.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(member)
+    return tuple(int(n) for n in shape), np.dtype(dtype)
+
+
 def _npz_arrays(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The ``counts`` array of a psnmf ``.npz`` and its other arrays (no pickles)."""
+    """The ``counts`` array of a psnmf ``.npz`` and its other arrays (no pickles).
+
+    The size the counts declare is checked against the memory available before they are
+    read (:func:`psnmf._validation.check_memory`), so a file too large for this machine is
+    refused as such, never reported as corrupt.
+    """
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = set(npz.files)
@@ -776,8 +792,13 @@ def _npz_arrays(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
                     f"'{path}' has no 'counts' array (it holds: {sorted(keys)}). A psnmf .npz "
                     "needs counts of shape (ny, nx, ne); see psnmf.io.load_npz."
                 )
+            shape, dtype = _npy_header(npz, "counts")
+            _validation.check_memory(
+                math.prod(shape) * dtype.itemsize,
+                f"'{path}' as its dense {shape} {dtype} counts array",
+            )
             return npz["counts"], {k: npz[k] for k in keys - {"counts"}}
-    except PsnmfIOError:
+    except (PsnmfIOError, _validation.InsufficientMemoryError):
         raise
     except Exception as exc:
         raise CorruptFileError(
