@@ -59,12 +59,16 @@ the load average is printed (a shared machine inflates every time).
 
 Usage::
 
-    .venv/bin/python benchmarks/peers.py                  # ~1 h on 2 shared cores
-    .venv/bin/python benchmarks/peers.py --quick          # small sizes, 1 seed, a few minutes
+    .venv/bin/python benchmarks/peers.py                  # ~1-1.5 h on 2 shared cores (est.)
+    .venv/bin/python benchmarks/peers.py --quick          # 48 x 48, 1 seed, 13 min at load ~10
     .venv/bin/python benchmarks/peers.py --samples mantle --snr medium --size 96 \\
         --espm-datasets paper293 --espm-max-iter 2000 --json rows.json --markdown t.md
 
-Measured: see the "peers.py" section of ``benchmarks/README.md`` (table, machine, load).
+Measured (espm datasets, cap 200, 2 shared cores at load 7-13; full tables, machine and
+load in the ``peers.py`` section of ``benchmarks/README.md``): angle (degrees) oracle / espm /
+PSNMF default / PSNMF paper, paper recipe N = 293: pseudo-Brg 0.29 / 3.56 / 0.36 / 23.11,
+pseudo-Fp 2.11 / 8.86 / 18.78 / 18.78, pseudo-CaPv 1.79 / 23.64 / 7.57 / 7.57; wall time espm
+487 s (200 iterations, not converged), PSNMF default 73 s, paper 19 s.
 """
 
 from __future__ import annotations
