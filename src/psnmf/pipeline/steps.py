@@ -195,14 +195,20 @@ def fit(signal: Any, k: int, b: int, *, seed: int | None, iterations: tuple[int,
 def score(
     signal: Any, data: Split, k: int, b: int, *, seed: int | None,
     iterations: tuple[int, int], smoothing: float | str | None, pure_spectra: bool,
-    notes: list[str],
+    notes: list[str], smoothing_lam: float | None = None,
 ) -> HeldoutDeviance:
     """Held-out deviance of raw (``X1`` predicts ``X2``), PCA and PSNMF fitted on ``X1``.
 
     The PSNMF of ``X1`` is configured as the final fit; all three share one floor.
+    ``smoothing_lam``, the TV weight (counts units) the final fit used, is used as is on
+    ``X1`` instead of a second weight search on it: the weight of a penalised likelihood
+    does not depend on the number of counts (:mod:`psnmf.engine.tv_maps`).
     """
     X1, X2, shape = data.X1, data.X2, data.image_shape
     dev_raw = heldout_deviance(X2, lambda sl: X1[sl].toarray(), floor=DEVIANCE_FLOOR)
+    if smoothing_lam is not None:
+        cpp = float(X1.sum()) / X1.shape[0]
+        smoothing = float(smoothing_lam) / cpp if smoothing_lam > 0 and cpp > 0 else None
     half = make_estimator(k, b, seed=seed, iterations=iterations, smoothing=smoothing,
                           pure_spectra=pure_spectra, image_shape=shape).fit(X1)
     dev_psnmf = heldout_deviance(X2, fitted_means(half), floor=DEVIANCE_FLOOR)

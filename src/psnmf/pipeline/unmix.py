@@ -12,7 +12,8 @@ The steps (:mod:`psnmf.pipeline.steps`)
    :func:`psnmf.baselines.pca_factors`): scree and the PCA-denoised baseline.
 5. fit: PSNMF of the full data: component spectra, maps, count scale (the denoised cube
    is their product, built lazily).
-6. score: held-out deviance of raw, PCA and PSNMF (fitted on ``X1``), one floor.
+6. score: held-out deviance of raw, PCA and PSNMF (fitted on ``X1`` with the final fit's
+   TV weight), one floor.
 7. elemental maps of the raw, PCA and PSNMF data; 8. quantify: component compositions
    with bootstrap ±.
 9. write (with ``output_dir``): the factors as ``.hspy`` signals (the dense cubes only
@@ -244,7 +245,8 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     with prog.step("psnmf", f"PSNMF k={k} b={b}"):
         fitted = steps.fit(loaded.signal, k, b, **config)
     with prog.step("heldout", "held-out deviance"):
-        deviance = steps.score(loaded.signal, data, k, b, notes=notes, **config)
+        deviance = steps.score(loaded.signal, data, k, b, notes=notes,
+                               smoothing_lam=fitted.model.smoothing_["lam"], **config)
     with prog.step("elements", "elemental maps"):
         elmaps = steps.element_maps(loaded, baseline, fitted, notes)
     composition = None
