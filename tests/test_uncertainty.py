@@ -9,7 +9,6 @@ from psnmf import PSNMF
 from psnmf.metrics import compare_to_truth
 from psnmf.simulate import mantle, sample_dataset
 from psnmf.uncertainty import (
-    _quantify,
     bootstrap,
     composition_intervals,
     coverage,
