@@ -91,6 +91,22 @@ def test_pickle_round_trip_of_a_model_fitted_on_a_signal(toy):
     assert again.get_maps().axes_manager.signal_shape == (32, 32)
 
 
+def test_joblib_round_trip_of_a_model_fitted_on_a_signal(toy, tmp_path):
+    hs = pytest.importorskip("hyperspy.api")
+    joblib = pytest.importorskip("joblib")
+    model = _model(smoothing=None).fit(hs.signals.Signal1D(toy.counts.astype(np.uint16)))
+    joblib.dump(model, tmp_path / "model.joblib")
+    again = joblib.load(tmp_path / "model.joblib")
+    _same_fit(again, model)
+    np.testing.assert_array_equal(again.reconstruct().data, model.reconstruct().data)
+
+
+@pytest.mark.parametrize("value", [True, False, "yes", -0.1, float("nan")])
+def test_smoothing_that_is_not_a_weight_is_refused(toy, value):
+    with pytest.raises(ValueError, match=r"smoothing must be .*'auto', got"):
+        _model(smoothing=value).fit(toy.counts)
+
+
 def test_a_random_state_instance_is_accepted_as_in_scikit_learn(toy):
     fits = [PSNMF(3, 4, random_state=np.random.RandomState(7), smoothing=None, max_iter=200,
                   max_iter_full=100).fit(toy.counts) for _ in range(2)]
