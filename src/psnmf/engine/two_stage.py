@@ -142,6 +142,7 @@ def fit_binned(
     max_dispersion: float = 1.5,
     max_tail: float = 1.0,
     solve_maps: bool = True,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> BinnedFit:
     """Stage 1: Poisson NMF of the binned counts, with the pure-pixel correction.
 
@@ -158,14 +159,18 @@ def fit_binned(
     solve_maps : bool, default True
         Re-solve the binned maps for moved spectra. ``False`` (callers that use only the
         spectra, e.g. the bootstrap) keeps the NMF's maps in ``maps`` and saves that solve.
+    start : (A, S), optional
+        Start of the NMF (abundances (binned pixels, k), spectra (k, channels)) instead of
+        the ``init`` method, e.g. the factors of a fit to similar counts.
 
     Returns
     -------
     BinnedFit
     """
     k = int(n_components)
+    A0, S0 = start if start is not None else (None, None)
     nmf = poisson_nmf(binned, k, simplex=True, init=init, max_iter=max_iter, tol=tol,
-                      random_state=random_state, check_input=False)
+                      random_state=random_state, check_input=False, A_init=A0, S_init=S0)
     identity = np.eye(k)
     if spectra == "nmf":
         return BinnedFit(nmf=nmf, spectra=nmf.S, maps=nmf.A, transform=identity,
