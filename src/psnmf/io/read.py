@@ -505,8 +505,12 @@ def _check_fits_in_memory(path: Path) -> None:
     """Before an eager read, refuse a file whose dense arrays would not fit in memory.
 
     Small files (the usual case) are let through on their size alone; for big ones the
-    file is opened lazily to read the exact shapes and dtypes.
+    file is opened lazily to read the exact shapes and dtypes. An ``.npz`` has no lazy
+    read: :func:`load_npz` checks the size its header declares before reading (here it
+    would be read once for the check and again for the data).
     """
+    if path.suffix.lower() == ".npz":
+        return
     files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
     size = sum(p.stat().st_size for p in files)
     if size * _EXPANSION_GUESS < _validation.MEMORY_FRACTION * _validation.available_memory():
@@ -794,7 +798,7 @@ def _npz_arrays(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
                 )
             shape, dtype = _npy_header(npz, "counts")
             _validation.check_memory(
-                math.prod(shape) * dtype.itemsize,
+                _validation.dense_nbytes(shape, dtype),
                 f"'{path}' as its dense {shape} {dtype} counts array",
             )
             return npz["counts"], {k: npz[k] for k in keys - {"counts"}}
