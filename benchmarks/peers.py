@@ -76,7 +76,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -87,6 +86,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from speed import machine  # benchmarks/ is on the path of a script run from it
 
 import psnmf
 from psnmf.metrics import compare_to_truth, map_mse, oracle_limits
@@ -321,21 +321,6 @@ def evaluate(d: dict[str, Any], venv: Path, cap: int | None, work: Path,
 # -----------------------------------------------------------------------------------------
 # Output
 # -----------------------------------------------------------------------------------------
-def machine() -> str:
-    """Cores, CPU model, OS, Python and the load average now."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.machine()}, "
-            f"Python {platform.python_version()}, load average (1/5/15 min) {load}")
-
-
 def _cell(row: dict[str, Any], method: str, what: str, i: int, fmt: str) -> str:
     entry = row.get(method)
     if entry is None or what not in entry:

@@ -229,6 +229,7 @@ def warm_jit() -> None:
 
 # ----------------------------------------------------------------------------------------
 def machine() -> str:
+    """Cores, CPU model, OS, Python and the load average now (1, 5 and 15 min)."""
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -238,7 +239,7 @@ def machine() -> str:
     except OSError:
         pass
     try:
-        load = f"load avg {os.getloadavg()[0]:.1f}"
+        load = "load avg (1/5/15 min) " + " / ".join(f"{v:.1f}" for v in os.getloadavg())
     except OSError:
         load = ""
     return (f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.machine()}, "
