@@ -150,7 +150,7 @@ def compare_to_truth(
 
 
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """Relative squared error ``|estimate - truth|^2 / |truth|^2`` (denoising error).
+    """Relative squared error ``sum((estimate - truth)**2) / sum(truth**2)`` (denoising error).
 
     Examples
     --------

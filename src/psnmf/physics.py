@@ -391,7 +391,7 @@ def ionization_cross_section(z: int, shell: str, beam_energy: float) -> float:
     z : int
         Atomic number.
     shell : str
-        Subshell, ``"K"``, ``"L1"``...``"L3"``, ``"M1"``...``"M5"``.
+        Subshell, ``"K"``, ``"L1"`` ... ``"L3"``, ``"M1"`` ... ``"M5"``.
     beam_energy : float
         Incident electron energy in keV.
 

@@ -225,7 +225,7 @@ class UnmixResult:
     Attributes
     ----------
     model : PSNMF
-        The fitted estimator (spectra_, maps_, scale_, loss_, n_iter_).
+        The fitted estimator (``spectra_``, ``maps_``, ``scale_``, ``loss_``, ``n_iter_``).
     signal : EDS signal
         The raw data after energy cropping (what was unmixed).
     denoised, pca_denoised : lazy EDS signals
