@@ -34,7 +34,7 @@ ORACLE_TOL = 1e-8
 
 
 def spectral_angle(v1: np.ndarray, v2: np.ndarray) -> float | np.ndarray:
-    """Spectral angle ``arccos(v1 . v2 / (|v1| |v2|))`` in degrees (eq. 1 of the paper).
+    """Spectral angle ``arccos(dot(v1, v2) / (|v1| |v2|))`` in degrees (eq. 1 of the paper).
 
     Works on the last axis, so stacks of spectra broadcast.
 
@@ -150,7 +150,7 @@ def compare_to_truth(
 
 
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """Relative squared error ``sum((estimate - truth)**2) / sum(truth**2)`` (denoising error).
+    """Relative squared error ``|estimate - truth|^2 / |truth|^2`` (denoising error).
 
     Examples
     --------
