@@ -52,7 +52,8 @@ def test_sweep_finds_the_number_of_phases(sample, snr):
         f"{sample} ({snr}): true k = {true_k}, chosen k = {chosen_k}; binned-stage held-out "
         f"deviance per k at b = {sel.k_bin}: {k_scores}"
     )
-    assert sel.components == [2, 3, 4, 5, 6]
+    # k in increasing order, stopped at the first rise of the deviance after its minimum
+    assert sel.components == list(range(2, true_k + 2))
     assert min(k_scores, key=k_scores.get) == chosen_k
     # b: the best full-resolution held-out deviance among the bins tried at that k
     b_trials = sel.b_search.trials
@@ -141,11 +142,26 @@ def test_count_folds_partition_the_counts():
     assert all((a != b).nnz == 0 for a, b in zip(folds, again, strict=True))
 
 
+def test_k_search_on_a_random_subset_of_binned_pixels_finds_the_same_k():
+    """Capping the binned pixels of the k search (a seeded random subset) keeps the choice:
+    the mantle at 'medium', 128 x 128 binned 4 x 4 (1024 binned pixels) scored on all of them
+    and on 256; with ``patience=None`` every k is scored."""
+    ds = sample_dataset("mantle", snr="medium", seed=0, shape=(128, 128))
+    X = sp.csr_matrix(ds.counts.reshape(-1, ds.counts.shape[-1]).astype(float))
+    full = choose_components(X, (128, 128), 4, (2, 3, 4, 5), seed=0, patience=None)
+    part = choose_components(X, (128, 128), 4, (2, 3, 4, 5), seed=0, max_pixels=256)
+    assert [t.candidate.n_components for t in full.trials] == [2, 3, 4, 5]
+    assert [t.candidate.n_components for t in part.trials] == [2, 3, 4]
+    assert full.best.candidate.n_components == part.best.candidate.n_components == 3
+    again = choose_components(X, (128, 128), 4, (2, 3), seed=0, max_pixels=256)
+    assert [t.deviance for t in again.trials] == [t.deviance for t in part.trials[:2]]
+
+
 def test_choose_components_is_reproducible_and_reports_failures():
     ds = sample_dataset("eutectic", snr="medium", seed=0, shape=(24, 24))
     X = sp.csr_matrix(ds.counts.reshape(-1, ds.counts.shape[-1]).astype(float))
     kw = {"seed": 0, "max_iter": 30}
-    rows = choose_components(X, (24, 24), 8, (2, 3, 10), **kw).trials
+    rows = choose_components(X, (24, 24), 8, (2, 3, 10), patience=None, **kw).trials
     again = choose_components(X, (24, 24), 8, (2, 3), **kw).trials
     assert [r.deviance for r in rows[:2]] == [r.deviance for r in again]
     assert all(r.stage == "k" and r.candidate.bin_factor == 8 for r in rows)

@@ -7,12 +7,16 @@ import pytest
 import scipy.sparse as sp
 
 from psnmf.selection import (
+    DEVIANCE_FLOOR,
     ModelCandidate,
     Score,
     choose_bin_factor,
     choose_model,
+    count_split,
     grid_search,
+    heldout_deviance,
     parse_choices,
+    poisson_deviance,
     usable_bin_factors,
 )
 
@@ -118,3 +122,26 @@ def test_parse_choices_and_usable_bins():
     with pytest.raises(ValueError, match="positive"):
         parse_choices([0, 2], "bins")
     assert usable_bin_factors([2, 4, 8, 64], (40, 40), 3) == [2, 4, 8]
+
+
+def test_heldout_deviance_of_factors_and_raw_counts_equals_the_dense_deviance():
+    """The one-pass forms (factors evaluated on the fly, raw counts from their non-zeros)
+    give the dense ``poisson_deviance`` of the full prediction, floor included."""
+    rng = np.random.default_rng(3)
+    n, ne, k = 300, 80, 3
+    S = rng.dirichlet(np.ones(ne), size=k)
+    S[:, :5] = 0.0  # channels the model says are empty: the floor counts there
+    L = rng.gamma(2.0, 10.0, size=(n, k))
+    L[:7] = 0.0  # pixels predicted empty
+    X = rng.poisson(L @ S)
+    X1, X2 = count_split(sp.csr_matrix(X.astype(float)), 0.5, random_state=0)
+    # counts where the model is zero
+    X2 = sp.csr_matrix(X2 + sp.csr_matrix((np.ones(3), ([0, 1, 2], [0, 1, 2])), shape=X2.shape))
+    dense = poisson_deviance(X2, L @ S, floor=DEVIANCE_FLOOR)
+    assert heldout_deviance(X2, (L, S)) == pytest.approx(dense, rel=1e-12)
+    assert heldout_deviance(X2, lambda sl: (L @ S)[sl], chunk=64) == pytest.approx(dense, rel=1e-12)
+    raw = poisson_deviance(X2, X1.toarray(), floor=DEVIANCE_FLOOR)
+    unsorted = X1.copy()
+    unsorted.has_sorted_indices = False
+    assert heldout_deviance(X2, X1) == pytest.approx(raw, rel=1e-12)
+    assert heldout_deviance(X2, unsorted) == pytest.approx(raw, rel=1e-12)

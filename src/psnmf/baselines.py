@@ -128,6 +128,12 @@ class PCAFactors:
         k = self.n_components
         return self.loadings[rows, :k] @ self.factors[:, :k].T
 
+    def mean_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(L, F)`` with ``predict(rows) == L[rows] @ F``: loadings (pixels, k) and factor
+        spectra (k, channels) of the ``k`` components used."""
+        k = self.n_components
+        return self.loadings[:, :k], self.factors[:, :k].T
+
     def cube(self, chunk: int = PREDICT_ROWS) -> np.ndarray:
         """The whole denoised cube (ny, nx, channels), evaluated ``chunk`` rows at a time."""
         n, m = self.loadings.shape[0], self.factors.shape[0]

@@ -13,7 +13,7 @@ kernel does one fused pass, in place, over all cores (``prange``), with no compi
 install time (wheels on every platform) and an on-disk cache (``cache=True``) so the JIT cost
 is paid once per machine.
 
-Three kernels:
+The kernels:
 
 * :func:`ratio_numerators` - one pass giving the numerators of the multiplicative updates
   of ``A`` and/or ``S`` (the binned stage, where the spectra move). ``sum X log(AS)`` is only
@@ -24,6 +24,9 @@ Three kernels:
   its own convergence while its ~100 non-zeros sit in the L1 cache, instead of streaming the
   whole matrix from memory once per iteration. A pixel's result depends on nothing but that
   pixel, so any split into chunks (threads, Dask blocks, machines) gives bit-identical maps.
+* :func:`factor_deviance` and :func:`raw_deviance` - the held-out Poisson deviance of a
+  factor model (its means evaluated on the fly) or of raw counts as the prediction (from
+  the non-zeros), with no dense prediction in memory.
 * :func:`ratio_numerators_dense` - a plain dense NumPy reference for tests.
 
 Determinism: in :func:`ratio_numerators` rows are split into a fixed number of chunks
@@ -452,6 +455,106 @@ def solve_fixed_spectra(
         float(floor), ll[0], ll[1], n_iter,
     )
     return A, ll, n_iter
+
+
+def _factor_deviance_parts(indptr, indices, data, L, St, floor, parts):
+    """Per row chunk: ``sum x log max(m, floor)`` over the non-zeros and ``sum max(m, floor)``
+    over every entry, ``m = (L S)_ij``, without storing ``m``."""
+    n, k = L.shape
+    ne = St.shape[0]
+    n_chunks = parts.shape[0]
+    for c in prange(n_chunks):
+        start = (c * n) // n_chunks
+        stop = ((c + 1) * n) // n_chunks
+        xlogm = 0.0
+        msum = 0.0
+        for i in range(start, stop):
+            for j in range(ne):
+                m = 0.0
+                for q in range(k):
+                    m += L[i, q] * St[j, q]
+                msum += max(m, floor)
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                m = 0.0
+                for q in range(k):
+                    m += L[i, q] * St[j, q]
+                xlogm += data[p] * np.log(max(m, floor))
+        parts[c, 0] = xlogm
+        parts[c, 1] = msum
+
+
+def _raw_deviance_parts(indptr2, indices2, data2, indptr1, indices1, data1, ne, floor, parts):
+    """Per row chunk, with the counts ``X1`` as the prediction of ``X2`` (sorted indices):
+    ``sum x2 log max(x1, floor)`` over the non-zeros of ``X2`` and ``sum max(x1, floor)``
+    over every entry."""
+    n = indptr2.shape[0] - 1
+    n_chunks = parts.shape[0]
+    for c in prange(n_chunks):
+        start = (c * n) // n_chunks
+        stop = ((c + 1) * n) // n_chunks
+        xlogm = 0.0
+        msum = 0.0
+        for i in range(start, stop):
+            p1 = indptr1[i]
+            e1 = indptr1[i + 1]
+            for p in range(p1, e1):
+                msum += max(data1[p], floor)
+            msum += floor * (ne - (e1 - p1))
+            for p in range(indptr2[i], indptr2[i + 1]):
+                j = indices2[p]
+                while p1 < e1 and indices1[p1] < j:
+                    p1 += 1
+                m = data1[p1] if p1 < e1 and indices1[p1] == j else 0.0
+                xlogm += data2[p] * np.log(max(m, floor))
+        parts[c, 0] = xlogm
+        parts[c, 1] = msum
+
+
+_FACTOR_DEVIANCE = _compile(_factor_deviance_parts)
+_RAW_DEVIANCE = _compile(_raw_deviance_parts)
+
+
+def _deviance(X, xlogm: float, msum: float) -> float:
+    """``2 sum [x log(x / m) - x + m]`` from its parts (the Poisson deviance)."""
+    return 2.0 * (xlogx_sum(X.data) - xlogm - float(X.data.sum()) + msum)
+
+
+def factor_deviance(X, L: np.ndarray, S: np.ndarray, floor: float) -> float:
+    """Poisson deviance of counts ``X`` under the means ``max(L S, floor)``, in one pass.
+
+    The same number as :func:`psnmf.selection.poisson_deviance` of ``X`` and ``L @ S`` (up
+    to the order of the floating-point sums), without the dense ``L @ S``: the model is
+    evaluated entry by entry, each once for the sum of the means and again at the
+    non-zeros of ``X`` for the logarithms.
+
+    Parameters
+    ----------
+    X : scipy.sparse CSR matrix (n_pixels, n_channels), float64 data
+    L : ndarray (n_pixels, k)
+        Loadings (for PSNMF the maps times the count scale).
+    S : ndarray (k, n_channels)
+    floor : float
+        Smallest mean.
+    """
+    L = np.ascontiguousarray(L, dtype=np.float64)
+    St = np.ascontiguousarray(S.T, dtype=np.float64)
+    parts = np.zeros((N_CHUNKS, 2))
+    _pick(_FACTOR_DEVIANCE, L.shape[0] * St.shape[0])(
+        X.indptr, X.indices, X.data, L, St, float(floor), parts)
+    return _deviance(X, float(parts[:, 0].sum()), float(parts[:, 1].sum()))
+
+
+def raw_deviance(X2, X1, floor: float) -> float:
+    """Poisson deviance of counts ``X2`` under the means ``max(X1, floor)``, from the
+    non-zeros only (both CSR of the same shape)."""
+    X1 = X1 if X1.has_sorted_indices else X1.sorted_indices()
+    X2 = X2 if X2.has_sorted_indices else X2.sorted_indices()
+    parts = np.zeros((N_CHUNKS, 2))
+    _pick(_RAW_DEVIANCE, X1.nnz + X2.nnz)(
+        X2.indptr, X2.indices, X2.data, X1.indptr, X1.indices,
+        np.ascontiguousarray(X1.data, dtype=np.float64), X1.shape[1], float(floor), parts)
+    return _deviance(X2, float(parts[:, 0].sum()), float(parts[:, 1].sum()))
 
 
 def ratio_numerators_dense(

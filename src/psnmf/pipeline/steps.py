@@ -33,7 +33,7 @@ from psnmf.selection import (
     ModelChoice,
     choose_model,
     count_split,
-    fitted_means,
+    fitted_factors,
     heldout_deviance,
 )
 
@@ -205,17 +205,18 @@ def score(
     does not depend on the number of counts (:mod:`psnmf.engine.tv_maps`).
     """
     X1, X2, shape = data.X1, data.X2, data.image_shape
-    dev_raw = heldout_deviance(X2, lambda sl: X1[sl].toarray(), floor=DEVIANCE_FLOOR)
+    dev_raw = heldout_deviance(X2, X1, floor=DEVIANCE_FLOOR)
     if smoothing_lam is not None:
         cpp = float(X1.sum()) / X1.shape[0]
         smoothing = float(smoothing_lam) / cpp if smoothing_lam > 0 and cpp > 0 else None
     half = make_estimator(k, b, seed=seed, iterations=iterations, smoothing=smoothing,
                           pure_spectra=pure_spectra, image_shape=shape).fit(X1)
-    dev_psnmf = heldout_deviance(X2, fitted_means(half), floor=DEVIANCE_FLOOR)
+    dev_psnmf = heldout_deviance(X2, fitted_factors(half), floor=DEVIANCE_FLOOR)
     try:
         pca_half = pca_factors(X1, k, n_factors=PCA_DIMENSION, random_state=seed,
                                image_shape=shape)
-        dev_pca: float | None = heldout_deviance(X2, pca_half.predict, floor=DEVIANCE_FLOOR)
+        dev_pca: float | None = heldout_deviance(X2, pca_half.mean_factors(),
+                                                   floor=DEVIANCE_FLOOR)
     except PCA_ERRORS as exc:
         notes.append(f"PCA of the first half of the counts failed ({type(exc).__name__}: "
                      f"{exc}); no PCA score.")

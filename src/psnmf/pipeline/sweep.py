@@ -61,9 +61,10 @@ def sweep(
     * ``k`` (when there are several candidates) is scored where the spectra are
       estimated, on the binned stage: the counts are binned by one bin factor giving
       about 3000 counts per binned pixel while leaving at least 100 binned pixels
-      (:func:`psnmf.selection.components_bin_factor`), split into 5 folds, and for every
-      fold and ``k`` the binned stage is fitted on the other four and scored on it. The
-      ``k`` with the lowest total wins (``selection.k_search``).
+      (:func:`psnmf.selection.components_bin_factor`; at most 2048 of them, a random
+      subset), split into 5 folds, and for every fold and ``k`` the binned stage is fitted
+      on the other four and scored on it, ``k`` in increasing order until the total rises.
+      The ``k`` with the lowest total wins (``selection.k_search``).
     * ``b``: PSNMF (both stages) is fitted on one half of the counts at that ``k`` and
       scored on the other half at full resolution (``selection.b_search``). Binning helps
       until it blurs the phases: the curve over ``b`` has its minimum where the spectra
