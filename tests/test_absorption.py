@@ -207,7 +207,8 @@ def test_thickness_fifty_percent_off_and_its_uncertainty(mantle_truth):
         els = list(truth)
         for t in (50.0, 150.0):
             q = quantify(ds.spectra[k], els, model=ds.model, density=ds.densities[phase],
-                         thickness=t, thickness_sigma=50.0, total_counts=1e6)
+                         thickness=t, thickness_sigma=50.0, total_counts=1e6,
+                         k_factor_sd=0, detection_sigma=None)
             assert set(q.uncertainty_budget) == {"counting", "thickness"}
             for el, c in truth.items():
                 parts = [q.uncertainty_budget[p][el] for p in ("counting", "thickness")]

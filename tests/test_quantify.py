@@ -28,7 +28,9 @@ def test_noise_free_phase_returns_its_composition(phase):
     q = quantify(MODEL.phase_spectrum(truth), list(truth), model=MODEL)
     for el, c in truth.items():
         assert q.composition[el] == pytest.approx(c, abs=0.05), el
-    assert q.uncertainty is None  # a normalised spectrum carries no counting statistics
+    # a normalised spectrum carries no counting statistics: only the k-factor part
+    assert set(q.uncertainty_budget) == {"k_factors"}
+    assert q.uncertainty == q.uncertainty_budget["k_factors"]
     assert sum(q.composition.values()) == pytest.approx(100.0)
     assert q.lines["Nd" if "Nd" in truth else "Fe"] in ("Nd_La", "Fe_Ka")
 
@@ -48,13 +50,13 @@ def test_noisy_12x12_region_within_reported_uncertainty(phase):
     maps = np.ones((12, 12, 1))
     ds = sim.simulate({phase: truth}, maps, 147, seed=11)
     summed = ds.counts.sum(axis=(0, 1))
-    q = quantify(summed, list(truth), model=MODEL)
-    assert q.uncertainty is not None
+    q = quantify(summed, list(truth), model=MODEL, detection_sigma=None)
+    counting = q.uncertainty_budget["counting"]
     for el, c in truth.items():
         err = q.composition[el] - c
-        assert abs(err) < 4.5 * q.uncertainty[el] + 1e-9, (el, err, q.uncertainty[el])
-    # the uncertainty scales as counting statistics: relative error of O ~ 1 %
-    assert 0.2 < q.uncertainty["O"] < 1.0
+        assert abs(err) < 4.5 * counting[el] + 1e-9, (el, err, counting[el])
+    # the counting part scales as counting statistics: relative error of O ~ 1 %
+    assert 0.2 < counting["O"] < 1.0
 
 
 def test_uncertainties_are_calibrated():
@@ -63,7 +65,7 @@ def test_uncertainties_are_calibrated():
     rng = np.random.default_rng(0)
     z = []
     for _ in range(40):
-        q = quantify(rng.poisson(spec * 20000), list(truth), model=MODEL)
+        q = quantify(rng.poisson(spec * 20000), list(truth), model=MODEL, k_factor_sd=0)
         z.append([(q.composition[e] - truth[e]) / q.uncertainty[e] for e in truth])
     z = np.array(z)
     assert np.all(np.abs(z.mean(axis=0)) < 0.6)
@@ -73,8 +75,10 @@ def test_uncertainties_are_calibrated():
 def test_total_counts_rescales_normalised_spectra():
     truth = TRUTH["Brg"]
     spec = MODEL.phase_spectrum(truth)
-    q1 = quantify(spec, list(truth), model=MODEL, total_counts=1e4)
-    q2 = quantify(spec, list(truth), model=MODEL, total_counts=4e4)
+    q1 = quantify(spec, list(truth), model=MODEL, total_counts=1e4, k_factor_sd=0,
+                  detection_sigma=None)
+    q2 = quantify(spec, list(truth), model=MODEL, total_counts=4e4, k_factor_sd=0,
+                  detection_sigma=None)
     assert q1.uncertainty["Mg"] == pytest.approx(2 * q2.uncertainty["Mg"], rel=0.02)
     assert q1.composition["Mg"] == pytest.approx(truth["Mg"], abs=0.05)
 
@@ -100,7 +104,9 @@ def test_signal_input_uses_its_metadata():
     s = ds.to_signal()
     region = s.sum(s.axes_manager.navigation_axes)
     q = quantify(region)  # elements, beam energy and axis from the metadata
-    assert set(q.composition) == set(ds.elements)
+    # every element is quantified or reported below its detection limit
+    assert set(q.composition) | set(q.below_detection) == set(ds.elements)
+    assert set(q.below_detection) <= {"Nd", "Sm", "U", "Cu"}   # the 0.1-1 at.% ones
     assert abs(sum(q.composition.values()) - 100) < 1e-9
     with pytest.raises(ValueError, match="sum a region first"):
         quantify(s)

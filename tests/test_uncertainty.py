@@ -52,8 +52,11 @@ def test_bootstrap_shapes_and_spread(fitted):
     for meth in ("bias", "percentile"):
         iv = composition_intervals(res, method=meth)
         for j in range(3):
-            for el in ds.elements:
-                lo, hi, sd = iv[j][el]
+            q = res.quantifications[j]
+            # every element is quantified, below its detection limit, or excluded
+            assert set(iv[j]) | set(q.below_detection) == set(ds.elements)
+            assert not set(iv[j]) & set(q.below_detection)
+            for lo, hi, sd in iv[j].values():
                 assert 0.0 <= lo <= hi <= 100.0 and sd >= 0
     text = res.composition_table(names=["a", "b", "c"])
     assert "95% interval (bias)" in text and "Mg" in text
@@ -68,14 +71,24 @@ def test_composition_rows(fitted):
     iv = composition_intervals(res)
     for r in rows:
         j = ["Brg", "Fp", "CaPv"].index(r["component"])
+        if r["status"] == "below_detection_limit":
+            assert r["at_percent"] is None and r["detection_limit"] > 0
+            continue
+        assert r["status"] == "quantified"
         assert r["at_percent"] == pytest.approx(res.compositions[j][r["element"]])
-        assert (r["low"], r["high"], r["sd"]) == iv[j][r["element"]]
+        lo, hi, sd_boot = iv[j][r["element"]]
+        assert (r["low"], r["high"]) == (lo, hi)
+        # the total sd: bootstrap and k-factor parts in quadrature
+        b = r["budget"]
+        assert b["bootstrap"] == pytest.approx(sd_boot)
+        assert r["sd"] == pytest.approx(np.hypot(b["bootstrap"], b["k_factors"]))
+        assert b["counting"] <= b["bootstrap"] + 1e-12 or b["nmf"] == 0
         # the bias-aware interval always contains the estimate (and the debiased one)
         assert r["low"] <= r["at_percent"] <= r["high"]
         assert r["low"] <= r["debiased"] <= r["high"]
     wider = res.composition_rows(level=0.99)
     assert all(w["high"] - w["low"] >= r["high"] - r["low"] - 1e-12
-               for w, r in zip(wider, rows, strict=True))
+               for w, r in zip(wider, rows, strict=True) if r["status"] == "quantified")
     with pytest.raises(ValueError, match="names"):
         res.composition_rows(names=["only one"])
 
@@ -85,7 +98,7 @@ def test_percentile_intervals(fitted):
     j, el = 0, "Mg"
     v = np.array([rep[j][el] for rep in res.composition_replicates])
     q = np.quantile(v, [0.025, 0.975])
-    lo, hi, sd = composition_intervals(res, method="percentile")[j][el]
+    lo, hi, sd = composition_intervals(res, method="percentile", systematic=False)[j][el]
     assert (lo, hi) == pytest.approx(tuple(q))
     assert sd == pytest.approx(v.std(ddof=1))
 
@@ -116,7 +129,7 @@ def test_paper_method_has_no_debiased_spectra(fitted):
     rows = res.composition_rows()
     eps = 1e-9  # at.% are sums of float ratios: 100.00000000000001 against a bound of 100.0
     assert all(r["debiased"] is None and r["low"] - eps <= r["at_percent"] <= r["high"] + eps
-               for r in rows)
+               for r in rows if r["status"] == "quantified")
     with pytest.raises(ValueError, match="spectra='pure'"):
         debiased_spectra(m, ds.counts)
 

@@ -107,6 +107,10 @@ __all__ = [
     "Quantification",
     "METHODS",
     "read_k_factors",
+    "THEORETICAL_K_SD",
+    "theoretical_k_sd",
+    "k_factor_spread",
+    "calibrate_k_factors",
     "fit_lines",
     "cliff_lorimer",
     "zeta_factor",
@@ -140,11 +144,17 @@ class KFactors:
     basis : {"atomic", "weight"}
         Whether ``C_A / C_B = (k_A / k_B) (I_A / I_B)`` holds for atomic or weight
         fractions (HyperSpy and most vendors use weight fractions).
+    relative_sd : dict
+        Element -> relative standard deviation of its k-factor (0.05 = 5 %), where the
+        file or the calibration gave one; it becomes the ``"k_factors"`` part of the
+        uncertainty of :func:`quantify`. Elements without one add no k-factor part
+        (and :attr:`Quantification.notes` says so).
     """
 
     values: dict[str, float]
     lines: dict[str, str] = field(default_factory=dict)
     basis: str = "atomic"
+    relative_sd: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.basis not in ("atomic", "weight"):
@@ -162,6 +172,24 @@ class KFactors:
             if line:
                 self.lines[element] = f"{element}_{line}"
         self.values = clean
+        sds: dict[str, float] = {}
+        for key, value in self.relative_sd.items():
+            element, _ = _split_key(str(key))
+            try:
+                r = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"k-factor uncertainty of {key} is {value!r}, not a number"
+                ) from None
+            if not math.isfinite(r) or r < 0:
+                raise ValueError(
+                    f"k-factor uncertainty of {key} must be a relative sd >= 0 (0.05 = 5 %), "
+                    f"got {value!r}"
+                )
+            if element not in clean:
+                raise ValueError(f"k-factor uncertainty given for {key} but no k-factor")
+            sds[element] = r
+        self.relative_sd = sds
 
     def atomic(self) -> dict[str, float]:
         """k-factors for atomic fractions (weight-basis ones divided by atomic weight)."""
@@ -188,10 +216,13 @@ def _split_key(key: str) -> tuple[str, str]:
 def read_k_factors(path: str | os.PathLike[str], basis: str | None = None) -> KFactors:
     """Read k-factors from a CSV or JSON file.
 
-    CSV: one ``element,k`` pair per line (an element may be a line label such as
-    ``Nd_La``; a header line ``element,k`` and ``#`` comments are allowed; a comment
-    ``# basis: weight`` sets the basis). JSON: ``{"Fe": 1.2, "Nd_La": 2.9}`` or
-    ``{"basis": "weight", "k_factors": {...}}``.
+    CSV: one ``element,k`` pair per line, or ``element,k,sigma`` with the k-factor's
+    standard deviation in the units of ``k`` (an element may be a line label such as
+    ``Nd_La``; a header line ``element,k[,sigma]`` and ``#`` comments are allowed; a
+    comment ``# basis: weight`` sets the basis). JSON: ``{"Fe": 1.2, "Nd_La": 2.9}`` or
+    ``{"basis": "weight", "k_factors": {...}, "sigma": {...}}`` (``sigma`` optional, in
+    the units of ``k``). The standard deviations are kept relative
+    (:attr:`KFactors.relative_sd`) and enter the error budget of :func:`quantify`.
 
     Parameters
     ----------
@@ -209,6 +240,7 @@ def read_k_factors(path: str | os.PathLike[str], basis: str | None = None) -> KF
         raise FileNotFoundError(f"k-factor file {str(path)!r} does not exist")
     text = path.read_text(encoding="utf-8")
     file_basis = None
+    sigmas: dict[str, Any] = {}
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -216,6 +248,7 @@ def read_k_factors(path: str | os.PathLike[str], basis: str | None = None) -> KF
             raise ValueError(f"k-factor file {str(path)!r} is not valid JSON: {exc}") from None
         if isinstance(data, dict) and "k_factors" in data:
             file_basis = data.get("basis")
+            sigmas = dict(data.get("sigma") or {})
             data = data["k_factors"]
         if not isinstance(data, dict) or not data:
             raise ValueError(
@@ -233,16 +266,139 @@ def read_k_factors(path: str | os.PathLike[str], basis: str | None = None) -> KF
                 if body.startswith("basis:"):
                     file_basis = body.split(":", 1)[1].strip()
                 continue
-            if len(row) != 2:
+            if len(row) not in (2, 3):
                 raise ValueError(
-                    f"k-factor file {str(path)!r}, line {lineno}: expected 'element,k', got {row}"
+                    f"k-factor file {str(path)!r}, line {lineno}: expected 'element,k' or "
+                    f"'element,k,sigma', got {row}"
                 )
             if first.lower() in ("element", "line", "xray_line") and lineno == 1:
                 continue
             values[first] = row[1].strip()
+            if len(row) == 3 and row[2].strip():
+                sigmas[first] = row[2].strip()
         if not values:
             raise ValueError(f"k-factor file {str(path)!r} holds no 'element,k' rows")
-    return KFactors(values=dict(values), basis=basis or file_basis or "atomic")
+    relative: dict[str, float] = {}
+    for key, sd in sigmas.items():
+        if key not in values:
+            raise ValueError(f"k-factor file {str(path)!r}: sigma given for {key} but no k")
+        try:
+            relative[key] = float(sd) / float(values[key])
+        except (TypeError, ValueError, ZeroDivisionError):
+            raise ValueError(
+                f"k-factor file {str(path)!r}: k = {values[key]!r}, sigma = {sd!r} of {key} "
+                "must be numbers, k > 0"
+            ) from None
+    return KFactors(values=dict(values), basis=basis or file_basis or "atomic",
+                    relative_sd=relative)
+
+
+# --- k-factor uncertainty ------------------------------------------------------------------------
+#: Relative standard deviation (1 sigma) of a theoretical detected intensity per atom
+#: (and so of a theoretical k-, zeta- or cross-section factor), by family and line
+#: energy: ``(family, upper energy in keV, relative sd)``, the first row that matches.
+#: Literature on the accuracy of calculated k-factors (Williams & Carter, *Transmission
+#: Electron Microscopy*, 2nd ed. 2009, ch. 35: calculated k-factors good to about
+#: 10-20 %, worse for light elements; Sheridan, J. Electron Microsc. Tech. 11 (1989) 41
+#: and Wood et al., J. Microsc. 133 (1984) 255: calculated and measured k_ASi agree
+#: within about 5-10 % for K lines of Z = 14-30, with larger errors below Si), and
+#: what drives the errors: K lines below 1 keV (C, N, O, F) depend on the detector's
+#: window and dead-layer transmission and on fluorescence yields that differ by 10-20 %
+#: between compilations; K lines of 1-2 keV (Na, Mg, Al, Si) still on the efficiency
+#: edge; L and M lines on fluorescence yields and Coster-Kronig rates uncertain by
+#: 10-30 % (Campbell, At. Data Nucl. Data Tables 85 (2003) 291), soft L and M lines on
+#: the window as well. Errors of different elements are taken as independent, so
+#: the error of a ratio ``k_A / k_B`` is ``sqrt(sd_A^2 + sd_B^2)`` (O / Si about 22 %,
+#: Mg / Si 14 %, Fe / Si 7 %).
+THEORETICAL_K_SD: tuple[tuple[str, float, float], ...] = (
+    ("K", 1.0, 0.20),
+    ("K", 2.0, 0.10),
+    ("K", math.inf, 0.05),
+    ("L", 2.0, 0.25),
+    ("L", math.inf, 0.15),
+    ("M", math.inf, 0.25),
+)
+
+
+def theoretical_k_sd(element: str, family: str, model: EDXModel | None = None) -> float:
+    """Relative standard deviation of a theoretical k-factor (:data:`THEORETICAL_K_SD`).
+
+    Parameters
+    ----------
+    element : str
+        Chemical symbol.
+    family : {"K", "L", "M"}
+        The line family quantified.
+    model : EDXModel, optional
+        Gives the family's principal line energy (default ``EDXModel()``).
+
+    Returns
+    -------
+    float
+        e.g. 0.20 for O K, 0.10 for Mg K, 0.05 for Fe K, 0.15 for Nd L.
+
+    Examples
+    --------
+    >>> theoretical_k_sd("O", "K"), theoretical_k_sd("Fe", "K")
+    (0.2, 0.05)
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown line family {family!r}: use one of {sorted(FAMILIES)}")
+    energy = (model or EDXModel()).main_line(element, family).energy
+    for fam, upper, sd in THEORETICAL_K_SD:
+        if fam == family and energy < upper:
+            return sd
+    raise AssertionError("THEORETICAL_K_SD covers every family")  # pragma: no cover
+
+
+def k_factor_spread(
+    intensities: dict[str, float],
+    k_factors: dict[str, float],
+    relative_sd: dict[str, float],
+    n_draws: int = 4000,
+    random_state: int | None = 0,
+) -> dict[str, float]:
+    """Standard deviation (at.%) of a composition caused by uncertain k-factors.
+
+    Monte Carlo: every k-factor is multiplied by an independent log-normal factor of
+    mean 1 and relative sd ``relative_sd[element]``, and ``C_A = k_A I_A / sum_B k_B I_B``
+    is recomputed with the intensities held fixed. Monte Carlo rather than the delta
+    method because the errors are not small (20 % for O K), where the composition is
+    visibly non-linear in the k-factors; 4000 draws give the sd to about 1 %.
+
+    Parameters
+    ----------
+    intensities : dict
+        Element -> intensity (already divided by its absorption factor, if any).
+    k_factors : dict
+        Element -> atomic-basis k-factor.
+    relative_sd : dict
+        Element -> relative sd of its k-factor (missing: 0).
+    n_draws : int
+        Monte Carlo draws.
+    random_state : int, optional
+        Seed (fixed by default, so the same input gives the same budget).
+
+    Returns
+    -------
+    dict
+        Element -> sd in atomic %.
+    """
+    elements = list(intensities)
+    i = np.array([intensities[el] for el in elements], dtype=float)
+    k = np.array([k_factors[el] for el in elements], dtype=float)
+    sd = np.array([float(relative_sd.get(el, 0.0)) for el in elements])
+    if not np.any(sd > 0):
+        return {el: 0.0 for el in elements}
+    if int(n_draws) < 2:
+        raise ValueError(f"n_draws must be >= 2, got {n_draws!r}")
+    rng = np.random.default_rng(random_state)
+    sigma_log = np.sqrt(np.log1p(sd**2))
+    eps = np.exp(rng.standard_normal((int(n_draws), len(elements))) * sigma_log
+                 - sigma_log**2 / 2)
+    x = eps * (k * i)
+    c = 100.0 * x / x.sum(axis=1, keepdims=True)
+    return {el: float(v) for el, v in zip(elements, c.std(axis=0, ddof=1), strict=True)}
 
 
 # --- fitting -------------------------------------------------------------------------------------
@@ -280,6 +436,17 @@ class LineFit:
         Reweighting iterations.
     model : EDXModel
         The forward model used for the templates.
+    correlation : numpy.ndarray or None
+        Correlation matrix of the intensities (``elements`` order) from the Fisher
+        information; it does not depend on the spectrum's scale, so it is given for
+        normalised spectra too.
+    tied : list of str
+        Secondary families (``"Hf_M"``) tied to their element's quantification family
+        because, fitted freely, they overlapped another element's lines.
+    overlaps : list of tuple
+        ``(column, column, correlation)`` of fitted columns of different elements
+        whose coefficients stay correlated beyond ``overlap_threshold`` after the
+        ties: lines the fit does not separate well.
     """
 
     elements: list[str]
@@ -295,6 +462,9 @@ class LineFit:
     deviance: float
     n_iter: int
     model: EDXModel
+    correlation: np.ndarray | None = None
+    tied: list[str] = field(default_factory=list)
+    overlaps: list[tuple[str, str, float]] = field(default_factory=list)
 
 
 def _bernstein(x: np.ndarray, degree: int) -> np.ndarray:
@@ -309,8 +479,13 @@ def _design(
     families: dict[str, str],
     continuum_degree: int,
     min_family_fraction: float,
+    tie: frozenset[str] = frozenset(),
 ) -> tuple[np.ndarray, list[str], dict[str, tuple[int, float]]]:
-    """Columns (unit sum), labels, and element -> (column, intensity per unit coefficient)."""
+    """Columns (unit sum), labels, and element -> (column, intensity per unit coefficient).
+
+    Families in ``tie`` (labels such as ``"Hf_M"``) are tied to their element's
+    quantification family with the model's ratio, as the weak ones are.
+    """
     cols: list[np.ndarray] = []
     labels: list[str] = []
     quant: dict[str, tuple[int, float]] = {}
@@ -319,7 +494,8 @@ def _design(
         qf = families[el]
         strength = {f: model.line_intensity(el, f) for f in fams}
         strongest = max(strength.values())
-        own = [f for f in fams if f == qf or strength[f] >= min_family_fraction * strongest]
+        own = [f for f in fams if f == qf or (strength[f] >= min_family_fraction * strongest
+                                               and f"{el}_{f}" not in tie)]
         tied = [f for f in fams if f not in own]
         for fam in own:
             t = model.family_template(el, fam)
@@ -464,6 +640,7 @@ def fit_lines(
     min_family_fraction: float = 0.02,
     max_iter: int = 100,
     tol: float = 1e-9,
+    overlap_threshold: float = 0.5,
 ) -> LineFit:
     """Fit line-family intensities and a continuum to one spectrum.
 
@@ -489,6 +666,12 @@ def fit_lines(
         tied to its quantification family.
     max_iter, tol : int, float
         Reweighting iterations and relative tolerance on the coefficients.
+    overlap_threshold : float
+        A secondary family fitted freely (Hf M beside Hf L) whose coefficient
+        correlates with a column of another element (Si K) by more than this (in
+        absolute value) is tied to its element's quantification family and the fit is
+        redone: the element's other lines then say how much of the overlap is its own.
+        Pairs still correlated beyond it are listed in :attr:`LineFit.overlaps`.
 
     Returns
     -------
@@ -513,8 +696,31 @@ def fit_lines(
         scale = 1.0
         is_counts = bool(np.all(data == np.round(data)))
     y = data * scale
-    a, labels, quant = _design(model, elements, families, continuum_degree, min_family_fraction)
-    coef, mu, n_iter = _poisson_nnls(a, y, max_iter, tol)
+    if not 0 < overlap_threshold <= 1:
+        raise ValueError(f"overlap_threshold must be in (0, 1], got {overlap_threshold!r}")
+    tie: frozenset[str] = frozenset()
+    while True:
+        a, labels, quant = _design(model, elements, families, continuum_degree,
+                                   min_family_fraction, tie)
+        coef, mu, n_iter = _poisson_nnls(a, y, max_iter, tol)
+        cov_coef = _coefficient_covariance(a, mu)
+        corr_coef = _correlation(cov_coef)
+        quant_cols = {col for col, _ in quant.values()}
+        owner = [lab.rsplit("_", 1)[0] for lab in labels]
+        n_lines = len(labels) - (continuum_degree + 1)
+        more = {
+            labels[i] for i in range(n_lines) if i not in quant_cols and any(
+                owner[j] != owner[i] and abs(corr_coef[i, j]) > overlap_threshold
+                for j in range(n_lines))
+        }
+        if not more - tie:
+            break
+        tie = tie | more
+    overlaps = [
+        (labels[i], labels[j], float(corr_coef[i, j]))
+        for i in range(n_lines) for j in range(i + 1, n_lines)
+        if owner[i] != owner[j] and abs(corr_coef[i, j]) > overlap_threshold
+    ]
     n_cont = continuum_degree + 1
     continuum = a[:, -n_cont:] @ coef[-n_cont:]
     d = np.zeros((len(elements), a.shape[1]))
@@ -526,10 +732,8 @@ def fit_lines(
         terms = np.where(y > 0, y * np.log(y / np.maximum(mu, 1e-300)), 0.0) - (y - mu)
     deviance = float(2 * terms.sum())
     sigma = cov = None
+    correlation = _correlation(d @ cov_coef @ d.T)
     if is_counts:
-        pos = mu > 0
-        fisher = (a[pos] / mu[pos, None]).T @ a[pos]
-        cov_coef = np.linalg.pinv(fisher, hermitian=True)
         cov = d @ cov_coef @ d.T
         sigma = {el: float(math.sqrt(max(cov[i, i], 0.0))) for i, el in enumerate(elements)}
     return LineFit(
@@ -546,7 +750,25 @@ def fit_lines(
         deviance=deviance,
         n_iter=n_iter,
         model=model,
+        correlation=correlation,
+        tied=sorted(tie),
+        overlaps=overlaps,
     )
+
+
+def _coefficient_covariance(a: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Inverse Fisher information ``(A^T diag(1/mu) A)^-1`` of Poisson coefficients."""
+    pos = mu > 0
+    fisher = (a[pos] / mu[pos, None]).T @ a[pos]
+    return np.linalg.pinv(fisher, hermitian=True)
+
+
+def _correlation(cov: np.ndarray) -> np.ndarray:
+    """Correlation matrix of a covariance (0 where a variance is 0)."""
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = cov / np.outer(sd, sd)
+    return np.where(np.isfinite(out), out, 0.0)
 
 
 # --- compositions from intensities -----------------------------------------------------------
@@ -904,8 +1126,27 @@ class Quantification:
     absorption_iterations : int
         Iterations of the absorption loop (0 without absorption).
     uncertainty_budget : dict
-        Part name (``"counting"``, ``"thickness"``) -> element -> standard deviation
-        in atomic %.
+        Part name -> element -> standard deviation in atomic %: ``"counting"`` (the
+        Poisson noise of the spectrum, when it is in counts), ``"k_factors"`` (the
+        k-factor uncertainty, :func:`k_factor_spread`), ``"thickness"`` (when a
+        thickness uncertainty was given).
+    k_factor_sd : dict
+        Element -> relative sd of its k-factor used for the ``"k_factors"`` part.
+    excluded : list of str
+        Elements fitted but left out of the composition (``exclude_elements``).
+    below_detection : dict
+        Element -> detection limit in at.% (``detection_sigma`` times the counting sd
+        of its intensity, as a composition; None without a k-factor) of the elements
+        whose fitted intensity is not significant; they have no composition.
+    significance : dict or None
+        Element -> fitted intensity / its counting sd.
+    unresolved : list of tuple
+        ``(element, element, correlation)`` of quantified elements whose fitted
+        intensities correlate beyond the fit's ``overlap_threshold``: overlapping
+        families the fit separates only partly (their split rests on the model's
+        line ratios).
+    notes : list of str
+        What the numbers leave out (e.g. k-factors given without an uncertainty).
     """
 
     composition: dict[str, float]
@@ -924,6 +1165,12 @@ class Quantification:
     atoms: dict[str, float] | None = None
     absorption_iterations: int = 0
     uncertainty_budget: dict[str, dict[str, float]] = field(default_factory=dict)
+    k_factor_sd: dict[str, float] = field(default_factory=dict)
+    excluded: list[str] = field(default_factory=list)
+    below_detection: dict[str, float | None] = field(default_factory=dict)
+    significance: dict[str, float] | None = None
+    unresolved: list[tuple[str, str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def table(self) -> str:
         """A plain-text table: element, line, intensity, k-factor, A, at.% (+- sigma)."""
@@ -938,6 +1185,15 @@ class Quantification:
                 f"{el:8s} {self.lines[el]:7s} {self.intensities[el]:12.5g} "
                 f"{self.k_factors[el]:8.4f} {a} {c:8.2f} {err}"
             )
+        for el, limit in self.below_detection.items():
+            dl = f"< {limit:.2f}" if limit is not None else "< DL"
+            rows.append(f"{el:8s} {self.lines[el]:7s} {self.intensities[el]:12.5g} "
+                        f"{'':8s} {'':6s} {dl:>8s} (below the detection limit)")
+        for el in self.excluded:
+            rows.append(f"{el:8s} {self.lines[el]:7s} {self.intensities[el]:12.5g} "
+                        "excluded from the totals")
+        for a, b, r in self.unresolved:
+            rows.append(f"{a}/{b}: overlapping lines, intensities correlated {r:+.2f}")
         if self.mass_thickness is not None:
             rows.append(f"mass thickness {self.mass_thickness:.4g} kg/m^2"
                         + (f" (thickness {self.thickness:.4g} nm)" if self.thickness else ""))
@@ -985,6 +1241,10 @@ def quantify(
     database: str = "xraylib",
     tol: float = 1e-6,
     max_absorption_iter: int = 100,
+    k_factor_sd: float | dict[str, float] | None = None,
+    exclude_elements: list[str] | tuple[str, ...] | None = None,
+    detection_sigma: float | None = 3.0,
+    n_draws: int = 4000,
     **fit_options: Any,
 ) -> Quantification:
     """Composition (atomic %) of one spectrum: line fitting, then CL, zeta or cross-section.
@@ -1051,6 +1311,24 @@ def quantify(
         Convergence of the absorption loop: largest change in at.% between iterations.
     max_absorption_iter : int
         Iterations before the absorption loop gives up with an error.
+    k_factor_sd : float or dict, optional
+        Relative standard deviation of the k-factors (CL) or of the zeta factors or
+        cross-sections (0.1 = 10 %), one for all or per element; it is the
+        ``"k_factors"`` part of the uncertainty (:func:`k_factor_spread`). Default:
+        :func:`theoretical_k_sd` for factors from the model, the file's
+        :attr:`KFactors.relative_sd` for a k-factor table, none for zeta factors or
+        cross-sections given as numbers (noted). 0 leaves the part out.
+    exclude_elements : list of str, optional
+        Elements fitted (their lines are in the spectrum: a Cu grid, Si of the
+        detector) but left out of the composition, which is normalised without them.
+    detection_sigma : float or None
+        An element whose fitted intensity is below ``detection_sigma`` times its
+        counting standard deviation is reported below the detection limit
+        (:attr:`Quantification.below_detection`, with the limit in at.%) instead of
+        being given a composition; needs counts (integer spectrum or
+        ``total_counts``). None reports every element.
+    n_draws : int
+        Monte Carlo draws of the k-factor part.
     **fit_options
         Passed to :func:`fit_lines` (``continuum_degree``, ``min_family_fraction``...).
 
@@ -1093,14 +1371,36 @@ def quantify(
         raise ValueError(f"takeoff_angle must be <= 90 degrees, got {takeoff_angle!r}")
     toa = model_used.takeoff_angle if toa is None else toa
     lines = {el: model_used.line_label(el, fam) for el, fam in fit.families.items()}
-    intens, cov = fit.intensities, fit.covariance
+    excluded = _subset("exclude_elements", exclude_elements, fit.elements)
+    significance = None
+    if fit.sigma is not None:
+        significance = {
+            el: (fit.intensities[el] / fit.sigma[el] if fit.sigma[el] > 0 else math.inf)
+            for el in fit.elements
+        }
+    below: list[str] = []
+    if detection_sigma is not None:
+        dsig = _positive_or_none("detection_sigma", detection_sigma, "e.g. 3 (sigma)")
+        if significance is not None:
+            below = [el for el in fit.elements
+                     if el not in excluded and significance[el] < float(dsig)]
+    incl = [el for el in fit.elements if el not in excluded and el not in below]
+    if not incl:
+        raise ValueError(
+            f"no element left to quantify: excluded {excluded}, below the detection limit "
+            f"{below}; check the element list, or lower detection_sigma"
+        )
+    idx = [fit.elements.index(el) for el in incl]
+    intens = {el: fit.intensities[el] for el in incl}
+    cov = None if fit.covariance is None else fit.covariance[np.ix_(idx, idx)]
+    fams_incl = {el: fit.families[el] for el in incl}
     aw = None
     if database == "exspy":
         db = _exspy_tables().elements
         aw = {el: float(db[el]["General_properties"]["atomic_weight"]) for el in fit.elements}
 
     def absorption_of(comp: dict[str, float], rho_t: float) -> dict[str, float]:
-        return absorption_factors(comp, rho_t, model_used, fit.families, toa, database)
+        return absorption_factors(comp, rho_t, model_used, fams_incl, toa, database)
 
     rho: float | None = None
     t_used: float | None = None
@@ -1108,10 +1408,10 @@ def quantify(
     extra: dict[str, Any] = {}
     if method == "CL":
         if table is None:
-            kf = model_used.k_factors(fit.elements, fit.families)
+            kf_all = model_used.k_factors(fit.elements, fit.families)
         else:
-            kf = table.atomic()
-        kf = {el: kf[el] for el in fit.elements if el in kf}
+            kf_all = table.atomic()
+        kf = {el: kf_all[el] for el in incl if el in kf_all}
         t = _positive_or_none(
             "thickness", thickness, "give the specimen thickness in nm (0 = thin film)",
             allow_zero=True,
@@ -1220,13 +1520,37 @@ def quantify(
             comp, unc, mass_thickness, extra["mass_thickness_sigma"] = zeta_factor(
                 intens, factors, dose, cov, a_used, aw
             )
-            kf = {el: factors[el] / (aw or {}).get(el, atomic_weight(el)) for el in comp}
+            kf_all = {el: v / (aw or {}).get(el, atomic_weight(el))
+                      for el, v in factors.items()}
         else:
             comp, unc, extra["atoms"] = cross_section(intens, factors, dose, cov, a_used)
-            kf = {el: 1.0 / factors[el] for el in comp}
+            kf_all = {el: 1.0 / v for el, v in factors.items()}
+        kf = {el: kf_all[el] for el in comp}
         rho = _positive_or_none("density", density, "give g/cm^3") or model_used.density
         if rho is not None:
             t_used = mass_thickness / rho * 1e6
+    from_model = {"CL": table is None, "zeta": zeta_factors is None,
+                  "cross_section": cross_sections is None}[method]
+    notes: list[str] = []
+    k_sd = _k_factor_sd(k_factor_sd, incl, fit.families, model_used, table, from_model,
+                        method, notes)
+    a_eff = a_used or {}
+    scaled = {el: intens[el] / a_eff.get(el, 1.0) for el in comp}
+    if any(v > 0 for v in k_sd.values()):
+        budget["k_factors"] = k_factor_spread(scaled, kf, k_sd, n_draws)
+    limits: dict[str, float | None] = {}
+    if below:
+        total = sum(kf[el] * scaled[el] for el in comp)
+        a_below = (absorption_factors(comp, mass_thickness, model_used,
+                                      {el: fit.families[el] for el in below}, toa, database)
+                   if a_used is not None else {})
+        for el in below:
+            if el not in kf_all:
+                limits[el] = None
+                notes.append(f"{el}: below the detection limit; no k-factor for its limit")
+                continue
+            x = kf_all[el] * float(dsig) * fit.sigma[el] / a_below.get(el, 1.0)
+            limits[el] = 100.0 * x / (total + x)
     if unc is not None:
         budget = {"counting": unc, **budget}
     if budget:
@@ -1246,8 +1570,88 @@ def quantify(
         mass_thickness=mass_thickness,
         absorption_iterations=n_abs,
         uncertainty_budget=budget,
+        k_factor_sd=k_sd,
+        excluded=excluded,
+        below_detection=limits,
+        significance=significance,
+        unresolved=_unresolved(fit, incl, fit_options.get("overlap_threshold", 0.5)),
+        notes=notes,
         **extra,
     )
+
+
+def _subset(name: str, values: Any, elements: list[str]) -> list[str]:
+    """``values`` as a list of fitted elements (clear error otherwise)."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [v for v in values.replace(" ", "").split(",") if v]
+    out = list(dict.fromkeys(str(v) for v in values))
+    unknown = [v for v in out if v not in elements]
+    if unknown:
+        raise ValueError(
+            f"{name}: {unknown} are not among the fitted elements {elements}; add them to "
+            "the elements (their lines must be fitted to be left out) or drop them"
+        )
+    return out
+
+
+def _k_factor_sd(
+    given: float | dict[str, float] | None,
+    elements: list[str],
+    families: dict[str, str],
+    model: EDXModel,
+    table: KFactors | None,
+    from_model: bool,
+    method: str,
+    notes: list[str],
+) -> dict[str, float]:
+    """Relative sd of each element's factor: given, theoretical, or the table's."""
+    def check(el: str, v: Any) -> float:
+        r = _positive_or_none(f"k_factor_sd of {el}", v, "give a relative sd, e.g. 0.1",
+                              allow_zero=True)
+        return float(r or 0.0)
+
+    if isinstance(given, dict):
+        unknown = [el for el in given if el not in families]
+        if unknown:
+            raise ValueError(f"k_factor_sd: {unknown} are not among the elements {elements}")
+    elif given is not None:
+        return {el: check(el, given) for el in elements}
+    given = given or {}
+    out: dict[str, float] = {}
+    missing: list[str] = []
+    for el in elements:
+        if el in given:
+            out[el] = check(el, given[el])
+        elif from_model:
+            out[el] = theoretical_k_sd(el, families[el], model)
+        elif table is not None and el in table.relative_sd:
+            out[el] = table.relative_sd[el]
+        else:
+            out[el] = 0.0
+            missing.append(el)
+    if missing:
+        what = {"CL": "k-factor", "zeta": "zeta factor", "cross_section": "cross-section"}
+        notes.append(
+            f"no uncertainty given for the {what[method]}s of {missing}: the uncertainty "
+            "leaves their error out (give k_factor_sd, or sigma in the k-factor file)"
+        )
+    return out
+
+
+def _unresolved(fit: LineFit, elements: list[str], threshold: float) -> list[tuple[str, str, float]]:
+    """Pairs of quantified elements whose fitted intensities correlate beyond ``threshold``."""
+    if fit.correlation is None:
+        return []
+    out = []
+    for a_i, a in enumerate(fit.elements):
+        for b_i in range(a_i + 1, len(fit.elements)):
+            b = fit.elements[b_i]
+            r = float(fit.correlation[a_i, b_i])
+            if a in elements and b in elements and abs(r) > threshold:
+                out.append((a, b, r))
+    return out
 
 
 def quantify_spectra(

@@ -55,13 +55,30 @@ Intervals (``method=``)
 ``'percentile'``
     ``[q_lo, q_hi]`` of the replicates.
 
-Counting noise of the quantification itself (:func:`psnmf.quantify.quantify_spectra`
-reports it when given ``total_counts``) is not added: the replicates are quantified, so
-the counting noise of the spectra is already in their spread.
+The error budget
+----------------
+The replicates are quantified, so their spread already holds the counting noise of the
+spectra and the spread of the NMF solution; it is the ``bootstrap`` sd. The estimate's
+own quantification (:func:`psnmf.quantify.quantify` of each component spectrum with
+the counts the component stands for, ``n @ A``) splits it: its Fisher-information sd
+is the ``counting`` part and ``nmf = sqrt(max(bootstrap^2 - counting^2, 0))`` the rest.
+Two parts are systematic, the same in every replicate, and are added from that
+quantification: ``k_factors`` (Monte Carlo over log-normal k-factors of the stated
+relative sd, :func:`psnmf.quantify.k_factor_spread`: theoretical k-factors carry
+:data:`psnmf.quantify.THEORETICAL_K_SD`) and ``thickness`` (when a thickness
+uncertainty is given). The parts are independent, so every interval centre's sd is
+``sqrt(bootstrap^2 + k_factors^2 + thickness^2)``: a sum in quadrature rather than one
+Monte Carlo over everything because the bootstrap has only 20-30 replicates, too few for
+the tails of a joint distribution, while each part's sd is well determined on its own.
+``systematic=False`` gives the bootstrap-only intervals of earlier versions, for
+comparison. Elements whose fitted intensity is below the detection limit in a
+component (:func:`psnmf.quantify.quantify`, ``detection_sigma``) or excluded by the
+user get no composition in that component; the replicates are quantified without them.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +100,8 @@ __all__ = [
     "coverage",
     "debiased_spectra",
     "INTERVAL_METHODS",
+    "BUDGET_PARTS",
+    "format_composition_rows",
 ]
 
 INTERVAL_METHODS = ("bias", "percentile")
@@ -111,6 +130,9 @@ class BootstrapResult:
     debiased_replicates : ndarray (n_boot, k, channels) or None
         The same computed on every replicate.
     debiased_compositions, debiased_composition_replicates : as for the estimate.
+    quantifications : list of Quantification or None
+        The estimate's quantification per component, with the counts it stands for:
+        the error budget, detection limits, exclusions and overlaps.
     """
 
     spectra: np.ndarray
@@ -123,23 +145,31 @@ class BootstrapResult:
     debiased_replicates: np.ndarray | None = None
     debiased_compositions: list[dict[str, float]] | None = None
     debiased_composition_replicates: list[list[dict[str, float]]] | None = None
+    quantifications: list[Any] | None = None
 
     def composition_rows(
-        self, names: list[str] | None = None, level: float = 0.95, method: str = "bias"
+        self, names: list[str] | None = None, level: float = 0.95, method: str = "bias",
+        systematic: bool = True,
     ) -> list[dict[str, Any]]:
         """One row per component and element, for reports.
 
         Parameters
         ----------
         names : component names (default ``"#0"``, ``"#1"``...).
-        level, method : as in :func:`composition_intervals`.
+        level, method, systematic : as in :func:`composition_intervals`.
 
         Returns
         -------
         list of dict
-            Keys ``component``, ``element``, ``at_percent`` (the estimate), ``sd``
-            (bootstrap standard deviation of the estimate), ``low``, ``high`` (the
-            interval) and ``debiased`` (selection-debiased at.%, or ``None``). Print as
+            Keys ``component``, ``element``, ``status`` (``"quantified"``,
+            ``"below_detection_limit"`` or ``"excluded"``), ``at_percent`` (the
+            estimate; None unless quantified), ``sd`` (total standard deviation: the
+            bootstrap and the systematic parts in quadrature), ``low``, ``high`` (the
+            interval), ``budget`` (part -> sd in at.%: ``counting``, ``nmf``,
+            ``bootstrap``, ``k_factors``, ``thickness``), ``detection_limit`` (at.%,
+            for an element below it), ``overlaps`` (elements whose fitted lines
+            overlap this one's, with the correlation) and ``debiased``
+            (selection-debiased at.%, or ``None``). Print as
             ``f"{at_percent:.2f} +- {sd:.2f} [{low:.2f}, {high:.2f}]"``.
         """
         if self.compositions is None:
@@ -148,41 +178,146 @@ class BootstrapResult:
             raise ValueError(
                 f"names has {len(names)} entries for {len(self.compositions)} components."
             )
-        iv = composition_intervals(self, level, method)
+        iv = composition_intervals(self, level, method, systematic)
+        budgets = self.error_budget(systematic)
         rows = []
         for j, comp in enumerate(self.compositions):
+            q = None if self.quantifications is None else self.quantifications[j]
             for el in self.elements:
-                lo, hi, sd = iv[j][el]
-                deb = (None if self.debiased_compositions is None
-                       else float(self.debiased_compositions[j].get(el, 0.0)))
-                rows.append({
-                    "component": names[j] if names else f"#{j}",
-                    "element": el,
-                    "at_percent": float(comp.get(el, 0.0)),
-                    "sd": sd,
-                    "low": lo,
-                    "high": hi,
-                    "debiased": deb,
-                })
+                row: dict[str, Any] = {
+                    "component": names[j] if names else f"#{j}", "element": el,
+                    "status": "quantified", "at_percent": None, "sd": None, "low": None,
+                    "high": None, "budget": {}, "detection_limit": None, "overlaps": {},
+                    "debiased": None,
+                }
+                if q is not None and el in q.excluded:
+                    row["status"] = "excluded"
+                elif q is not None and el in q.below_detection:
+                    row["status"] = "below_detection_limit"
+                    row["detection_limit"] = q.below_detection[el]
+                else:
+                    lo, hi, _ = iv[j][el]
+                    part = budgets[j][el]
+                    row.update(at_percent=float(comp.get(el, 0.0)), low=lo, high=hi,
+                               budget=part, sd=_quadrature(part, systematic))
+                    if self.debiased_compositions is not None:
+                        row["debiased"] = float(self.debiased_compositions[j].get(el, 0.0))
+                if q is not None:
+                    row["overlaps"] = {b if a == el else a: r for a, b, r in q.unresolved
+                                       if el in (a, b)}
+                rows.append(row)
         return rows
 
+    def error_budget(self, systematic: bool = True) -> list[dict[str, dict[str, float]]]:
+        """Per component, element -> part -> sd in at.% (quantified elements only).
+
+        Parts: ``bootstrap`` (spread of the replicates), its split into ``counting``
+        (Fisher information of the component's counts) and ``nmf`` (the rest), and
+        with ``systematic`` the ``k_factors`` and ``thickness`` parts of the estimate's
+        quantification (see the module docstring).
+        """
+        if self.compositions is None or self.composition_replicates is None:
+            raise ValueError("no compositions: pass elements= to bootstrap().")
+        out = []
+        for j, comp in enumerate(self.compositions):
+            q = None if self.quantifications is None else self.quantifications[j]
+            parts_q = {} if q is None else q.uncertainty_budget
+            d = {}
+            for el in comp:
+                v = np.array([rep[j].get(el, 0.0) for rep in self.composition_replicates])
+                boot = float(v.std(ddof=1))
+                part = {"bootstrap": boot}
+                if "counting" in parts_q:
+                    c = float(parts_q["counting"].get(el, 0.0))
+                    part["counting"] = c
+                    part["nmf"] = float(math.sqrt(max(boot**2 - c**2, 0.0)))
+                if systematic:
+                    for name in ("k_factors", "thickness"):
+                        if name in parts_q:
+                            part[name] = float(parts_q[name].get(el, 0.0))
+                d[el] = part
+            out.append(d)
+        return out
+
     def composition_table(self, names: list[str] | None = None, level: float = 0.95,
-                          method: str = "bias") -> str:
-        """Plain-text table: component, element, at.% +- bootstrap sd, interval."""
-        rows = self.composition_rows(names, level, method)
-        lines = [f"{'component':10s} {'element':7s} {'at.%':>7s} {'+-sd':>6s}  "
-                 f"{round(level * 100)}% interval ({method})"]
-        for r in rows:
-            lines.append(f"{r['component']:10s} {r['element']:7s} {r['at_percent']:7.2f} "
-                         f"{r['sd']:6.2f}  [{r['low']:6.2f}, {r['high']:6.2f}]")
-        return "\n".join(lines)
+                          method: str = "bias", systematic: bool = True) -> str:
+        """Plain-text table: component, element, at.% +- total sd, interval, budget."""
+        rows = self.composition_rows(names, level, method, systematic)
+        return format_composition_rows(rows, level, method)
 
 
-def _quantify(spectra: np.ndarray, elements: list[str], model: Any) -> list[dict[str, float]]:
-    from psnmf.quantify import quantify_spectra
+def _quadrature(part: dict[str, float], systematic: bool = True) -> float:
+    """Total sd of an error budget: bootstrap and the systematic parts in quadrature."""
+    names = ("bootstrap", "k_factors", "thickness") if systematic else ("bootstrap",)
+    return float(math.sqrt(sum(part.get(n, 0.0) ** 2 for n in names)))
 
-    opts = {"model": model} if model is not None else {}
-    return [q.composition for q in quantify_spectra(spectra, elements, **opts)]
+
+#: Budget parts in the order the tables show them.
+BUDGET_PARTS = ("counting", "nmf", "k_factors", "thickness")
+
+
+def format_composition_rows(rows: list[dict[str, Any]], level: float = 0.95,
+                            method: str = "bias") -> str:
+    """Rows of :meth:`BootstrapResult.composition_rows` as a plain-text table.
+
+    One line per component and element: at.% +- total sd, the interval and each part of
+    the error budget (sd in at.%); elements below the detection limit show ``< limit``,
+    excluded ones ``excluded``, overlapping families are named.
+    """
+    head = (f"{'component':10s} {'element':7s} {'at.%':>7s} {'+-sd':>6s}  "
+            f"{round(level * 100)}% interval ({method})  "
+            + " ".join(f"{p:>9s}" for p in BUDGET_PARTS))
+    lines = [head]
+    for r in rows:
+        start = f"{r['component']:10s} {r['element']:7s}"
+        if r["status"] == "excluded":
+            lines.append(f"{start} {'excluded':>7s}")
+            continue
+        if r["status"] == "below_detection_limit":
+            dl = r["detection_limit"]
+            lines.append(f"{start} {'<' + format(dl, '.2f') if dl is not None else '< DL':>7s}"
+                         "  (below the detection limit)")
+            continue
+        parts = " ".join(f"{r['budget'][p]:9.2f}" if p in r["budget"] else f"{'-':>9s}"
+                         for p in BUDGET_PARTS)
+        flag = ("  overlaps " + ", ".join(f"{e} ({c:+.2f})" for e, c in r["overlaps"].items())
+                if r.get("overlaps") else "")
+        lines.append(f"{start} {r['at_percent']:7.2f} {r['sd']:6.2f}  "
+                     f"[{r['low']:6.2f}, {r['high']:6.2f}]   {parts}{flag}")
+    return "\n".join(lines)
+
+
+#: quantify() options that only shape the estimate's error budget or detection limits;
+#: the replicates are quantified without them (the budget is added once).
+_BUDGET_OPTIONS = ("thickness_sigma", "k_factor_sd", "detection_sigma", "exclude_elements",
+                   "n_draws")
+
+
+def _quantify(spectra: np.ndarray, elements: list[str], model: Any,
+              options: dict[str, Any] | None = None,
+              exclude: list[list[str]] | None = None) -> list[dict[str, float]]:
+    """Compositions of component spectra, without the estimate's excluded elements."""
+    from psnmf.quantify import quantify
+
+    opts = {k: v for k, v in (options or {}).items() if k not in _BUDGET_OPTIONS}
+    if model is not None:
+        opts["model"] = model
+    return [quantify(row, elements, k_factor_sd=0, detection_sigma=None,
+                     exclude_elements=None if exclude is None else exclude[j],
+                     **opts).composition
+            for j, row in enumerate(np.asarray(spectra, dtype=float))]
+
+
+def _quantify_estimate(spectra: np.ndarray, counts: np.ndarray, elements: list[str],
+                       model: Any, options: dict[str, Any] | None) -> list[Any]:
+    """The estimate's quantification per component, with the counts it stands for."""
+    from psnmf.quantify import quantify
+
+    opts = dict(options or {})
+    if model is not None:
+        opts["model"] = model
+    return [quantify(row, elements, total_counts=float(n) if n > 0 else None, **opts)
+            for row, n in zip(np.asarray(spectra, dtype=float), counts, strict=True)]
 
 
 def _is_integral(X: sp.csr_matrix) -> bool:
@@ -292,6 +427,7 @@ def bootstrap(
     n_splits: int = 4,
     replicate_splits: int = 1,
     warm_start: bool = True,
+    quantify_options: dict[str, Any] | None = None,
 ) -> BootstrapResult:
     """Parametric bootstrap of a fitted :class:`psnmf.PSNMF`.
 
@@ -321,6 +457,11 @@ def bootstrap(
         Start each replicate's NMF from the fitted NMF factors (``nmf_spectra_`` and the
         binned maps brought back to them) rather than from the estimator's ``init``; see
         the module docstring for the measured coverage of both.
+    quantify_options : dict, optional
+        Passed to :func:`psnmf.quantify.quantify` (``method``, ``k_factors``,
+        ``thickness``, ``thickness_sigma``, ``density``, ``exclude_elements``,
+        ``k_factor_sd``, ``detection_sigma``...). The budget options shape the
+        estimate's error budget only; see the module docstring.
 
     Returns
     -------
@@ -387,17 +528,21 @@ def bootstrap(
         out.debiased_replicates = deb_reps
     if elements:
         els = list(elements)
-        out.compositions = _quantify(S, els, edx_model)
-        out.composition_replicates = [_quantify(rep, els, edx_model) for rep in reps]
+        qopts = dict(quantify_options or {})
+        out.quantifications = _quantify_estimate(S, n @ A, els, edx_model, qopts)
+        drop = [q.excluded + list(q.below_detection) for q in out.quantifications]
+        out.compositions = [q.composition for q in out.quantifications]
+        out.composition_replicates = [_quantify(rep, els, edx_model, qopts, drop)
+                                      for rep in reps]
         if debias:
-            out.debiased_compositions = _quantify(out.debiased, els, edx_model)
-            out.debiased_composition_replicates = [_quantify(rep, els, edx_model)
+            out.debiased_compositions = _quantify(out.debiased, els, edx_model, qopts, drop)
+            out.debiased_composition_replicates = [_quantify(rep, els, edx_model, qopts, drop)
                                                    for rep in deb_reps]
     return out
 
 
 def composition_intervals(
-    res: BootstrapResult, level: float = 0.95, method: str = "bias"
+    res: BootstrapResult, level: float = 0.95, method: str = "bias", systematic: bool = True
 ) -> list[dict[str, tuple[float, float, float]]]:
     """Per component, element -> (low, high, sd) at.% from the bootstrap replicates.
 
@@ -407,12 +552,17 @@ def composition_intervals(
     level : float in (0, 1)
     method : {'bias', 'percentile'}
         See the module docstring. ``'bias'`` is the calibrated one.
+    systematic : bool
+        Widen every interval by the systematic parts of the error budget (k-factors,
+        thickness), added in quadrature to each centre's sd (``'bias'``) or to the
+        replicates' quantile distances (``'percentile'``). False: the bootstrap alone.
 
     Returns
     -------
     list of dict
-        ``sd`` is the bootstrap standard deviation of the estimate; ``low`` and ``high``
-        are clipped to the possible range [0, 100] at.%.
+        Quantified elements only (not those below the detection limit or excluded in
+        that component). ``sd`` is the bootstrap standard deviation of the estimate;
+        ``low`` and ``high`` are clipped to the possible range [0, 100] at.%.
     """
     if res.compositions is None or res.composition_replicates is None:
         raise ValueError("no compositions: pass elements= to bootstrap().")
@@ -427,19 +577,26 @@ def composition_intervals(
     out = []
     for j, comp in enumerate(res.compositions):
         d = {}
-        for el in res.elements:
+        q = None if res.quantifications is None else res.quantifications[j]
+        for el in comp:
             v = np.array([rep[j].get(el, 0.0) for rep in res.composition_replicates])
             t = comp.get(el, 0.0)
             sd = float(v.std(ddof=1))
+            sys2 = 0.0
+            if systematic and q is not None:
+                sys2 = sum(float(q.uncertainty_budget[p].get(el, 0.0)) ** 2
+                           for p in ("k_factors", "thickness") if p in q.uncertainty_budget)
             if method == "bias":
                 centres = [(t, sd), (2 * t - v.mean(), sd)]
                 if deb is not None and deb_reps is not None:
                     vd = np.array([rep[j].get(el, 0.0) for rep in deb_reps])
                     centres.append((deb[j].get(el, 0.0), float(vd.std(ddof=1))))
-                lo = min(c - z * s for c, s in centres)
-                hi = max(c + z * s for c, s in centres)
+                lo = min(c - z * math.sqrt(s**2 + sys2) for c, s in centres)
+                hi = max(c + z * math.sqrt(s**2 + sys2) for c, s in centres)
             else:
-                lo, hi = np.quantile(v, [a, 1.0 - a])
+                qlo, qhi = np.quantile(v, [a, 1.0 - a])
+                lo = t - math.hypot(t - qlo, z * math.sqrt(sys2))
+                hi = t + math.hypot(qhi - t, z * math.sqrt(sys2))
             d[el] = (max(float(lo), 0.0), min(float(hi), 100.0), sd)  # at.% range
         out.append(d)
     return out
@@ -453,8 +610,12 @@ def coverage(
     level: float = 0.95,
     method: str = "bias",
     min_percent: float = 0.5,
+    systematic: bool = True,
 ) -> tuple[int, int]:
     """How many true compositions fall inside their interval.
+
+    An element reported below the detection limit counts as inside when its true
+    at.% is at most the limit; an excluded element is not counted.
 
     Parameters
     ----------
@@ -468,13 +629,21 @@ def coverage(
     -------
     (inside, total)
     """
-    iv = composition_intervals(res, level, method)
+    iv = composition_intervals(res, level, method, systematic)
     inside = total = 0
     for i, comp in enumerate(truth):
+        j = int(order[i])
+        q = None if res.quantifications is None else res.quantifications[j]
         for el, val in comp.items():
             if val < min_percent or el not in res.elements:
                 continue
-            lo, hi, _ = iv[int(order[i])][el]
-            inside += int(lo <= val <= hi)
+            if q is not None and el in q.excluded:
+                continue
+            if el in iv[j]:
+                lo, hi, _ = iv[j][el]
+                inside += int(lo <= val <= hi)
+            else:
+                limit = q.below_detection.get(el) if q is not None else None
+                inside += int(limit is not None and val <= limit)
             total += 1
     return inside, total
