@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.psnmf-installed
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test docs lint setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 		echo "chromium is not installed (needs root: apt-get install chromium); the report rendering test skips outside CI"
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q
+
+# the Sphinx site with its gallery (the examples run): docs/_build/html/index.html
+docs: $(STAMP)
+	rm -rf docs/_build docs/generated docs/auto_examples docs/sg_execution_times.rst
+	MPLBACKEND=Agg $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,6 +1,6 @@
 """
 The paper's mantle sample: standard NMF, PCA and PSNMF
-=======================================================
+======================================================
 
 The synthetic lower-mantle sample of Chen, Alexander & Hébert (arXiv 2405.14649): a
 bridgmanite (Brg) matrix with ferropericlase (Fp) and Ca-perovskite (CaPv) grains, 147
