@@ -19,6 +19,8 @@ so that it builds in a few seconds. ``psnmf demo`` runs the full size (about 30 
 cores) and prints the same table.
 """
 
+# sphinx_gallery_thumbnail_number = 3
+
 # %%
 # Simulate the sample
 # -------------------

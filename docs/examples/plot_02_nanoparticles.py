@@ -14,6 +14,8 @@ by maximum likelihood given the true maps) tells how far any method could get on
 counts.
 """
 
+# sphinx_gallery_thumbnail_number = 2
+
 # %%
 import matplotlib.pyplot as plt
 

@@ -1,6 +1,6 @@
 """
-PSNMF in HyperSpy: signals in, signals out, and ``decomposition(algorithm=...)``
-================================================================================
+PSNMF in HyperSpy: signals in and out, and as a decomposition algorithm
+=======================================================================
 
 ``PSNMF.fit`` accepts an exspy ``EDSTEMSpectrum`` (or any HyperSpy signal with two
 navigation axes) as well as an array. A model fitted on a signal keeps a light template
