@@ -76,7 +76,7 @@ def test_docs_build_without_warnings(tmp_path: Path, capsys: pytest.CaptureFixtu
 
     pages = sorted(out.rglob("*.html"))
     record = (tmp_path / "docs" / "auto_examples" / "sg_execution_times.rst").read_text()
-    times = re.findall(r"``examples/(plot_\w+)\.py``\)\s*-\s*(\d+):([\d.]+)", record)
+    times = re.findall(r"``(?:examples/)?(plot_\w+)\.py``\)\s*-\s*(\d+):([\d.]+)", record)
     with capsys.disabled():
         print(f"\n  docs: {len(pages)} HTML pages ({len(EXAMPLES)} gallery examples) built "
               f"without warnings in {seconds:.0f} s")
