@@ -1,13 +1,12 @@
 """Sphinx configuration of the psnmf documentation.
 
 Build: ``make docs`` (or ``sphinx-build -W --keep-going -b html docs docs/_build/html``).
-The build is offline: no intersphinx, no downloads. The gallery examples under
+The build is offline: no intersphinx, no downloads, no MathJax (the pages open offline). The gallery examples under
 ``docs/examples/`` run during the build on simulated data.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -27,7 +26,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
-    "sphinx.ext.mathjax",
     "sphinx_gallery.gen_gallery",
     "psnmf_sphinx",
 ]
@@ -62,14 +60,12 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
     "reset_modules": ("matplotlib",),
     "min_reported_time": 0,
-    "abort_on_example_error": False,
+    "abort_on_example_error": False,   # run them all, then fail the build on any error
     "only_warn_on_example_error": False,
-    "capture_repr": ("_repr_html_", "__repr__"),
-    "plot_gallery": "True",
 }
 
-# the examples print progress to nothing; quiet the libraries that talk at import
-os.environ.setdefault("PSNMF_DOCS_BUILD", "1")
+# HyperSpy and its plugins warn about their own deprecations at import (examples run in
+# this process); those are not the documentation's
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
 
