@@ -100,5 +100,5 @@ for b in (2, 4, 8):
     print(f"b={b}: " + ", ".join(f"{p} {a:.2f}" for p, a in angles))
 
 # %%
-# ``b = 8`` costs gold half of its accuracy. How psnmf chooses ``b`` (and ``k``) from the
+# At ``b = 8`` gold's spectrum is markedly worse. How psnmf chooses ``b`` (and ``k``) from the
 # data alone, by held-out Poisson deviance: :ref:`sphx_glr_auto_examples_plot_03_choose_k_b.py`.
