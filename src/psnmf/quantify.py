@@ -59,10 +59,31 @@ coefficients is the inverse Fisher information of the Poisson likelihood,
 to atomic percentages by the delta method (absorption factors held at their
 converged values). They are reported when the spectrum is in counts (integer values)
 or when ``total_counts`` is given (the spectrum is then rescaled to that many counts).
-A thickness uncertainty (``thickness_sigma``) adds a part of its own, the change of
-the corrected composition between ``t - sigma`` and ``t + sigma``; every part is kept
-in :attr:`Quantification.uncertainty_budget` and ``uncertainty`` is their quadrature
-sum. Uncertainty of the k-factors is not included.
+The k-factors (and zeta factors, cross-sections) add a part of their own: theoretical
+ones carry a stated relative standard deviation by family and line energy
+(:data:`THEORETICAL_K_SD`, from the literature on the accuracy of calculated k-factors:
+20 % for K lines below 1 keV, 10 % for 1-2 keV, 5 % above, 15-25 % for L and M lines), a
+k-factor file may give its own (:func:`read_k_factors`), and calibrated ones carry the
+error of their standard (:func:`calibrate_k_factors`); the part is propagated to at.% by
+Monte Carlo (:func:`k_factor_spread`). A thickness uncertainty (``thickness_sigma``)
+adds a part of its own, the change of the corrected composition between
+``t - sigma`` and ``t + sigma`` (linearised: one solve each side, because every solve
+iterates the absorption correction). Every part is kept in
+:attr:`Quantification.uncertainty_budget` and ``uncertainty`` is their quadrature sum
+(the parts are independent).
+
+Detection limits, exclusions and overlaps
+-----------------------------------------
+An element whose fitted intensity is below ``detection_sigma`` (3) times its counting
+standard deviation gets no composition; it is reported in
+:attr:`Quantification.below_detection` with its detection limit in at.% (the
+composition its ``3 sigma`` intensity would give). Elements in ``exclude_elements`` are
+fitted (their lines are in the spectrum) but left out of the totals. A secondary family
+whose free fit overlaps another element's lines (Hf M on Si K, Mo L on S K) is tied to
+its element's quantification family with the model's ratio, so that the element's other
+lines decide; quantified elements whose intensities stay correlated beyond
+``overlap_threshold`` (Ti K / Ba L at 200 kV below 20 keV) are listed in
+:attr:`Quantification.unresolved`.
 
 Examples
 --------

@@ -293,31 +293,51 @@ _BUDGET_OPTIONS = ("thickness_sigma", "k_factor_sd", "detection_sigma", "exclude
                    "n_draws")
 
 
+def _component_options(options: dict[str, Any], fraction: float) -> dict[str, Any]:
+    """A component's share of the dose: the map's ``live_time`` and ``probe_area`` times
+    the fraction of the pixels it covers (the zeta and cross-section methods)."""
+    out = dict(options)
+    for name in ("live_time", "probe_area"):
+        if out.get(name) is not None:
+            out[name] = float(out[name]) * fraction
+    return out
+
+
 def _quantify(spectra: np.ndarray, elements: list[str], model: Any,
               options: dict[str, Any] | None = None,
-              exclude: list[list[str]] | None = None) -> list[dict[str, float]]:
+              exclude: list[list[str]] | None = None,
+              counts: np.ndarray | None = None,
+              fractions: np.ndarray | None = None) -> list[dict[str, float]]:
     """Compositions of component spectra, without the estimate's excluded elements."""
     from psnmf.quantify import quantify
 
     opts = {k: v for k, v in (options or {}).items() if k not in _BUDGET_OPTIONS}
     if model is not None:
         opts["model"] = model
-    return [quantify(row, elements, k_factor_sd=0, detection_sigma=None,
-                     exclude_elements=None if exclude is None else exclude[j],
-                     **opts).composition
-            for j, row in enumerate(np.asarray(spectra, dtype=float))]
+    rows = np.asarray(spectra, dtype=float)
+    out = []
+    for j, row in enumerate(rows):
+        n = None if counts is None or counts[j] <= 0 else float(counts[j])
+        o = opts if fractions is None else _component_options(opts, float(fractions[j]))
+        out.append(quantify(row, elements, k_factor_sd=0, detection_sigma=None,
+                            exclude_elements=None if exclude is None else exclude[j],
+                            total_counts=n, **o).composition)
+    return out
 
 
 def _quantify_estimate(spectra: np.ndarray, counts: np.ndarray, elements: list[str],
-                       model: Any, options: dict[str, Any] | None) -> list[Any]:
+                       model: Any, options: dict[str, Any] | None,
+                       fractions: np.ndarray) -> list[Any]:
     """The estimate's quantification per component, with the counts it stands for."""
     from psnmf.quantify import quantify
 
     opts = dict(options or {})
     if model is not None:
         opts["model"] = model
-    return [quantify(row, elements, total_counts=float(n) if n > 0 else None, **opts)
-            for row, n in zip(np.asarray(spectra, dtype=float), counts, strict=True)]
+    return [quantify(row, elements, total_counts=float(n) if n > 0 else None,
+                     **_component_options(opts, float(f)))
+            for row, n, f in zip(np.asarray(spectra, dtype=float), counts, fractions,
+                                 strict=True)]
 
 
 def _is_integral(X: sp.csr_matrix) -> bool:
@@ -460,8 +480,10 @@ def bootstrap(
     quantify_options : dict, optional
         Passed to :func:`psnmf.quantify.quantify` (``method``, ``k_factors``,
         ``thickness``, ``thickness_sigma``, ``density``, ``exclude_elements``,
-        ``k_factor_sd``, ``detection_sigma``...). The budget options shape the
-        estimate's error budget only; see the module docstring.
+        ``k_factor_sd``, ``detection_sigma``, ``beam_current``, ``live_time``,
+        ``probe_area``...). The budget options shape the estimate's error budget only;
+        see the module docstring. ``live_time`` and ``probe_area`` are the whole map's:
+        each component gets the share of the pixels it covers (its mean abundance).
 
     Returns
     -------
@@ -529,15 +551,19 @@ def bootstrap(
     if elements:
         els = list(elements)
         qopts = dict(quantify_options or {})
-        out.quantifications = _quantify_estimate(S, n @ A, els, edx_model, qopts)
+        n_j = n @ A  # the counts each component stands for
+        frac = np.asarray(model.maps_).reshape(-1, k).mean(axis=0)  # its share of the pixels
+        out.quantifications = _quantify_estimate(S, n_j, els, edx_model, qopts, frac)
         drop = [q.excluded + list(q.below_detection) for q in out.quantifications]
         out.compositions = [q.composition for q in out.quantifications]
-        out.composition_replicates = [_quantify(rep, els, edx_model, qopts, drop)
+        kw = {"counts": n_j, "fractions": frac}
+        out.composition_replicates = [_quantify(rep, els, edx_model, qopts, drop, **kw)
                                       for rep in reps]
         if debias:
-            out.debiased_compositions = _quantify(out.debiased, els, edx_model, qopts, drop)
-            out.debiased_composition_replicates = [_quantify(rep, els, edx_model, qopts, drop)
-                                                   for rep in deb_reps]
+            out.debiased_compositions = _quantify(out.debiased, els, edx_model, qopts, drop,
+                                                  **kw)
+            out.debiased_composition_replicates = [
+                _quantify(rep, els, edx_model, qopts, drop, **kw) for rep in deb_reps]
     return out
 
 

@@ -72,6 +72,20 @@ def element_list(text: str) -> list[str]:
     return elements
 
 
+def thickness(text: str) -> tuple[float, float | None]:
+    """``T`` or ``T,SIGMA``: specimen thickness and its standard deviation in nm."""
+    parts = [p.strip() for p in text.replace("+-", ",").replace("±", ",").split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or any(not (v >= 0 and v < float("inf")) for v in values):
+        raise argparse.ArgumentTypeError(
+            f"thickness {text!r}: give nm, optionally with its standard deviation, e.g. 80 "
+            "or 80,20 (0 = thin film, no absorption correction)")
+    return values[0], (values[1] if len(values) == 2 else None)
+
+
 def _whole_number(text: str, what: str) -> int:
     """``text`` as an int; the error says to give ``what``."""
     try:

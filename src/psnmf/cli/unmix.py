@@ -13,10 +13,12 @@ from psnmf.cli._args import (
     add_common,
     auto_int,
     default_output,
+    element_list,
     folder_changes,
     replicates,
     report_error,
     smoothing,
+    thickness,
 )
 
 EXAMPLES = """\
@@ -27,6 +29,7 @@ examples:
   psnmf unmix sample.pts --energy-range 0.3,12 --elements Fe,Cr,Ni,O
   psnmf unmix sample.spd --seed 1 --overwrite --quiet
   psnmf unmix sample.bcf --write-denoised         # also the dense denoised cubes
+  psnmf unmix sample.bcf --thickness 80,20 --exclude-elements Cu --k-factors k.csv
 
 Reads every EDX spectrum image RosettaSciIO reads (Bruker .bcf, Velox .emd, JEOL
 .pts, EDAX .spd, .hspy, ...) and plain .npz. Writes to the output folder the
@@ -81,8 +84,52 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bootstrap", type=replicates, default=20, metavar="N",
                    help="bootstrap replicates for the ± of the compositions (0: none; "
                    "default 20)")
+    q = p.add_argument_group("quantification of the components")
+    q.add_argument("--method", choices=("CL", "zeta", "cross_section"), default="CL",
+                   help="Cliff-Lorimer (default), zeta factors or cross-sections; the last "
+                   "two need --beam-current and --live-time (the whole map's)")
+    q.add_argument("--k-factors", metavar="FILE", default=None,
+                   help="k-factor file (CSV element,k[,sigma] or JSON, see "
+                   "psnmf.quantify.read_k_factors); default: theoretical k-factors with "
+                   "their stated uncertainty")
+    q.add_argument("--thickness", type=thickness, default=None, metavar="T[,SIGMA]",
+                   help="specimen thickness in nm for the absorption correction, with its "
+                   "standard deviation for the error budget, e.g. 80,20 (default: the "
+                   "file's, else a thin film)")
+    q.add_argument("--density", type=float, default=None, metavar="RHO",
+                   help="specimen density in g/cm^3 for the absorption correction")
+    q.add_argument("--exclude-elements", type=element_list, default=None, metavar="EL,...",
+                   help="elements fitted but left out of the totals (grid Cu, detector Si)")
+    q.add_argument("--beam-current", type=float, default=None, metavar="NA",
+                   help="beam current in nA (zeta and cross-section methods)")
+    q.add_argument("--live-time", type=float, default=None, metavar="S",
+                   help="live time of the whole map in s (zeta and cross-section methods)")
+    q.add_argument("--probe-area", type=float, default=None, metavar="NM2",
+                   help="area of the whole map in nm^2 (cross-section method)")
+    q.add_argument("--solid-angle", type=float, default=None, metavar="SR",
+                   help="detector solid angle in sr, for the model's zeta factors or "
+                   "cross-sections")
     add_common(p)
     p.set_defaults(func=run)
+
+
+def quantify_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``quantify_options`` of :func:`psnmf.pipeline.unmix` from the options given
+    (``psnmf sweep --unmix`` has none of them)."""
+    out: dict[str, Any] = {}
+    if getattr(args, "method", "CL") != "CL":
+        out["method"] = args.method
+    if getattr(args, "k_factors", None):
+        out["k_factors"] = Path(args.k_factors)
+    if getattr(args, "thickness", None) is not None:
+        out["thickness"], sigma = args.thickness
+        if sigma is not None:
+            out["thickness_sigma"] = sigma
+    for name in ("density", "exclude_elements", "beam_current", "live_time", "probe_area",
+                 "solid_angle"):
+        if getattr(args, name, None) is not None:
+            out[name] = getattr(args, name)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +140,9 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.output) if args.output else default_output(args.file, "psnmf")
     kwargs: dict[str, Any] = {}
+    quant = quantify_options(args)
+    if quant:
+        kwargs["quantify_options"] = quant
     if args.max_iter is not None:
         kwargs["max_iter"] = args.max_iter
     if args.max_iter_full is not None:

@@ -286,34 +286,63 @@ def _factor_line_maps(spectra: Any, loadings: np.ndarray,
 
 
 def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: int,
-             seed: int | None, notes: list[str]) -> Composition | None:
-    """Cliff-Lorimer composition of every component with bootstrap ± (report table).
+             seed: int | None, notes: list[str],
+             options: dict[str, Any] | None = None) -> Composition | None:
+    """Composition of every component with its error budget (report table).
 
-    ``None`` with fewer than two elements, or when the bootstrap fails (noted).
+    ``options`` go to :func:`psnmf.quantify.quantify` through the bootstrap (``method``,
+    ``k_factors``, ``thickness``, ``thickness_sigma``, ``density``, ``exclude_elements``,
+    ``detection_sigma``...); excluded elements are fitted even when the element list
+    lacks them. ``None`` with fewer than two elements, or when the quantification fails
+    (noted).
     """
-    from psnmf.quantify import model_for_signal
-    from psnmf.uncertainty import bootstrap
+    from psnmf.quantify import model_for_signal, read_k_factors
+    from psnmf.uncertainty import BUDGET_PARTS, bootstrap
 
+    opts = dict(options or {})
     elements = list(dict.fromkeys(line.split("_")[0] for line in lines))
-    if len(elements) < 2:
+    excluded = list(opts.get("exclude_elements") or [])
+    elements += [el for el in excluded if el not in elements]
+    if len([el for el in elements if el not in excluded]) < 2:
         return None
+    source = "theoretical (the forward model; relative sd psnmf.quantify.THEORETICAL_K_SD)"
+    if isinstance(opts.get("k_factors"), str | Path):
+        source = f"file {opts['k_factors']}"
+        opts["k_factors"] = read_k_factors(opts["k_factors"])
+    elif opts.get("k_factors") is not None:
+        source = "given"
     try:
         res = bootstrap(model, data.counts, n_boot=n_boot, elements=elements,
-                        edx_model=model_for_signal(signal), random_state=seed)
+                        edx_model=model_for_signal(signal), random_state=seed,
+                        quantify_options=opts)
         rows = res.composition_rows(names=[f"#{j}" for j in range(model.spectra_.shape[0])])
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         notes.append(f"The compositions could not be computed ({exc}); no composition table.")
         return None
+    qnotes = list(dict.fromkeys(n for q in res.quantifications for n in q.notes))
+    for j, q in enumerate(res.quantifications):
+        qnotes += [f"#{j}: {a} / {b} lines overlap (fitted intensities correlated {r:+.2f}): "
+                   "their split rests on the model's line ratios" for a, b, r in q.unresolved]
+    method = opts.get("method", "CL")
+    parts = [p for p in BUDGET_PARTS
+             if p != "thickness" or opts.get("thickness_sigma") is not None]
+    settings = {"method": method, "k_factors": source,
+                "thickness_nm": opts.get("thickness", model_for_signal(signal).thickness),
+                "thickness_sigma_nm": opts.get("thickness_sigma"),
+                "density_g_cm3": opts.get("density"), "excluded": excluded,
+                "detection_sigma": opts.get("detection_sigma", 3.0)}
     return Composition(
         rows=rows, level=0.95, elements=elements, n_boot=n_boot,
-        method=(f"Atomic % by line fitting and Cliff-Lorimer with theoretical k-factors "
-                f"(psnmf.quantify), ± one bootstrap standard deviation and the 95% interval "
-                f"from {n_boot} parametric bootstrap replicates of the binned stage "
-                "(psnmf.uncertainty)."),
-        note=("The intervals cover counting noise and the spread of the NMF solution, not "
-              "errors of the k-factors or of the element list: with theoretical k-factors "
-              "expect a few at.% of systematic error, and elements outside the list are "
-              "attributed to the continuum."),
+        method=(f"Atomic % by line fitting and {method} (psnmf.quantify), k-factors "
+                f"{source}; ± one standard deviation and the 95% interval combining, in "
+                f"quadrature, {n_boot} parametric bootstrap replicates of the binned stage "
+                "(counting noise and NMF spread, psnmf.uncertainty) with the k-factor "
+                "uncertainty (Monte Carlo) and the thickness uncertainty when given."),
+        note=("Each part of the budget is in summary.json and composition.csv. Elements "
+              "whose fitted lines are below 3 sigma are reported below the detection limit; "
+              "elements outside the list are attributed to the continuum; the absorption "
+              "correction uses the thickness given (none for a thin film)."),
+        parts=parts, options=settings, notes=qnotes,
     )
 
 
@@ -393,7 +422,7 @@ def output_names(*, write_denoised: bool = True) -> set[str]:
 
     dense = DENSE_FILES.values() if write_denoised else ()
     return {*FACTOR_FILES.values(), *dense, *(name for _, name, _ in FIGURES),
-            "summary.json", "report.html"}
+            "summary.json", "report.html", "composition.csv"}
 
 
 def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,

@@ -7,7 +7,9 @@ fit, smoothing, compositions, the k/b search, warnings, timings, files); its
 
 from __future__ import annotations
 
+import csv
 import importlib.metadata as md
+import io
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,10 +151,14 @@ class SmoothingInfo:
 
 @dataclass
 class Composition:
-    """Atomic % of every component with bootstrap ± and intervals.
+    """Atomic % of every component with its error budget, ± and intervals.
 
     ``rows``: one dict per (component, element) from
-    :meth:`psnmf.uncertainty.BootstrapResult.composition_rows`.
+    :meth:`psnmf.uncertainty.BootstrapResult.composition_rows` (status, at.%, total sd,
+    interval, the budget's parts, detection limit, overlapping elements).
+    ``options``: the quantification settings (method, k-factor source, thickness and
+    its uncertainty, excluded elements, detection threshold); ``notes``: what the
+    numbers leave out or flag (overlaps, k-factors without an uncertainty).
     """
 
     rows: list[dict[str, Any]]
@@ -161,10 +167,73 @@ class Composition:
     n_boot: int
     method: str
     note: str
+    parts: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    #: Columns of :meth:`csv_text`.
+    CSV_COLUMNS = ("component", "element", "status", "at_percent", "sd", "low", "high",
+                   "counting", "nmf", "bootstrap", "k_factors", "thickness",
+                   "detection_limit", "overlaps", "debiased")
 
     def for_component(self, name: str) -> list[dict[str, Any]]:
         """The rows of one component (``'#0'``, ...)."""
         return [r for r in self.rows if r["component"] == name]
+
+    @property
+    def components(self) -> list[str]:
+        """Component names in order."""
+        return list(dict.fromkeys(r["component"] for r in self.rows))
+
+    @staticmethod
+    def cell(row: dict[str, Any]) -> tuple[str, str]:
+        """``("18.63 ± 2.70", "[13.3, 23.9]")``; ``("< 0.04", "")`` below the detection
+        limit; ``("excluded", "")``."""
+        if row["status"] == "excluded":
+            return "excluded", ""
+        if row["status"] == "below_detection_limit":
+            dl = row["detection_limit"]
+            return ("< DL" if dl is None else f"< {dl:.2f}"), ""
+        return (f"{row['at_percent']:.2f} ± {row['sd']:.2f}",
+                f"[{row['low']:.2f}, {row['high']:.2f}]")
+
+    def to_text(self, indent: str = "  ") -> str:
+        """The phase x element matrix: at.% ± total sd, the interval beneath."""
+        width = max(15, *(len(self.cell(r)[1]) for r in self.rows)) + 1
+        lines = [f"{indent}composition, at.% ± sd and {round(100 * self.level)}% interval "
+                 f"(error budget: {', '.join(self.parts)})",
+                 f"{indent}{'':6s}" + "".join(f"{el:>{width}s}" for el in self.elements)]
+        for name in self.components:
+            rows = {r["element"]: r for r in self.for_component(name)}
+            cells = [self.cell(rows[el]) for el in self.elements]
+            lines.append(f"{indent}{name:6s}" + "".join(f"{c[0]:>{width}s}" for c in cells))
+            lines.append(f"{indent}{'':6s}" + "".join(f"{c[1]:>{width}s}" for c in cells))
+        lines += [f"{indent}note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def csv_text(self) -> str:
+        """One line per component and element, with every part of the error budget."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.CSV_COLUMNS)
+        for r in self.rows:
+            budget = r.get("budget") or {}
+            values = {**r, **{p: budget.get(p) for p in
+                              ("counting", "nmf", "bootstrap", "k_factors", "thickness")},
+                      "overlaps": " ".join(f"{e}:{c:+.2f}"
+                                           for e, c in (r.get("overlaps") or {}).items())}
+            writer.writerow(["" if values.get(c) is None else
+                             (f"{values[c]:.6g}" if isinstance(values[c], float) else values[c])
+                             for c in self.CSV_COLUMNS])
+        return out.getvalue()
+
+    def write_csv(self, path: Path) -> Path:
+        """:meth:`csv_text` written atomically to ``path``."""
+        from psnmf.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(self.csv_text(), encoding="utf-8")
+        return Path(path)
 
 
 @dataclass

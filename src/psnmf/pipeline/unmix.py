@@ -71,6 +71,7 @@ def unmix(
     vertex: bool = True,
     n_boot: int = DEFAULT_BOOTSTRAP,
     write_denoised: bool = False,
+    quantify_options: dict[str, Any] | None = None,
 ) -> UnmixResult:
     """Read, unmix and denoise an EDX spectrum image; write results and a report.
 
@@ -122,6 +123,12 @@ def unmix(
         Also write the dense denoised cubes ``denoised.hspy`` and ``pca_denoised.hspy``
         (float32, chunked, gzip-compressed; 4 bytes per pixel and channel before
         compression). By default only the factors are written, from which they are rebuilt.
+    quantify_options : dict, optional
+        Settings of the component quantification, passed to :func:`psnmf.quantify.quantify`
+        (through :func:`psnmf.uncertainty.bootstrap`): ``method``, ``k_factors`` (a dict,
+        :class:`psnmf.quantify.KFactors` or a file), ``thickness`` and ``thickness_sigma``
+        (nm), ``density`` (g/cm^3), ``exclude_elements`` (fitted, left out of the totals),
+        ``detection_sigma``, ``beam_current``, ``live_time``...
 
     Returns
     -------
@@ -201,6 +208,7 @@ def unmix(
                     components=tuple(components),
                     iterations=(int(max_iter), int(max_iter_full)), smoothing=smoothing,
                     vertex=bool(vertex), n_boot=int(n_boot),
+                    quantify_options=quantify_options,
                 )
                 if results is not None:
                     _write(result, results, prog, report=report, t_start=t_start,
@@ -219,7 +227,8 @@ def unmix(
 def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None,
          b: int | None, energy_range: Any, elements: Any, seed: int | None,
          bins: tuple[int, ...], components: tuple[int, ...], iterations: tuple[int, int],
-         smoothing: float | str | None, vertex: bool, n_boot: int) -> UnmixResult:
+         smoothing: float | str | None, vertex: bool, n_boot: int,
+         quantify_options: dict[str, Any] | None = None) -> UnmixResult:
     """The steps from the input to the result, nothing written."""
     with prog.step("load", "loading"):
         loaded = load(path_or_signal, energy_range, elements, notes)
@@ -253,7 +262,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     if n_boot > 0 and elmaps.lines:
         with prog.step("composition", f"compositions (bootstrap, {n_boot} replicates)"):
             composition = steps.quantify(fitted.model, data, loaded.signal, elmaps.lines,
-                                         n_boot, seed, notes)
+                                         n_boot, seed, notes, options=quantify_options)
     summary = Summary(
         psnmf_version=__version__, versions=versions(),
         input=_input_info(loaded, data, elmaps.lines),
@@ -291,6 +300,9 @@ def _write(result: UnmixResult, results: io.ResultsFolder, prog: Progress, *, re
         with prog.step("report", "figures and report"):
             if report:
                 result.paths.update(steps.write_figures(result, out))
+        if result.summary.composition is not None:
+            result.paths["composition"] = result.summary.composition.write_csv(
+                out / "composition.csv")
         summary = result.summary
         summary.timings_s = {**prog.timings, "total": time.perf_counter() - t_start}
         summary.files = {key: p.name for key, p in result.paths.items()}
@@ -382,10 +394,8 @@ def format_summary(result: UnmixResult) -> str:
         how = AUTO if s.smoothing.chosen else "given"
         lines.append(f"  maps        total-variation weight {s.smoothing.relative:.3g} x "
                      f"counts/pixel ({how})")
-    for j in range(result.n_components) if s.composition else ():
-        lines.append(f"  at.% #{j}     " + ", ".join(
-            f"{r['element']} {r['at_percent']:.1f}±{r['sd']:.1f}"
-            for r in s.composition.for_component(f"#{j}")))
+    if s.composition:
+        lines.append(s.composition.to_text(indent="  "))
     pca = "n/a" if dev.pca is None else f"{dev.pca:.4f}"
     lines.append(f"  held-out Poisson deviance per count (lower is better): raw {dev.raw:.4f} "
                  f"| PCA {pca} | PSNMF {dev.psnmf:.4f}")

@@ -42,22 +42,42 @@ def _smoothing_html(result: UnmixResult, fig_html: dict[str, str]) -> list[str]:
 
 
 def _composition_html(result: UnmixResult) -> list[str]:
+    """The phase x element matrix (at.% ± sd, interval) and the error budget per part."""
     comp = result.summary.composition
     if comp is None:
         return []
-    head = (f"<tr><th>component</th><th>element</th><th>at.%</th><th>&plusmn; sd</th>"
-            f"<th>{int(round(100 * comp.level))}% interval</th></tr>")
-    body = "".join(
+    head = "<tr><th>component</th>" + "".join(
+        f"<th>{html.escape(el)}</th>" for el in comp.elements) + "</tr>"
+    body = ""
+    for name in comp.components:
+        rows = {r["element"]: r for r in comp.for_component(name)}
+        cells = "".join(
+            "<td class='num'>{}<br><small>{}</small></td>".format(
+                *(html.escape(c) for c in comp.cell(rows[el])))
+            for el in comp.elements)
+        body += f"<tr><td>{html.escape(str(name))}</td>{cells}</tr>"
+    parts = list(comp.parts)
+    bhead = ("<tr><th>component</th><th>element</th><th>at.%</th><th>&plusmn; sd</th>"
+             + "".join(f"<th>{html.escape(p)}</th>" for p in parts) + "<th>overlaps</th></tr>")
+    bbody = "".join(
         f"<tr><td>{html.escape(str(r['component']))}</td><td>{html.escape(r['element'])}</td>"
-        f"<td class='num'>{r['at_percent']:.2f}</td><td class='num'>&plusmn; {r['sd']:.2f}"
-        f"</td><td class='num'>[{r['low']:.2f}, {r['high']:.2f}]</td></tr>"
-        for r in comp.rows
-    )
+        f"<td class='num'>{r['at_percent']:.2f}</td><td class='num'>{r['sd']:.2f}</td>"
+        + "".join(f"<td class='num'>{r['budget'][p]:.2f}</td>" if p in r["budget"]
+                  else "<td>-</td>" for p in parts)
+        + "<td>" + html.escape(", ".join(f"{e} ({c:+.2f})" for e, c in r["overlaps"].items()))
+        + "</td></tr>"
+        for r in comp.rows if r["status"] == "quantified")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in comp.notes)
     return [
         "<h2>Composition of the components</h2>",
         f"<p>{html.escape(comp.method)}</p>",
+        f"<p>at.% &plusmn; one standard deviation, the {int(round(100 * comp.level))}% "
+        "interval beneath; &lt; x: below the detection limit x.</p>",
         f"<table>{head}{body}</table>",
+        "<h3>Error budget (standard deviations in at.%)</h3>",
+        f"<table>{bhead}{bbody}</table>",
         f"<p>{html.escape(comp.note)}</p>",
+        f"<ul>{notes}</ul>" if notes else "",
     ]
 
 
