@@ -70,10 +70,16 @@ uncertainty is given). The parts are independent, so every interval centre's sd 
 ``sqrt(bootstrap^2 + k_factors^2 + thickness^2)``: a sum in quadrature rather than one
 Monte Carlo over everything because the bootstrap has only 20-30 replicates, too few for
 the tails of a joint distribution, while each part's sd is well determined on its own.
-``systematic=False`` gives the bootstrap-only intervals of earlier versions, for
-comparison. Elements whose fitted intensity is below the detection limit in a
-component (:func:`psnmf.quantify.quantify`, ``detection_sigma``) or excluded by the
-user get no composition in that component; the replicates are quantified without them.
+``systematic=False`` gives the bootstrap-only intervals, for comparison. Measured by
+``benchmarks/coverage.py`` (60 x 60, 4 seeds, 12 replicates, elements >= 1 at.%, mantle
+and eutectic at both presets): on data made by another physics (other ionisation
+cross-sections and detector window, k-factors up to 24 % off) the bootstrap-only
+intervals cover 53 of 152 true compositions, the full budget 152 of 152; on the model's
+own data (exact k-factors) 144/152 and 152/152.
+
+Elements whose fitted intensity is below the detection limit in a component
+(:func:`psnmf.quantify.quantify`, ``detection_sigma``) or excluded by the user get no
+composition in that component; the replicates are quantified without them.
 """
 
 from __future__ import annotations
