@@ -1,0 +1,506 @@
+"""The one-call quantification: line fit, then CL, zeta or cross-section, with the error
+budget, detection limits, exclusions and overlaps (:func:`quantify`)."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.constants as sc
+
+from psnmf.physics import (
+    EDXModel,
+    atomic_weight,
+)
+from psnmf.quantify._common import GASEOUS, positive_or_none
+from psnmf.quantify.absorption import (
+    absorption_factors,
+    exspy_tables,
+    film_density,
+    iterate_absorption,
+)
+from psnmf.quantify.kfactors import KFactors, k_factor_spread, read_k_factors, theoretical_k_sd
+from psnmf.quantify.linefit import LineFit, fit_lines
+from psnmf.quantify.methods import METHODS, cliff_lorimer, cross_section, electron_dose, zeta_factor
+from psnmf.quantify.result import Quantification
+
+__all__ = ["quantify", "quantify_spectra"]
+
+
+def quantify(
+    spectrum: Any,
+    elements: list[str] | tuple[str, ...] | None = None,
+    model: EDXModel | None = None,
+    k_factors: dict[str, float] | KFactors | str | os.PathLike[str] | None = None,
+    k_factor_basis: str = "atomic",
+    families: dict[str, str] | None = None,
+    total_counts: float | None = None,
+    *,
+    method: str = "CL",
+    thickness: float | None = None,
+    density: float | None = None,
+    phase: str | None = None,
+    takeoff_angle: float | None = None,
+    thickness_sigma: float | None = None,
+    absorption_correction: bool | None = None,
+    zeta_factors: dict[str, float] | None = None,
+    cross_sections: dict[str, float] | None = None,
+    solid_angle: float | None = None,
+    beam_current: float | None = None,
+    live_time: float | None = None,
+    probe_area: float | None = None,
+    database: str = "xraylib",
+    tol: float = 1e-6,
+    max_absorption_iter: int = 100,
+    k_factor_sd: float | dict[str, float] | None = None,
+    exclude_elements: list[str] | tuple[str, ...] | None = None,
+    detection_sigma: float | None = 3.0,
+    n_draws: int = 4000,
+    **fit_options: Any,
+) -> Quantification:
+    """Composition (atomic %) of one spectrum: line fitting, then CL, zeta or cross-section.
+
+    Parameters
+    ----------
+    spectrum : array-like or HyperSpy signal
+        One spectrum (see :func:`fit_lines`).
+    elements : list of str, optional
+        Elements to quantify (default: the signal's elements).
+    model : EDXModel, optional
+        Forward model for the line templates, the default k-factors, and the default
+        thickness, density and take-off angle (a signal's model carries its metadata,
+        :func:`model_for_signal`).
+    k_factors : dict, KFactors, or path, optional
+        User k-factors (element or line label -> k), or a CSV/JSON file
+        (:func:`read_k_factors`). Default: the model's (:meth:`EDXModel.k_factors`),
+        which are exact for data simulated with the same model.
+    k_factor_basis : {"atomic", "weight"}
+        Basis of ``k_factors`` given as a dict.
+    families : dict, optional
+        Element -> family to use (default from the k-factor file's line labels,
+        then :meth:`EDXModel.quant_family`).
+    total_counts : float, optional
+        Total counts the spectrum stands for (enables uncertainties for normalised
+        spectra).
+    method : {"CL", "zeta", "cross_section"}
+        Cliff-Lorimer (k-factors), zeta factors (with ``beam_current`` and
+        ``live_time``; gives the mass thickness) or cross-sections (with
+        ``beam_current``, ``live_time`` and ``probe_area``; gives numbers of atoms).
+    thickness : float, optional
+        Specimen thickness in nm for the CL absorption correction (default the
+        model's ``thickness``: 0, no correction, unless the signal's metadata or the
+        simulator gave one).
+    density : float, optional
+        Density in g/cm^3 (default the model's ``density``, then ``phase_densities``
+        of ``phase``, then the mean of the model's ``phase_densities`` (a simulated
+        sample's component whose phase is not named), then
+        :func:`psnmf.physics.estimate_density`, which is far too low for oxides: give it).
+    phase : str, optional
+        Phase name to look up in the model's ``phase_densities``.
+    takeoff_angle : float, optional
+        Degrees (default the model's).
+    thickness_sigma : float, optional
+        Standard deviation of the thickness in nm (CL): adds the ``"thickness"`` part
+        of the uncertainty, half the change of the composition from ``t - sigma`` to
+        ``t + sigma``.
+    absorption_correction : bool, optional
+        Default: CL corrects when the thickness is > 0; zeta and cross-section always
+        correct (their mass thickness is measured). False switches it off (exspy's
+        default).
+    zeta_factors, cross_sections : dict, optional
+        Element -> zeta factor (kg/m^2) or detected cross-section (barns); default the
+        model's (:meth:`EDXModel.zeta_factors`, :meth:`EDXModel.cross_sections`), which
+        need the detector ``solid_angle`` (sr).
+    solid_angle : float, optional
+        Detector solid angle in sr, for the model's zeta factors or cross-sections.
+    beam_current, live_time, probe_area : float, optional
+        nA, s and nm^2 (the electron dose of the zeta and cross-section methods).
+    database : {"xraylib", "exspy"}
+        Attenuation coefficients and their averaging over a family; ``"exspy"``
+        reproduces exspy's absorption correction (see the module docstring).
+    tol : float
+        Convergence of the absorption loop: largest change in at.% between iterations.
+    max_absorption_iter : int
+        Iterations before the absorption loop gives up with an error.
+    k_factor_sd : float or dict, optional
+        Relative standard deviation of the k-factors (CL) or of the zeta factors or
+        cross-sections (0.1 = 10 %), one for all or per element; it is the
+        ``"k_factors"`` part of the uncertainty (:func:`k_factor_spread`). Default:
+        :func:`theoretical_k_sd` for factors from the model, the file's
+        :attr:`KFactors.relative_sd` for a k-factor table, none for zeta factors or
+        cross-sections given as numbers (noted). 0 leaves the part out.
+    exclude_elements : list of str, optional
+        Elements fitted (their lines are in the spectrum: a Cu grid, Si of the
+        detector) but left out of the composition, which is normalised without them.
+    detection_sigma : float or None
+        An element whose fitted intensity is below ``detection_sigma`` times its
+        counting standard deviation is reported below the detection limit
+        (:attr:`Quantification.below_detection`, with the limit in at.%) instead of
+        being given a composition; needs counts (integer spectrum or
+        ``total_counts``). None reports every element.
+    n_draws : int
+        Monte Carlo draws of the k-factor part.
+    **fit_options
+        Passed to :func:`fit_lines` (``continuum_degree``, ``min_family_fraction``...).
+
+    Returns
+    -------
+    Quantification
+
+    Examples
+    --------
+    >>> from psnmf.physics import EDXModel
+    >>> film = EDXModel(thickness=100.0, density=3.6)
+    >>> spec = film.phase_spectrum({"Mg": 40, "Fe": 10, "O": 50})   # absorbed
+    >>> q = quantify(spec, ["Mg", "Fe", "O"], model=film)            # corrected
+    >>> round(q.composition["O"], 1), q.thickness
+    (50.0, 100.0)
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if database not in ("xraylib", "exspy"):
+        raise ValueError(f"database must be 'xraylib' or 'exspy', got {database!r}")
+    if not (isinstance(tol, int | float) and tol > 0):
+        raise ValueError(f"tol must be a positive number of at.%, got {tol!r}")
+    table: KFactors | None
+    if k_factors is None:
+        table = None
+    elif isinstance(k_factors, KFactors):
+        table = k_factors
+    elif isinstance(k_factors, dict):
+        table = KFactors(values=dict(k_factors), basis=k_factor_basis)
+    else:
+        table = read_k_factors(k_factors)
+    fams = dict(table.families()) if table is not None else {}
+    fams.update(families or {})
+    fit = fit_lines(
+        spectrum, elements, model=model, families=fams, total_counts=total_counts, **fit_options
+    )
+    model_used = fit.model
+    toa = positive_or_none("takeoff_angle", takeoff_angle, "give degrees, e.g. 35")
+    if toa is not None and toa > 90:
+        raise ValueError(f"takeoff_angle must be <= 90 degrees, got {takeoff_angle!r}")
+    toa = model_used.takeoff_angle if toa is None else toa
+    lines = {el: model_used.line_label(el, fam) for el, fam in fit.families.items()}
+    excluded = _subset("exclude_elements", exclude_elements, fit.elements)
+    significance = None
+    if fit.sigma is not None:
+        significance = {
+            el: (fit.intensities[el] / fit.sigma[el] if fit.sigma[el] > 0 else math.inf)
+            for el in fit.elements
+        }
+    below: list[str] = []
+    if detection_sigma is not None:
+        dsig = positive_or_none("detection_sigma", detection_sigma, "e.g. 3 (sigma)")
+        if significance is not None:
+            below = [el for el in fit.elements
+                     if el not in excluded and significance[el] < float(dsig)]
+    incl = [el for el in fit.elements if el not in excluded and el not in below]
+    if not incl:
+        raise ValueError(
+            f"no element left to quantify: excluded {excluded}, below the detection limit "
+            f"{below}; check the element list, or lower detection_sigma"
+        )
+    idx = [fit.elements.index(el) for el in incl]
+    intens = {el: fit.intensities[el] for el in incl}
+    cov = None if fit.covariance is None else fit.covariance[np.ix_(idx, idx)]
+    fams_incl = {el: fit.families[el] for el in incl}
+    aw = None
+    if database == "exspy":
+        db = exspy_tables().elements
+        aw = {el: float(db[el]["General_properties"]["atomic_weight"]) for el in fit.elements}
+
+    def absorption_of(comp: dict[str, float], rho_t: float) -> dict[str, float]:
+        return absorption_factors(comp, rho_t, model_used, fams_incl, toa, database)
+
+    rho: float | None = None
+    t_used: float | None = None
+    budget: dict[str, dict[str, float]] = {}
+    extra: dict[str, Any] = {}
+    if method == "CL":
+        if table is None:
+            kf_all = model_used.k_factors(fit.elements, fit.families)
+        else:
+            kf_all = table.atomic()
+        kf = {el: kf_all[el] for el in incl if el in kf_all}
+        t = positive_or_none(
+            "thickness", thickness, "give the specimen thickness in nm (0 = thin film)",
+            allow_zero=True,
+        )
+        t_used = model_used.thickness if t is None else t
+        sigma_t = positive_or_none(
+            "thickness_sigma", thickness_sigma, "give the thickness uncertainty in nm",
+            allow_zero=True,
+        )
+        rho_given = positive_or_none("density", density, "give g/cm^3, e.g. 4.1")
+        if rho_given is None:
+            named = dict(model_used.phase_densities)
+            if model_used.density is not None:
+                rho_given = model_used.density
+            elif phase is not None and phase in named:
+                rho_given = named[phase]
+            elif named:
+                # a spectrum of a sample whose phases' densities are known, without
+                # saying which phase it is (an NMF component): their mean
+                rho_given = float(np.mean(list(named.values())))
+        correct = (t_used > 0) if absorption_correction is None else bool(absorption_correction)
+        if correct and t_used == 0 and absorption_correction:
+            raise ValueError(
+                "absorption_correction=True with Cliff-Lorimer needs thickness > 0 (nm)"
+            )
+
+        def solve(t_nm: float) -> tuple[dict[str, float], dict[str, float] | None, float, int]:
+            if not correct or t_nm == 0:
+                comp, _ = cliff_lorimer(intens, kf)
+                return comp, None, 0.0, 0
+
+            def step(a: dict[str, float] | None) -> tuple[dict[str, float], float]:
+                comp, _ = cliff_lorimer(intens, kf, None, a)
+                return comp, film_density(comp, rho_given, database) * t_nm * 1e-6
+
+            return iterate_absorption(step, absorption_of, tol, max_absorption_iter)
+
+        comp0, a_used, rho_t, n_abs = solve(t_used)
+        comp, unc = cliff_lorimer(intens, kf, cov, a_used)
+        if a_used is not None:
+            rho = film_density(comp, rho_given, database)
+            if rho_given is None and set(comp) & GASEOUS:
+                warnings.warn(
+                    "absorption correction without a density: it is estimated from the "
+                    "element densities, far too low for oxides and nitrides; pass "
+                    "density= (g/cm^3) for a correct correction",
+                    stacklevel=2,
+                )
+        if sigma_t:
+            lo = solve(max(t_used - sigma_t, 0.0))[0]
+            hi = solve(t_used + sigma_t)[0]
+            budget["thickness"] = {el: abs(hi[el] - lo[el]) / 2.0 for el in comp}
+        mass_thickness = rho_t if a_used is not None else None
+    else:
+        if thickness_sigma is not None:
+            raise ValueError(
+                f"thickness_sigma applies to method='CL'; method={method!r} measures the "
+                "mass thickness from the data"
+            )
+        if beam_current is None or live_time is None:
+            raise ValueError(
+                f"method={method!r} needs beam_current (nA) and live_time (s) for the "
+                "electron dose"
+            )
+        correct = True if absorption_correction is None else bool(absorption_correction)
+        omega = positive_or_none("solid_angle", solid_angle, "give the detector's sr")
+        given = zeta_factors if method == "zeta" else cross_sections
+        if given is None and omega is None:
+            name = "zeta_factors" if method == "zeta" else "cross_sections"
+            raise ValueError(
+                f"method={method!r}: give {name} (element -> value) or the detector "
+                "solid_angle (sr) to use the model's"
+            )
+        if method == "zeta":
+            factors = dict(given) if given is not None else model_used.zeta_factors(
+                fit.elements, fit.families, float(omega)
+            )
+            dose = electron_dose(beam_current, live_time)
+
+            def step(a: dict[str, float] | None) -> tuple[dict[str, float], float]:
+                comp, _, rt, _ = zeta_factor(intens, factors, dose, None, a, aw)
+                return comp, rt
+
+        else:
+            factors = dict(given) if given is not None else model_used.cross_sections(
+                fit.elements, fit.families, float(omega)
+            )
+            if probe_area is None:
+                raise ValueError("method='cross_section' needs probe_area (nm^2)")
+            dose = electron_dose(beam_current, live_time, probe_area)
+            weights = aw or {el: atomic_weight(el) for el in fit.elements}
+
+            def step(a: dict[str, float] | None) -> tuple[dict[str, float], float]:
+                comp, _, atoms = cross_section(intens, factors, dose, None, a)
+                mass = sum(n * weights[el] * 1e-3 / sc.Avogadro for el, n in atoms.items())
+                return comp, mass / (float(probe_area) * 1e-18)
+
+        if correct:
+            _, a_used, mass_thickness, n_abs = iterate_absorption(
+                step, absorption_of, tol, max_absorption_iter
+            )
+        else:
+            a_used, n_abs = None, 0
+            mass_thickness = step(None)[1]
+        if method == "zeta":
+            comp, unc, mass_thickness, extra["mass_thickness_sigma"] = zeta_factor(
+                intens, factors, dose, cov, a_used, aw
+            )
+            kf_all = {el: v / (aw or {}).get(el, atomic_weight(el))
+                      for el, v in factors.items()}
+        else:
+            comp, unc, extra["atoms"] = cross_section(intens, factors, dose, cov, a_used)
+            kf_all = {el: 1.0 / v for el, v in factors.items()}
+        kf = {el: kf_all[el] for el in comp}
+        rho = positive_or_none("density", density, "give g/cm^3") or model_used.density
+        if rho is not None:
+            t_used = mass_thickness / rho * 1e6
+    from_model = {"CL": table is None, "zeta": zeta_factors is None,
+                  "cross_section": cross_sections is None}[method]
+    notes: list[str] = []
+    k_sd = _k_factor_sd(k_factor_sd, incl, fit.families, model_used, table, from_model,
+                        method, notes)
+    a_eff = a_used or {}
+    scaled = {el: intens[el] / a_eff.get(el, 1.0) for el in comp}
+    if any(v > 0 for v in k_sd.values()):
+        budget["k_factors"] = k_factor_spread(scaled, kf, k_sd, n_draws)
+    limits: dict[str, float | None] = {}
+    if below:
+        total = sum(kf[el] * scaled[el] for el in comp)
+        a_below = (absorption_factors(comp, mass_thickness, model_used,
+                                      {el: fit.families[el] for el in below}, toa, database)
+                   if a_used is not None else {})
+        for el in below:
+            if el not in kf_all:
+                limits[el] = None
+                notes.append(f"{el}: below the detection limit; no k-factor for its limit")
+                continue
+            x = kf_all[el] * float(dsig) * fit.sigma[el] / a_below.get(el, 1.0)
+            limits[el] = 100.0 * x / (total + x)
+    if unc is not None:
+        budget = {"counting": unc, **budget}
+    if budget:
+        unc = {el: math.sqrt(sum(part[el] ** 2 for part in budget.values())) for el in comp}
+    return Quantification(
+        composition=comp,
+        uncertainty=unc,
+        lines=lines,
+        k_factors=kf,
+        intensities=fit.intensities,
+        intensity_sigma=fit.sigma,
+        fit=fit,
+        method=method,
+        absorption=a_used,
+        thickness=t_used,
+        density=rho,
+        mass_thickness=mass_thickness,
+        absorption_iterations=n_abs,
+        uncertainty_budget=budget,
+        k_factor_sd=k_sd,
+        excluded=excluded,
+        below_detection=limits,
+        significance=significance,
+        unresolved=_unresolved(fit, incl, fit_options.get("overlap_threshold", 0.5)),
+        notes=notes,
+        **extra,
+    )
+
+
+def _subset(name: str, values: Any, elements: list[str]) -> list[str]:
+    """``values`` as a list of fitted elements (clear error otherwise)."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [v for v in values.replace(" ", "").split(",") if v]
+    out = list(dict.fromkeys(str(v) for v in values))
+    unknown = [v for v in out if v not in elements]
+    if unknown:
+        raise ValueError(
+            f"{name}: {unknown} are not among the fitted elements {elements}; add them to "
+            "the elements (their lines must be fitted to be left out) or drop them"
+        )
+    return out
+
+
+def _k_factor_sd(
+    given: float | dict[str, float] | None,
+    elements: list[str],
+    families: dict[str, str],
+    model: EDXModel,
+    table: KFactors | None,
+    from_model: bool,
+    method: str,
+    notes: list[str],
+) -> dict[str, float]:
+    """Relative sd of each element's factor: given, theoretical, or the table's."""
+    def check(el: str, v: Any) -> float:
+        r = positive_or_none(f"k_factor_sd of {el}", v, "give a relative sd, e.g. 0.1",
+                              allow_zero=True)
+        return float(r or 0.0)
+
+    if isinstance(given, dict):
+        unknown = [el for el in given if el not in families]
+        if unknown:
+            raise ValueError(f"k_factor_sd: {unknown} are not among the elements {elements}")
+    elif given is not None:
+        return {el: check(el, given) for el in elements}
+    given = given or {}
+    out: dict[str, float] = {}
+    missing: list[str] = []
+    for el in elements:
+        if el in given:
+            out[el] = check(el, given[el])
+        elif from_model:
+            out[el] = theoretical_k_sd(el, families[el], model)
+        elif table is not None and el in table.relative_sd:
+            out[el] = table.relative_sd[el]
+        else:
+            out[el] = 0.0
+            missing.append(el)
+    if missing:
+        what = {"CL": "k-factor", "zeta": "zeta factor", "cross_section": "cross-section"}
+        notes.append(
+            f"no uncertainty given for the {what[method]}s of {missing}: the uncertainty "
+            "leaves their error out (give k_factor_sd, or sigma in the k-factor file)"
+        )
+    return out
+
+
+def _unresolved(
+    fit: LineFit, elements: list[str], threshold: float
+) -> list[tuple[str, str, float]]:
+    """Pairs of quantified elements whose fitted intensities correlate beyond ``threshold``."""
+    if fit.correlation is None:
+        return []
+    out = []
+    for a_i, a in enumerate(fit.elements):
+        for b_i in range(a_i + 1, len(fit.elements)):
+            b = fit.elements[b_i]
+            r = float(fit.correlation[a_i, b_i])
+            if a in elements and b in elements and abs(r) > threshold:
+                out.append((a, b, r))
+    return out
+
+
+def quantify_spectra(
+    spectra: Any,
+    elements: list[str] | tuple[str, ...],
+    total_counts: Any = None,
+    **options: Any,
+) -> list[Quantification]:
+    """Quantify each row of a ``(k, n_channels)`` array (e.g. NMF component spectra).
+
+    Parameters
+    ----------
+    spectra : array-like
+        ``(k, n_channels)``.
+    elements : list of str
+        Elements to quantify.
+    total_counts : float or sequence of float, optional
+        Counts each spectrum stands for (enables uncertainties).
+    **options
+        Passed to :func:`quantify`.
+
+    Returns
+    -------
+    list of Quantification
+    """
+    arr = np.asarray(spectra, dtype=float)
+    if arr.ndim != 2:
+        raise ValueError(f"spectra must be 2-D (k, n_channels), got shape {arr.shape}")
+    counts = np.broadcast_to(
+        np.asarray(total_counts if total_counts is not None else np.nan, dtype=float),
+        (arr.shape[0],),
+    )
+    return [
+        quantify(row, elements, total_counts=None if np.isnan(n) else float(n), **options)
+        for row, n in zip(arr, counts, strict=True)
+    ]
