@@ -34,6 +34,15 @@ Two steps:
    the current composition, and the composition is recomputed until it changes by
    less than ``tol`` at.%, as exspy does (``absorption_correction=True``).
 
+Modules
+-------
+:mod:`~psnmf.quantify.kfactors` (k-factor tables and files, the uncertainty of theoretical
+k-factors), :mod:`~psnmf.quantify.linefit` (the line fit), :mod:`~psnmf.quantify.methods`
+(CL, zeta, cross-section formulas), :mod:`~psnmf.quantify.absorption` (thin-film
+absorption), :mod:`~psnmf.quantify.calibration` (k-factors from an internal standard),
+:mod:`~psnmf.quantify.result` (:class:`Quantification`) and :mod:`~psnmf.quantify.core`
+(:func:`quantify`, which puts them together); every public name is imported here.
+
 Where psnmf follows exspy and where not
 ---------------------------------------
 The three formulas, the fixed-point absorption loop and the units (zeta factors in
