@@ -194,8 +194,9 @@ def test_estimate_is_within_its_error_of_a_fresh_run(tmp_path):
 
 
 def test_guard_refuses_under_an_address_space_limit_before_heavy_work():
-    """Under ``ulimit -v`` 1.5 GB a 180 x 180 x 1980 run is refused in well under a second
-    of work, with the size, the memory needed and available, and the CLI fixes."""
+    """Under ``ulimit -v`` 1.5 GB a 512 x 512 x 2048 run at about 100 counts per pixel is
+    refused in well under a second of work, with the size, the memory needed and
+    available, and the CLI fixes."""
     proc = _python("""
         import time
         from psnmf.pipeline.memory import check_unmix_memory
@@ -203,7 +204,7 @@ def test_guard_refuses_under_an_address_space_limit_before_heavy_work():
         check_unmix_memory((32, 32), 1980, 50_000, what="'small.hspy'")  # fits
         t0 = time.perf_counter()
         try:
-            check_unmix_memory((180, 180), 1980, 2_300_000, what="'map.hspy'")
+            check_unmix_memory((512, 512), 2048, 27_000_000, what="'map.hspy'")
         except InsufficientMemoryError as exc:
             print(f"{time.perf_counter() - t0:.3f}")
             print(exc)
@@ -213,7 +214,7 @@ def test_guard_refuses_under_an_address_space_limit_before_heavy_work():
     assert proc.returncode == 0, proc.stderr
     seconds, message = proc.stdout.split("\n", 1)
     assert float(seconds) < 1.0
-    for part in ("'map.hspy'", "180 x 180 pixels x 1980 channels", "needs about",
+    for part in ("'map.hspy'", "512 x 512 pixels x 2048 channels", "needs about",
                  "GiB is available", "address-space limit", "--energy-range",
                  "binned", "lazy"):
         assert part in message, (part, message)
@@ -223,9 +224,9 @@ def test_guard_in_process_with_little_memory(monkeypatch):
     monkeypatch.setattr(_validation, "available_memory", lambda: 600 * 2**20)
     monkeypatch.setattr(_validation, "memory_limits", lambda: {"cgroup": 600 * 2**20})
     with pytest.raises(_validation.InsufficientMemoryError) as info:
-        memory.check_unmix_memory((128, 128), 1980, 1_200_000, what="'scan.bcf'")
+        memory.check_unmix_memory((256, 256), 1980, 4_800_000, what="'scan.bcf'")
     msg = str(info.value)
-    est = memory.estimate_peak((128, 128), 1980, 1_200_000)
+    est = memory.estimate_peak((256, 256), 1980, 4_800_000)
     assert isinstance(info.value, MemoryError)
     assert f"needs about {est.need / 2**30:.2f} GiB" in msg
     assert "0.59 GiB is available (limited by the container's memory limit)" in msg
@@ -243,8 +244,9 @@ def test_stages_left_out_do_not_count():
     assert set(full.stages) == set(memory.STAGES)
     assert set(bare.stages) == {"load", "pca", "psnmf", "heldout", "elements"}
     assert bare.peak <= full.peak
-    big = memory.estimate_peak((128, 128), 1980, 300_000)  # grows with the cube
-    assert big.need - full.need > 0.4 * (128**2 - 64**2) * 1980 * 8
+    # grows with the counts: the counts and their two halves hold >= 36 bytes a non-zero
+    big = memory.estimate_peak((64, 64), 1980, 3_000_000)
+    assert big.need - full.need > 36 * (3_000_000 - 300_000)
 
 
 def test_unmix_refuses_under_a_limit_when_wired(tmp_path):

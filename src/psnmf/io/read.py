@@ -676,7 +676,27 @@ def crop_energy(
     energy_range: tuple[float | None, float | None],
     source: Path | str = "the signal",
 ) -> BaseSignal:
-    """The channels of ``signal`` with ``lo <= E < hi`` keV (a new signal, same class).
+    """The channels of ``signal`` with ``lo <= E < hi`` keV (a new signal, same class; lazy
+    for a lazy signal), the channels :func:`energy_channels` selects.
+
+    Examples
+    --------
+    >>> import hyperspy.api as hs
+    >>> s = hs.signals.Signal1D(np.ones((2, 10)))
+    >>> s.axes_manager.signal_axes[0].scale = 0.5
+    >>> crop_energy(s, (1.0, None)).axes_manager.signal_axes[0].axis.tolist()
+    [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5]
+    """
+    i0, i1 = energy_channels(signal, energy_range, source)
+    return signal.isig[i0:i1]
+
+
+def energy_channels(
+    signal: BaseSignal,
+    energy_range: tuple[float | None, float | None],
+    source: Path | str = "the signal",
+) -> tuple[int, int]:
+    """The channel slice ``[i0, i1)`` of ``signal`` with ``lo <= E < hi`` keV.
 
     Parameters
     ----------
@@ -700,8 +720,8 @@ def crop_energy(
     >>> import hyperspy.api as hs
     >>> s = hs.signals.Signal1D(np.ones((2, 10)))
     >>> s.axes_manager.signal_axes[0].scale = 0.5
-    >>> crop_energy(s, (1.0, None)).axes_manager.signal_axes[0].axis.tolist()
-    [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5]
+    >>> energy_channels(s, (1.0, 4.0))
+    (2, 8)
     """
     try:
         lo, hi = energy_range
@@ -734,7 +754,7 @@ def crop_energy(
     i1 = int(np.searchsorted(energies, hi_v - tol, side="left"))
     if i1 <= i0:
         raise PsnmfIOError(f"energy_range={energy_range!r} selects no channel; {limits}.")
-    return signal.isig[i0:i1]
+    return i0, i1
 
 
 def set_elements(signal: BaseSignal, elements: Sequence[str] | str) -> None:

@@ -83,11 +83,10 @@ class Split:
         return self.total / (self.image_shape[0] * self.image_shape[1])
 
 
-def split(signal: Any, seed: int | None) -> Split:
-    """Counts of ``signal`` split by binomial thinning (fraction 0.5, seeded)."""
-    counts, shape, _ = signals.as_counts(signal, None)
-    X1, X2 = count_split(counts, SPLIT_FRACTION, random_state=seed)
-    return Split(sp.csr_matrix(counts), X1, X2, shape)
+def split(loaded: Loaded, seed: int | None) -> Split:
+    """The loaded counts split by binomial thinning (fraction 0.5, seeded)."""
+    X1, X2 = count_split(loaded.counts, SPLIT_FRACTION, random_state=seed)
+    return Split(loaded.counts, X1, X2, loaded.image_shape)
 
 
 def choose(
@@ -178,15 +177,18 @@ class Fitted:
     scale: Any
 
 
-def fit(signal: Any, k: int, b: int, *, seed: int | None, iterations: tuple[int, int],
-        smoothing: float | str | None, pure_spectra: bool) -> Fitted:
-    """PSNMF of the whole signal: component spectra, maps, count scale and the denoised
-    cube (lazy, from the factors)."""
+def fit(signal: Any, data: Split, k: int, b: int, *, seed: int | None,
+        iterations: tuple[int, int], smoothing: float | str | None,
+        pure_spectra: bool) -> Fitted:
+    """PSNMF of all the counts: component spectra, maps and count scale as signals with the
+    axes and metadata of ``signal``, and the denoised cube (lazy, from the factors)."""
     model = make_estimator(k, b, seed=seed, iterations=iterations, smoothing=smoothing,
-                           pure_spectra=pure_spectra).fit(signal)
+                           pure_spectra=pure_spectra,
+                           image_shape=data.image_shape).fit(data.counts)
     if not all(model.converged_.values()):
         logger.info("PSNMF stopped at the iteration caps %s", model.n_iter_)
-    spectra, maps = model.get_spectra(), model.get_maps()
+    spectra = signals.spectra_signal(model.spectra_, signal)
+    maps = signals.maps_signal(model.maps_, signal)
     scale = signals.scale_signal(model.scale_, signal)
     denoised = signals.denoised_from_factors(spectra, maps, scale, title="PSNMF denoised")
     return Fitted(model, denoised, spectra, maps, scale)
@@ -259,7 +261,7 @@ def element_maps(loaded: Loaded, pca_baseline: PCABaseline, fitted: Fitted,
             "elemental maps. Pass elements=[...] / --elements Fe,O,..."
         )
         return ElementMaps([], {"raw": {}, "pca": {}, "psnmf": {}})
-    out = {"raw": _line_maps(loaded.signal, lines)}
+    out = {"raw": _count_line_maps(loaded, lines)}
     model = fitted.model
     out["psnmf"] = _factor_line_maps(fitted.spectra, model.maps_ * model.scale_[..., None],
                                      lines)
@@ -276,6 +278,22 @@ def _line_maps(signal: Any, lines: list[str]) -> dict[str, np.ndarray]:
     )
     return {line: np.asarray(m.data, dtype=float)
             for line, m in zip(lines, intensities, strict=True)}
+
+
+def _count_line_maps(loaded: Loaded, lines: list[str]) -> dict[str, np.ndarray]:
+    """Line maps of the counts: the sum of each line's integration window (the channels
+    exspy's ``get_lines_intensity`` sums, found on the signal's axis), from the sparse
+    counts, without reading the data again."""
+    signal, counts = loaded.signal, loaded.counts
+    windows = signal.estimate_integration_windows(windows_width=INTEGRATION_WINDOWS,
+                                                  xray_lines=lines)
+    axis = signal.axes_manager.signal_axes[0]
+    out = {}
+    for line, (start, end) in zip(lines, windows, strict=True):
+        i0, i1 = axis.value2index(start), axis.value2index(end)
+        window = np.asarray(counts[:, i0:i1].sum(axis=1)).ravel()
+        out[line] = window.reshape(loaded.image_shape)
+    return out
 
 
 def _factor_line_maps(spectra: Any, loadings: np.ndarray,

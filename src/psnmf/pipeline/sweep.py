@@ -119,7 +119,7 @@ def sweep(
             loaded = load(path_or_signal, energy_range, elements, notes)
             for note in notes:
                 warnings.warn(note, UserWarning, stacklevel=2)
-            data = steps.split(loaded.signal, seed)
+            data = steps.split(loaded, seed)
             selection = steps.choose(data, k=None, b=None, bins=bins_t, components=comps_t,
                                      seed=seed, progress=prog)
         result = SweepResult(selection, loaded)

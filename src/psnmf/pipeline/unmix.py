@@ -232,7 +232,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     """The steps from the input to the result, nothing written."""
     with prog.step("load", "loading"):
         loaded = load(path_or_signal, energy_range, elements, notes)
-        data = steps.split(loaded.signal, seed)
+        data = steps.split(loaded, seed)
         memory.check_unmix_memory(
             data.image_shape, data.counts.shape[1], data.counts.nnz,
             what=f"'{loaded.source.get('file') or 'the signal'}'",
@@ -252,7 +252,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     with prog.step("pca", "PCA (HyperSpy)"):
         baseline = steps.pca(loaded.signal, k, seed, notes, data)
     with prog.step("psnmf", f"PSNMF k={k} b={b}"):
-        fitted = steps.fit(loaded.signal, k, b, **config)
+        fitted = steps.fit(loaded.signal, data, k, b, **config)
     with prog.step("heldout", "held-out deviance"):
         deviance = steps.score(loaded.signal, data, k, b, notes=notes,
                                smoothing_lam=fitted.model.smoothing_["lam"], **config)
