@@ -145,3 +145,17 @@ def test_heldout_deviance_of_factors_and_raw_counts_equals_the_dense_deviance():
     unsorted.has_sorted_indices = False
     assert heldout_deviance(X2, X1) == pytest.approx(raw, rel=1e-12)
     assert heldout_deviance(X2, unsorted) == pytest.approx(raw, rel=1e-12)
+
+
+def test_counts_csr_is_idempotent_and_keeps_the_values():
+    """The internal form (int32 indices, int64 row pointers) goes through ``counts_csr``
+    again unchanged (SciPy's routines need one index type, so it unifies them first)."""
+    from psnmf._validation import counts_csr
+
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.poisson(0.5, size=(40, 30)).astype(float))
+    once = counts_csr(X.copy())
+    assert once.indices.dtype == np.int32 and once.indptr.dtype == np.int64
+    twice = counts_csr(once.copy())
+    assert twice.indices.dtype == np.int32 and twice.indptr.dtype == np.int64
+    np.testing.assert_array_equal(twice.toarray(), X.toarray())

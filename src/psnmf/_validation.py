@@ -390,6 +390,9 @@ def counts_csr(M: sp.spmatrix | sp.sparray, name: str = "X") -> sp.csr_matrix:
     M = sp.csr_matrix(M, dtype=np.float64)
     if M.shape[0] < 1 or M.shape[1] < 1:
         raise ValueError(f"{name} is empty (shape {M.shape}); it needs pixels and channels.")
+    if M.indices.dtype != M.indptr.dtype:  # SciPy's routines need one index type
+        M.indices = M.indices.astype(np.int64)
+        M.indptr = M.indptr.astype(np.int64)
     M.sum_duplicates()
     M.eliminate_zeros()
     M.indices = M.indices.astype(np.int32, copy=False)
