@@ -66,7 +66,8 @@ def sweep(
       on the other four and scored on it, ``k`` in increasing order until the total rises.
       The ``k`` with the lowest total wins (``selection.k_search``).
     * ``b``: PSNMF (both stages) is fitted on one half of the counts at that ``k`` and
-      scored on the other half at full resolution (``selection.b_search``). Binning helps
+      scored on the other half at full resolution, from the largest ``b`` down until the
+      score rises (``selection.b_search``). Binning helps
       until it blurs the phases: the curve over ``b`` has its minimum where the spectra
       are best estimated without losing the maps.
 
