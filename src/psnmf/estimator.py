@@ -52,11 +52,13 @@ from psnmf.engine.binning import bin_counts, binned_shape, check_bin_factor
 from psnmf.engine.poisson_nmf import INIT_METHODS, NMFResult, solve_abundances
 from psnmf.engine.tv_maps import PENALTIES, smooth_maps
 from psnmf.engine.two_stage import (
+    NEVER_PURE_MODES,
     SPECTRA_MODES,
     STAGE2_MODES,
     VERTEX_SCALES,
     BinnedFit,
     binned_kwargs,
+    extrapolate_never_pure,
     fit_binned,
     fit_full,
     refine_vertices,
@@ -101,6 +103,7 @@ PARAMETER_RULES: dict[str, tuple[str, Any]] = {
     "max_dispersion": ("real", 0.0),
     "max_tail": ("real", 0.0),
     "vertex_scales": ("choice", VERTEX_SCALES),
+    "never_pure": ("choice", NEVER_PURE_MODES),
 }
 
 #: What each choice means, appended to the error for a value outside the choices.
@@ -114,6 +117,9 @@ CHOICE_HINTS = {
                       "updated, the paper's step 3)",
     "vertex_scales": "'binned' (pure clusters of the binned pixels only) or 'multi' (also at "
                      "b/2, ..., full resolution for the vertices the binned stage kept)",
+    "never_pure": "'keep' (a vertex without a pure cluster keeps NMF's spectrum) or 'lines' "
+                  "(it is extrapolated until an element line reaches zero; needs elements "
+                  "and an EDX model or a signal that has them)",
 }
 
 
@@ -272,6 +278,25 @@ class PSNMF(TransformerMixin, BaseEstimator):
         yet: the bootstrap and the debiased spectra (:mod:`psnmf.uncertainty`) replay the
         binned stage's moves only, so their intervals would not follow a vertex moved at a
         finer scale.
+    never_pure : {'keep', 'lines'}, default='keep'
+        The vertices without a pure cluster ('pure'): phases never pure (nanoparticles on a
+        support, nanoclusters in a matrix). 'keep': NMF's vertex, inside the true simplex
+        (the phase plus some of its neighbours). 'lines': each is moved away from the other
+        vertices as far as all its element line-family intensities stay non-negative
+        within noise (:func:`psnmf.engine.two_stage.extrapolate_never_pure`): a phase
+        without the support's or the matrix's elements loses them, which the likelihood
+        alone cannot decide. Needs ``elements`` and ``edx_model`` (or a HyperSpy signal
+        with ``Sample.elements`` and its energy axis). Not the default: a phase that has
+        every element of a neighbour but no pure cluster at any scale (M23C6 carbides in
+        ferrite at low counts) is pushed out until it loses one of them, so use it with
+        ``vertex_scales='multi'``; and the bootstrap (:mod:`psnmf.uncertainty`) does not
+        replay it.
+    elements : list of str, optional
+        The sample's elements, for ``never_pure='lines'`` (default: the signal's
+        ``Sample.elements``).
+    edx_model : psnmf.physics.EDXModel, optional
+        The forward model on the data's energy axis, for ``never_pure='lines'`` (default:
+        :func:`psnmf.quantify.model_for_signal` of the signal).
 
     Attributes
     ----------
@@ -298,6 +323,9 @@ class PSNMF(TransformerMixin, BaseEstimator):
     vertex_scale_ : ndarray (k,) of int
         The bin factor of the scale at which each spectrum moved to a pure cluster (``b``
         for the binned stage, smaller with ``vertex_scales='multi'``; 0: kept).
+    vertex_steps_ : ndarray (k, k)
+        ``never_pure='lines'``: the step of each extrapolated vertex away from each other
+        vertex (zero rows for the vertices not moved; all zero otherwise).
     loss_ : dict
         ``{'binned': ndarray, 'full': ndarray}`` loss (generalised KL) histories.
     n_iter_ : dict
@@ -363,6 +391,9 @@ class PSNMF(TransformerMixin, BaseEstimator):
         max_dispersion: float = 1.5,
         max_tail: float = 1.0,
         vertex_scales: str = "binned",
+        never_pure: str = "keep",
+        elements: list[str] | tuple[str, ...] | None = None,
+        edx_model: Any = None,
     ) -> None:
         self.n_components = n_components
         self.bin_factor = bin_factor
@@ -381,6 +412,9 @@ class PSNMF(TransformerMixin, BaseEstimator):
         self.max_dispersion = max_dispersion
         self.max_tail = max_tail
         self.vertex_scales = vertex_scales
+        self.never_pure = never_pure
+        self.elements = elements
+        self.edx_model = edx_model
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -439,11 +473,13 @@ class PSNMF(TransformerMixin, BaseEstimator):
         check_parameters(self.get_params(deep=False))
         if lazy_engine.is_lazy(X):
             return self._fit_lazy(X)
+        lines = self._line_physics(X)
         counts, shape, template = signals.as_counts(X, self._matrix_shape(X))
         check_has_counts(counts)
         k, b, selection = self._choose(counts, shape)
         b, k = self._check_layout(shape, counts.shape[1], k, b)
-        stage1 = fit_binned(bin_counts(counts, shape, b), k, random_state=self.random_state,
+        binned = bin_counts(counts, shape, b)
+        stage1 = fit_binned(binned, k, random_state=self.random_state,
                             **binned_kwargs(self.get_params()))
         if self.spectra == "pure" and self.vertex_scales == "multi":
             stage1 = refine_vertices(
@@ -451,12 +487,46 @@ class PSNMF(TransformerMixin, BaseEstimator):
                 min_cluster=self.min_cluster, max_dispersion=self.max_dispersion,
                 max_tail=self.max_tail, max_iter=self.max_iter_full, tol=self.tol,
             )
+        steps = np.zeros((k, k))
+        if lines is not None:
+            stage1, steps = extrapolate_never_pure(binned, stage1, *lines,
+                                                   max_iter=self.max_iter)
         stage2 = fit_full(counts, stage1.spectra, stage1.maps, shape, b,
                           stage2_spectra=self.stage2_spectra, max_iter=self.max_iter_full,
                           tol=self.tol, start=stage1.full_maps)
         maps, smoothing, unsmoothed = self._smooth(counts, stage2.A, stage1.spectra, shape)
         return self._set_fitted(shape, b, template, stage1, stage2, maps, smoothing,
-                                unsmoothed, selection)
+                                unsmoothed, selection, steps)
+
+    def _line_physics(self, X: Any) -> tuple[Any, list[str]] | None:
+        """``(edx_model, elements)`` for ``never_pure='lines'``, else None.
+
+        Both from the parameters where given, else from the signal (its energy axis and
+        metadata, :func:`psnmf.quantify.model_for_signal`; ``Sample.elements``).
+        """
+        if self.never_pure != "lines":
+            return None
+        if self.spectra != "pure":
+            raise ValueError(
+                "never_pure='lines' extrapolates the vertices that have no pure cluster, "
+                "which needs spectra='pure'; use spectra='pure' or never_pure='keep'."
+            )
+        model, elements = self.edx_model, self.elements
+        if signals.is_signal(X):
+            if model is None:
+                from psnmf.quantify import model_for_signal
+
+                model = model_for_signal(X)
+            if elements is None:
+                elements = list(X.metadata.get_item("Sample.elements", []) or [])
+        if model is None or not elements:
+            raise ValueError(
+                "never_pure='lines' needs the sample's elements and the EDX model of the "
+                "data's energy axis: pass elements=[...] and "
+                "edx_model=EDXModel.for_axis(offset, scale, size), or fit a HyperSpy EDS "
+                "signal with Sample.elements set."
+            )
+        return model, list(elements)
 
     def _fit_lazy(self, X: Any) -> PSNMF:
         """``fit`` on a dask array or lazy signal: binning and stage 2 chunk by chunk."""
@@ -469,6 +539,11 @@ class PSNMF(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"X must be a lazy spectrum image of shape (ny, nx, channels), got shape "
                 f"{tuple(data.shape)}."
+            )
+        if self.never_pure != "keep":
+            raise ValueError(
+                "never_pure='lines' is not available for lazy / Dask data yet; use "
+                "never_pure='keep' or load the data into memory (signal.compute())."
             )
         if self.stage2_spectra != "fixed":
             raise ValueError(
@@ -570,9 +645,11 @@ class PSNMF(TransformerMixin, BaseEstimator):
         smoothing: dict[str, Any],
         unsmoothed: np.ndarray | None,
         selection: ModelChoice | None = None,
+        steps: np.ndarray | None = None,
     ) -> PSNMF:
         """Store every fitted attribute (the one place, for the in-memory and lazy paths)."""
         k = stage1.spectra.shape[0]
+        self.vertex_steps_ = np.zeros((k, k)) if steps is None else steps
         self.image_shape_ = shape
         self.n_components_ = k
         self.bin_factor_ = b

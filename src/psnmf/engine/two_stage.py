@@ -7,6 +7,9 @@
    With ``vertex_scales='multi'``, :func:`refine_vertices` then looks for the pure
    cluster of every vertex the binned stage kept at the finer scales ``b / 2, ..., 1``
    (:func:`psnmf.engine.pure_pixels.finer_vertex_correction`).
+   With ``never_pure='lines'``, :func:`extrapolate_never_pure` then moves every vertex still
+   kept outwards as far as its element line intensities stay non-negative
+   (:func:`psnmf.engine.line_vertices.extrapolate_vertices`).
 2. :func:`fit_full` - Poisson NMF of the full-resolution counts started from those spectra
    and the upsampled binned maps (:func:`stage2_start`), the spectra held fixed or free.
 
@@ -41,6 +44,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from psnmf.engine.binning import bin_counts, upsample_maps
+from psnmf.engine.line_vertices import extrapolate_vertices, line_basis
 from psnmf.engine.poisson_nmf import NMFResult, poisson_nmf, solve_abundances
 from psnmf.engine.pure_pixels import PureCluster, finer_vertex_correction, vertex_correction
 
@@ -50,8 +54,10 @@ __all__ = [
     "STAGE2_MODES",
     "START_MIX",
     "VERTEX_SCALES",
+    "NEVER_PURE_MODES",
     "BinnedFit",
     "binned_kwargs",
+    "extrapolate_never_pure",
     "fit_binned",
     "finer_scales",
     "fit_full",
@@ -65,6 +71,8 @@ SPECTRA_MODES = ("pure", "nmf")
 STAGE2_MODES = ("fixed", "free")
 #: Scales of the pure-pixel clusters: the binned stage's only, or also the finer ones.
 VERTEX_SCALES = ("binned", "multi")
+#: Vertices without a pure cluster: kept (NMF's), or extrapolated by element lines.
+NEVER_PURE_MODES = ("keep", "lines")
 #: Weight of the uniform map mixed into the upsampled stage-1 maps that start stage 2.
 START_MIX = 0.01
 #: Keyword arguments of :func:`fit_binned` that are estimator parameters of the same name
@@ -295,6 +303,70 @@ def refine_vertices(
     return BinnedFit(nmf=fit.nmf, spectra=S, maps=maps, transform=T, moved=fit.moved,
                      clusters=fit.clusters, scales=scales, full_maps=full_maps,
                      scale_clusters=tried)
+
+
+def extrapolate_never_pure(
+    binned: sp.csr_matrix,
+    fit: BinnedFit,
+    model: Any,
+    elements: list[str] | tuple[str, ...],
+    *,
+    max_iter: int = 2000,
+    solve_maps: bool = True,
+) -> tuple[BinnedFit, np.ndarray]:
+    """Extrapolate the vertices without a pure cluster by their element lines.
+
+    The vertices that no pure cluster moved (``fit.moved`` false and, after
+    :func:`refine_vertices`, ``fit.scales`` zero) are moved away from the others as far as
+    their line-family intensities stay non-negative
+    (:func:`psnmf.engine.line_vertices.extrapolate_vertices`), the counts behind each
+    vertex being its binned abundances times the binned pixels' counts; the binned maps are
+    then re-solved for the new spectra. A vertex with a pure cluster is never moved: its
+    spectrum is the data's.
+
+    Parameters
+    ----------
+    binned : CSR (binned pixels, channels) counts of the binned stage
+    fit : BinnedFit of ``fit_binned(spectra='pure')`` (or of :func:`refine_vertices`)
+    model : psnmf.physics.EDXModel on the data's energy axis
+    elements : the elements of the sample
+    max_iter : of the binned maps' re-solve
+    solve_maps : re-solve the binned maps for the new spectra
+
+    Returns
+    -------
+    fit : BinnedFit
+        ``spectra`` moved, ``transform`` the product of the extrapolation's (rows sum to
+        one, negative entries for a moved vertex) and the fit's (``spectra`` is their
+        product with ``nmf.S`` clipped at zero and renormalised), ``maps`` re-solved.
+    steps : ndarray (k, k)
+        The step of each moved vertex away from each other vertex (zero rows for the
+        others).
+    """
+    k = fit.spectra.shape[0]
+    kept = ~fit.moved if fit.scales is None else fit.scales == 0
+    if fit.clusters is None or not kept.any():
+        return fit, np.zeros((k, k))
+    G, n_lines, _ = line_basis(model, elements)
+    if G.shape[1] != fit.spectra.shape[1]:
+        raise ValueError(
+            f"edx_model has {G.shape[1]} channels but the data {fit.spectra.shape[1]}: "
+            "give the model of the data's energy axis (EDXModel.for_axis(offset, scale, "
+            "size))."
+        )
+    pixel_counts = np.asarray(binned.sum(axis=1), dtype=np.float64).ravel()
+    vertex_counts = fit.maps.T @ pixel_counts
+    S, T, steps = extrapolate_vertices(fit.spectra, vertex_counts, kept, G, n_lines)
+    if not steps.any():
+        return fit, steps
+    maps = fit.maps
+    if solve_maps:
+        maps = poisson_nmf(binned, k, A_init=np.full((binned.shape[0], k), 1.0 / k),
+                           S_init=S, update_S=False, max_iter=max_iter, tol=RESOLVE_TOL,
+                           check_input=False).A
+    return BinnedFit(nmf=fit.nmf, spectra=S, maps=maps, transform=T @ fit.transform,
+                     moved=fit.moved, clusters=fit.clusters, scales=fit.scales,
+                     full_maps=None, scale_clusters=fit.scale_clusters), steps
 
 
 def stage2_start(upsampled_maps: np.ndarray) -> np.ndarray:
