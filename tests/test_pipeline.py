@@ -156,11 +156,13 @@ def test_sweep_table_and_files(tmp_path):
                 output_dir=tmp_path / "sw", progress=False)
     assert isinstance(res, SweepResult)
     trials = res.selection.b_search.trials
-    assert [t.candidate.bin_factor for t in trials] == [2, 4, 8, 16]
+    # from the largest b down, until the deviance rises
+    tried = [t.candidate.bin_factor for t in trials]
+    assert len(tried) >= 2 and tried == [16, 8, 4, 2][:len(tried)]
     assert all(t.deviance is not None and t.deviance > 0 for t in trials)
     assert res.selection.best.deviance == min(t.deviance for t in trials)
     text = res.to_text()
-    assert "best: bin factor" in text and text.count("\n") >= 6
+    assert "best: bin factor" in text and text.count("\n") >= 2 + len(tried)
     for key in ("json", "table", "figure"):
         assert res.paths[key].is_file()
     data = json.loads(res.paths["json"].read_text())
