@@ -25,6 +25,7 @@ Usage::
     python benchmarks/unmix_scale.py                 # 128^2, 256^2, 512^2 x 2048 at 120
                                                      # counts/px, and 512^2 x 4096 sparse
     python benchmarks/unmix_scale.py --sizes 128     # one size only
+    python benchmarks/unmix_scale.py --sizes 1024 --no-anchor   # 1024^2 x 2048
     python benchmarks/unmix_scale.py --no-anchor     # psnmf only
     python benchmarks/unmix_scale.py --json rows.json
 """
@@ -52,6 +53,7 @@ CASES = {
     256: ("256x256x2048", 256, 2048, 120.0),
     512: ("512x512x2048", 512, 2048, 120.0),
     "sparse": ("512x512x4096 sparse", 512, 4096, 1.2),
+    1024: ("1024x1024x2048", 1024, 2048, 120.0),  # not in the default run (about 10 min)
 }
 
 _MAKE = r"""
