@@ -112,3 +112,15 @@ def test_lines_need_elements_a_model_and_pure_spectra():
     with pytest.raises(ValueError, match="channels"):
         PSNMF(3, 4, random_state=0, **PURE, never_pure="lines", elements=list(ds.elements),
               edx_model=short).fit(ds.counts)
+
+
+def test_bootstrap_refuses_never_pure_lines_with_a_clear_message():
+    """The bootstrap does not replay the line extrapolation, so it says so instead of
+    failing deep inside on the extrapolated warm start."""
+    from psnmf.uncertainty import bootstrap
+
+    ds = sample_dataset("catalyst", snr="medium", shape=(64, 64), seed=0)
+    signal = ds.to_signal()
+    model = PSNMF(3, 4, never_pure="lines", smoothing=None, random_state=0).fit(signal)
+    with pytest.raises(ValueError, match="never_pure='keep'"):
+        bootstrap(model, signal, n_boot=3)

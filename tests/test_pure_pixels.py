@@ -293,3 +293,15 @@ def test_refine_vertices_leaves_nmf_fits_and_keeps_binned_moves():
     assert refine_vertices(X, (48, 48), 4, nmf) is nmf
     with pytest.raises(ValueError, match="vertex_scales='all'"):
         PSNMF(3, 4, vertex_scales="all").fit(ds.counts)
+
+
+def test_abundance_noise_ignores_channels_without_expected_counts():
+    """A channel where the model is next to zero (a phase absent, the others ~1e-300 there)
+    adds no information and must not overflow the information matrix."""
+    from psnmf.engine.pure_pixels import abundance_noise
+
+    S = np.array([[0.5, 0.5 - 1e-300, 1e-300], [0.2, 0.8, 1e-300], [1e-300, 0.5, 0.5]])
+    t = np.array([0.5, 0.5, 0.0])
+    C = abundance_noise(t, S)
+    assert np.all(np.isfinite(C))
+    np.testing.assert_allclose(C, abundance_noise(t, S[:, :2]), rtol=1e-9, atol=1e-12)

@@ -510,6 +510,12 @@ def bootstrap(
     """
     if int(n_boot) < 2:
         raise ValueError(f"n_boot must be >= 2, got {n_boot!r}.")
+    if getattr(model, "never_pure", "keep") != "keep":
+        raise ValueError(
+            f"bootstrap replays the binned stage with its pure-pixel correction only, not "
+            f"never_pure={model.never_pure!r} (its replicates would describe another "
+            "estimator); fit the model with never_pure='keep' for error bars."
+        )
     for name, value in (("n_splits", n_splits), ("replicate_splits", replicate_splits)):
         if int(value) < 1:
             raise ValueError(f"{name} must be >= 1, got {value!r}.")

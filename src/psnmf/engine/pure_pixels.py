@@ -76,7 +76,9 @@ def abundance_noise(t: np.ndarray, S: np.ndarray) -> np.ndarray:
     S = np.asarray(S, dtype=np.float64)
     k = S.shape[0]
     m = t @ S
-    keep = m > 0
+    # channels the model gives (next to) no counts carry no information; dividing by their
+    # near-zero means would overflow the information matrix
+    keep = m > 1e-12 * m.max()
     F = (S[:, keep] / m[keep]) @ S[:, keep].T
     V = np.linalg.svd(np.eye(k) - 1.0 / k)[0][:, : k - 1]
     return V @ np.linalg.pinv(V.T @ F @ V) @ V.T
