@@ -49,6 +49,7 @@ K = 3
 
 #: (name, pixels per side, channels, counts per pixel): the sizes of the scale issue.
 CASES = {
+    180: ("180x180x1980, 147 counts/px", 180, 1980, 147.0),  # the issue's first goal row
     128: ("128x128x2048", 128, 2048, 120.0),
     256: ("256x256x2048", 256, 2048, 120.0),
     512: ("512x512x2048", 512, 2048, 120.0),
