@@ -80,8 +80,10 @@ def test_pca_factors_rebuild_the_pca_cube(dense_run):
     rebuilt = denoised_from_factors(dec.get_decomposition_factors(),
                                     dec.get_decomposition_loadings())
     assert _rel(rebuilt.data.compute(), ref) < 1e-14
-    # and it is HyperSpy's PCA of the same data
+    # and it is HyperSpy's PCA of the same data (in memory: the run's signal of a file is lazy)
     s = res.signal.deepcopy()
+    if s._lazy:
+        s.compute()
     s.change_dtype("float64")
     s.decomposition(normalize_poissonian_noise=True, algorithm="SVD", output_dimension=20,
                     svd_solver="randomized", random_state=0, print_info=False,
