@@ -296,7 +296,8 @@ class UnmixResult:
     model : PSNMF
         The fitted estimator (``spectra_``, ``maps_``, ``scale_``, ``loss_``, ``n_iter_``).
     signal : EDS signal
-        The raw data after energy cropping (what was unmixed).
+        The raw data after energy cropping (what was unmixed): lazy for a file (``compute()``
+        loads it; its counts were read once, sparse, for the run), as given for a signal.
     denoised, pca_denoised : lazy EDS signals
         PSNMF-denoised (fused) cube and HyperSpy PCA-denoised cube (same ``k``), built from
         the factors (:func:`psnmf.hyperspy.denoised_from_factors`): nothing dense is held
