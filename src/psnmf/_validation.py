@@ -390,11 +390,13 @@ def counts_csr(M: sp.spmatrix | sp.sparray, name: str = "X") -> sp.csr_matrix:
     M = sp.csr_matrix(M, dtype=np.float64)
     if M.shape[0] < 1 or M.shape[1] < 1:
         raise ValueError(f"{name} is empty (shape {M.shape}); it needs pixels and channels.")
-    if M.indices.dtype != M.indptr.dtype:  # SciPy's routines need one index type
-        M.indices = M.indices.astype(np.int64)
-        M.indptr = M.indptr.astype(np.int64)
-    M.sum_duplicates()
-    M.eliminate_zeros()
+    if not M.has_canonical_format or not M.data.all():
+        # sort, sum duplicates, drop explicit zeros; SciPy's routines need one index type,
+        # so a matrix already in the internal form (the usual case) is not copied for them
+        M.indices = M.indices.astype(np.int64, copy=False)
+        M.indptr = M.indptr.astype(np.int64, copy=False)
+        M.sum_duplicates()
+        M.eliminate_zeros()
     M.indices = M.indices.astype(np.int32, copy=False)
     M.indptr = M.indptr.astype(np.int64, copy=False)
     return M

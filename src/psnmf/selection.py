@@ -927,7 +927,7 @@ def heldout_deviance(
         * a sparse matrix of counts (``X1`` of the split, the raw prediction): from the
           non-zeros (:func:`psnmf.engine._kernels.raw_deviance`);
         * a callable ``slice -> ndarray (rows, channels)`` or an array (pixels, channels):
-          dense blocks of ``chunk`` rows (e.g. PCA, whose means can be negative).
+          dense blocks of ``chunk`` rows (any other prediction).
     floor : float
         Predicted means below it count as ``floor`` (so zeros of a raw prediction and
         negative PCA values give a finite score).

@@ -39,8 +39,9 @@ class Loaded:
         for a file (its axes, metadata and lines are what the run uses; the counts are in
         ``counts``), as given for a signal passed in.
     counts : scipy.sparse.csr_matrix (pixels, channels)
-        The counts of ``signal``, read once, chunk by chunk for a file
-        (:func:`psnmf.hyperspy.as_counts`): every later step works on them.
+        The counts of ``signal``, read once, block by block for a file
+        (:func:`psnmf.io.to_counts`; :func:`psnmf.hyperspy.as_counts` for a signal passed
+        in): every later step works on them.
     image_shape : (ny, nx)
     source : dict
         ``file``, ``signal_index``, ``n_signals``, ``title`` and ``sha256`` of a file
