@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -487,3 +488,24 @@ def test_sweep_writes_a_set_and_keeps_its_unmix_folder(tmp_path, base):
     manifest = pio.read_manifest(out)
     assert sorted(manifest["files"]) == ["sweep.json", "sweep.png", "sweep.txt"]
     assert manifest["kept"] == ["unmix"] and (out / "unmix" / "summary.json").exists()
+
+
+def test_an_interrupt_that_a_library_turned_into_its_own_error_still_ends_as_interrupted(
+        tmp_path):
+    """A SIGINT whose KeyboardInterrupt was raised inside a C callback comes out as that
+    library's error (h5py raises TypeError): the folder is left alone and the run ends with
+    KeyboardInterrupt, the library's error kept as its context."""
+    out = tmp_path / "R"
+    write_set(out, {"a.txt": "old"})
+    before = snapshot(out)
+    with pytest.raises(KeyboardInterrupt) as info, pio.ResultsFolder(out, overwrite=True) as res:
+        (res.path / "a.txt").write_text("new")
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here
+        except KeyboardInterrupt:
+            raise TypeError("Operation not defined for data type class") from None
+    assert isinstance(info.value.__context__, TypeError)
+    assert snapshot(out) == before
+    assert siblings(out) == []
+    assert any("was left as it was" in n for n in info.value.__notes__)

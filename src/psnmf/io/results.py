@@ -449,6 +449,8 @@ class ResultsFolder:
             if exc is None:
                 with self.writing():
                     self.commit()
+            elif not isinstance(exc, KeyboardInterrupt):
+                self._raise_if_signalled()
         except BaseException as error:
             self._abandon(error)
             raise
@@ -486,7 +488,11 @@ class ResultsFolder:
         self._handlers = {}
 
     def _raise_if_signalled(self) -> None:
-        """Re-raise a signal that arrived during the run (see :meth:`_latch_signals`)."""
+        """Re-raise a signal that arrived during the run (see :meth:`_latch_signals`).
+
+        Also called when the run ends with another error after a signal: a
+        KeyboardInterrupt raised inside a C library's callback (h5py's type converters) comes
+        out as that library's own error, and the run must still end as interrupted."""
         if self._signalled is not None and self._signalled in self._handlers:
             self._handlers[self._signalled](self._signalled, None)
 
