@@ -101,6 +101,7 @@ def test_results_do_not_depend_on_thread_count(small, monkeypatch):
     Xs, _, A, S = small
     serial = kernels.ratio_numerators(Xs, A, S)
     monkeypatch.setattr(kernels, "PARALLEL_MIN_NNZ", 0)  # force the parallel kernels
+    monkeypatch.setattr(kernels, "SERIAL_MAX_NNZ", 0)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -119,3 +120,20 @@ def test_results_do_not_depend_on_thread_count(small, monkeypatch):
     np.testing.assert_array_equal(one[1], many[1])
     assert one[2] == many[2]
     np.testing.assert_array_equal(one_f, many_f)
+
+
+def test_a_timed_thread_choice_gives_the_same_numbers_as_one_thread(small, monkeypatch):
+    """A workspace times the parallel and serial passes and keeps the faster: every call,
+    while probing and after, gives the serial pass's numbers exactly."""
+    Xs, _, A, S = small
+    ref = kernels.ratio_numerators(Xs, A, S)  # below PARALLEL_MIN_NNZ: one thread
+    monkeypatch.setattr(kernels, "SERIAL_MAX_NNZ", 0)
+    ws = kernels.RatioWorkspace(*Xs.shape, A.shape[1])
+    for _ in range(2 * kernels.ThreadChoice.PROBES + 2):
+        got = kernels.ratio_numerators(Xs, A, S, workspace=ws)
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got[1], ref[1])
+        assert got[2] == ref[2]
+    assert ws.threads is not None and ws.threads.fixed is None
+    assert [len(t) for t in ws.threads._times] == [kernels.ThreadChoice.PROBES] * 2
+    assert ws.threads.choice in (0, 1)

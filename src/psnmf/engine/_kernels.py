@@ -37,7 +37,9 @@ thread count.
 
 from __future__ import annotations
 
+import time
 import types
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
@@ -48,9 +50,17 @@ N_CHUNKS = 16
 #: Smallest model value used in a ratio ``X / model`` (avoids division by zero).
 TINY = 1e-300
 
-#: Below this many non-zeros a pass runs on one thread: thread start-up and barriers would
-#: cost more than they save (much more on a machine busy with other work).
-PARALLEL_MIN_NNZ = 1_000_000
+#: From this many non-zeros a single pass runs on all threads; below it on one. A parallel
+#: pass waits for its threads to be scheduled: on a 2-core machine with one core busy with
+#: other work that cost about 3 ms a pass (20x the time of a 20,000-non-zero pass), so a
+#: one-off pass goes parallel only where that wait is small against its work (a serial
+#: ratio pass over 500,000 non-zeros takes 4-6 ms; on an idle machine the parallel one
+#: saves half of it).
+PARALLEL_MIN_NNZ = 500_000
+
+#: Below this many non-zeros a pass repeated in a loop (:class:`ThreadChoice`), or the
+#: per-pixel fixed-spectra solve (tens of updates per non-zero), always runs on one thread.
+SERIAL_MAX_NNZ = 20_000
 
 
 def _ratio_pass(
@@ -141,8 +151,66 @@ _RATIO = _compile(_ratio_pass)
 _SUM_PARTS = _compile(_sum_parts)
 
 
-def _pick(pair, nnz: int):
-    return pair[0] if nnz >= PARALLEL_MIN_NNZ else pair[1]
+def _pick(pair, nnz: int, parallel_from: int | None = None):
+    return pair[0] if nnz >= (PARALLEL_MIN_NNZ if parallel_from is None
+                              else parallel_from) else pair[1]
+
+
+class ThreadChoice:
+    """Whether a pass repeated many times (an NMF loop) runs on all threads, chosen by timing.
+
+    On an idle 2-core machine the parallel ratio pass takes 0.42x the serial time from
+    10,000 to 800,000 non-zeros; with one core busy with other work, each parallel pass waits
+    for its threads (about 3 ms), which makes it 20x slower at 20,000 non-zeros and as slow as
+    the serial one at 800,000. No fixed threshold suits both, so between
+    :data:`SERIAL_MAX_NNZ` and :data:`PARALLEL_MIN_NNZ` the two compilations are timed
+    alternately for the first ``2 * PROBES`` passes (and again every ``REPROBE`` passes, as
+    the load changes) and the faster is used. The two give bit-identical results (fixed
+    chunking, :data:`N_CHUNKS`), so the choice changes the time only, never the numbers.
+
+    Parameters
+    ----------
+    nnz : int
+        Non-zeros of the matrix the pass runs over.
+    """
+
+    PROBES = 3
+    REPROBE = 200
+
+    def __init__(self, nnz: int) -> None:
+        self.fixed: int | None = (1 if nnz < SERIAL_MAX_NNZ else
+                                  0 if nnz >= PARALLEL_MIN_NNZ else None)
+        self.calls = 0
+        self.choice = 0
+        self._times: tuple[list[float], list[float]] = ([], [])
+
+    def run(self, pairs: tuple[tuple[Any, Any], ...], *calls: tuple[Any, ...]) -> Any:
+        """Run ``pairs[i][variant](*calls[i])`` for every ``i`` with one variant (0 parallel,
+        1 serial); returns the first call's result."""
+        if self.fixed is not None:
+            return _run_all(pairs, calls, self.fixed)
+        phase = self.calls % self.REPROBE
+        self.calls += 1
+        if phase >= 2 * self.PROBES:
+            return _run_all(pairs, calls, self.choice)
+        which = phase % 2
+        t0 = time.perf_counter()
+        out = _run_all(pairs, calls, which)
+        if phase == 0:
+            self._times = ([], [])
+        self._times[which].append(time.perf_counter() - t0)
+        if phase == 2 * self.PROBES - 1:
+            self.choice = 0 if min(self._times[0]) <= min(self._times[1]) else 1
+        return out
+
+
+def _run_all(pairs: tuple[tuple[Any, Any], ...], calls: tuple[tuple[Any, ...], ...],
+             which: int) -> Any:
+    out = None
+    for i, (pair, args) in enumerate(zip(pairs, calls, strict=True)):
+        result = pair[which](*args)
+        out = result if i == 0 else out
+    return out
 
 
 def xlogx_sum(data: np.ndarray) -> float:
@@ -169,6 +237,7 @@ class RatioWorkspace:
         self.St = np.empty((ne, k))
         self.no_A = np.empty((0, k))
         self.no_parts = np.empty((N_CHUNKS, 0, k))
+        self.threads: ThreadChoice | None = None
 
 
 def ratio_numerators(
@@ -200,7 +269,9 @@ def ratio_numerators(
         Smallest model value used in ``X / (AS)``.
     workspace : RatioWorkspace, optional
         Buffers to reuse; the returned arrays are then views into it, overwritten by the
-        next call.
+        next call. A workspace serves one matrix: it also holds the timed choice of one or
+        all threads for it (:class:`ThreadChoice`). Without one, the pass is parallel from
+        :data:`PARALLEL_MIN_NNZ` non-zeros.
 
     Returns
     -------
@@ -219,14 +290,17 @@ def ratio_numerators(
     A = np.ascontiguousarray(A, dtype=np.float64)
     num_A = ws.num_A if want_A else ws.no_A
     parts = ws.parts if want_S else ws.no_parts
-    xlogm = _pick(_RATIO, X.nnz)(
-        X.indptr, X.indices, X.data, A, St, num_A, parts, ws.ll_parts,
-        want_A, want_S, want_ll, float(floor),
-    )
-    num_S = None
-    if want_S:
-        _pick(_SUM_PARTS, X.nnz)(parts, ws.num_S)
-        num_S = ws.num_S
+    ratio = (X.indptr, X.indices, X.data, A, St, num_A, parts, ws.ll_parts,
+             want_A, want_S, want_ll, float(floor))
+    pairs, calls = ((_RATIO, _SUM_PARTS), (ratio, (parts, ws.num_S))) if want_S else (
+        (_RATIO,), (ratio,))
+    if workspace is None:
+        xlogm = _run_all(pairs, calls, 0 if X.nnz >= PARALLEL_MIN_NNZ else 1)
+    else:
+        if ws.threads is None:
+            ws.threads = ThreadChoice(X.nnz)
+        xlogm = ws.threads.run(pairs, *calls)
+    num_S = ws.num_S if want_S else None
     return (num_A if want_A else None), num_S, (float(xlogm) if want_ll else float("nan"))
 
 
@@ -450,7 +524,7 @@ def solve_fixed_spectra(
     denom = np.maximum(S.sum(axis=1), 1e-300)
     ll = np.empty((2, n))
     n_iter = np.empty(n, dtype=np.int64)
-    _pick(_FIXED, X.nnz)(
+    _pick(_FIXED, X.nnz, SERIAL_MAX_NNZ)(
         X.indptr, X.indices, X.data, St, A, denom, bool(simplex), int(max_iter), float(tol),
         float(floor), ll[0], ll[1], n_iter,
     )
