@@ -33,6 +33,7 @@ Usage::
     python benchmarks/coverage.py --samples mantle,eutectic --seeds 4 --size 60
     python benchmarks/coverage.py --physics other --thickness-factor 1.5 --thickness-sigma 0.5
     python benchmarks/coverage.py --table                  # seed 0's tables, truth beside result
+    python benchmarks/coverage.py --boot 20 --width-tol none   # every replicate, no stopping rule
 
 Runs one process; set NUMBA_NUM_THREADS / OMP_NUM_THREADS to share a machine.
 
@@ -56,6 +57,23 @@ max error of the estimate, at.%)::
     thickness 0.5 x true, sigma 0.5 x true (mantle medium):
               same             12/48  25.0 %  0.21   48/48 100 %  5.31  0.51  3.55
               other             0/48   0.0 %  0.23   47/48  97.9 % 5.59  3.03  9.23
+
+The bootstrap's stopping rule (``--width-tol``, the library's default 0.1; ``none`` draws
+every replicate), at most 20 replicates, the same seeds (``reps`` the mean number drawn,
+CPU seconds per bootstrap)::
+
+    sample    snr    physics   every replicate       stopping rule
+                               full 95%   s  reps    full 95%   s  reps
+    mantle    medium same      48/48   11.4  20      48/48    4.7   8
+    mantle    low    same      48/48    3.2  20      48/48    3.3  20
+    mantle    medium other     48/48    9.5  20      47/48    4.0   8
+    mantle    low    other     48/48    3.1  20      48/48    3.2  20
+    eutectic  medium same      28/28   29.5  20      28/28   28.0  19
+    eutectic  low    same      28/28    1.9  20      28/28    2.0  20
+    eutectic  medium other     28/28   28.0  20      28/28   18.3  13
+    eutectic  low    other     28/28    1.9  20      28/28    1.9  20
+    pooled                    304/304  88.5         303/304  65.4
+    (bootstrap-only intervals: 197/304 and 193/304)
 
 The full budget covers the other physics (and wrong thicknesses given with their
 uncertainty) where the bootstrap alone covers almost nothing; on the model's own data,
@@ -89,7 +107,8 @@ def other_model(model: EDXModel) -> EDXModel:
 
 def run(sample: str, snr: str, physics: str, n_seeds: int, size: int, n_boot: int, b: int,
         level: float = 0.95, min_percent: float = 1.0, thickness_factor: float = 1.0,
-        thickness_sigma: float | None = None, table: bool = False) -> dict:
+        thickness_sigma: float | None = None, table: bool = False,
+        width_tol: float | None = 0.1) -> dict:
     """Coverage counts, half-widths, errors and timings over ``n_seeds`` noise seeds."""
     base = EDXModel.from_dict(load_sample(sample).get("model", {}))
     truth_model = other_model(base) if physics == "other" else base
@@ -102,6 +121,7 @@ def run(sample: str, snr: str, physics: str, n_seeds: int, size: int, n_boot: in
     half: dict[str, list[float]] = {name: [] for name in BUDGETS}
     errors: list[float] = []
     seconds = []
+    drawn = []
     for seed in range(n_seeds):
         ds = sample_dataset(sample, snr=snr, seed=100 + seed, shape=(size, size),
                             model=truth_model)
@@ -110,8 +130,10 @@ def run(sample: str, snr: str, physics: str, n_seeds: int, size: int, n_boot: in
         order = compare_to_truth(m.spectra_, m.maps_, ds.spectra, ds.maps)["order"]
         t0 = time.process_time()  # CPU seconds: robust to a shared machine
         res = bootstrap(m, ds.counts, n_boot=n_boot, elements=list(ds.elements),
-                        edx_model=base, random_state=seed, quantify_options=options)
+                        edx_model=base, random_state=seed, quantify_options=options,
+                        width_tol=width_tol)
         seconds.append(time.process_time() - t0)
+        drawn.append(res.replicates.shape[0])
         truth = [ds.compositions[p] for p in ds.phase_names]
         for name, systematic in BUDGETS.items():
             i, n = coverage(res, truth, order, level=level, min_percent=min_percent,
@@ -132,7 +154,7 @@ def run(sample: str, snr: str, physics: str, n_seeds: int, size: int, n_boot: in
             print_table(res, ds, order, level)
     return {"coverage": tot, "half_width": {n: float(np.median(v)) for n, v in half.items()},
             "error": float(np.median(errors)), "max_error": float(np.max(errors)),
-            "seconds": float(np.mean(seconds))}
+            "seconds": float(np.mean(seconds)), "replicates": float(np.mean(drawn))}
 
 
 def print_table(res, ds, order, level: float) -> None:
@@ -176,10 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--thickness-sigma", type=float, default=None,
                    help="thickness uncertainty given, as a fraction of the true thickness")
     p.add_argument("--table", action="store_true", help="print seed 0's composition tables")
+    p.add_argument("--width-tol", default="0.1",
+                   help="the bootstrap's stopping rule (psnmf.uncertainty.bootstrap); 'none' "
+                        "draws every replicate")
     a = p.parse_args(argv)
+    width_tol = None if a.width_tol.lower() == "none" else float(a.width_tol)
     cells = "".join(f" {name + ' 95%':>18s} {'hw':>5s}" for name in BUDGETS)
     print(f"{'sample':9s} {'snr':6s} {'physics':7s}{cells} {'|err|':>6s} {'max':>5s} "
-          f"{'s/boot':>7s}")
+          f"{'s/boot':>7s} {'reps':>5s}")
     pooled = {name: [0, 0] for name in BUDGETS}
     for sample in a.samples.split(","):
         for physics in a.physics.split(","):
@@ -188,14 +214,16 @@ def main(argv: list[str] | None = None) -> int:
             for snr in a.snr.split(","):
                 r = run(sample, snr, physics, a.seeds, a.size, a.boot, a.bin,
                         min_percent=a.min_percent, thickness_factor=a.thickness_factor,
-                        thickness_sigma=a.thickness_sigma, table=a.table)
+                        thickness_sigma=a.thickness_sigma, table=a.table,
+                        width_tol=width_tol)
                 row = ""
                 for name, (i, n) in r["coverage"].items():
                     pooled[name][0] += i
                     pooled[name][1] += n
                     row += f" {i:4d}/{n:4d} {i / max(n, 1):7.1%} {r['half_width'][name]:5.2f}"
                 print(f"{sample:9s} {snr:6s} {physics:7s}{row} {r['error']:6.2f} "
-                      f"{r['max_error']:5.2f} {r['seconds']:7.1f}", flush=True)
+                      f"{r['max_error']:5.2f} {r['seconds']:7.1f} {r['replicates']:5.1f}",
+                      flush=True)
     row = "".join(f" {i:4d}/{n:4d} {i / max(n, 1):7.1%} {'':5s}" for i, n in pooled.values())
     print(f"{'pooled':9s} {'':6s} {'':7s}{row}", flush=True)
     return 0

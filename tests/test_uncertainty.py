@@ -9,10 +9,12 @@ from psnmf import PSNMF
 from psnmf.metrics import compare_to_truth
 from psnmf.simulate import mantle, sample_dataset
 from psnmf.uncertainty import (
+    WIDTH_ATOL,
     bootstrap,
     composition_intervals,
     coverage,
     debiased_spectra,
+    edge_error,
 )
 
 PURE = {"spectra": "pure", "smoothing": None}  # the bootstrap resamples the binned stage
@@ -221,3 +223,53 @@ def test_coverage_is_calibrated(fitted, sample, seeds, minimum):
     assert got["bias"][1] >= 14
     assert bias >= minimum
     assert bias > basic
+
+
+def test_edge_error_is_the_spread_of_the_interval_edges():
+    """The Monte Carlo error that stops the bootstrap: the sd, over repeated sets of
+    replicates, of the upper edge ``2 t - mean + z sqrt(sd^2 + s^2)``."""
+    rng = np.random.default_rng(0)
+    for n, b, s in ((8, 1.0, 0.0), (8, 0.3, 2.0), (20, 1.0, 1.0)):
+        sets = rng.normal(0.0, b, size=(20000, n))
+        edges = -sets.mean(axis=1) + 1.96 * np.hypot(sets.std(axis=1, ddof=1), s)
+        predicted = np.mean([edge_error(v, s) for v in sets[:500]])
+        assert predicted == pytest.approx(edges.std(), rel=0.15)
+    assert edge_error(np.zeros(8), 0.0) == 0.0
+
+
+def test_the_stopping_rule_stops_where_the_k_factors_dominate():
+    """Medium counts: the theoretical k-factors' sd is 10-50x the bootstrap's, so the
+    intervals are settled at ``min_boot`` replicates; their edges stay within the rule's
+    tolerance of those from every replicate."""
+    ds = mantle("medium", seed=100, shape=(60, 60))
+    m = PSNMF(3, 4, random_state=0, **PURE).fit(ds.counts)
+    kw = {"elements": list(ds.elements), "edx_model": ds.model, "random_state": 0}
+    stopped = bootstrap(m, ds.counts, n_boot=20, **kw)
+    full = bootstrap(m, ds.counts, n_boot=20, width_tol=None, **kw)
+    assert stopped.replicates.shape[0] == 8 and full.replicates.shape[0] == 20
+    assert len(stopped.composition_replicates) == 8
+    assert stopped.debiased_replicates.shape == stopped.replicates.shape
+    np.testing.assert_array_equal(stopped.replicates, full.replicates[:8])
+    a, b = composition_intervals(stopped), composition_intervals(full)
+    for j in range(3):
+        assert set(a[j]) == set(b[j])
+        for el, (lo, hi, _) in a[j].items():
+            half = (b[j][el][1] - b[j][el][0]) / 2
+            tol = 3 * max(0.1 * half, WIDTH_ATOL)
+            assert abs(lo - b[j][el][0]) <= tol and abs(hi - b[j][el][1]) <= tol
+
+
+def test_the_stopping_rule_keeps_drawing_where_the_bootstrap_dominates(fitted):
+    """Low counts at 48 x 48: some intervals are mostly bootstrap spread, so all
+    ``n_boot`` replicates are drawn (the module fixture asks for 10)."""
+    ds, m, res = fitted
+    assert res.replicates.shape[0] == len(res.composition_replicates) == 10
+
+
+def test_stopping_rule_validation(fitted):
+    ds, m, _ = fitted
+    with pytest.raises(ValueError, match="min_boot"):
+        bootstrap(m, ds.counts, n_boot=4, min_boot=1)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="width_tol"):
+            bootstrap(m, ds.counts, n_boot=4, width_tol=bad)

@@ -349,13 +349,18 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
                 "thickness_sigma_nm": opts.get("thickness_sigma"),
                 "density_g_cm3": opts.get("density"), "excluded": excluded,
                 "detection_sigma": opts.get("detection_sigma", 3.0)}
+    drawn = int(res.replicates.shape[0])
+    stopped = ("" if drawn == n_boot else
+               f" (of at most {n_boot}: more would not move any interval edge by a tenth "
+               "of its half-width)")
     return Composition(
-        rows=rows, level=0.95, elements=elements, n_boot=n_boot,
+        rows=rows, level=0.95, elements=elements, n_boot=drawn,
         method=(f"Atomic % by line fitting and {method} (psnmf.quantify), k-factors "
                 f"{source}; ± one standard deviation and the 95% interval combining, in "
-                f"quadrature, {n_boot} parametric bootstrap replicates of the binned stage "
-                "(counting noise and NMF spread, psnmf.uncertainty) with the k-factor "
-                "uncertainty (Monte Carlo) and the thickness uncertainty when given."),
+                f"quadrature, {drawn} parametric bootstrap replicates{stopped} of the "
+                "binned stage (counting noise and NMF spread, psnmf.uncertainty) with the "
+                "k-factor uncertainty (Monte Carlo) and the thickness uncertainty when "
+                "given."),
         note=("Each part of the budget is in summary.json and composition.csv. Elements "
               "whose fitted lines are below 3 sigma are reported below the detection limit; "
               "elements outside the list are attributed to the continuum; the absorption "

@@ -260,7 +260,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         elmaps = steps.element_maps(loaded, baseline, fitted, notes)
     composition = None
     if n_boot > 0 and elmaps.lines:
-        with prog.step("composition", f"compositions (bootstrap, {n_boot} replicates)"):
+        with prog.step("composition", f"compositions (bootstrap, up to {n_boot} replicates)"):
             composition = steps.quantify(fitted.model, data, loaded.signal, elmaps.lines,
                                          n_boot, seed, notes, options=quantify_options)
     summary = Summary(
