@@ -189,3 +189,35 @@ def test_transform_handles_counts_in_channels_empty_in_fit(toy, simplex):
         np.testing.assert_allclose(load.sum(1), new.sum(1), rtol=1e-9)
     with pytest.raises(ValueError, match="channels but the model was fitted on"):
         solve_abundances(new[:, :-1], fit.S, simplex=simplex)
+
+
+@pytest.mark.parametrize(("first", "first_tol"), [(35, 1e-7), (5000, 1e-3)])
+def test_resume_continues_a_run_to_the_same_result(toy, first, first_tol):
+    """A run stopped by its cap (35 iterations) or by a looser tol, continued with
+    ``resume``, is the run that went on from the start: same factors, losses, iterations."""
+    X, _ = _flat(toy)
+    whole = poisson_nmf(X, 3, max_iter=400, tol=1e-6, random_state=0)
+    part = poisson_nmf(X, 3, max_iter=first, tol=first_tol, random_state=0)
+    assert part.n_iter < whole.n_iter
+    again = poisson_nmf(X, 3, max_iter=400, tol=1e-6, random_state=0, resume=part)
+    np.testing.assert_array_equal(again.A, whole.A)
+    np.testing.assert_array_equal(again.S, whole.S)
+    np.testing.assert_array_equal(again.loss, whole.loss)
+    np.testing.assert_array_equal(again.info["loss_iter"], whole.info["loss_iter"])
+    assert (again.n_iter, again.converged) == (whole.n_iter, whole.converged)
+    assert not np.shares_memory(again.A, part.A)  # the earlier result is left as it was
+
+
+def test_resume_refuses_what_it_cannot_continue(toy):
+    X, _ = _flat(toy)
+    part = poisson_nmf(X, 3, max_iter=20, random_state=0)
+    with pytest.raises(ValueError, match="other counts"):
+        poisson_nmf(X + 1, 3, resume=part)
+    with pytest.raises(ValueError, match="shapes"):
+        poisson_nmf(X[:-1], 3, resume=part)
+    with pytest.raises(ValueError, match="A_init"):
+        poisson_nmf(X, 3, resume=part, S_init=part.S)
+    with pytest.raises(ValueError, match="both"):
+        poisson_nmf(X, 3, resume=part, update_S=False)
+    with pytest.raises(TypeError, match="NMFResult"):
+        poisson_nmf(X, 3, resume=(part.A, part.S))

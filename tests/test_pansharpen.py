@@ -229,3 +229,19 @@ def test_matrix_without_image_shape_is_a_column_when_the_layout_is_unused(low_sn
 def test_bad_options_name_the_fix(params, exc, match):
     with pytest.raises(exc, match=match):
         PSNMF(**{"n_components": 3, "bin_factor": 4, **params}).fit(np.ones((24, 24, 20)))
+
+
+def test_resume_binned_gives_the_fit_from_the_start(low_snr):
+    """A model search's candidate (a lower iteration cap, the paper's spectra) continued by
+    ``fit(resume_binned=...)`` gives the final configuration's fit exactly."""
+    cand = PSNMF(3, 4, spectra="nmf", smoothing=None, max_iter=60, max_iter_full=20,
+                 random_state=0).fit(low_snr.counts)
+    final = {"random_state": 0, "smoothing": 0.1}
+    fresh = PSNMF(3, 4, **final).fit(low_snr.counts)
+    resumed = PSNMF(3, 4, **final).fit(low_snr.counts, resume_binned=cand.binned_nmf_)
+    assert cand.n_iter_["binned"] == 60 < fresh.n_iter_["binned"]
+    for name in ("spectra_", "nmf_spectra_", "maps_", "scale_"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(fresh, name))
+    assert resumed.n_iter_ == fresh.n_iter_
+    with pytest.raises(ValueError, match="resume_binned"):
+        PSNMF("auto", 4).fit(low_snr.counts, resume_binned=cand.binned_nmf_)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from psnmf import io
 from psnmf.pipeline import SweepResult, UnmixResult, format_summary, sweep, unmix
@@ -183,3 +184,26 @@ def test_clear_errors(tmp_path):
         unmix(REAL / "test_TEM.bcf", n_components=2, bin_factor=4, output_dir=busy, **FAST)
     with pytest.raises(ValueError, match="bins"):
         sweep(REAL / "test_TEM.bcf", bins="2,x", progress=False)
+
+
+def test_the_heldout_fit_continues_the_search_candidate():
+    """The b search's fit of X1 at the chosen (b, k) is continued by the held-out fit, which
+    gives the same held-out deviance as fitting X1 again from the start."""
+    from psnmf.pipeline import steps
+    from psnmf.pipeline.progress import Progress
+    from psnmf.selection import count_split
+    from psnmf.simulate import mantle
+
+    ds = mantle("low", seed=5, shape=(48, 48))
+    counts = sp.csr_matrix(ds.counts.reshape(48 * 48, -1).astype(np.float64))
+    data = steps.Split(counts, *count_split(counts, 0.5, random_state=0), (48, 48))
+    fits: dict = {}
+    sel = steps.choose(data, k=3, b=None, bins=(4, 8), components=None, seed=0,
+                       progress=Progress(False, False), fits=fits)
+    assert set(fits) == {(4, 3), (8, 3)}
+    cfg = {"seed": 0, "iterations": steps.FINAL_ITERATIONS, "smoothing": None,
+           "pure_spectra": True, "notes": []}
+    b = sel.bin_factor
+    resumed = steps.score(None, data, 3, b, resume=fits[(b, 3)], **cfg)
+    fresh = steps.score(None, data, 3, b, **cfg)
+    assert resumed.psnmf == fresh.psnmf

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
 from psnmf import hyperspy as signals
@@ -314,6 +315,9 @@ class PSNMF(TransformerMixin, BaseEstimator):
         Spectra at the end of the full-resolution stage (``spectra_`` when fixed).
     nmf_spectra_ : ndarray (k, channels)
         NMF spectra of the binned stage, before the pure-pixel correction.
+    binned_nmf_ : psnmf.engine.poisson_nmf.NMFResult
+        The binned stage's NMF (factors, loss history, iterations), which a fit of the same
+        counts with a higher iteration cap can continue (``fit(resume_binned=...)``).
     vertex_moved_ : ndarray (k,) of bool
         Which spectra moved to a pure cluster (all False for 'nmf').
     vertex_transform_ : ndarray (k, k)
@@ -370,6 +374,10 @@ class PSNMF(TransformerMixin, BaseEstimator):
     >>> paper.vertex_moved_.tolist(), paper.unsmoothed_maps_ is None
     ([False, False], True)
     """
+
+    #: ``resume_binned`` is this estimator's own fit option, never routed by a meta-estimator
+    #: (scikit-learn then adds no ``set_fit_request``).
+    __metadata_request__fit = {"resume_binned": metadata_routing.UNUSED}
 
     def __init__(
         self,
@@ -456,7 +464,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
             return (int(shape[0]), 1)
         return None
 
-    def fit(self, X: Any, y: None = None) -> PSNMF:
+    def fit(self, X: Any, y: None = None, *, resume_binned: NMFResult | None = None) -> PSNMF:
         """Fit PSNMF to a spectrum image.
 
         Parameters
@@ -465,12 +473,25 @@ class PSNMF(TransformerMixin, BaseEstimator):
             array or lazy signal, or a (pixels, channels) matrix together with
             ``image_shape``.
         y : ignored
+        resume_binned : NMFResult, optional
+            ``binned_nmf_`` of an earlier fit of the same ``X`` with the same
+            ``n_components``, ``bin_factor``, ``init`` and ``random_state`` and a lower
+            ``max_iter`` (a candidate of a model search): the binned stage's NMF continues
+            from where that one stopped instead of starting again, with the same result
+            (:func:`psnmf.engine.poisson_nmf.poisson_nmf`'s ``resume``). Not for lazy
+            input or ``'auto'`` parameters.
 
         Returns
         -------
         self
         """
         check_parameters(self.get_params(deep=False))
+        if resume_binned is not None and (lazy_engine.is_lazy(X)
+                                          or _is_auto(self.n_components)
+                                          or _is_auto(self.bin_factor)):
+            raise ValueError("resume_binned continues a binned stage of the same counts, k "
+                             "and b: give n_components and bin_factor as numbers and the "
+                             "data in memory, or drop resume_binned.")
         if lazy_engine.is_lazy(X):
             return self._fit_lazy(X)
         lines = self._line_physics(X)
@@ -479,7 +500,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         k, b, selection = self._choose(counts, shape)
         b, k = self._check_layout(shape, counts.shape[1], k, b)
         binned = bin_counts(counts, shape, b)
-        stage1 = fit_binned(binned, k, random_state=self.random_state,
+        stage1 = fit_binned(binned, k, random_state=self.random_state, resume=resume_binned,
                             **binned_kwargs(self.get_params()))
         if self.spectra == "pure" and self.vertex_scales == "multi":
             stage1 = refine_vertices(
@@ -658,6 +679,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         self.spectra_ = stage1.spectra
         self.components_ = stage1.spectra
         self.nmf_spectra_ = stage1.nmf.S
+        self.binned_nmf_ = stage1.nmf
         self.vertex_moved_ = stage1.moved
         self.vertex_transform_ = stage1.transform
         self.vertex_clusters_ = stage1.clusters

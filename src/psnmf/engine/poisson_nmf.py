@@ -215,6 +215,7 @@ def poisson_nmf(
     random_state: int | np.random.Generator | None = None,
     loss_every: int = 10,
     check_input: bool = True,
+    resume: NMFResult | None = None,
 ) -> NMFResult:
     """Poisson NMF of a counts matrix by multiplicative (EM) updates on its non-zeros.
 
@@ -254,6 +255,15 @@ def poisson_nmf(
         non-negative, a warning for non-integer counts). ``False`` skips that pass over the
         data for callers that validated it once already; ``X`` must then be the canonical
         form that check returns (:func:`is_counts_csr`), as the psnmf engine passes it on.
+    resume : NMFResult, optional
+        A result of this function on the same ``X`` (same ``n_components``, ``init``,
+        ``random_state``, ``simplex=True``, both factors updated, the same ``loss_every``)
+        that stopped at a lower ``max_iter`` or a larger ``tol``: the iterations go on from
+        where it stopped, with its loss history, so the result equals that of one run with
+        this call's ``max_iter`` and ``tol`` (``max_iter`` counts the iterations already
+        run). A model search that fits candidates with a low iteration cap passes the
+        chosen one to its final fit of the same counts this way. Its last loss is checked
+        against ``X`` (a ``ValueError`` when it was fitted to other counts).
 
     Notes
     -----
@@ -287,22 +297,13 @@ def poisson_nmf(
     if not (isinstance(tol, float | int) and tol >= 0 and np.isfinite(tol)):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}.")
     rng = check_random_state(random_state)
-
-    if A_init is None or S_init is None:
-        A0, S0 = initialise(Xc, k, init, simplex=simplex, random_state=rng)
-    A = _check_init(A_init, (n, k), "A_init") if A_init is not None else A0
-    S = _check_init(S_init, (k, ne), "S_init") if S_init is not None else S0
     totals = np.asarray(Xc.sum(axis=1)).ravel()
-    if simplex:
-        S = _normalise_rows(S, np.full(ne, 1.0 / ne))
-        A = _normalise_rows(A, np.full(k, 1.0 / k))
-        if update_S:  # a zero in S could never come back; keep a floor of the mean spectrum
-            mean = np.asarray(Xc.sum(axis=0)).ravel()
-            S = _normalise_rows(S + 1e-9 * (mean / max(mean.sum(), 1.0))[None, :])
-        else:
-            _check_fixed_spectra_cover_counts(Xc, S)
-    elif A_init is None and S_init is not None:
-        A = A * (totals[:, None] / np.maximum(A.sum(axis=1, keepdims=True), 1e-300)) + 1e-12
+    if resume is not None:  # the factors as the earlier run left them, floors and all
+        _check_resume(resume, (n, k, ne), simplex, update_A, update_S, A_init, S_init)
+        A, S = resume.A.copy(), resume.S.copy()
+    else:
+        A, S = _initial_factors(Xc, k, init, rng, A_init, S_init, simplex=simplex,
+                                update_S=update_S, totals=totals)
 
     const = kernels.xlogx_sum(Xc.data)
     total = float(totals.sum())
@@ -325,6 +326,16 @@ def poisson_nmf(
     loss_iter: list[int] = []
     converged = False
     it = 0
+    if resume is not None:  # its history without the final loss, which the loop recomputes
+        _, _, xlogm = kernels.ratio_numerators(Xc, A, S, want_A=False, want_S=False,
+                                               floor=floor)
+        last = float(resume.loss[-1])
+        if abs(loss_of(xlogm, A, S) - last) > 1e-9 * max(abs(last), 1.0):
+            raise ValueError("resume was fitted to other counts than X (its last loss "
+                             "differs); fit X from the start (resume=None).")
+        losses = [float(v) for v in resume.loss[:-1]]
+        loss_iter = [int(v) for v in resume.info["loss_iter"][:-1]]
+        it = int(resume.n_iter)
     ws = kernels.RatioWorkspace(n, ne, k, want_A=update_A, want_S=update_S)
     inv_totals = np.divide(1.0, totals, out=np.zeros(n), where=has_counts)[:, None]
     empty_rows = np.flatnonzero(~has_counts)
@@ -527,6 +538,48 @@ def _check_fixed_spectra_cover_counts(X: sp.csr_matrix, S: np.ndarray) -> None:
             "floor to the spectra (e.g. S_init + 1e-12, then renormalise), drop those "
             "channels, or let the spectra be updated."
         )
+
+
+def _initial_factors(
+    Xc: sp.csr_matrix, k: int, init: str, rng: np.random.Generator,
+    A_init: np.ndarray | None, S_init: np.ndarray | None, *, simplex: bool, update_S: bool,
+    totals: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The start ``(A, S)`` of :func:`poisson_nmf`: the given factors, the rest by ``init``,
+    normalised as the model needs."""
+    n, ne = Xc.shape
+    if A_init is None or S_init is None:
+        A0, S0 = initialise(Xc, k, init, simplex=simplex, random_state=rng)
+    A = _check_init(A_init, (n, k), "A_init") if A_init is not None else A0
+    S = _check_init(S_init, (k, ne), "S_init") if S_init is not None else S0
+    if simplex:
+        S = _normalise_rows(S, np.full(ne, 1.0 / ne))
+        A = _normalise_rows(A, np.full(k, 1.0 / k))
+        if update_S:  # a zero in S could never come back; keep a floor of the mean spectrum
+            mean = np.asarray(Xc.sum(axis=0)).ravel()
+            S = _normalise_rows(S + 1e-9 * (mean / max(mean.sum(), 1.0))[None, :])
+        else:
+            _check_fixed_spectra_cover_counts(Xc, S)
+    elif A_init is None and S_init is not None:
+        A = A * (totals[:, None] / np.maximum(A.sum(axis=1, keepdims=True), 1e-300)) + 1e-12
+    return A, S
+
+
+def _check_resume(resume: Any, shape: tuple[int, int, int], simplex: bool, update_A: bool,
+                  update_S: bool, A_init: Any, S_init: Any) -> None:
+    """Refuse a ``resume`` that :func:`poisson_nmf` cannot continue exactly."""
+    n, k, ne = shape
+    if not isinstance(resume, NMFResult) or "loss_iter" not in resume.info:
+        raise TypeError(f"resume must be an NMFResult of poisson_nmf, got {type(resume)!r}.")
+    if not (simplex and update_A and update_S):
+        raise ValueError("resume continues a run with simplex=True that updates both "
+                         "factors; drop resume for this call.")
+    if A_init is not None or S_init is not None:
+        raise ValueError("resume gives the start itself: pass either resume or A_init/S_init.")
+    if resume.A.shape != (n, k) or resume.S.shape != (k, ne):
+        raise ValueError(f"resume has factors of shapes {resume.A.shape} and "
+                         f"{resume.S.shape}, expected ({n}, {k}) and ({k}, {ne}) for X and "
+                         "n_components; fit X from the start (resume=None).")
 
 
 def _check_init(M: np.ndarray, shape: tuple[int, int], name: str) -> np.ndarray:

@@ -151,6 +151,7 @@ def fit_binned(
     max_tail: float = 1.0,
     solve_maps: bool = True,
     start: tuple[np.ndarray, np.ndarray] | None = None,
+    resume: NMFResult | None = None,
 ) -> BinnedFit:
     """Stage 1: Poisson NMF of the binned counts, with the pure-pixel correction.
 
@@ -170,6 +171,11 @@ def fit_binned(
     start : (A, S), optional
         Start of the NMF (abundances (binned pixels, k), spectra (k, channels)) instead of
         the ``init`` method, e.g. the factors of a fit to similar counts.
+    resume : NMFResult, optional
+        The NMF of an earlier fit of the same ``binned`` counts with the same ``init`` and
+        ``random_state`` that stopped earlier (a lower ``max_iter``): continued to this
+        call's ``max_iter`` and ``tol``, the same NMF as a fit from the start
+        (:func:`psnmf.engine.poisson_nmf.poisson_nmf`'s ``resume``).
 
     Returns
     -------
@@ -178,7 +184,8 @@ def fit_binned(
     k = int(n_components)
     A0, S0 = start if start is not None else (None, None)
     nmf = poisson_nmf(binned, k, simplex=True, init=init, max_iter=max_iter, tol=tol,
-                      random_state=random_state, check_input=False, A_init=A0, S_init=S0)
+                      random_state=random_state, check_input=False, A_init=A0, S_init=S0,
+                      resume=resume)
     identity = np.eye(k)
     if spectra == "nmf":
         return BinnedFit(nmf=nmf, spectra=nmf.S, maps=nmf.A, transform=identity,

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from psnmf import hyperspy as signals
 from psnmf import io
 from psnmf.baselines import PCA_DIMENSION, PCAFactors, pca_factors
+from psnmf.engine.poisson_nmf import NMFResult
 from psnmf.estimator import PSNMF
 from psnmf.pipeline.load import INTEGRATION_WINDOWS, Loaded, lines_in_range
 from psnmf.pipeline.progress import Progress
@@ -93,17 +94,24 @@ def choose(
     data: Split, *, k: int | None, b: int | None, bins: Sequence[int] | None,
     components: Sequence[int] | None, seed: int | None, progress: Progress,
     auto_components: Sequence[int] = DEFAULT_COMPONENTS,
+    fits: dict[tuple[int, int], NMFResult] | None = None,
 ) -> ModelChoice:
     """Choose ``k`` and/or ``b`` by held-out deviance (:func:`psnmf.selection.choose_model`).
 
     ``k``/``b`` given fix that parameter; the candidate fits are the paper's PSNMF
     (``spectra='nmf'``, no smoothing) with the iteration caps ``SWEEP_ITERATIONS``.
+    ``fits``, when given, receives the binned-stage NMF of every candidate fitted to
+    ``data.X1``, by ``(b, k)``: :func:`score` continues the chosen one.
     """
     shape = data.image_shape
 
     def fit(X: sp.csr_matrix, bin_factor: int, n_components: int) -> PSNMF:
-        return make_estimator(n_components, bin_factor, seed=seed, iterations=SWEEP_ITERATIONS,
-                              smoothing=None, pure_spectra=False, image_shape=shape).fit(X)
+        model = make_estimator(n_components, bin_factor, seed=seed,
+                               iterations=SWEEP_ITERATIONS, smoothing=None,
+                               pure_spectra=False, image_shape=shape).fit(X)
+        if fits is not None and X is data.X1:
+            fits[(bin_factor, n_components)] = model.binned_nmf_
+        return model
 
     return choose_model(
         data.X1, data.X2, shape, fit, bins=bins if b is None else (b,),
@@ -197,14 +205,17 @@ def fit(signal: Any, data: Split, k: int, b: int, *, seed: int | None,
 def score(
     signal: Any, data: Split, k: int, b: int, *, seed: int | None,
     iterations: tuple[int, int], smoothing: float | str | None, pure_spectra: bool,
-    notes: list[str], smoothing_lam: float | None = None,
+    notes: list[str], smoothing_lam: float | None = None, resume: NMFResult | None = None,
 ) -> HeldoutDeviance:
     """Held-out deviance of raw (``X1`` predicts ``X2``), PCA and PSNMF fitted on ``X1``.
 
     The PSNMF of ``X1`` is configured as the final fit; all three share one floor.
     ``smoothing_lam``, the TV weight (counts units) the final fit used, is used as is on
     ``X1`` instead of a second weight search on it: the weight of a penalised likelihood
-    does not depend on the number of counts (:mod:`psnmf.engine.tv_maps`).
+    does not depend on the number of counts (:mod:`psnmf.engine.tv_maps`). ``resume``, the
+    binned-stage NMF of the model search's candidate at ``(b, k)`` (fitted to ``X1`` with
+    the same seed and a lower iteration cap, :func:`choose`), is continued rather than
+    fitted again: the same fit, without repeating its first iterations.
     """
     X1, X2, shape = data.X1, data.X2, data.image_shape
     dev_raw = heldout_deviance(X2, X1, floor=DEVIANCE_FLOOR)
@@ -212,7 +223,8 @@ def score(
         cpp = float(X1.sum()) / X1.shape[0]
         smoothing = float(smoothing_lam) / cpp if smoothing_lam > 0 and cpp > 0 else None
     half = make_estimator(k, b, seed=seed, iterations=iterations, smoothing=smoothing,
-                          pure_spectra=pure_spectra, image_shape=shape).fit(X1)
+                          pure_spectra=pure_spectra, image_shape=shape).fit(
+                              X1, resume_binned=resume)
     dev_psnmf = heldout_deviance(X2, fitted_factors(half), floor=DEVIANCE_FLOOR)
     try:
         pca_half = pca_factors(X1, k, n_factors=PCA_DIMENSION, random_state=seed,

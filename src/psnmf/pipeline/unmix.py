@@ -240,11 +240,13 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         )
         prog.expect(memory.estimate_time(data.image_shape, data.counts.shape[1], n_boot=n_boot))
     selection = None
+    fits: dict[tuple[int, int], Any] = {}  # the search's binned NMFs of X1, by (b, k)
     if k is None or b is None:
         what = " and ".join(x for x, auto in (("k", k is None), ("b", b is None)) if auto)
         with prog.step("sweep", "choosing " + what):
             selection = steps.choose(data, k=k, b=b, bins=bins, components=None,
-                                     auto_components=components, seed=seed, progress=prog)
+                                     auto_components=components, seed=seed, progress=prog,
+                                     fits=fits)
         k = k if k is not None else selection.n_components
         b = b if b is not None else selection.bin_factor
     config = {"seed": seed, "iterations": iterations, "smoothing": smoothing,
@@ -255,7 +257,8 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         fitted = steps.fit(loaded.signal, data, k, b, **config)
     with prog.step("heldout", "held-out deviance"):
         deviance = steps.score(loaded.signal, data, k, b, notes=notes,
-                               smoothing_lam=fitted.model.smoothing_["lam"], **config)
+                               smoothing_lam=fitted.model.smoothing_["lam"],
+                               resume=fits.get((b, k)), **config)
     with prog.step("elements", "elemental maps"):
         elmaps = steps.element_maps(loaded, baseline, fitted, notes)
     composition = None
