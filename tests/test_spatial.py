@@ -139,24 +139,3 @@ def test_lazy_input_gets_per_pixel_maps_or_a_clear_refusal(low):
     with pytest.warns(UserWarning, match="per-pixel maps"):  # the default is 'auto'
         model = PSNMF(3, 4, random_state=0).fit(lazy)
     assert model.smoothing_["lam"] == 0.0 and model.unsmoothed_maps_ is None
-
-
-def test_multilevel_start_reaches_the_same_optimum_in_fewer_iterations():
-    """From per-pixel maps, a start solved on the 2 x 2-binned image (one coarse level of
-    66 x 35 pixels for this non-square 132 x 70 image) reaches the objective of the plain
-    solve, or lower, in fewer fine-level iterations."""
-    t = make_toy(ny=132, nx=70, ne=120, counts=12.0, seed=4)
-    X = sp.csr_matrix(t.counts.reshape(-1, t.counts.shape[-1]).astype(np.float64))
-    per_pixel = solve_abundances(X, t.spectra, max_iter=2000, tol=1e-9).A
-    lam = 1.0 * 12
-    plain = smooth_maps(X, per_pixel, t.spectra, (132, 70), lam)
-    multi = smooth_maps(X, per_pixel, t.spectra, (132, 70), lam, multilevel=True)
-    assert multi.converged and multi.n_iter < plain.n_iter
-    assert multi.objective[-1] <= plain.objective[-1] + 1e-6 * abs(plain.objective[-1])
-    assert np.all(np.diff(multi.objective) <= 0)
-    assert np.abs(multi.maps - plain.maps).mean() < 0.01
-    np.testing.assert_allclose(multi.maps.sum(axis=1), 1.0, atol=1e-10)
-    small = smooth_maps(X[:48 * 70], per_pixel[:48 * 70], t.spectra, (48, 70), lam,
-                        multilevel=True)  # too small to bin: the plain solve
-    same = smooth_maps(X[:48 * 70], per_pixel[:48 * 70], t.spectra, (48, 70), lam)
-    np.testing.assert_array_equal(small.maps, same.maps)

@@ -651,7 +651,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         if info["lam"] == 0.0:
             return maps, info, unsmoothed
         res = smooth_maps(counts, maps, spectra, shape, info["lam"],
-                          penalty=self.smoothing_penalty, multilevel=True)
+                          penalty=self.smoothing_penalty)
         info["n_iter"] = res.n_iter
         return res.maps, info, unsmoothed
 

@@ -35,12 +35,6 @@ by a safeguarded Newton search (``sum_k a_k(mu) = 1``). A pixel takes a few such
 its counts are in cache. With ``lam = 0`` this is exactly the EM update of the
 unregularised stage.
 
-A sweep moves information one pixel, so from per-pixel maps the large-scale structure
-takes many sweeps to form; ``multilevel=True`` starts instead from the solution on the
-2 x 2-binned image (recursively), a nested iteration as in multigrid: 1.1-1.7x faster on
-simulated maps of 180 x 180 and 512 x 512 pixels, and as close to the optimum or closer
-(:func:`smooth_maps`). The final fit of :class:`psnmf.PSNMF` uses it.
-
 Examples
 --------
 >>> import numpy as np
@@ -79,7 +73,6 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 from psnmf.engine import _kernels as kernels
-from psnmf.engine.binning import bin_counts, bin_index, binned_shape, binning_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -100,12 +93,6 @@ SMOOTHING_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 
 #: Smoothing of the TV penalty near zero difference, in abundance units.
 TV_EPS = 0.05
-
-#: ``multilevel=True``: the coarsest level of :func:`smooth_maps`' start has at least this
-#: many pixels on its shorter side.
-MULTILEVEL_MIN_SIDE = 32
-#: ... and its levels are solved to this relative tolerance (they only give the start).
-MULTILEVEL_TOL = 1e-4
 
 
 # -----------------------------------------------------------------------------------------
@@ -320,7 +307,6 @@ def smooth_maps(
     tol: float = 1e-6,
     check_every: int = 10,
     inner: int = 2,
-    multilevel: bool = False,
 ) -> SmoothResult:
     """Spatially regularised abundance maps for fixed spectra (see the module docstring).
 
@@ -344,20 +330,6 @@ def smooth_maps(
     check_every : int
     inner : int
         MM steps per pixel and sweep (its neighbours fixed).
-    multilevel : bool
-        Start from the solution of the same problem on the 2 x 2-binned image (itself
-        started from its own binned image, down to :data:`MULTILEVEL_MIN_SIDE` pixels),
-        upsampled, instead of from ``A`` itself (``A`` still starts the coarsest level).
-        Restricted to maps constant on 2 x 2 blocks the problem is the binned one with
-        the counts summed and the weight doubled (two pixel pairs cross each block edge),
-        so the coarse levels carry the large-scale structure that red-black sweeps
-        propagate one pixel per sweep. For a start far from the solution (per-pixel maps);
-        a warm start from a nearby solution should not use it. Measured on simulated
-        mantle maps from per-pixel maps (``tol`` 1e-6), wall time without -> with:
-        180 x 180 x 1980 at 147 counts per pixel, weights 0.1 / 1 / 3 times the counts per
-        pixel, 1.69 -> 1.02 s, 3.84 -> 2.68 s, 7.53 -> 5.40 s; 512 x 512 x 2048 at 120
-        counts per pixel, 0.1: 11.8 -> 10.3 s. The final objective was lower (closer to
-        the optimum) in three cases, 4e-7 relative higher in the fourth.
 
     Returns
     -------
@@ -375,9 +347,6 @@ def smooth_maps(
             f"A has shape {A.shape} and X {X.shape}, expected ({ny * nx}, {k}) and "
             f"({ny * nx}, channels) for an image of {ny} x {nx} pixels and {k} spectra."
         )
-    if multilevel:
-        A = _coarse_start(X, A, S, image_shape, float(lam), penalty=penalty, eps=eps,
-                          max_iter=max_iter, check_every=check_every, inner=inner)
     St = np.ascontiguousarray(S.T, dtype=np.float64)
     cur = np.ascontiguousarray(A, dtype=np.float64).reshape(ny, nx, k).copy()
     history: list[float] = []
@@ -398,18 +367,3 @@ def smooth_maps(
     return SmoothResult(maps=cur.reshape(ny * nx, k), objective=np.asarray(history),
                         n_iter=it, converged=converged)
 
-
-def _coarse_start(X: sp.csr_matrix, A: np.ndarray, S: np.ndarray,
-                  image_shape: tuple[int, int], lam: float, **options: Any) -> np.ndarray:
-    """The start of ``smooth_maps(multilevel=True)``: the solution on the 2 x 2-binned
-    image (weight ``2 lam``, recursively), each coarse pixel's abundances copied to its
-    fine pixels; ``A`` itself when the image is too small to bin."""
-    if min(image_shape) < 2 * MULTILEVEL_MIN_SIDE:
-        return A
-    shape = binned_shape(image_shape, 2)
-    idx = bin_index(image_shape, 2)
-    coarse = np.asarray(binning_matrix(image_shape, 2) @ A)
-    coarse /= coarse.sum(axis=1, keepdims=True)
-    res = smooth_maps(bin_counts(X, image_shape, 2), coarse, S, shape, 2.0 * lam,
-                      tol=MULTILEVEL_TOL, multilevel=True, **options)
-    return res.maps[idx]
