@@ -221,3 +221,5 @@ def test_resume_refuses_what_it_cannot_continue(toy):
         poisson_nmf(X, 3, resume=part, update_S=False)
     with pytest.raises(TypeError, match="NMFResult"):
         poisson_nmf(X, 3, resume=(part.A, part.S))
+    with pytest.raises(ValueError, match="max_iter"):
+        poisson_nmf(X, 3, resume=part, max_iter=10)

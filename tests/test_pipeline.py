@@ -207,3 +207,12 @@ def test_the_heldout_fit_continues_the_search_candidate():
     resumed = steps.score(None, data, 3, b, resume=fits[(b, 3)], **cfg)
     fresh = steps.score(None, data, 3, b, **cfg)
     assert resumed.psnmf == fresh.psnmf
+
+
+def test_a_lower_iteration_cap_than_the_search_fits_the_held_out_half_from_the_start():
+    """With ``max_iter`` below the search's cap the search's fit cannot be continued (it
+    ran more iterations than the held-out fit may): the held-out fit starts afresh."""
+    res = unmix(REAL / "test_TEM.bcf", n_components=2, bin_factor="auto", bins=(4, 8),
+                **{**FAST, "max_iter": 50})
+    assert res.model.n_iter_["binned"] <= 50
+    assert np.isfinite(res.deviance.psnmf)

@@ -300,6 +300,10 @@ def poisson_nmf(
     totals = np.asarray(Xc.sum(axis=1)).ravel()
     if resume is not None:  # the factors as the earlier run left them, floors and all
         _check_resume(resume, (n, k, ne), simplex, update_A, update_S, A_init, S_init)
+        if resume.n_iter > max_iter:
+            raise ValueError(f"resume ran {resume.n_iter} iterations, more than max_iter="
+                             f"{max_iter}: fit from the start (resume=None) or raise "
+                             "max_iter.")
         A, S = resume.A.copy(), resume.S.copy()
     else:
         A, S = _initial_factors(Xc, k, init, rng, A_init, S_init, simplex=simplex,

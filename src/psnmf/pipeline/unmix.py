@@ -258,7 +258,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     with prog.step("heldout", "held-out deviance"):
         deviance = steps.score(loaded.signal, data, k, b, notes=notes,
                                smoothing_lam=fitted.model.smoothing_["lam"],
-                               resume=fits.get((b, k)), **config)
+                               resume=_resumable(fits.get((b, k)), iterations), **config)
     with prog.step("elements", "elemental maps"):
         elmaps = steps.element_maps(loaded, baseline, fitted, notes)
     composition = None
@@ -283,6 +283,12 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         selection=selection, summary=summary, warnings=notes, scale=fitted.scale,
         pca=baseline.factors,
     )
+
+
+def _resumable(nmf: Any, iterations: tuple[int, int]) -> Any:
+    """The search's binned NMF when the held-out fit can continue it (it ran no more
+    iterations than that fit's cap allows), else None."""
+    return nmf if nmf is not None and nmf.n_iter <= iterations[0] else None
 
 
 def _write(result: UnmixResult, results: io.ResultsFolder, prog: Progress, *, report: bool,
