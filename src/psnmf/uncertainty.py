@@ -661,16 +661,22 @@ def _edges_settled(res: BootstrapResult, width_tol: float, level: float = 0.95) 
         sets.append(res.debiased_composition_replicates)
     for j, comp in enumerate(res.compositions or []):
         q = res.quantifications[j] if res.quantifications is not None else None
-        budget = {} if q is None else q.uncertainty_budget
         for el in comp:
-            s = math.sqrt(sum(float(budget[p].get(el, 0.0)) ** 2
-                              for p in ("k_factors", "thickness") if p in budget))
+            s = math.sqrt(_systematic_var(q, el))
             for reps in sets:
                 v = np.array([rep[j].get(el, 0.0) for rep in reps])
                 half = z * math.hypot(float(v.std(ddof=1)), s)
                 if edge_error(v, s, level) > max(width_tol * half, WIDTH_ATOL):
                     return False
     return True
+
+
+def _systematic_var(q: Any, element: str) -> float:
+    """The systematic variance of an element's composition in a quantification ``q``
+    (the squares of its k-factor and thickness parts; 0 without a quantification)."""
+    budget = {} if q is None else q.uncertainty_budget
+    return sum(float(budget[p].get(element, 0.0)) ** 2
+               for p in ("k_factors", "thickness") if p in budget)
 
 
 def composition_intervals(
@@ -714,10 +720,7 @@ def composition_intervals(
             v = np.array([rep[j].get(el, 0.0) for rep in res.composition_replicates])
             t = comp.get(el, 0.0)
             sd = float(v.std(ddof=1))
-            sys2 = 0.0
-            if systematic and q is not None:
-                sys2 = sum(float(q.uncertainty_budget[p].get(el, 0.0)) ** 2
-                           for p in ("k_factors", "thickness") if p in q.uncertainty_budget)
+            sys2 = _systematic_var(q, el) if systematic else 0.0
             if method == "bias":
                 centres = [(t, sd), (2 * t - v.mean(), sd)]
                 if deb is not None and deb_reps is not None:
