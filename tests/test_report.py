@@ -43,7 +43,7 @@ def _chromium() -> str | None:
 def test_report_is_self_contained(report_dir):
     text = (report_dir / "report.html").read_text()
     images = re.findall(r'<img [^>]*src="([^"]{0,40})', text)
-    assert len(images) == 9  # incl. the sweep figure and the TV-weight curve
+    assert len(images) == 10  # incl. the sweep figure, the TV-weight curve, the residuals
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert "http://" not in text and "https://" not in text  # nothing fetched from outside
     for needle in ("Held-out Poisson deviance", "PCA (HyperSpy", "PSNMF (k =",
@@ -70,7 +70,7 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     check = re.search(r'id="render-check"[^>]*', dom.stdout)
     assert check, "the page's render check did not run"
     attrs = dict(re.findall(r'data-([a-z]+)="([^"]*)"', check.group(0)))
-    assert attrs == {"ok": "true", "images": "9", "failed": "0"}, attrs
+    assert attrs == {"ok": "true", "images": "10", "failed": "0"}, attrs
     assert "[figures ok]" in dom.stdout
 
     shot = tmp_path / "report.png"

@@ -59,7 +59,7 @@ STAGES = ("load", "sweep", "pca", "psnmf", "heldout", "elements", "composition",
 
 STAGE_LABELS = {
     "load": "loading", "sweep": "choosing k and b", "pca": "PCA (HyperSpy)",
-    "psnmf": "the PSNMF fit", "heldout": "the held-out deviance", "elements":
+    "psnmf": "the PSNMF fit", "heldout": "the held-out deviance and residual map", "elements":
     "the elemental maps", "composition": "the bootstrap compositions", "save":
     "writing the signals", "report": "the figures and report",
 }

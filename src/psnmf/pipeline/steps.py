@@ -1,7 +1,8 @@
 """The steps of :func:`psnmf.pipeline.unmix`, one function each with a typed result.
 
 ``load`` (:mod:`psnmf.pipeline.load`) -> :func:`split` -> :func:`choose` (k and b, when
-asked) -> :func:`pca` -> :func:`fit` -> :func:`score` -> :func:`element_maps` ->
+asked) -> :func:`pca` -> :func:`fit` -> :func:`score` -> :func:`residual_map` ->
+:func:`element_maps` ->
 :func:`quantify` -> :func:`write`. Every estimator of the pipeline is built by
 :func:`make_estimator`.
 """
@@ -26,6 +27,7 @@ from psnmf.estimator import PSNMF
 from psnmf.pipeline.load import INTEGRATION_WINDOWS, Loaded, lines_in_range
 from psnmf.pipeline.progress import Progress
 from psnmf.pipeline.summary import Composition, HeldoutDeviance, UnmixResult
+from psnmf.residuals import Residuals, residuals
 from psnmf.selection import (
     DEFAULT_COMPONENTS,
     DEVIANCE_FLOOR,
@@ -239,6 +241,15 @@ def score(
                            fraction=SPLIT_FRACTION, seed=seed, heldout_counts=float(X2.sum()))
 
 
+def residual_map(signal: Any, data: Split, fitted: Fitted) -> Residuals:
+    """Standardised deviance of every pixel under the final fit, its worst-fitted region and
+    that region's spectrum against the model (:func:`psnmf.residuals.residuals`)."""
+    model = fitted.model
+    axis = signal.axes_manager.signal_axes[0]
+    return residuals(data.counts, model.maps_.reshape(-1, model.spectra_.shape[0]),
+                     model.spectra_, data.image_shape, np.asarray(axis.axis, dtype=float))
+
+
 @dataclass
 class ElementMaps:
     """Line intensities (exspy ``get_lines_intensity``) of the raw, PCA and PSNMF data.
@@ -388,6 +399,7 @@ FACTOR_FILES = {
     "scale": "count_scale.hspy",
     "psnmf_decomposition": "psnmf_decomposition.hspy",
     "pca_decomposition": "pca_decomposition.hspy",
+    "residuals": "residual_map.hspy",
 }
 #: The dense denoised cubes (``write_denoised=True``).
 DENSE_FILES = {"denoised": "denoised.hspy", "pca_denoised": "pca_denoised.hspy"}
@@ -400,6 +412,8 @@ def write_signals(result: UnmixResult, out: Path, *,
     * ``component_spectra.hspy`` (k | channels), ``component_maps.hspy`` (k | y, x),
       ``count_scale.hspy`` (y, x): ``psnmf.hyperspy.denoised_from_factors(spectra, maps,
       scale)`` rebuilds the PSNMF-denoised cube.
+    * ``residual_map.hspy`` (y, x): each pixel's standardised deviance under the fit
+      (:class:`psnmf.residuals.Residuals`), high where the model misses something.
     * ``psnmf_decomposition.hspy`` and ``pca_decomposition.hspy``: HyperSpy decompositions
       (see :func:`psnmf.hyperspy.decomposition_signal`): ``hs.load(path, lazy=True)
       .get_decomposition_model()`` is the denoised cube; ``get_decomposition_factors()`` /
@@ -415,6 +429,9 @@ def write_signals(result: UnmixResult, out: Path, *,
             model.spectra_.T, (model.maps_ * model.scale_[..., None]).reshape(-1, k),
             template, algorithm="PSNMF", title="PSNMF decomposition"),
     }
+    if result.residuals is not None:
+        signals_out["residuals"] = signals.scale_signal(
+            result.residuals.z, template, title="PSNMF standardised residual deviance")
     if result.pca is not None:
         pf = result.pca
         signals_out["pca_decomposition"] = signals.decomposition_signal(
@@ -477,7 +494,7 @@ def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
     """
     ny, nx, ne = (int(n) for n in shape)
     pixels = ny * nx
-    factors = 8 * (k * ne + k * pixels + pixels)
+    factors = 8 * (k * ne + k * pixels + 2 * pixels)  # + the residual map
     decompositions = 2 * (8 * k * (ne + pixels) + 0.01 * 8 * pixels * ne)
     dense = 2 * 4 * pixels * ne if write_denoised else 0
     files = len(FACTOR_FILES) + (len(DENSE_FILES) if write_denoised else 0)

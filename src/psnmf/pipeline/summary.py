@@ -253,6 +253,7 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] | None = None
+    residuals: dict[str, Any] | None = None  #: :meth:`psnmf.residuals.Residuals.to_dict`
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready content of ``summary.json``."""
@@ -267,6 +268,7 @@ class Summary:
             "composition": None if self.composition is None else dict(self.composition.__dict__),
             "pca_explained_variance_ratio": self.pca_explained_variance_ratio,
             "sweep": None if self.selection is None else self.selection.to_dict(),
+            "residuals": self.residuals,
             "warnings": list(self.warnings),
             "timings_s": dict(self.timings_s),
         }
@@ -324,6 +326,9 @@ class UnmixResult:
         The per-pixel count scale (y, x) of the PSNMF fit.
     pca : psnmf.baselines.PCAFactors or None
         Factors and loadings of the PCA baseline (``None`` when it could not be computed).
+    residuals : psnmf.residuals.Residuals or None
+        Standardised deviance map of the fit, its worst-fitted region and that region's
+        spectrum against the model, and whether the residuals show structure.
     """
 
     model: Any
@@ -341,6 +346,7 @@ class UnmixResult:
     warnings: list[str] = field(default_factory=list)
     scale: Any = None
     pca: Any = None
+    residuals: Any = None
 
     @property
     def n_components(self) -> int:

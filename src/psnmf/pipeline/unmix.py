@@ -14,9 +14,11 @@ The steps (:mod:`psnmf.pipeline.steps`)
    is their product, built lazily).
 6. score: held-out deviance of raw, PCA and PSNMF (fitted on ``X1`` with the final fit's
    TV weight), one floor.
-7. elemental maps of the raw, PCA and PSNMF data; 8. quantify: component compositions
+7. residuals: each pixel's standardised deviance under the fit, and the worst-fitted
+   region (:mod:`psnmf.residuals`).
+8. elemental maps of the raw, PCA and PSNMF data; 9. quantify: component compositions
    with bootstrap ±.
-9. write (with ``output_dir``): the factors as ``.hspy`` signals (the dense cubes only
+10. write (with ``output_dir``): the factors as ``.hspy`` signals (the dense cubes only
    with ``write_denoised``), figures, ``report.html`` and ``summary.json``.
 """
 
@@ -140,15 +142,17 @@ def unmix(
     input's axes and metadata: ``component_spectra.hspy`` (k | channels),
     ``component_maps.hspy`` (k | y, x) and ``count_scale.hspy`` (y, x), from which
     :func:`psnmf.hyperspy.denoised_from_factors` rebuilds the PSNMF-denoised cube (lazily);
+    ``residual_map.hspy`` (y, x), each pixel's standardised deviance under the fit;
     ``psnmf_decomposition.hspy`` and ``pca_decomposition.hspy``, HyperSpy decompositions
     whose ``get_decomposition_model()`` is the PSNMF- and the PCA-denoised cube
     (``hs.load(path, lazy=True)``; their data are a compressed placeholder of zeros);
     ``denoised.hspy`` and ``pca_denoised.hspy`` (float32) only with ``write_denoised``;
     ``component_spectra.png``, ``component_maps.png``,
     ``element_maps.png`` (raw vs PCA vs PSNMF), ``scree.png``, ``deviance.png``,
-    ``loss.png``, ``sum_spectrum.png``, ``smoothing.png`` (when the TV weight was chosen),
-    ``sweep.png`` (when b or k was chosen), ``summary.json`` and the self-contained
-    ``report.html``, listed with their sizes and checksums in ``.psnmf-manifest.json``.
+    ``loss.png``, ``residuals.png``, ``sum_spectrum.png``, ``smoothing.png`` (when the
+    TV weight was chosen), ``sweep.png`` (when b or k was chosen), ``summary.json`` and
+    the self-contained ``report.html``, listed with their sizes and checksums in
+    ``.psnmf-manifest.json``.
 
     The results appear as one set (:class:`psnmf.io.ResultsFolder`): the folder is locked
     for the run (a second run into it stops at once), the files are written into a hidden
@@ -255,10 +259,11 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         baseline = steps.pca(loaded.signal, k, seed, notes, data)
     with prog.step("psnmf", f"PSNMF k={k} b={b}"):
         fitted = steps.fit(loaded.signal, data, k, b, **config)
-    with prog.step("heldout", "held-out deviance"):
+    with prog.step("heldout", "held-out deviance, residual map"):
         deviance = steps.score(loaded.signal, data, k, b, notes=notes,
                                smoothing_lam=fitted.model.smoothing_["lam"],
                                resume=_resumable(fits.get((b, k)), iterations), **config)
+        resid = steps.residual_map(loaded.signal, data, fitted)
     with prog.step("elements", "elemental maps"):
         elmaps = steps.element_maps(loaded, baseline, fitted, notes)
     composition = None
@@ -274,14 +279,14 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         heldout_deviance=deviance, fit=_fit_info(fitted.model),
         smoothing=SmoothingInfo.from_model(fitted.model.smoothing_), composition=composition,
         pca_explained_variance_ratio=baseline.scree, selection=selection,
-        warnings=list(notes), timings_s=dict(prog.timings),
+        warnings=list(notes), timings_s=dict(prog.timings), residuals=resid.to_dict(),
     )
     return UnmixResult(
         model=fitted.model, signal=loaded.signal, denoised=fitted.denoised,
         pca_denoised=baseline.denoised, spectra=fitted.spectra, maps=fitted.maps,
         element_maps=elmaps.maps, deviance=deviance, scree=baseline.scree,
         selection=selection, summary=summary, warnings=notes, scale=fitted.scale,
-        pca=baseline.factors,
+        pca=baseline.factors, residuals=resid,
     )
 
 
@@ -408,6 +413,8 @@ def format_summary(result: UnmixResult) -> str:
     pca = "n/a" if dev.pca is None else f"{dev.pca:.4f}"
     lines.append(f"  held-out Poisson deviance per count (lower is better): raw {dev.raw:.4f} "
                  f"| PCA {pca} | PSNMF {dev.psnmf:.4f}")
+    if s.residuals is not None:
+        lines.append(f"  residuals   {s.residuals['message']}")
     if result.selection is not None:
         lines.append("  search      " + _search_line(result.selection))
     lines.append(f"  time        {s.timings_s.get('total', float('nan')):.1f} s")

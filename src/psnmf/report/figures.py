@@ -45,6 +45,12 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("smoothing_figure", "smoothing.png",
      "Choice of the total-variation weight of the maps: held-out deviance (count splitting, "
      "central window of the image) against the weight relative to the counts per pixel."),
+    ("residuals_figure", "residuals.png",
+     "Where the model fails. Left: each pixel's deviance under the fit, standardised by "
+     "what it would be if the model were right (0: explained; large: the counts spread "
+     "over the energies differently from the model), with the worst-fitted region boxed. "
+     "Right: that region's summed counts against the model's prediction, per energy "
+     "window (log scale), with the energies where they differ by 5 sd or more."),
     ("loss_figure", "loss.png", "PSNMF loss (generalised KL) per iteration of both stages."),
 )
 
@@ -244,6 +250,44 @@ def deviance_figure(result: UnmixResult) -> Figure:
     return fig
 
 
+def residuals_figure(result: UnmixResult) -> Figure | None:
+    """Standardised residual map with the worst region, and that region's spectrum against
+    the model's, the departing energies marked."""
+    from matplotlib.patches import Rectangle
+
+    res = result.residuals
+    if res is None:
+        return None
+    fig = Figure(figsize=(11, 3.8), dpi=DPI, layout="constrained")
+    ax_map, ax_sp = fig.subplots(1, 2, width_ratios=[1, 1.6])
+    z = np.asarray(res.z, dtype=float)
+    finite = z[np.isfinite(z)]
+    hi = float(max(np.percentile(finite, 99.9), 5.0)) if finite.size else 5.0
+    im = ax_map.imshow(z, cmap="RdBu_r", vmin=-hi, vmax=hi, interpolation="nearest")
+    y0, y1, x0, x1 = res.region
+    ax_map.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                               edgecolor="k" if res.structured else "0.4", linewidth=1.5))
+    ax_map.set_title("standardised deviance per pixel (pixels)", fontsize=10)
+    fig.colorbar(im, ax=ax_map, shrink=0.85, pad=0.02, label="sd")
+    ax_sp.semilogy(res.energy, np.maximum(res.raw, 0.5), color="0.3", lw=0.9,
+                   drawstyle="steps-mid", label="counts of the region")
+    ax_sp.semilogy(res.energy, np.maximum(res.model, 0.5), color="tab:red", lw=1.1,
+                   label="model")
+    for p in res.peaks:
+        label = f"{p.energy_keV:.2f} keV" + (f"\n{p.lines[0]}" if p.lines else "")
+        ax_sp.axvline(p.energy_keV, color="tab:green" if p.sigma > 0 else "tab:purple",
+                      lw=0.8, ls="--")
+        ax_sp.annotate(f"{label} ({p.sigma:+.0f} sd)", (p.energy_keV, max(p.raw, 1.0)),
+                       fontsize=7, rotation=90, va="bottom", ha="right")
+    ax_sp.set_xlabel("energy (keV)")
+    ax_sp.set_ylabel("counts per window")
+    verdict = "structure not explained" if res.structured else "within noise"
+    ax_sp.set_title(f"worst region x {x0}-{x1 - 1}, y {y0}-{y1 - 1}: "
+                    f"{res.region_score:.1f} sd ({verdict})", fontsize=10)
+    ax_sp.legend(fontsize=8, loc="upper right")
+    return fig
+
+
 def scree_figure(result: UnmixResult) -> Figure:
     """Explained variance ratio of the PCA, with the chosen k marked."""
     ratio = np.asarray(result.scree, dtype=float)
@@ -376,6 +420,7 @@ def write_figures(result: UnmixResult, out: str | Path) -> dict[str, Path]:
         "deviance_figure": deviance_figure,
         "scree_figure": scree_figure,
         "smoothing_figure": smoothing_figure,
+        "residuals_figure": residuals_figure,
         "loss_figure": loss_figure,
     }
     paths = {}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from psnmf import io
 from psnmf.report.figures import FIGURES
+from psnmf.residuals import ALPHA
 
 if TYPE_CHECKING:  # pragma: no cover
     from psnmf.pipeline.summary import UnmixResult
@@ -95,7 +96,8 @@ padding:4px 10px;text-align:left}th{background:#f0f2f6}td.num{text-align:right;
 font-variant-numeric:tabular-nums}tr.best td{background:#fff3d6;font-weight:600}
 figure{margin:12px 0 20px}figure img{max-width:100%;border:1px solid #e4e7ec}
 figcaption{font-size:.88em;color:#4a5465;margin-top:4px}.warn{background:#fff4e5;
-border-left:4px solid #f0a020;padding:8px 12px;margin:8px 0}.grid{display:grid;
+border-left:4px solid #f0a020;padding:8px 12px;margin:8px 0}.ok{background:#eef7ee;
+border-left:4px solid #4a9a4a;padding:8px 12px;margin:8px 0}.grid{display:grid;
 grid-template-columns:1fr 1fr;gap:8px 32px}.key{font-size:1.05em}code{background:#f0f2f6;
 padding:1px 4px;border-radius:3px}#render-check{font-size:.8em;color:#5a6475}
 """
@@ -157,6 +159,7 @@ def build_html(result: UnmixResult, figure_paths: dict[str, Path]) -> str:
         *[f"<div class='warn'>{html.escape(note)}</div>" for note in result.warnings],
         *_summary_html(result, src),
         *_deviance_html(result, fig_html),
+        *_residuals_html(result, fig_html),
         "<h2>Components</h2>",
         fig_html.get("spectra_figure", ""),
         fig_html.get("maps_figure", ""),
@@ -236,6 +239,30 @@ def _deviance_html(result: UnmixResult, fig_html: dict[str, str]) -> list[str]:
         f"</td><td class='num'>{_fmt(dev.psnmf)}</td></tr></table>",
         f"<p>Predicted means floored at {dev.floor:g}; seed {dev.seed}.</p>",
         fig_html.get("deviance_figure", ""),
+    ]
+
+
+def _residuals_html(result: UnmixResult, fig_html: dict[str, str]) -> list[str]:
+    res = result.residuals
+    if res is None:
+        return []
+    rows = "".join(
+        f"<tr><td class='num'>{p.energy_keV:.2f}</td><td class='num'>{p.sigma:+.1f}</td>"
+        f"<td class='num'>{p.raw:.0f}</td><td class='num'>{p.model:.1f}</td>"
+        f"<td>{html.escape(', '.join(p.lines[:4]))}</td></tr>" for p in res.peaks)
+    table = ("<table><tr><th>keV</th><th>(counts - model) / sd</th><th>counts</th>"
+             f"<th>model</th><th>lines near</th></tr>{rows}</table>" if rows else "")
+    return [
+        "<h2>Residuals: where the model fails</h2>",
+        f"<div class='{'warn' if res.structured else 'ok'}'>{html.escape(res.message)}</div>",
+        fig_html.get("residuals_figure", ""),
+        table,
+        "<p>Each pixel's counts are scored by their Poisson deviance under the fitted model "
+        "(with the pixel's own total), standardised by the deviance's mean and spread if "
+        "the model were right, and summed over square regions of 2 to 32 pixels; a region "
+        "counts as structure when it stands out from the others by more than chance allows "
+        f"over all regions (family-wise false-alarm rate {100 * ALPHA:g}%). The map is in "
+        "<code>residual_map.hspy</code>.</p>",
     ]
 
 
