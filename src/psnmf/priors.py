@@ -26,6 +26,7 @@ from psnmf.engine.priors import SpectralPriors, roi_spectra
 
 __all__ = [
     "apply_pixel_mask",
+    "check_component",
     "check_coverage",
     "check_fixed_spectra",
     "check_init_rois",
@@ -35,7 +36,8 @@ __all__ = [
 ]
 
 
-def _component(key: Any, name: str) -> int:
+def check_component(key: Any, name: str) -> int:
+    """A component index (int >= 0) or a ValueError naming ``name``."""
     if isinstance(key, bool) or not isinstance(key, int | np.integer) or key < 0:
         raise ValueError(f"{name}: component {key!r} is not a component index (an integer "
                          ">= 0; component 0 is the first).")
@@ -45,7 +47,7 @@ def _component(key: Any, name: str) -> int:
 def _by_component(value: Any, name: str) -> dict[int, Any]:
     """A dict ``{component: item}`` from a dict or a sequence (item ``j`` for component j)."""
     if isinstance(value, Mapping):
-        return {_component(j, name): v for j, v in value.items()}
+        return {check_component(j, name): v for j, v in value.items()}
     if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str):
         return dict(enumerate(value))
     raise TypeError(f"{name} must be a dict {{component: ...}} or a list (item j for "

@@ -233,6 +233,8 @@ def _prior_start(
     with the replaced rows); ``(A0, S0)`` as given when the priors set no row."""
     if not (priors.fixed or priors.init):
         return A0, S0
+    if A0 is not None and S0 is not None:  # a given start: only its prior rows change
+        return A0, priors.start(S0)
     if S0 is None:
         _, S0 = initialise(binned, k, init, simplex=True,
                            random_state=check_random_state(random_state))

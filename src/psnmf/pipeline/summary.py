@@ -253,6 +253,8 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] | None = None
+    #: The user priors (:mod:`psnmf.pipeline.priors`) and excluded elements; {} for none.
+    priors: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready content of ``summary.json``."""
@@ -269,6 +271,7 @@ class Summary:
             "sweep": None if self.selection is None else self.selection.to_dict(),
             "warnings": list(self.warnings),
             "timings_s": dict(self.timings_s),
+            "priors": dict(self.priors),
         }
         if self.files is not None:
             out["files"] = dict(self.files)
