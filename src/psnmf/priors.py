@@ -114,7 +114,7 @@ def check_spectra_mask(value: Any, n_channels: int) -> np.ndarray | None:
 
 
 def check_pixel_mask(value: Any, image_shape: tuple[int, int],
-                     name: str = "pixel_mask") -> np.ndarray | None:
+                     name: str = "pixel_mask", *, allow_all: bool = False) -> np.ndarray | None:
     """A (ny, nx) bool mask (True = masked out) of the image, or None."""
     if value is None:
         return None
@@ -128,7 +128,7 @@ def check_pixel_mask(value: Any, image_shape: tuple[int, int],
             raise ValueError(f"{name} must be boolean (True = masked out), got other values.")
         arr = arr.astype(bool)
     arr = arr.reshape(ny, nx)
-    if arr.all():
+    if arr.all() and not allow_all:
         raise ValueError(f"{name} masks out every pixel: nothing is left to fit; mask only "
                          "the pixels to leave out (vacuum, contamination, damage).")
     return arr
@@ -140,7 +140,7 @@ def check_init_rois(value: Any, image_shape: tuple[int, int]) -> dict[int, np.nd
         return {}
     out = {}
     for j, roi in _by_component(value, "init_rois").items():
-        mask = check_pixel_mask(roi, image_shape, name=f"init_rois[{j}]")
+        mask = check_pixel_mask(roi, image_shape, name=f"init_rois[{j}]", allow_all=True)
         if mask is None or not mask.any():
             raise ValueError(f"init_rois[{j}] selects no pixel: mark the region of "
                              "component j with True.")
@@ -212,10 +212,10 @@ def check_coverage(counts: sp.csr_matrix, priors: SpectralPriors | None, k: int)
     if fixed_rows is not None:
         allowed[fixed_rows] = fixed[fixed_rows] > 0
     dead = ~allowed.any(axis=0)
-    hit = np.unique(counts.indices[dead[counts.indices]]) if dead.any() else []
+    hit = (np.unique(counts.indices[dead[counts.indices]]).tolist() if dead.any() else [])
     if len(hit):
         raise ValueError(
-            f"channel(s) {list(hit[:10])}{' ...' if len(hit) > 10 else ''} have counts, but "
+            f"channel(s) {hit[:10]}{' ...' if len(hit) > 10 else ''} have counts, but "
             "the priors (fixed spectra zero there, every other component forbidden there) "
             "let no component explain them: allow one component there, or leave a "
             "component unconstrained."
