@@ -42,6 +42,7 @@ from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
 from psnmf import hyperspy as signals
+from psnmf import priors as user_priors
 from psnmf._validation import (
     check_has_counts,
     check_n_components,
@@ -65,6 +66,7 @@ from psnmf.engine.two_stage import (
     refine_vertices,
 )
 from psnmf.selection import (
+    DEFAULT_COMPONENTS,
     SPLIT_FRACTION,
     SWEEP_ITERATIONS,
     ModelChoice,
@@ -298,6 +300,30 @@ class PSNMF(TransformerMixin, BaseEstimator):
     edx_model : psnmf.physics.EDXModel, optional
         The forward model on the data's energy axis, for ``never_pure='lines'`` (default:
         :func:`psnmf.quantify.model_for_signal` of the signal).
+    fixed_spectra : dict {component: array (channels,)}, optional
+        Spectra measured on a reference, by component index (or a list: item j for
+        component j): the fitted spectrum of that component is the given one, normalised
+        to sum one, in every stage (the binned NMF does not update it, no vertex move moves
+        it, the full-resolution maps are solved with it). Finite, non-negative, not all
+        zero, on the data's channels.
+    spectra_mask : array (m, channels) of bool, optional
+        Spectral support of components ``0 .. m - 1`` (``m <= k``; the other components
+        are unconstrained): False where a component's spectrum must be zero (the channels
+        of an element forbidden in that phase). The binned NMF starts from zeros there and
+        its multiplicative updates keep them; a spectrum moved to a pure cluster (or at a
+        finer scale, or by ``never_pure='lines'``) has those channels set to zero and is
+        renormalised - the cluster says where the phase is, and what the move brings into
+        the forbidden channels is the other vertices' share of the cluster's mixture.
+        ``vertex_transform_ @ nmf_spectra_`` then differs from ``spectra_`` in those
+        channels only.
+    init_rois : dict {component: bool array (ny, nx)}, optional
+        Regions of interest, by component index (or a list): the binned NMF starts
+        component j from the normalised summed spectrum of its region (the other
+        components from ``init``) and runs from there, so component j is the phase of
+        region j.
+
+    With ``n_components='auto'`` the candidates are restricted to ``k`` above the largest
+    component index the priors name (and the k search fits with the priors too).
 
     Attributes
     ----------
@@ -349,6 +375,13 @@ class PSNMF(TransformerMixin, BaseEstimator):
         with, for ``'auto'``, the candidate weights and their held-out deviances.
     unsmoothed_maps_ : ndarray (ny, nx, k) or None
         The per-pixel maps before smoothing (``None`` without smoothing).
+    pixel_mask_ : ndarray (ny, nx) of bool or None
+        The pixels masked out of the fit (``fit(pixel_mask=...)``); their ``maps_`` (and
+        ``unsmoothed_maps_``) are NaN, their ``scale_`` is 0 and their denoised spectra
+        (``reconstruct``) NaN: not estimated.
+    spectral_priors_ : psnmf.engine.priors.SpectralPriors or None
+        The checked spectral priors the fit ran with (fixed spectra normalised, region
+        spectra summed).
     template_ : object or None
         The axes and metadata of a HyperSpy input (no data), from which
         :meth:`reconstruct`, :meth:`get_spectra` and :meth:`get_maps` build signals;
@@ -377,7 +410,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
 
     #: ``resume_binned`` is this estimator's own fit option, never routed by a meta-estimator
     #: (scikit-learn then adds no ``set_fit_request``).
-    __metadata_request__fit = {"resume_binned": metadata_routing.UNUSED}
+    __metadata_request__fit = {"resume_binned": metadata_routing.UNUSED,
+                               "pixel_mask": metadata_routing.UNUSED}
 
     def __init__(
         self,
@@ -402,6 +436,9 @@ class PSNMF(TransformerMixin, BaseEstimator):
         never_pure: str = "keep",
         elements: list[str] | tuple[str, ...] | None = None,
         edx_model: Any = None,
+        fixed_spectra: Any = None,
+        spectra_mask: Any = None,
+        init_rois: Any = None,
     ) -> None:
         self.n_components = n_components
         self.bin_factor = bin_factor
@@ -423,6 +460,9 @@ class PSNMF(TransformerMixin, BaseEstimator):
         self.never_pure = never_pure
         self.elements = elements
         self.edx_model = edx_model
+        self.fixed_spectra = fixed_spectra
+        self.spectra_mask = spectra_mask
+        self.init_rois = init_rois
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -464,7 +504,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
             return (int(shape[0]), 1)
         return None
 
-    def fit(self, X: Any, y: None = None, *, resume_binned: NMFResult | None = None) -> PSNMF:
+    def fit(self, X: Any, y: None = None, *, resume_binned: NMFResult | None = None,
+            pixel_mask: Any = None) -> PSNMF:
         """Fit PSNMF to a spectrum image.
 
         Parameters
@@ -480,6 +521,12 @@ class PSNMF(TransformerMixin, BaseEstimator):
             from where that one stopped instead of starting again, with the same result
             (:func:`psnmf.engine.poisson_nmf.poisson_nmf`'s ``resume``). Not for lazy
             input or ``'auto'`` parameters.
+        pixel_mask : bool array (ny, nx), optional
+            Pixels to leave out of the fit (True: vacuum, contamination, damage). Their
+            counts are set to zero, which removes them from the likelihood (the count scale
+            of a pixel is its total counts; see :mod:`psnmf.priors`), and the TV maps do not
+            link pixels through them: they do not influence the spectra or the other
+            pixels' maps, and their maps are NaN.
 
         Returns
         -------
@@ -493,31 +540,56 @@ class PSNMF(TransformerMixin, BaseEstimator):
                              "and b: give n_components and bin_factor as numbers and the "
                              "data in memory, or drop resume_binned.")
         if lazy_engine.is_lazy(X):
+            if self._has_priors() or pixel_mask is not None:
+                raise ValueError("fixed_spectra, spectra_mask, init_rois and pixel_mask need "
+                                 "the data in memory; load them (signal.compute()) or fit "
+                                 "without priors.")
             return self._fit_lazy(X)
         lines = self._line_physics(X)
         counts, shape, template = signals.as_counts(X, self._matrix_shape(X))
+        mask = user_priors.check_pixel_mask(pixel_mask, shape)
+        counts = user_priors.apply_pixel_mask(counts, mask)
         check_has_counts(counts)
-        k, b, selection = self._choose(counts, shape)
+        priors = user_priors.spectral_priors(
+            counts, shape, fixed_spectra=self.fixed_spectra, spectra_mask=self.spectra_mask,
+            init_rois=self.init_rois)
+        if priors is not None and not _is_auto(self.n_components):
+            user_priors.check_coverage(counts, priors, int(self.n_components))
+        k, b, selection = self._choose(counts, shape, priors, mask)
         b, k = self._check_layout(shape, counts.shape[1], k, b)
+        user_priors.check_coverage(counts, priors, k)
         binned = bin_counts(counts, shape, b)
         stage1 = fit_binned(binned, k, random_state=self.random_state, resume=resume_binned,
-                            **binned_kwargs(self.get_params()))
+                            priors=priors, **binned_kwargs(self.get_params()))
         if self.spectra == "pure" and self.vertex_scales == "multi":
             stage1 = refine_vertices(
                 counts, shape, b, stage1, vertex_sd=self.vertex_sd,
                 min_cluster=self.min_cluster, max_dispersion=self.max_dispersion,
                 max_tail=self.max_tail, max_iter=self.max_iter_full, tol=self.tol,
+                priors=priors,
             )
         steps = np.zeros((k, k))
         if lines is not None:
             stage1, steps = extrapolate_never_pure(binned, stage1, *lines,
-                                                   max_iter=self.max_iter)
+                                                   max_iter=self.max_iter, priors=priors)
         stage2 = fit_full(counts, stage1.spectra, stage1.maps, shape, b,
                           stage2_spectra=self.stage2_spectra, max_iter=self.max_iter_full,
-                          tol=self.tol, start=stage1.full_maps)
-        maps, smoothing, unsmoothed = self._smooth(counts, stage2.A, stage1.spectra, shape)
-        return self._set_fitted(shape, b, template, stage1, stage2, maps, smoothing,
-                                unsmoothed, selection, steps)
+                          tol=self.tol, start=stage1.full_maps, priors=priors)
+        maps, smoothing, unsmoothed = self._smooth(counts, stage2.A, stage1.spectra, shape,
+                                                   mask)
+        self._set_fitted(shape, b, template, stage1, stage2, maps, smoothing, unsmoothed,
+                         selection, steps)
+        self.pixel_mask_ = mask
+        self.spectral_priors_ = priors
+        if mask is not None:  # not estimated
+            self.maps_[mask] = np.nan
+            if self.unsmoothed_maps_ is not None:
+                self.unsmoothed_maps_[mask] = np.nan
+        return self
+
+    def _has_priors(self) -> bool:
+        return any(v is not None for v in (self.fixed_spectra, self.spectra_mask,
+                                           self.init_rois))
 
     def _line_physics(self, X: Any) -> tuple[Any, list[str]] | None:
         """``(edx_model, elements)`` for ``never_pure='lines'``, else None.
@@ -602,18 +674,30 @@ class PSNMF(TransformerMixin, BaseEstimator):
         return self._set_fitted(shape, b, template, stage1, stage2, stage2.A, smoothing, None)
 
     def _choose(
-        self, counts: sp.csr_matrix, shape: tuple[int, int]
+        self, counts: sp.csr_matrix, shape: tuple[int, int], priors: Any = None,
+        mask: np.ndarray | None = None,
     ) -> tuple[Any, Any, ModelChoice | None]:
         """``(k, b, evidence)``: the given values, or those chosen where ``'auto'``.
 
         One count split (seeded like the TV-weight choice) and
         :func:`psnmf.selection.choose_model`, the same search as ``psnmf unmix``: ``k`` by
         the held-out deviance of the binned stage, then ``b`` by that of the paper's PSNMF
-        fitted on one half and scored on the other.
+        fitted on one half and scored on the other. With priors naming components up to
+        ``m - 1``, the candidate ``k`` are those >= ``m``; the candidates are fitted with
+        the priors and ``pixel_mask``.
         """
         k_auto, b_auto = _is_auto(self.n_components), _is_auto(self.bin_factor)
         if not (k_auto or b_auto):
             return self.n_components, self.bin_factor, None
+        ks = (self.n_components,)
+        if k_auto:
+            least = 0 if priors is None else priors.min_components()
+            ks = tuple(c for c in DEFAULT_COMPONENTS if c >= least)
+            if not ks:
+                raise ValueError(
+                    f"the priors name component {least - 1}, more than any candidate of "
+                    f"n_components='auto' ({list(DEFAULT_COMPONENTS)}): give n_components "
+                    f">= {least}.")
         seed = _split_seed(self.random_state)
         X1, X2 = count_split(counts, SPLIT_FRACTION, random_state=seed)
         caps = {"max_iter": SWEEP_ITERATIONS[0], "max_iter_full": SWEEP_ITERATIONS[1]}
@@ -623,35 +707,42 @@ class PSNMF(TransformerMixin, BaseEstimator):
                 n_components=n_components, bin_factor=bin_factor, spectra="nmf",
                 smoothing=None, image_shape=shape, **caps,
             )
-            return candidate.fit(X)
+            return candidate.fit(X, pixel_mask=mask)
 
         choice = choose_model(
             X1, X2, shape, fit, bins=None if b_auto else (self.bin_factor,),
-            components=None if k_auto else (self.n_components,), seed=seed,
+            components=None if k_auto and ks == DEFAULT_COMPONENTS else ks, seed=seed,
+            priors=priors,
+            n_pixels=None if mask is None else int(np.count_nonzero(~mask)),
         )
         return choice.n_components, choice.bin_factor, choice
 
     def _smooth(
         self, counts: sp.csr_matrix, maps: np.ndarray, spectra: np.ndarray,
-        shape: tuple[int, int],
+        shape: tuple[int, int], mask: np.ndarray | None = None,
     ) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
-        """``(maps, smoothing_, unsmoothed_maps_)`` of the ``smoothing`` option."""
+        """``(maps, smoothing_, unsmoothed_maps_)`` of the ``smoothing`` option.
+
+        The weight is relative to the mean counts of the pixels in the fit (not masked out).
+        """
         value = smoothing_weight(self.smoothing)
         if value == 0.0:
             return maps, {"lam": 0.0, "relative": 0.0, "penalty": None}, None
         unsmoothed = maps.reshape(*shape, spectra.shape[0]).copy()
         if value == "auto":
             choice = choose_smoothing(counts, spectra, shape, penalty=self.smoothing_penalty,
-                                      random_state=_split_seed(self.random_state))
+                                      random_state=_split_seed(self.random_state),
+                                      pixel_mask=mask)
             info = choice.to_dict()
         else:
-            cpp = float(counts.sum()) / counts.shape[0]
+            n_fitted = counts.shape[0] if mask is None else int(np.count_nonzero(~mask))
+            cpp = float(counts.sum()) / n_fitted
             info = {"lam": float(value) * cpp, "relative": float(value),
                     "penalty": self.smoothing_penalty}
         if info["lam"] == 0.0:
             return maps, info, unsmoothed
         res = smooth_maps(counts, maps, spectra, shape, info["lam"],
-                          penalty=self.smoothing_penalty)
+                          penalty=self.smoothing_penalty, pixel_mask=mask)
         info["n_iter"] = res.n_iter
         return res.maps, info, unsmoothed
 
@@ -670,6 +761,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
     ) -> PSNMF:
         """Store every fitted attribute (the one place, for the in-memory and lazy paths)."""
         k = stage1.spectra.shape[0]
+        self.pixel_mask_ = None
+        self.spectral_priors_ = None
         self.vertex_steps_ = np.zeros((k, k)) if steps is None else steps
         self.image_shape_ = shape
         self.n_components_ = k

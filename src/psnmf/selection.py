@@ -40,6 +40,7 @@ from psnmf._validation import (
 )
 from psnmf.engine import _kernels as kernels
 from psnmf.engine.binning import bin_counts, binned_shape
+from psnmf.engine.priors import SpectralPriors
 from psnmf.engine.tv_maps import SMOOTHING_GRID, check_penalty, smooth_maps
 from psnmf.engine.two_stage import fit_binned
 
@@ -453,7 +454,7 @@ def components_bin_factor(bins: Sequence[int], counts_per_pixel: float,
 
 def binned_stage_score(
     binned: sp.csr_matrix, folds: Sequence[sp.csr_matrix], k: int, *, seed: int | None,
-    max_iter: int = SWEEP_ITERATIONS[0],
+    max_iter: int = SWEEP_ITERATIONS[0], priors: SpectralPriors | None = None,
 ) -> Score:
     """Held-out deviance per count of the binned stage with ``k`` components.
 
@@ -462,7 +463,8 @@ def binned_stage_score(
     and its prediction, scaled to one fold, is scored on that fold. The deviances are
     summed over the folds and divided by the total counts, so every count is held out
     once and each fit sees ``(folds - 1) / folds`` of them. ``folds`` partition
-    ``binned`` (:func:`count_folds`).
+    ``binned`` (:func:`count_folds`). ``priors`` (fixed spectra, supports, start spectra)
+    constrain every fit as they do the final one.
     """
     total = float(binned.sum())
     n_folds = len(folds)
@@ -474,7 +476,7 @@ def binned_stage_score(
             train.eliminate_zeros()
             check_has_counts(train)
             fit = fit_binned(counts_csr(train), k, spectra="nmf", max_iter=max_iter,
-                             random_state=check_random_state(seed)).nmf
+                             random_state=check_random_state(seed), priors=priors).nmf
             pred = fit.scale[:, None] * (fit.A @ fit.S) / (n_folds - 1)
             dev += poisson_deviance(test, pred, floor=DEVIANCE_FLOOR, per_count=False)
             n_iter.append(int(fit.n_iter))
@@ -497,6 +499,7 @@ def choose_components(
     patience: int | None = COMPONENT_PATIENCE,
     max_pixels: int = MAX_COMPONENT_PIXELS,
     progress: Callable[[list[ModelCandidate]], Iterable[ModelCandidate]] | None = None,
+    priors: SpectralPriors | None = None,
 ) -> SearchResult[ModelCandidate]:
     """Choose ``k`` by the held-out deviance of the binned stage (:func:`binned_stage_score`).
 
@@ -522,7 +525,7 @@ def choose_components(
     return grid_search(
         [ModelCandidate(int(bin_factor), int(k)) for k in sorted(components)],
         lambda c: binned_stage_score(binned, folds, c.n_components, seed=seed,
-                                     max_iter=max_iter),
+                                     max_iter=max_iter, priors=priors),
         patience=patience, prefer=_prefer_simple, stage="k", progress=progress,
         error=NO_SCORE,
     )
@@ -548,6 +551,8 @@ def fitted_factors(model: Any) -> tuple[np.ndarray, np.ndarray]:
     """Factors of the predicted means of a fitted PSNMF: ``(scale_ * maps_, spectra_)``."""
     S = model.spectra_
     L = model.maps_.reshape(-1, S.shape[0]) * model.scale_.reshape(-1, 1)
+    if getattr(model, "pixel_mask_", None) is not None:  # masked pixels: no counts, no mean
+        L = np.where(np.isnan(L), 0.0, L)
     return L, S
 
 
@@ -609,6 +614,8 @@ def choose_model(
     seed: int | None = 0,
     max_iter: int = SWEEP_ITERATIONS[0],
     progress: Callable[[list[Any], str], Iterable[Any]] | None = None,
+    priors: SpectralPriors | None = None,
+    n_pixels: int | None = None,
 ) -> ModelChoice:
     """Choose ``k`` (when several are candidates), then ``b``, by held-out deviance.
 
@@ -635,13 +642,16 @@ def choose_model(
     small grains; 128-180 px, b in 2-16: the stop never changed the choice).
 
     ``max_iter`` caps the binned-stage fits of the k search; ``progress(items, label)``
-    wraps each list of candidates (a progress bar).
+    wraps each list of candidates (a progress bar). ``priors`` constrain the k search's
+    fits (``fit`` applies them to the b search's); ``n_pixels``, the pixels in the fit
+    (those not masked out), sets the counts per pixel that choose the k search's bin
+    factor (default: every pixel of ``image_shape``).
     """
 
     def bar(label: str) -> Callable[[list[Any]], Iterable[Any]] | None:
         return None if progress is None else (lambda items: progress(items, label))
 
-    cpp = float(X1.sum() + X2.sum()) / (image_shape[0] * image_shape[1])
+    cpp = float(X1.sum() + X2.sum()) / (n_pixels or image_shape[0] * image_shape[1])
     all_bins = tuple(bins) if bins is not None else DEFAULT_BINS
     ks = tuple(auto_components if components is None else components)
     k_search, k_bin, k_pixels = None, None, None
@@ -654,7 +664,8 @@ def choose_model(
             )
         k_bin = components_bin_factor(pool, cpp, image_shape)
         k_search = choose_components(X1 + X2, image_shape, k_bin, ks, seed=seed,
-                                     max_iter=max_iter, progress=bar(f"choosing k (b={k_bin})"))
+                                     max_iter=max_iter, progress=bar(f"choosing k (b={k_bin})"),
+                                     priors=priors)
         k_best = k_search.best.candidate.n_components
         n_binned = int(np.prod(binned_shape(image_shape, k_bin)))
         k_pixels = (min(n_binned, MAX_COMPONENT_PIXELS), n_binned)
@@ -764,6 +775,7 @@ def choose_smoothing(
     tol: float = 1e-5,
     patience: int = 1,
     max_pixels: int = 128 * 128,
+    pixel_mask: np.ndarray | None = None,
 ) -> SmoothingChoice:
     """Choose the smoothing weight by held-out Poisson deviance (count splitting).
 
@@ -794,6 +806,9 @@ def choose_smoothing(
         Stop trying larger weights once the deviance has risen above its minimum this many
         times in a row (the held-out deviance is unimodal in the weight in practice; larger
         weights are also the slowest to solve).
+    pixel_mask : ndarray (ny, nx) of bool, optional
+        Pixels masked out (True, their counts zero): left out of the counts per pixel and
+        of the TV maps (:func:`psnmf.engine.tv_maps.smooth_maps`).
 
     Returns
     -------
@@ -804,7 +819,13 @@ def choose_smoothing(
         raise ValueError(f"grid must be non-negative weights, got {grid!r}.")
     X = sp.csr_matrix(X, dtype=np.float64)
     k = S.shape[0]
-    cpp = float(X.sum()) / X.shape[0]
+    n_fitted = X.shape[0]
+    if pixel_mask is not None:
+        pixel_mask = np.asarray(pixel_mask, dtype=bool).reshape(image_shape)
+        n_fitted = max(int(np.count_nonzero(~pixel_mask)), 1)
+        pixel_mask = central_window(pixel_mask.reshape(-1, 1), image_shape,
+                                    max_pixels)[0].ravel()
+    cpp = float(X.sum()) / n_fitted
     X, image_shape = central_window(X, image_shape, max_pixels)
     n = X.shape[0]
     X1, X2 = count_split(X, fraction, random_state=random_state)
@@ -817,7 +838,7 @@ def choose_smoothing(
     def score(lam: float) -> float:
         if lam > 0:
             state["A"] = smooth_maps(X1, state["A"], S, image_shape, lam, penalty=penalty,
-                                     max_iter=max_iter, tol=tol).maps
+                                     max_iter=max_iter, tol=tol, pixel_mask=pixel_mask).maps
         dev = heldout_deviance_maps(X2, state["A"], S)
         logger.debug("smoothing %.4g: held-out deviance %.6f", lam, dev)
         return dev

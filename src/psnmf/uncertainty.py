@@ -110,6 +110,7 @@ from scipy.stats import norm
 
 from psnmf.engine.binning import bin_counts
 from psnmf.engine.poisson_nmf import solve_abundances
+from psnmf.engine.priors import SpectralPriors
 from psnmf.engine.pure_pixels import replay_vertex_correction
 from psnmf.engine.two_stage import binned_kwargs, fit_binned
 from psnmf.metrics import match_components
@@ -568,7 +569,11 @@ def bootstrap(
     # S = T @ nmf_spectra_, so A @ T are the abundances of the NMF's own spectra
     start = ((A @ model.vertex_transform_, model.nmf_spectra_) if warm_start else None)
     reps = np.empty((n_boot, *S.shape))
-    debias = _has_pure_pixels(model)
+    priors = getattr(model, "spectral_priors_", None)
+    if priors is not None:  # every replicate keeps the fit's fixed spectra and supports
+        options["priors"] = SpectralPriors(fixed=priors.fixed, support=priors.support)
+    # the selection-debiased spectra replay the vertex moves without the priors
+    debias = _has_pure_pixels(model) and priors is None
     if debias and not _is_integral(binned):
         warnings.warn("counts are not integers: no selection-debiased spectra (Poisson "
                       "thinning needs counts).", stacklevel=2)
@@ -581,7 +586,7 @@ def bootstrap(
         els = list(elements)
         qopts = dict(quantify_options or {})
         n_j = n @ A  # the counts each component stands for
-        frac = np.asarray(model.maps_).reshape(-1, k).mean(axis=0)  # its share of the pixels
+        frac = np.nanmean(np.asarray(model.maps_).reshape(-1, k), axis=0)  # share of pixels
         out.quantifications = _quantify_estimate(S, n_j, els, edx_model, qopts, frac)
         drop = [q.excluded + list(q.below_detection) for q in out.quantifications]
         out.compositions = [q.composition for q in out.quantifications]

@@ -30,6 +30,8 @@ examples:
   psnmf unmix sample.spd --seed 1 --overwrite --quiet
   psnmf unmix sample.bcf --write-denoised         # also the dense denoised cubes
   psnmf unmix sample.bcf --thickness 80,20 --exclude-elements Cu --k-factors k.csv
+  psnmf unmix sample.bcf -k 3 --fix-spectrum 0=olivine.msa --forbid 1=Fe,Mg \
+      --roi 2=grain.png --mask-pixels vacuum.npy   # priors (component 0 is the first)
 
 Reads every EDX spectrum image RosettaSciIO reads (Bruker .bcf, Velox .emd, JEOL
 .pts, EDAX .spd, .hspy, ...) and plain .npz. Writes to the output folder the
@@ -109,8 +111,59 @@ def register(subparsers: Any) -> None:
     q.add_argument("--solid-angle", type=float, default=None, metavar="SR",
                    help="detector solid angle in sr, for the model's zeta factors or "
                    "cross-sections")
+    r = p.add_argument_group(
+        "priors (component indices start at 0; each option may be repeated)")
+    r.add_argument("--fix-spectrum", action="append", type=_component_value, default=None,
+                   metavar="J=FILE", help="fix component J's spectrum to a reference "
+                   "(.hspy, .msa, or .csv with energy in keV and counts), on the data's "
+                   "energy axis or one it can be interpolated from")
+    r.add_argument("--forbid", action="append", type=_component_value, default=None,
+                   metavar="J=EL,...", help="elements absent from component J: the "
+                   "channels of their lines are zero in its spectrum")
+    r.add_argument("--roi", action="append", type=_component_value, default=None,
+                   metavar="J=MASK", help="start component J from the summed spectrum of a "
+                   "region (.npy, .png or .tif boolean image of the map's shape)")
+    r.add_argument("--mask-pixels", default=None, metavar="MASK",
+                   help="pixels left out of the fit (.npy, .png or .tif, non-zero = masked "
+                   "out: vacuum, contamination, damage); their maps are NaN")
     add_common(p)
     p.set_defaults(func=run)
+
+
+def _component_value(text: str) -> tuple[int, str]:
+    """``'J=VALUE'`` as ``(J, VALUE)``; an argparse error naming the form otherwise."""
+    key, sep, value = text.partition("=")
+    if not sep or not value.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not COMPONENT=VALUE (e.g. 0=ref.msa)")
+    try:
+        j = int(key)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{key!r} in {text!r} is not a component index (0 is the first)") from None
+    if j < 0:
+        raise argparse.ArgumentTypeError(f"component {j} in {text!r} is negative")
+    return j, value.strip()
+
+
+def priors_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``priors`` of :func:`psnmf.pipeline.unmix` from the prior options, or None."""
+    out: dict[str, Any] = {}
+    for name, key in (("fix_spectrum", "fixed_spectra"), ("roi", "rois")):
+        pairs = getattr(args, name, None) or []
+        if pairs:
+            out[key] = {}
+            for j, value in pairs:
+                if j in out[key]:
+                    raise ValueError(f"--{name.replace('_', '-')} gives component {j} twice.")
+                out[key][j] = Path(value)
+    forbid = getattr(args, "forbid", None) or []
+    if forbid:
+        out["forbid"] = {}
+        for j, value in forbid:
+            out["forbid"].setdefault(j, []).extend(element_list(value))
+    if getattr(args, "mask_pixels", None):
+        out["pixel_mask"] = Path(args.mask_pixels)
+    return out or None
 
 
 def quantify_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -150,6 +203,9 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
+            priors = priors_from_args(args)
+            if priors:
+                kwargs["priors"] = priors
             result = pipeline.unmix(
                 args.file,
                 n_components=args.components,

@@ -216,6 +216,8 @@ def poisson_nmf(
     loss_every: int = 10,
     check_input: bool = True,
     resume: NMFResult | None = None,
+    fixed_rows: np.ndarray | None = None,
+    support: np.ndarray | None = None,
 ) -> NMFResult:
     """Poisson NMF of a counts matrix by multiplicative (EM) updates on its non-zeros.
 
@@ -264,6 +266,15 @@ def poisson_nmf(
         run). A model search that fits candidates with a low iteration cap passes the
         chosen one to its final fit of the same counts this way. Its last loss is checked
         against ``X`` (a ``ValueError`` when it was fitted to other counts).
+    fixed_rows : ndarray (k,) of bool, optional
+        ``simplex=True`` with ``update_S``: spectra kept at their ``S_init`` rows
+        (normalised, no floor) while the others are updated. The M-step of the spectra
+        separates by component, so skipping some rows is still an EM step that never
+        increases the loss.
+    support : ndarray (k, channels) of bool, optional
+        ``simplex=True`` with ``update_S``: where each spectrum may be non-zero. The start
+        is zero outside it (after the floor that lets the other entries move) and the
+        multiplicative updates keep those zeros.
 
     Notes
     -----
@@ -308,6 +319,12 @@ def poisson_nmf(
     else:
         A, S = _initial_factors(Xc, k, init, rng, A_init, S_init, simplex=simplex,
                                 update_S=update_S, totals=totals)
+        if update_S and simplex and (fixed_rows is not None or support is not None):
+            S = _constrained_start(S, S_init, fixed_rows, support, k, ne)
+    S_fixed = None
+    if update_S and simplex and fixed_rows is not None and np.any(fixed_rows):
+        fixed_rows = np.asarray(fixed_rows, dtype=bool)
+        S_fixed = S[fixed_rows].copy()
 
     const = kernels.xlogx_sum(Xc.data)
     total = float(totals.sum())
@@ -362,6 +379,8 @@ def poisson_nmf(
                     A[empty_rows] = A_empty
             if update_S:
                 S = _normalise_rows(S * num_S, S)
+                if S_fixed is not None:
+                    S[fixed_rows] = S_fixed
         else:  # Lee-Seung KL-MU in scikit-learn's order: A (W) first, then S (H)
             if update_A:
                 num_A, _, xlogm = kernels.ratio_numerators(
@@ -567,6 +586,28 @@ def _initial_factors(
     elif A_init is None and S_init is not None:
         A = A * (totals[:, None] / np.maximum(A.sum(axis=1, keepdims=True), 1e-300)) + 1e-12
     return A, S
+
+
+def _constrained_start(
+    S: np.ndarray, S_init: np.ndarray | None, fixed_rows: np.ndarray | None,
+    support: np.ndarray | None, k: int, ne: int,
+) -> np.ndarray:
+    """The start spectra with zeros outside ``support`` and the ``fixed_rows`` of
+    ``S_init`` exactly (normalised, without the floor of the free rows)."""
+    out = S
+    if support is not None:
+        mask = np.asarray(support, dtype=bool)
+        if mask.shape != (k, ne):
+            raise ValueError(f"support must have shape {(k, ne)}, got {mask.shape}.")
+        out = _normalise_rows(np.where(mask, out, 0.0), mask / np.maximum(
+            mask.sum(axis=1, keepdims=True), 1))
+    if fixed_rows is not None and np.any(fixed_rows):
+        if S_init is None:
+            raise ValueError("fixed_rows keeps rows of S_init: pass S_init.")
+        rows = np.asarray(fixed_rows, dtype=bool)
+        given = _check_init(S_init, (k, ne), "S_init")
+        out[rows] = _normalise_rows(given[rows])
+    return out
 
 
 def _check_resume(resume: Any, shape: tuple[int, int, int], simplex: bool, update_A: bool,

@@ -157,8 +157,11 @@ def _solve_pixel(e, alpha, beta, out):
 
 
 @njit(parallel=True, cache=True)
-def _rb_sweep(indptr, indices, data, St, A, lam, tv, eps, parity, inner, tol):
+def _rb_sweep(indptr, indices, data, St, A, lam, tv, eps, parity, inner, tol, active):
     """Update every pixel with ``(y + x) % 2 == parity``, its neighbours held fixed.
+
+    Only pixels with ``active[y, x]`` are updated, and only active neighbours enter the
+    penalty: an inactive (masked-out) pixel is no part of the problem.
 
     Pixels of one colour of the checkerboard share no neighbour pair, so updating them
     together is exact block-coordinate descent. Each pixel runs up to ``inner`` MM steps
@@ -172,18 +175,20 @@ def _rb_sweep(indptr, indices, data, St, A, lam, tv, eps, parity, inner, tol):
         beta = np.empty(k)
         nb = np.empty((4, k))
         for x in range((y + parity) % 2, nx, 2):
+            if not active[y, x]:
+                continue
             i = y * nx + x
             m = 0
-            if x > 0:
+            if x > 0 and active[y, x - 1]:
                 nb[m] = A[y, x - 1]
                 m += 1
-            if x + 1 < nx:
+            if x + 1 < nx and active[y, x + 1]:
                 nb[m] = A[y, x + 1]
                 m += 1
-            if y > 0:
+            if y > 0 and active[y - 1, x]:
                 nb[m] = A[y - 1, x]
                 m += 1
-            if y + 1 < ny:
+            if y + 1 < ny and active[y + 1, x]:
                 nb[m] = A[y + 1, x]
                 m += 1
             for q in range(k):
@@ -235,7 +240,7 @@ def _rb_sweep(indptr, indices, data, St, A, lam, tv, eps, parity, inner, tol):
 
 
 @njit(parallel=True, cache=True)
-def _penalty(A, tv, eps):
+def _penalty(A, tv, eps, active):
     ny, nx, k = A.shape
     total = 0.0
     for y in prange(ny):
@@ -244,7 +249,7 @@ def _penalty(A, tv, eps):
             for dy, dx in ((0, 1), (1, 0)):
                 yy = y + dy
                 xx = x + dx
-                if yy < ny and xx < nx:
+                if yy < ny and xx < nx and active[y, x] and active[yy, xx]:
                     d = 0.0
                     for q in range(k):
                         t = A[y, x, q] - A[yy, xx, q]
@@ -263,15 +268,30 @@ def check_penalty(penalty: str) -> bool:
     return penalty == "tv"
 
 
+def _active(image_shape: tuple[int, int], pixel_mask: np.ndarray | None) -> np.ndarray:
+    """``uint8`` (ny, nx): 1 for the pixels in the problem, 0 for those masked out."""
+    if pixel_mask is None:
+        return np.ones(image_shape, dtype=np.uint8)
+    mask = np.asarray(pixel_mask, dtype=bool)
+    if mask.size != image_shape[0] * image_shape[1]:
+        raise ValueError(f"pixel_mask has {mask.size} values, expected "
+                         f"{image_shape[0]} x {image_shape[1]}.")
+    return np.ascontiguousarray(~mask.reshape(image_shape), dtype=np.uint8)
+
+
 def smoothing_objective(
     X: sp.csr_matrix, A: np.ndarray, S: np.ndarray, image_shape: tuple[int, int], lam: float,
-    *, penalty: str = "tv", eps: float = TV_EPS,
+    *, penalty: str = "tv", eps: float = TV_EPS, pixel_mask: np.ndarray | None = None,
 ) -> float:
-    """``-sum X log(A S) + lam * penalty(A)``: the objective :func:`smooth_maps` decreases."""
+    """``-sum X log(A S) + lam * penalty(A)``: the objective :func:`smooth_maps` decreases.
+
+    ``pixel_mask`` (True = masked out): pairs with a masked pixel are not penalised.
+    """
     tv = check_penalty(penalty)
     A2 = np.ascontiguousarray(A.reshape(-1, S.shape[0]), dtype=np.float64)
     _, _, xlogm = kernels.ratio_numerators(X, A2, S, want_A=False, want_S=False)
-    pen = _penalty(A2.reshape(*image_shape, -1), tv, float(eps)) if lam > 0 else 0.0
+    pen = (_penalty(A2.reshape(*image_shape, -1), tv, float(eps),
+                    _active(image_shape, pixel_mask)) if lam > 0 else 0.0)
     return -xlogm + lam * pen
 
 
@@ -307,6 +327,7 @@ def smooth_maps(
     tol: float = 1e-6,
     check_every: int = 10,
     inner: int = 2,
+    pixel_mask: np.ndarray | None = None,
 ) -> SmoothResult:
     """Spatially regularised abundance maps for fixed spectra (see the module docstring).
 
@@ -330,6 +351,10 @@ def smooth_maps(
     check_every : int
     inner : int
         MM steps per pixel and sweep (its neighbours fixed).
+    pixel_mask : ndarray (ny, nx) of bool, optional
+        Pixels masked out (True): not updated (they keep their start maps) and no
+        neighbour pair with one of them is penalised, so they neither smooth nor link the
+        other pixels' maps.
 
     Returns
     -------
@@ -353,9 +378,11 @@ def smooth_maps(
     converged = False
     it = 0
     lam = float(lam)
+    active = _active((ny, nx), pixel_mask)
     for it in range(1, max_iter + 1):  # noqa: B007 - it is the iteration count after the loop
         if (it - 1) % check_every == 0:
-            obj = smoothing_objective(X, cur, S, image_shape, lam, penalty=penalty, eps=eps)
+            obj = smoothing_objective(X, cur, S, image_shape, lam, penalty=penalty, eps=eps,
+                                      pixel_mask=pixel_mask)
             if history and history[-1] - obj <= tol * abs(obj):
                 history.append(obj)
                 converged = True
@@ -363,7 +390,7 @@ def smooth_maps(
             history.append(obj)
         for parity in (0, 1):
             _rb_sweep(X.indptr, X.indices, X.data, St, cur, lam, tv, float(eps), parity,
-                      int(inner), 1e-9)
+                      int(inner), 1e-9, active)
     return SmoothResult(maps=cur.reshape(ny * nx, k), objective=np.asarray(history),
                         n_iter=it, converged=converged)
 

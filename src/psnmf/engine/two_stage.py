@@ -43,9 +43,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from psnmf._validation import check_random_state
 from psnmf.engine.binning import bin_counts, upsample_maps
 from psnmf.engine.line_vertices import extrapolate_vertices, line_basis
-from psnmf.engine.poisson_nmf import NMFResult, poisson_nmf, solve_abundances
+from psnmf.engine.poisson_nmf import NMFResult, initialise, poisson_nmf, solve_abundances
+from psnmf.engine.priors import SpectralPriors
 from psnmf.engine.pure_pixels import PureCluster, finer_vertex_correction, vertex_correction
 
 __all__ = [
@@ -152,6 +154,7 @@ def fit_binned(
     solve_maps: bool = True,
     start: tuple[np.ndarray, np.ndarray] | None = None,
     resume: NMFResult | None = None,
+    priors: SpectralPriors | None = None,
 ) -> BinnedFit:
     """Stage 1: Poisson NMF of the binned counts, with the pure-pixel correction.
 
@@ -176,6 +179,13 @@ def fit_binned(
         ``random_state`` that stopped earlier (a lower ``max_iter``): continued to this
         call's ``max_iter`` and ``tol``, the same NMF as a fit from the start
         (:func:`psnmf.engine.poisson_nmf.poisson_nmf`'s ``resume``).
+    priors : SpectralPriors, optional
+        Fixed spectra, spectral supports and start spectra (:mod:`psnmf.engine.priors`):
+        the NMF starts from the ``init`` method's spectra with the prior rows replaced
+        (abundances solved for them) and keeps the fixed rows and the zeros outside the
+        supports; the pure-pixel correction leaves fixed vertices where they are and
+        zeroes the forbidden channels of a moved vertex (renormalised), so ``spectra`` obey
+        the priors and ``spectra = transform @ nmf.S`` holds except in those channels.
 
     Returns
     -------
@@ -183,9 +193,14 @@ def fit_binned(
     """
     k = int(n_components)
     A0, S0 = start if start is not None else (None, None)
+    fixed_rows = support = None
+    if priors is not None and not priors.empty:
+        fixed_rows, _, support = priors.rows(k, binned.shape[1])
+        if resume is None:
+            A0, S0 = _prior_start(binned, k, init, random_state, priors, A0, S0)
     nmf = poisson_nmf(binned, k, simplex=True, init=init, max_iter=max_iter, tol=tol,
                       random_state=random_state, check_input=False, A_init=A0, S_init=S0,
-                      resume=resume)
+                      resume=resume, fixed_rows=fixed_rows, support=support)
     identity = np.eye(k)
     if spectra == "nmf":
         return BinnedFit(nmf=nmf, spectra=nmf.S, maps=nmf.A, transform=identity,
@@ -197,6 +212,8 @@ def fit_binned(
         nmf.A, nmf.S, counts, n_sd=vertex_sd, min_pixels=min_cluster,
         max_dispersion=max_dispersion, max_tail=max_tail,
     )
+    if fixed_rows is not None or support is not None:
+        S, T, moved = _keep_priors(nmf.S, T, moved, priors, fixed_rows)
     maps = nmf.A
     if moved.any() and solve_maps:  # re-solve the binned maps for the corrected spectra
         maps = poisson_nmf(
@@ -205,6 +222,38 @@ def fit_binned(
         ).A
     return BinnedFit(nmf=nmf, spectra=S, maps=maps, transform=T, moved=moved,
                      clusters=clusters)
+
+
+def _prior_start(
+    binned: sp.csr_matrix, k: int, init: str, random_state: Any, priors: SpectralPriors,
+    A0: np.ndarray | None, S0: np.ndarray | None,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The NMF start under ``priors``: the ``init`` method's spectra (or ``S0``) with the
+    fixed and start rows replaced, and the abundances solved for them (a start paired
+    with the replaced rows); ``(A0, S0)`` as given when the priors set no row."""
+    if not (priors.fixed or priors.init):
+        return A0, S0
+    if A0 is not None and S0 is not None:  # a given start: only its prior rows change
+        return A0, priors.start(S0)
+    if S0 is None:
+        _, S0 = initialise(binned, k, init, simplex=True,
+                           random_state=check_random_state(random_state))
+    S = priors.start(S0)
+    A = solve_abundances(binned, S, max_iter=200, tol=1e-6, check_input=False).A
+    return A, S
+
+
+def _keep_priors(
+    S_nmf: np.ndarray, T: np.ndarray, moved: np.ndarray, priors: SpectralPriors,
+    fixed_rows: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A vertex correction ``(T, moved)`` with the fixed vertices kept (identity rows,
+    not moved) and the moved spectra constrained to their supports."""
+    T, moved = T.copy(), moved.copy()
+    if fixed_rows is not None:
+        T[fixed_rows] = np.eye(T.shape[0])[fixed_rows]
+        moved[fixed_rows] = False
+    return priors.constrain(T @ S_nmf), T, moved
 
 
 def finer_scales(bin_factor: int) -> list[int]:
@@ -246,6 +295,7 @@ def refine_vertices(
     max_iter: int = 500,
     tol: float = 1e-7,
     solve_maps: bool = True,
+    priors: SpectralPriors | None = None,
 ) -> BinnedFit:
     """Move the vertices the binned stage kept to pure clusters at finer scales.
 
@@ -269,6 +319,9 @@ def refine_vertices(
     min_depth : least depth of a cluster inside its vertex, in member-pixel noise sd
     max_iter, tol : of the abundance solves at each scale
     solve_maps : re-solve the binned maps for the new spectra (as in :func:`fit_binned`)
+    priors : SpectralPriors, optional
+        Fixed vertices are never tried; a moved spectrum has its forbidden channels zeroed
+        (:meth:`psnmf.engine.priors.SpectralPriors.constrain`).
 
     Returns
     -------
@@ -283,8 +336,11 @@ def refine_vertices(
     scales = np.where(fit.moved, int(bin_factor), 0)
     S, T, full_maps = fit.spectra, fit.transform, None
     tried: dict[int, list[PureCluster | None]] = {}
+    frozen = np.zeros(k, dtype=bool)
+    if priors is not None and priors.fixed:
+        frozen = priors.rows(k, S.shape[1])[0]
     for scale in finer_scales(bin_factor):
-        todo = scales == 0
+        todo = (scales == 0) & ~frozen
         if not todo.any():
             break
         Xs = counts if scale == 1 else bin_counts(counts, image_shape, scale)
@@ -297,6 +353,8 @@ def refine_vertices(
             max_dispersion=max_dispersion, max_tail=max_tail, min_depth=min_depth,
         )
         S, T = Ts @ S, Ts @ T
+        if priors is not None and moved.any():
+            S = priors.constrain(S)
         scales[moved] = scale
     maps = fit.maps
     if not np.any(scales[~fit.moved] > 0):  # nothing moved: the binned stage's fit as is
@@ -320,6 +378,7 @@ def extrapolate_never_pure(
     *,
     max_iter: int = 2000,
     solve_maps: bool = True,
+    priors: SpectralPriors | None = None,
 ) -> tuple[BinnedFit, np.ndarray]:
     """Extrapolate the vertices without a pure cluster by their element lines.
 
@@ -339,6 +398,9 @@ def extrapolate_never_pure(
     elements : the elements of the sample
     max_iter : of the binned maps' re-solve
     solve_maps : re-solve the binned maps for the new spectra
+    priors : SpectralPriors, optional
+        Fixed vertices are never moved; a moved spectrum has its forbidden channels zeroed
+        (:meth:`psnmf.engine.priors.SpectralPriors.constrain`).
 
     Returns
     -------
@@ -352,6 +414,8 @@ def extrapolate_never_pure(
     """
     k = fit.spectra.shape[0]
     kept = ~fit.moved if fit.scales is None else fit.scales == 0
+    if priors is not None and priors.fixed:
+        kept = kept & ~priors.rows(k, fit.spectra.shape[1])[0]
     if fit.clusters is None or not kept.any():
         return fit, np.zeros((k, k))
     G, n_lines, _ = line_basis(model, elements)
@@ -366,6 +430,8 @@ def extrapolate_never_pure(
     S, T, steps = extrapolate_vertices(fit.spectra, vertex_counts, kept, G, n_lines)
     if not steps.any():
         return fit, steps
+    if priors is not None:
+        S = priors.constrain(S)
     maps = fit.maps
     if solve_maps:
         maps = poisson_nmf(binned, k, A_init=np.full((binned.shape[0], k), 1.0 / k),
@@ -398,6 +464,7 @@ def fit_full(
     max_iter: int = 500,
     tol: float = 1e-7,
     start: np.ndarray | None = None,
+    priors: SpectralPriors | None = None,
 ) -> NMFResult:
     """Stage 2: Poisson NMF of the full-resolution counts started from the binned stage.
 
@@ -415,6 +482,9 @@ def fit_full(
     start : (ny * nx, k), optional
         Full-resolution starting maps (e.g. :attr:`BinnedFit.full_maps`) instead of the
         upsampled ``binned_maps``; mixed with the uniform map as :func:`stage2_start` does.
+    priors : SpectralPriors, optional
+        With ``stage2_spectra='free'``: the fixed rows stay and the zeros outside the
+        supports are kept (the start ``spectra`` obey them already).
 
     Returns
     -------
@@ -428,8 +498,12 @@ def fit_full(
     if start is None:
         start = upsample_maps(binned_maps, image_shape, bin_factor).reshape(-1, k)
     A0 = stage2_start(np.asarray(start).reshape(-1, k))
+    fixed_rows = support = None
+    if priors is not None and not priors.empty and stage2_spectra == "free":
+        fixed_rows, _, support = priors.rows(k, spectra.shape[1])
     return poisson_nmf(
         counts, k, simplex=True, A_init=A0, S_init=spectra,
         update_S=stage2_spectra == "free", max_iter=max_iter, tol=tol, check_input=False,
+        fixed_rows=fixed_rows, support=support,
     )
 

@@ -8,7 +8,8 @@ HyperSpy EDS spectrum image. ``unmix`` is a short sequence of steps
 
 Modules: :mod:`~psnmf.pipeline.load` (reading and the energy range),
 :mod:`~psnmf.pipeline.steps`, :mod:`~psnmf.pipeline.summary` (the typed results),
-:mod:`~psnmf.pipeline.progress`, :mod:`~psnmf.pipeline.unmix`, :mod:`~psnmf.pipeline.sweep`.
+:mod:`~psnmf.pipeline.progress`, :mod:`~psnmf.pipeline.priors` (the user priors),
+:mod:`~psnmf.pipeline.unmix`, :mod:`~psnmf.pipeline.sweep`.
 
 Examples
 --------
@@ -18,6 +19,7 @@ Examples
 True
 """
 
+from psnmf.pipeline.priors import Priors
 from psnmf.pipeline.progress import Progress
 from psnmf.pipeline.steps import DEFAULT_BOOTSTRAP, FINAL_ITERATIONS, make_estimator
 from psnmf.pipeline.summary import HeldoutDeviance, Summary, UnmixResult
@@ -32,6 +34,7 @@ __all__ = [
     "FINAL_ITERATIONS",
     "HeldoutDeviance",
     "ModelChoice",
+    "Priors",
     "Progress",
     "Summary",
     "SweepResult",

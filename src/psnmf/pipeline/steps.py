@@ -51,29 +51,41 @@ DEFAULT_BOOTSTRAP = 20
 def make_estimator(
     k: int, b: int, *, seed: int | None, iterations: tuple[int, int],
     smoothing: float | str | None, pure_spectra: bool,
-    image_shape: tuple[int, int] | None = None,
+    image_shape: tuple[int, int] | None = None, priors: dict[str, Any] | None = None,
 ) -> PSNMF:
     """The one place the pipeline builds a :class:`psnmf.PSNMF`.
 
     ``pure_spectra`` picks ``spectra='pure'`` (pure-pixel spectra where the data show pure
     pixels) or ``'nmf'`` (the paper's binned-stage spectra); ``iterations`` are the caps
-    of the binned and the full-resolution stage.
+    of the binned and the full-resolution stage; ``priors`` the estimator's prior options
+    (``fixed_spectra``, ``spectra_mask``, ``init_rois``; :mod:`psnmf.pipeline.priors`).
     """
     return PSNMF(
         n_components=k, bin_factor=b, spectra="pure" if pure_spectra else "nmf",
         smoothing=smoothing, random_state=seed, max_iter=iterations[0],
-        max_iter_full=iterations[1], image_shape=image_shape,
+        max_iter_full=iterations[1], image_shape=image_shape, **(priors or {}),
     )
 
 
 @dataclass
 class Split:
-    """The counts as CSR (pixels, channels) and their count split ``X1 + X2``."""
+    """The counts as CSR (pixels, channels) and their count split ``X1 + X2``.
+
+    With a ``pixel_mask`` (True = masked out) the masked pixels' counts are zero in all
+    three.
+    """
 
     counts: sp.csr_matrix
     X1: sp.csr_matrix
     X2: sp.csr_matrix
     image_shape: tuple[int, int]
+    pixel_mask: np.ndarray | None = None
+
+    @property
+    def n_fitted(self) -> int:
+        """Pixels in the fit (not masked out)."""
+        n = self.image_shape[0] * self.image_shape[1]
+        return n if self.pixel_mask is None else int(np.count_nonzero(~self.pixel_mask))
 
     @property
     def total(self) -> float:
@@ -86,10 +98,14 @@ class Split:
         return self.total / (self.image_shape[0] * self.image_shape[1])
 
 
-def split(loaded: Loaded, seed: int | None) -> Split:
-    """The loaded counts split by binomial thinning (fraction 0.5, seeded)."""
-    X1, X2 = count_split(loaded.counts, SPLIT_FRACTION, random_state=seed)
-    return Split(loaded.counts, X1, X2, loaded.image_shape)
+def split(loaded: Loaded, seed: int | None, pixel_mask: np.ndarray | None = None) -> Split:
+    """The loaded counts (the masked-out pixels' set to zero) split by binomial thinning
+    (fraction 0.5, seeded)."""
+    from psnmf.priors import apply_pixel_mask
+
+    counts = apply_pixel_mask(loaded.counts, pixel_mask)
+    X1, X2 = count_split(counts, SPLIT_FRACTION, random_state=seed)
+    return Split(counts, X1, X2, loaded.image_shape, pixel_mask)
 
 
 def choose(
@@ -97,20 +113,35 @@ def choose(
     components: Sequence[int] | None, seed: int | None, progress: Progress,
     auto_components: Sequence[int] = DEFAULT_COMPONENTS,
     fits: dict[tuple[int, int], NMFResult] | None = None,
+    priors: dict[str, Any] | None = None,
 ) -> ModelChoice:
     """Choose ``k`` and/or ``b`` by held-out deviance (:func:`psnmf.selection.choose_model`).
 
     ``k``/``b`` given fix that parameter; the candidate fits are the paper's PSNMF
     (``spectra='nmf'``, no smoothing) with the iteration caps ``SWEEP_ITERATIONS``.
     ``fits``, when given, receives the binned-stage NMF of every candidate fitted to
-    ``data.X1``, by ``(b, k)``: :func:`score` continues the chosen one.
+    ``data.X1``, by ``(b, k)``: :func:`score` continues the chosen one. ``priors`` (the
+    estimator's prior options) constrain every candidate fit, and the candidate ``k`` are
+    restricted to those >= the fewest components the priors name.
     """
+    from psnmf.priors import spectral_priors
+
     shape = data.image_shape
+    engine_priors = None if not priors else spectral_priors(data.counts, shape, **priors)
+    if engine_priors is not None and k is None:
+        least = engine_priors.min_components()
+        auto_components = [c for c in (components or auto_components) if c >= least]
+        components = None
+        if not auto_components:
+            raise ValueError(f"the priors name component {least - 1}: no candidate k is "
+                             f"large enough; give n_components >= {least} or candidates "
+                             f"that include it.")
 
     def fit(X: sp.csr_matrix, bin_factor: int, n_components: int) -> PSNMF:
         model = make_estimator(n_components, bin_factor, seed=seed,
                                iterations=SWEEP_ITERATIONS, smoothing=None,
-                               pure_spectra=False, image_shape=shape).fit(X)
+                               pure_spectra=False, image_shape=shape, priors=priors).fit(
+                                   X, pixel_mask=data.pixel_mask)
         if fits is not None and X is data.X1:
             fits[(bin_factor, n_components)] = model.binned_nmf_
         return model
@@ -118,7 +149,8 @@ def choose(
     return choose_model(
         data.X1, data.X2, shape, fit, bins=bins if b is None else (b,),
         components=components if k is None else (k,), auto_components=auto_components,
-        seed=seed, progress=progress.iterate,
+        seed=seed, progress=progress.iterate, priors=engine_priors,
+        n_pixels=None if data.pixel_mask is None else data.n_fitted,
     )
 
 
@@ -189,12 +221,12 @@ class Fitted:
 
 def fit(signal: Any, data: Split, k: int, b: int, *, seed: int | None,
         iterations: tuple[int, int], smoothing: float | str | None,
-        pure_spectra: bool) -> Fitted:
+        pure_spectra: bool, priors: dict[str, Any] | None = None) -> Fitted:
     """PSNMF of all the counts: component spectra, maps and count scale as signals with the
     axes and metadata of ``signal``, and the denoised cube (lazy, from the factors)."""
     model = make_estimator(k, b, seed=seed, iterations=iterations, smoothing=smoothing,
-                           pure_spectra=pure_spectra,
-                           image_shape=data.image_shape).fit(data.counts)
+                           pure_spectra=pure_spectra, image_shape=data.image_shape,
+                           priors=priors).fit(data.counts, pixel_mask=data.pixel_mask)
     if not all(model.converged_.values()):
         logger.info("PSNMF stopped at the iteration caps %s", model.n_iter_)
     spectra = signals.spectra_signal(model.spectra_, signal)
@@ -208,6 +240,7 @@ def score(
     signal: Any, data: Split, k: int, b: int, *, seed: int | None,
     iterations: tuple[int, int], smoothing: float | str | None, pure_spectra: bool,
     notes: list[str], smoothing_lam: float | None = None, resume: NMFResult | None = None,
+    priors: dict[str, Any] | None = None,
 ) -> HeldoutDeviance:
     """Held-out deviance of raw (``X1`` predicts ``X2``), PCA and PSNMF fitted on ``X1``.
 
@@ -222,11 +255,11 @@ def score(
     X1, X2, shape = data.X1, data.X2, data.image_shape
     dev_raw = heldout_deviance(X2, X1, floor=DEVIANCE_FLOOR)
     if smoothing_lam is not None:
-        cpp = float(X1.sum()) / X1.shape[0]
+        cpp = float(X1.sum()) / (X1.shape[0] if data.pixel_mask is None else data.n_fitted)
         smoothing = float(smoothing_lam) / cpp if smoothing_lam > 0 and cpp > 0 else None
     half = make_estimator(k, b, seed=seed, iterations=iterations, smoothing=smoothing,
-                          pure_spectra=pure_spectra, image_shape=shape).fit(
-                              X1, resume_binned=resume)
+                          pure_spectra=pure_spectra, image_shape=shape, priors=priors).fit(
+                              X1, resume_binned=resume, pixel_mask=data.pixel_mask)
     dev_psnmf = heldout_deviance(X2, fitted_factors(half), floor=DEVIANCE_FLOOR)
     try:
         pca_half = pca_factors(X1, k, n_factors=PCA_DIMENSION, random_state=seed,

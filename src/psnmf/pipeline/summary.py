@@ -254,6 +254,8 @@ class Summary:
     timings_s: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] | None = None
     residuals: dict[str, Any] | None = None  #: :meth:`psnmf.residuals.Residuals.to_dict`
+    #: The user priors (:mod:`psnmf.pipeline.priors`) and excluded elements; {} for none.
+    priors: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready content of ``summary.json``."""
@@ -271,6 +273,7 @@ class Summary:
             "residuals": self.residuals,
             "warnings": list(self.warnings),
             "timings_s": dict(self.timings_s),
+            "priors": dict(self.priors),
         }
         if self.files is not None:
             out["files"] = dict(self.files)

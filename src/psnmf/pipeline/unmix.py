@@ -36,6 +36,8 @@ from psnmf import __version__, io
 from psnmf.baselines import PCA_DIMENSION
 from psnmf.pipeline import memory, steps
 from psnmf.pipeline.load import INTEGRATION_WINDOWS, load
+from psnmf.pipeline.priors import Priors, ResolvedPriors
+from psnmf.pipeline.priors import resolve as resolve_priors
 from psnmf.pipeline.progress import Progress, quiet_libraries
 from psnmf.pipeline.steps import DEFAULT_BOOTSTRAP, FINAL_ITERATIONS
 from psnmf.pipeline.summary import (
@@ -74,6 +76,7 @@ def unmix(
     n_boot: int = DEFAULT_BOOTSTRAP,
     write_denoised: bool = False,
     quantify_options: dict[str, Any] | None = None,
+    priors: Priors | dict[str, Any] | None = None,
 ) -> UnmixResult:
     """Read, unmix and denoise an EDX spectrum image; write results and a report.
 
@@ -131,6 +134,17 @@ def unmix(
         :class:`psnmf.quantify.KFactors` or a file), ``thickness`` and ``thickness_sigma``
         (nm), ``density`` (g/cm^3), ``exclude_elements`` (fitted, left out of the totals),
         ``detection_sigma``, ``beam_current``, ``live_time``...
+    priors : psnmf.pipeline.Priors or dict, optional
+        What is known about the sample (:mod:`psnmf.pipeline.priors`), by component index:
+        ``fixed_spectra`` ``{j: spectrum}`` (an array on the data's channels, a signal, or
+        a .hspy / .msa / .csv file, interpolated onto the data's axis when it covers the
+        energy range), ``forbid`` ``{j: [elements]}`` (the channels of their lines are
+        zero in component j), ``rois`` ``{j: mask}`` (component j starts from the summed
+        spectrum of the region; a bool array or .npy / .png / .tif image) and
+        ``pixel_mask`` (pixels left out of the fit; their maps are NaN). Checked once the
+        data are loaded, before any fit; recorded in ``summary.json`` (``priors``) and the
+        report. With ``n_components`` 'auto', only candidates ``k`` with every component
+        the priors name are tried.
 
     Returns
     -------
@@ -212,7 +226,7 @@ def unmix(
                     components=tuple(components),
                     iterations=(int(max_iter), int(max_iter_full)), smoothing=smoothing,
                     vertex=bool(vertex), n_boot=int(n_boot),
-                    quantify_options=quantify_options,
+                    quantify_options=quantify_options, priors=Priors.from_any(priors),
                 )
                 if results is not None:
                     _write(result, results, prog, report=report, t_start=t_start,
@@ -232,11 +246,14 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
          b: int | None, energy_range: Any, elements: Any, seed: int | None,
          bins: tuple[int, ...], components: tuple[int, ...], iterations: tuple[int, int],
          smoothing: float | str | None, vertex: bool, n_boot: int,
-         quantify_options: dict[str, Any] | None = None) -> UnmixResult:
+         quantify_options: dict[str, Any] | None = None,
+         priors: Priors | None = None) -> UnmixResult:
     """The steps from the input to the result, nothing written."""
     with prog.step("load", "loading"):
         loaded = load(path_or_signal, energy_range, elements, notes)
-        data = steps.split(loaded, seed)
+        resolved = resolve_priors(priors, loaded.signal, loaded.counts, loaded.image_shape)
+        data = steps.split(loaded, seed, None if resolved is None else resolved.pixel_mask)
+        estimator_priors = _check_priors(resolved, data, k)
         memory.check_unmix_memory(
             data.image_shape, data.counts.shape[1], data.counts.nnz,
             what=f"'{loaded.source.get('file') or 'the signal'}'",
@@ -250,11 +267,11 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         with prog.step("sweep", "choosing " + what):
             selection = steps.choose(data, k=k, b=b, bins=bins, components=None,
                                      auto_components=components, seed=seed, progress=prog,
-                                     fits=fits)
+                                     fits=fits, priors=estimator_priors)
         k = k if k is not None else selection.n_components
         b = b if b is not None else selection.bin_factor
     config = {"seed": seed, "iterations": iterations, "smoothing": smoothing,
-              "pure_spectra": vertex}
+              "pure_spectra": vertex, "priors": estimator_priors}
     with prog.step("pca", "PCA (HyperSpy)"):
         baseline = steps.pca(loaded.signal, k, seed, notes, data)
     with prog.step("psnmf", f"PSNMF k={k} b={b}"):
@@ -280,6 +297,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         smoothing=SmoothingInfo.from_model(fitted.model.smoothing_), composition=composition,
         pca_explained_variance_ratio=baseline.scree, selection=selection,
         warnings=list(notes), timings_s=dict(prog.timings), residuals=resid.to_dict(),
+        priors=_priors_record(resolved, quantify_options),
     )
     return UnmixResult(
         model=fitted.model, signal=loaded.signal, denoised=fitted.denoised,
@@ -288,6 +306,31 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         selection=selection, summary=summary, warnings=notes, scale=fitted.scale,
         pca=baseline.factors, residuals=resid,
     )
+
+
+def _check_priors(resolved: ResolvedPriors | None, data: steps.Split,
+                  k: int | None) -> dict[str, Any] | None:
+    """The estimator's prior options, checked on the data before any fit (with ``k`` when
+    given), or None."""
+    if resolved is None:
+        return None
+    from psnmf import priors as checks
+
+    engine = checks.spectral_priors(data.counts, data.image_shape, **resolved.estimator)
+    if k is not None:
+        checks.check_coverage(data.counts, engine, k)
+    return resolved.estimator if engine is not None else None
+
+
+def _priors_record(resolved: ResolvedPriors | None,
+                   quantify_options: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``priors`` entry of ``summary.json``: the spectral and pixel priors given and
+    the elements excluded from the quantification."""
+    record = {} if resolved is None else dict(resolved.record)
+    excluded = list((quantify_options or {}).get("exclude_elements") or [])
+    if excluded:
+        record["exclude_elements"] = excluded
+    return record
 
 
 def _resumable(nmf: Any, iterations: tuple[int, int]) -> Any:
@@ -365,7 +408,7 @@ def _fit_info(model: Any) -> FitInfo:
     return FitInfo(
         n_iter=dict(model.n_iter_), converged=dict(model.converged_),
         loss={key: np.asarray(v, dtype=float) for key, v in model.loss_.items()},
-        component_pixel_fraction=model.maps_.reshape(-1, k).mean(0),
+        component_pixel_fraction=np.nanmean(model.maps_.reshape(-1, k), axis=0),
     )
 
 

@@ -107,7 +107,7 @@ def sum_spectrum_figure(result: UnmixResult) -> Figure:
     ax = fig.add_subplot()
     model = result.model  # the sum of scale * maps @ spectra over pixels, from the factors
     k = model.spectra_.shape[0]
-    den = (model.maps_ * model.scale_[..., None]).reshape(-1, k).sum(0) @ model.spectra_
+    den = np.nansum((model.maps_ * model.scale_[..., None]).reshape(-1, k), 0) @ model.spectra_
     ax.plot(e, np.maximum(den, 0.5), color="tab:red", lw=1.6, alpha=0.6,
             label="PSNMF denoised (sum)")
     ax.plot(e, np.maximum(total, 0.5), color="k", lw=0.6, label="raw (sum of all pixels)")
@@ -136,7 +136,7 @@ def spectra_figure(result: UnmixResult) -> Figure:
     fig = Figure(figsize=(10, 1.9 * k + 0.6), dpi=DPI, layout="constrained")
     axes = fig.subplots(k, 1, sharex=True, squeeze=False)[:, 0]
     xlim = _xlim(result.signal, markers, S.max(axis=0))
-    frac = result.model.maps_.reshape(-1, k).mean(0)
+    frac = np.nanmean(result.model.maps_.reshape(-1, k), 0)
     for i, (ax, color) in enumerate(zip(axes, _colors(k), strict=True)):
         ax.plot(e, S[i], color=color, lw=0.9)
         ax.set_ylabel(f"#{i}", rotation=0, ha="right", va="center", fontsize=10)

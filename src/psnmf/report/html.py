@@ -158,6 +158,7 @@ def build_html(result: UnmixResult, figure_paths: dict[str, Path]) -> str:
         f"<span id='render-check' data-ok='pending'>figures: checking</span></p>",
         *[f"<div class='warn'>{html.escape(note)}</div>" for note in result.warnings],
         *_summary_html(result, src),
+        *_priors_html(result),
         *_deviance_html(result, fig_html),
         *_residuals_html(result, fig_html),
         "<h2>Components</h2>",
@@ -192,6 +193,26 @@ def build_html(result: UnmixResult, figure_paths: dict[str, Path]) -> str:
         f"<script>{_CHECK_JS}</script></main></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _priors_html(result: UnmixResult) -> list[str]:
+    """The user priors of the run (summary.json ``priors``), one row each; none: nothing."""
+    pri = getattr(result.summary, "priors", None) or {}
+    rows: list[tuple[str, Any]] = []
+    for j, src in pri.get("fixed_spectra", {}).items():
+        rows.append((f"#{j} spectrum fixed", src))
+    for j, f in pri.get("forbid", {}).items():
+        rows.append((f"#{j} forbidden", f"{', '.join(f['elements'])} ({f['channels']} "
+                     "channels zero)"))
+    for j, r in pri.get("init_rois", {}).items():
+        rows.append((f"#{j} started from region", f"{r['source']} ({r['pixels']} pixels)"))
+    if "pixel_mask" in pri:
+        m = pri["pixel_mask"]
+        rows.append(("pixels masked out", f"{m['masked_pixels']} ({100 * m['fraction']:.1f} "
+                     f"%, maps NaN there) from {m['source']}"))
+    if pri.get("exclude_elements"):
+        rows.append(("excluded from quantification", ", ".join(pri["exclude_elements"])))
+    return ["<h2>Priors</h2>", _table(rows)] if rows else []
 
 
 def _summary_html(result: UnmixResult, src: str) -> list[str]:
