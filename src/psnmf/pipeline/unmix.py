@@ -33,6 +33,7 @@ import numpy as np
 from psnmf import __version__, io
 from psnmf.baselines import PCA_DIMENSION
 from psnmf.pipeline import memory, steps
+from psnmf.pipeline.config import CONFIG_NAME, RunConfig, run_header
 from psnmf.pipeline.load import INTEGRATION_WINDOWS, load
 from psnmf.pipeline.progress import Progress, quiet_libraries
 from psnmf.pipeline.steps import DEFAULT_BOOTSTRAP, FINAL_ITERATIONS
@@ -147,7 +148,9 @@ def unmix(
     ``component_spectra.png``, ``component_maps.png``,
     ``element_maps.png`` (raw vs PCA vs PSNMF), ``scree.png``, ``deviance.png``,
     ``loss.png``, ``sum_spectrum.png``, ``smoothing.png`` (when the TV weight was chosen),
-    ``sweep.png`` (when b or k was chosen), ``summary.json`` and the self-contained
+    ``sweep.png`` (when b or k was chosen), ``config.toml`` (every parameter of the run, from
+    which ``psnmf unmix --config config.toml`` runs it again, see
+    :mod:`psnmf.pipeline.config`), ``summary.json`` and the self-contained
     ``report.html``, listed with their sizes and checksums in ``.psnmf-manifest.json``.
 
     The results appear as one set (:class:`psnmf.io.ResultsFolder`): the folder is locked
@@ -183,6 +186,7 @@ def unmix(
     >>> res.paths["report"]                                                 # doctest: +SKIP
     PosixPath('out/report.html')
     """
+    run_config = RunConfig.from_unmix_call(dict(locals()))
     t_start = time.perf_counter()
     k = None if n_components is None or _is_auto(n_components) else _positive_int(
         n_components, "n_components")
@@ -212,7 +216,7 @@ def unmix(
                 )
                 if results is not None:
                     _write(result, results, prog, report=report, t_start=t_start,
-                           write_denoised=bool(write_denoised))
+                           write_denoised=bool(write_denoised), run_config=run_config)
                 else:
                     result.summary.timings_s["total"] = time.perf_counter() - t_start
         finally:
@@ -292,8 +296,9 @@ def _resumable(nmf: Any, iterations: tuple[int, int]) -> Any:
 
 
 def _write(result: UnmixResult, results: io.ResultsFolder, prog: Progress, *, report: bool,
-           t_start: float, write_denoised: bool) -> None:
-    """Signals, figures, ``report.html`` and ``summary.json`` into the staging folder of
+           t_start: float, write_denoised: bool, run_config: RunConfig) -> None:
+    """Signals, figures, ``config.toml``, ``report.html`` and ``summary.json`` into the
+    staging folder of
     ``results`` (swapped into place as one set when the run ends); the free space is
     checked first, and a write error becomes one :class:`psnmf.io.OutputWriteError`."""
     from psnmf import report as report_pkg
@@ -312,6 +317,8 @@ def _write(result: UnmixResult, results: io.ResultsFolder, prog: Progress, *, re
         if result.summary.composition is not None:
             result.paths["composition"] = result.summary.composition.write_csv(
                 out / "composition.csv")
+        result.paths["config"] = run_config.write(
+            out / CONFIG_NAME, header=run_header(run_config["files"]))
         summary = result.summary
         summary.timings_s = {**prog.timings, "total": time.perf_counter() - t_start}
         summary.files = {key: p.name for key, p in result.paths.items()}
