@@ -130,6 +130,10 @@ def test_command_line_overrides_the_file(tmp_path):
     assert c.sources["n_components"] == "the command line"
     assert c.sources["bin_factor"] == str(cfg)
     assert parsed("-k", "auto").unmix_kwargs()["n_components"] == "auto"
+    cfg.write_text('smoothing = 0.5\nwrite_denoised = true\n')
+    assert parsed().unmix_kwargs()["smoothing"] == 0.5
+    kw = parsed("--smoothing", "none", "--no-write-denoised").unmix_kwargs()
+    assert kw["smoothing"] is None and kw["write_denoised"] is False  # None is a value
 
 
 @pytest.mark.parametrize("text, words", [

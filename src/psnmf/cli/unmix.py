@@ -83,6 +83,10 @@ OPTION_KEYS = {
 }
 
 
+#: The value of an option left out (``None`` is a value: ``--smoothing none``).
+NOT_GIVEN: Any = type("NotGiven", (), {"__repr__": lambda self: "NOT_GIVEN"})()
+
+
 def register(subparsers: Any) -> None:
     """Add the ``unmix`` subcommand."""
     p = subparsers.add_parser(
@@ -153,18 +157,19 @@ def register(subparsers: Any) -> None:
                    help="detector solid angle in sr, for the model's zeta factors or "
                    "cross-sections")
     add_common(p, several=True)
-    # None = not given: the value then comes from --config, else the default
-    p.set_defaults(func=run, **{dest: None for dest in OPTION_KEYS if dest != "files"})
+    # not given: the value then comes from --config, else the default
+    p.set_defaults(func=run, **{dest: NOT_GIVEN for dest in OPTION_KEYS if dest != "files"})
+
 
 
 def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration keys set by the options given (dotted key -> value as
     :func:`psnmf.pipeline.unmix` takes it); options left out are absent."""
     out = {key: getattr(args, dest) for dest, key in OPTION_KEYS.items()
-           if getattr(args, dest, None) is not None}
+           if getattr(args, dest, NOT_GIVEN) is not NOT_GIVEN}
     if not out.get("files"):
         out.pop("files", None)
-    if getattr(args, "thickness", None) is not None:
+    if getattr(args, "thickness", NOT_GIVEN) not in (None, NOT_GIVEN):
         out["quantify.thickness"], sigma = args.thickness
         if sigma is not None:
             out["quantify.thickness_sigma"] = sigma
@@ -185,10 +190,9 @@ def quantify_options(args: argparse.Namespace) -> dict[str, Any]:
     (empty when none; ``psnmf sweep --unmix`` has none of them)."""
     from psnmf.pipeline.config import RunConfig
 
-    quant = RunConfig().updated(
-        {k: v for k, v in cli_overrides(args).items() if k.startswith("quantify.")}
-    ).unmix_kwargs()["quantify_options"]
-    return quant if getattr(args, "method", None) else {
+    given = {k: v for k, v in cli_overrides(args).items() if k.startswith("quantify.")}
+    quant = RunConfig().updated(given).unmix_kwargs()["quantify_options"]
+    return quant if "quantify.method" in given else {
         k: v for k, v in quant.items() if k != "method"}
 
 
