@@ -229,3 +229,13 @@ def test_batch_refusals(tmp_path, capsys):
     assert main(["unmix", str(a), str(tmp_path / "." / "a.hspy"), "-o", str(tmp_path / "o"),
                  "--quiet"]) == 2
     assert "more than once" in capsys.readouterr().err
+
+
+def test_k_factor_tables_round_trip():
+    from psnmf.quantify import KFactors
+
+    for given in ({"Fe": 1.2, "O": 2.0},
+                  KFactors({"Fe": 1.2, "O": 2.0}, basis="weight", relative_sd={"Fe": 0.05})):
+        cfg = RunConfig.from_unmix_call({"quantify_options": {"k_factors": given}})
+        again = RunConfig.from_text(cfg.to_toml())
+        assert again.unmix_kwargs()["quantify_options"]["k_factors"] == given
