@@ -134,10 +134,17 @@ def add_bins(p: argparse.ArgumentParser, help: str) -> None:
                    help=f"{help} (default {default})")
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``unmix`` and ``sweep``: the file, energy range, elements, output,
-    seed, overwrite, quiet/verbose."""
-    p.add_argument("file", help="EDX spectrum image (.bcf, .emd, .pts, .spd, .hspy, .npz, ...)")
+def add_common(p: argparse.ArgumentParser, *, several: bool = False) -> None:
+    """Options shared by ``unmix`` and ``sweep``: the file (``several``: any number of
+    files, positional ``files``), energy range, elements, output, seed, overwrite,
+    quiet/verbose."""
+    if several:
+        p.add_argument("files", nargs="*", metavar="FILE",
+                       help="EDX spectrum image(s) (.bcf, .emd, .pts, .spd, .hspy, .npz, ...); "
+                       "several: one results folder each in -o OUT, and OUT/index.html")
+    else:
+        p.add_argument("file",
+                       help="EDX spectrum image (.bcf, .emd, .pts, .spd, .hspy, .npz, ...)")
     p.add_argument(
         "--energy-range", type=energy_range, metavar="LO,HI",
         help="channels used, keV (default: 0.2 keV, above the zero-energy peak, to the beam "

@@ -98,10 +98,7 @@ def run(args: argparse.Namespace) -> int:
         uargs.components = result.selection.n_components
         uargs.bin_factor = result.selection.bin_factor
         uargs.output = str(out / "unmix")
-        uargs.max_iter = uargs.max_iter_full = None
-        # the unmix defaults for what sweep has no option for
-        uargs.smoothing, uargs.no_vertex = "auto", False
-        uargs.bootstrap = pipeline.DEFAULT_BOOTSTRAP
+        uargs.files, uargs.config = [args.file], None  # unmix's defaults for the rest
         if not args.quiet:
             print(f"\nunmixing with b = {uargs.bin_factor}, k = {uargs.components} ...")
         return unmix_cmd.run(uargs)

@@ -32,6 +32,10 @@ examples:
   psnmf unmix sample.bcf --thickness 80,20 --exclude-elements Cu --k-factors k.csv
   psnmf unmix sample.bcf -k 3 --fix-spectrum 0=olivine.msa --forbid 1=Fe,Mg \
       --roi 2=grain.png --mask-pixels vacuum.npy   # priors (component 0 is the first)
+  psnmf unmix a.bcf b.emd c.hspy -o OUT           # OUT/a/, OUT/b/, OUT/c/, OUT/index.html
+  psnmf unmix --config run.toml                   # every option from a TOML file
+  psnmf unmix --config run.toml -k 4 x.bcf        # ... with -k and the file overridden
+  psnmf unmix --config sample_psnmf/config.toml   # the same run again
 
 Reads every EDX spectrum image RosettaSciIO reads (Bruker .bcf, Velox .emd, JEOL
 .pts, EDAX .spd, .hspy, ...) and plain .npz. Writes to the output folder the
@@ -41,74 +45,120 @@ psnmf_decomposition.hspy and pca_decomposition.hspy (in HyperSpy:
 hs.load(path, lazy=True).get_decomposition_model() is the denoised cube); with
 --write-denoised also denoised.hspy and pca_denoised.hspy (float32, compressed). And
 component_spectra/maps.png, element_maps.png (raw vs PCA vs PSNMF), scree.png,
-deviance.png, sweep.png, summary.json and report.html (self-contained).
-The same in Python: psnmf.pipeline.unmix(path, output_dir=...).
+deviance.png, sweep.png, config.toml (every parameter of the run), summary.json and
+report.html (self-contained).
+
+Several files: one results folder each in OUT (-o, required), named by the file's
+stem (files sharing a stem: <stem>_<extension>, then numbered), and OUT/index.html
+and OUT/index.json listing each file's status, k, b, held-out deviances, time and
+links. A failing file does not stop the others; the exit code is 1 when any failed.
+
+--config FILE: a TOML file with any of the keys below (those of
+psnmf.pipeline.unmix; the quantification's in a [quantify] table). Options given
+on the command line override it; FILEs given replace its 'files'. Paths in the file
+are relative to its folder. Unknown keys and bad values are refused. Keys:
+  files = ["a.bcf"]   n_components = "auto"   bin_factor = "auto"   bins = [2, 4, 8, 16]
+  components = [2, 3, 4, 5, 6]   energy_range = "auto" (or [0.2, 15.0])
+  elements = "auto" (or ["Fe", "O"])   seed = 0   max_iter = 1000   max_iter_full = 200
+  smoothing = "auto"   vertex = true   n_boot = 20   write_denoised = false
+  report = true   output = "auto"   overwrite = false   quiet = false   verbose = false
+  [quantify] method = "CL"   k_factors = "theoretical"   thickness = "auto"
+  thickness_sigma = "none"   density = "auto"   exclude_elements = []
+  detection_sigma = 3.0   beam_current, live_time, probe_area, solid_angle = "none"
+  takeoff_angle = "auto"
+(psnmf.pipeline.config.describe() says what each is.) The same in Python:
+psnmf.pipeline.unmix(path, output_dir=...), psnmf.pipeline.unmix_files(files, OUT).
 """
+
+#: The options of ``psnmf unmix`` (argparse destinations) and the configuration key each
+#: sets (``--thickness T,SIGMA`` sets two and is handled apart).
+OPTION_KEYS = {
+    "files": "files", "components": "n_components", "bin_factor": "bin_factor",
+    "bins": "bins", "max_iter": "max_iter", "max_iter_full": "max_iter_full",
+    "smoothing": "smoothing", "vertex": "vertex", "write_denoised": "write_denoised",
+    "bootstrap": "n_boot", "energy_range": "energy_range", "elements": "elements",
+    "output": "output", "seed": "seed", "overwrite": "overwrite", "quiet": "quiet",
+    "verbose": "verbose", "method": "quantify.method", "k_factors": "quantify.k_factors",
+    "density": "quantify.density", "exclude_elements": "quantify.exclude_elements",
+    "beam_current": "quantify.beam_current", "live_time": "quantify.live_time",
+    "probe_area": "quantify.probe_area", "solid_angle": "quantify.solid_angle",
+    "mask_pixels": "priors.pixel_mask",
+}
+#: The repeatable prior options (``J=VALUE``), by their key in the ``[priors]`` table.
+PRIOR_OPTIONS = {"fix_spectrum": "fixed_spectra", "forbid": "forbid", "roi": "rois"}
+
+
+#: The value of an option left out (``None`` is a value: ``--smoothing none``).
+NOT_GIVEN: Any = type("NotGiven", (), {"__repr__": lambda self: "NOT_GIVEN"})()
 
 
 def register(subparsers: Any) -> None:
     """Add the ``unmix`` subcommand."""
     p = subparsers.add_parser(
         "unmix",
-        help="unmix and denoise an EDX spectrum image; results and an HTML report",
+        help="unmix and denoise EDX spectrum images; results and an HTML report",
         description=(
             "Read an EDX spectrum image, choose the number of components and the bin "
             "factor by held-out Poisson deviance (unless given), run PSNMF, compare it with "
             "HyperSpy's PCA denoising, and write the denoised data, component spectra and "
-            "maps, elemental maps, summary.json and a self-contained report.html."
+            "maps, elemental maps, config.toml, summary.json and a self-contained "
+            "report.html. Several files: one results folder each and an index page."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--config", metavar="TOML", default=None,
+                   help="start from a configuration file (e.g. a run's config.toml); the "
+                   "options given here override it")
     p.add_argument(
-        "-k", "--components", type=auto_int, default="auto", metavar="K",
+        "-k", "--components", type=auto_int, metavar="K",
         help="number of components, or 'auto' (default: the best of 2-6 by held-out deviance)",
     )
     p.add_argument(
-        "-b", "--bin", dest="bin_factor", type=auto_int, default="auto", metavar="B",
+        "-b", "--bin", dest="bin_factor", type=auto_int, metavar="B",
         help="bin factor, or 'auto' (default: the best of --bins by held-out deviance)",
     )
     add_bins(p, "candidate bin factors for --bin auto")
-    p.add_argument("--max-iter", type=int, default=None, metavar="N",
+    p.add_argument("--max-iter", type=int, metavar="N",
                    help="iteration cap of the binned stage (default 1000)")
-    p.add_argument("--max-iter-full", type=int, default=None, metavar="N",
+    p.add_argument("--max-iter-full", type=int, metavar="N",
                    help="iteration cap of the full-resolution stage (default 200)")
-    p.add_argument("--smoothing", type=smoothing, default="auto", metavar="W",
+    p.add_argument("--smoothing", type=smoothing, metavar="W",
                    help="total-variation weight of the maps relative to the counts per "
                    "pixel, 'auto' (default: chosen by held-out deviance) or 'none'")
-    p.add_argument("--no-vertex", action="store_true",
-                   help="keep the binned-stage NMF spectra (the paper's PSNMF) instead of "
-                   "moving them to pure-pixel clusters")
-    p.add_argument("--write-denoised", action="store_true",
+    p.add_argument("--vertex", action=argparse.BooleanOptionalAction, default=None,
+                   help="move each binned-stage spectrum to its pure-pixel cluster (default); "
+                   "--no-vertex keeps the binned-stage NMF spectra (the paper's PSNMF)")
+    p.add_argument("--write-denoised", action=argparse.BooleanOptionalAction, default=None,
                    help="also write the dense denoised cubes denoised.hspy and "
                    "pca_denoised.hspy (float32, chunked, compressed); by default only the "
                    "factors they are rebuilt from")
-    p.add_argument("--bootstrap", type=replicates, default=20, metavar="N",
+    p.add_argument("--bootstrap", type=replicates, metavar="N",
                    help="bootstrap replicates for the ± of the compositions (0: none; "
                    "default 20)")
     q = p.add_argument_group("quantification of the components")
-    q.add_argument("--method", choices=("CL", "zeta", "cross_section"), default="CL",
+    q.add_argument("--method", choices=("CL", "zeta", "cross_section"),
                    help="Cliff-Lorimer (default), zeta factors or cross-sections; the last "
                    "two need --beam-current and --live-time (the whole map's)")
-    q.add_argument("--k-factors", metavar="FILE", default=None,
+    q.add_argument("--k-factors", metavar="FILE",
                    help="k-factor file (CSV element,k[,sigma] or JSON, see "
                    "psnmf.quantify.read_k_factors); default: theoretical k-factors with "
                    "their stated uncertainty")
-    q.add_argument("--thickness", type=thickness, default=None, metavar="T[,SIGMA]",
+    q.add_argument("--thickness", type=thickness, metavar="T[,SIGMA]",
                    help="specimen thickness in nm for the absorption correction, with its "
                    "standard deviation for the error budget, e.g. 80,20 (default: the "
                    "file's, else a thin film)")
-    q.add_argument("--density", type=float, default=None, metavar="RHO",
+    q.add_argument("--density", type=float, metavar="RHO",
                    help="specimen density in g/cm^3 for the absorption correction")
-    q.add_argument("--exclude-elements", type=element_list, default=None, metavar="EL,...",
+    q.add_argument("--exclude-elements", type=element_list, metavar="EL,...",
                    help="elements fitted but left out of the totals (grid Cu, detector Si)")
-    q.add_argument("--beam-current", type=float, default=None, metavar="NA",
+    q.add_argument("--beam-current", type=float, metavar="NA",
                    help="beam current in nA (zeta and cross-section methods)")
-    q.add_argument("--live-time", type=float, default=None, metavar="S",
+    q.add_argument("--live-time", type=float, metavar="S",
                    help="live time of the whole map in s (zeta and cross-section methods)")
-    q.add_argument("--probe-area", type=float, default=None, metavar="NM2",
+    q.add_argument("--probe-area", type=float, metavar="NM2",
                    help="area of the whole map in nm^2 (cross-section method)")
-    q.add_argument("--solid-angle", type=float, default=None, metavar="SR",
+    q.add_argument("--solid-angle", type=float, metavar="SR",
                    help="detector solid angle in sr, for the model's zeta factors or "
                    "cross-sections")
     r = p.add_argument_group(
@@ -123,11 +173,12 @@ def register(subparsers: Any) -> None:
     r.add_argument("--roi", action="append", type=_component_value, default=None,
                    metavar="J=MASK", help="start component J from the summed spectrum of a "
                    "region (.npy, .png or .tif boolean image of the map's shape)")
-    r.add_argument("--mask-pixels", default=None, metavar="MASK",
+    r.add_argument("--mask-pixels", metavar="MASK",
                    help="pixels left out of the fit (.npy, .png or .tif, non-zero = masked "
                    "out: vacuum, contamination, damage); their maps are NaN")
-    add_common(p)
-    p.set_defaults(func=run)
+    add_common(p, several=True)
+    # not given: the value then comes from --config, else the default
+    p.set_defaults(func=run, **{dest: NOT_GIVEN for dest in OPTION_KEYS if dest != "files"})
 
 
 def _component_value(text: str) -> tuple[int, str]:
@@ -145,93 +196,136 @@ def _component_value(text: str) -> tuple[int, str]:
     return j, value.strip()
 
 
-def priors_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The ``priors`` of :func:`psnmf.pipeline.unmix` from the prior options, or None."""
-    out: dict[str, Any] = {}
-    for name, key in (("fix_spectrum", "fixed_spectra"), ("roi", "rois")):
-        pairs = getattr(args, name, None) or []
-        if pairs:
-            out[key] = {}
-            for j, value in pairs:
-                if j in out[key]:
-                    raise ValueError(f"--{name.replace('_', '-')} gives component {j} twice.")
-                out[key][j] = Path(value)
-    forbid = getattr(args, "forbid", None) or []
-    if forbid:
-        out["forbid"] = {}
-        for j, value in forbid:
-            out["forbid"].setdefault(j, []).extend(element_list(value))
-    if getattr(args, "mask_pixels", None):
-        out["pixel_mask"] = Path(args.mask_pixels)
-    return out or None
-
-
-def quantify_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``quantify_options`` of :func:`psnmf.pipeline.unmix` from the options given
-    (``psnmf sweep --unmix`` has none of them)."""
-    out: dict[str, Any] = {}
-    if getattr(args, "method", "CL") != "CL":
-        out["method"] = args.method
-    if getattr(args, "k_factors", None):
-        out["k_factors"] = Path(args.k_factors)
-    if getattr(args, "thickness", None) is not None:
-        out["thickness"], sigma = args.thickness
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration keys set by the options given (dotted key -> value as
+    :func:`psnmf.pipeline.unmix` takes it); options left out are absent."""
+    out = {key: getattr(args, dest) for dest, key in OPTION_KEYS.items()
+           if getattr(args, dest, NOT_GIVEN) is not NOT_GIVEN}
+    if not out.get("files"):
+        out.pop("files", None)
+    if getattr(args, "thickness", NOT_GIVEN) not in (None, NOT_GIVEN):
+        out["quantify.thickness"], sigma = args.thickness
         if sigma is not None:
-            out["thickness_sigma"] = sigma
-    for name in ("density", "exclude_elements", "beam_current", "live_time", "probe_area",
-                 "solid_angle"):
-        if getattr(args, name, None) is not None:
-            out[name] = getattr(args, name)
+            out["quantify.thickness_sigma"] = sigma
+    for dest, key in PRIOR_OPTIONS.items():
+        pairs = getattr(args, dest, None) or []
+        if pairs:
+            out[f"priors.{key}"] = _by_component(dest, pairs)
     return out
 
 
+def _by_component(dest: str, pairs: list[tuple[int, str]]) -> dict[int, Any]:
+    """``{J: value}`` of a repeated ``J=VALUE`` option (``--forbid``: element lists, which
+    may repeat a component; the others: one value per component)."""
+    out: dict[int, Any] = {}
+    for j, value in pairs:
+        if dest == "forbid":
+            out.setdefault(j, []).extend(element_list(value))
+        elif j in out:
+            raise ValueError(f"--{dest.replace('_', '-')} gives component {j} twice; give "
+                             "each component once.")
+        else:
+            out[j] = value
+    return out
+
+
+def configuration(args: argparse.Namespace) -> Any:
+    """The :class:`psnmf.pipeline.config.RunConfig` of a command line: the defaults, the
+    ``--config`` file, then the options given."""
+    from psnmf.pipeline.config import RunConfig
+
+    cfg = RunConfig.from_file(args.config) if getattr(args, "config", None) else RunConfig()
+    return cfg.updated(cli_overrides(args))
+
+
+def quantify_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``quantify_options`` of :func:`psnmf.pipeline.unmix` that the options given set
+    (empty when none; ``psnmf sweep --unmix`` has none of them)."""
+    from psnmf.pipeline.config import RunConfig
+
+    given = {k: v for k, v in cli_overrides(args).items() if k.startswith("quantify.")}
+    quant = RunConfig().updated(given).unmix_kwargs()["quantify_options"]
+    return quant if "quantify.method" in given else {
+        k: v for k, v in quant.items() if k != "method"}
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``psnmf unmix``; returns the exit code."""
+    """Run ``psnmf unmix``; returns the exit code (0; 1 when a file of several failed; 2
+    for an error before any work, or a single file's)."""
+    from psnmf import __version__
+    from psnmf.pipeline.config import ConfigError
+
+    try:
+        cfg = configuration(args)
+    except (ConfigError, ValueError, argparse.ArgumentTypeError) as exc:
+        return report_error("psnmf unmix", exc)
+    if cfg["psnmf_version"] != __version__ and args.config:
+        print(f"psnmf: note: {args.config} was written by psnmf {cfg['psnmf_version']}; this "
+              f"is psnmf {__version__} (results may differ).", file=sys.stderr)
+    files = cfg["files"]
+    if not files:
+        return report_error("psnmf unmix", ValueError(
+            "no input file: give FILE(s) on the command line, or files = [...] in the "
+            "--config file"))
+    if len(files) > 1:
+        return _run_batch(files, cfg)
+    out = Path(cfg["output"]) if cfg["output"] != "auto" else default_output(files[0], "psnmf")
+    return _run_one(files[0], out, cfg)
+
+
+def _run_one(file: str, out: Path, cfg: Any) -> int:
     from psnmf import pipeline
     from psnmf._validation import InsufficientMemoryError
     from psnmf.io import PsnmfIOError
 
-    out = Path(args.output) if args.output else default_output(args.file, "psnmf")
-    kwargs: dict[str, Any] = {}
-    quant = quantify_options(args)
-    if quant:
-        kwargs["quantify_options"] = quant
-    if args.max_iter is not None:
-        kwargs["max_iter"] = args.max_iter
-    if args.max_iter_full is not None:
-        kwargs["max_iter_full"] = args.max_iter_full
+    quiet, verbose = cfg["quiet"], cfg["verbose"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
-            priors = priors_from_args(args)
-            if priors:
-                kwargs["priors"] = priors
-            result = pipeline.unmix(
-                args.file,
-                n_components=args.components,
-                bin_factor=args.bin_factor,
-                energy_range=args.energy_range,
-                elements=args.elements,
-                output_dir=out,
-                seed=args.seed,
-                overwrite=args.overwrite,
-                progress=not args.quiet,
-                verbose=args.verbose,
-                bins=args.bins,
-                smoothing=args.smoothing,
-                vertex=not args.no_vertex,
-                n_boot=args.bootstrap,
-                write_denoised=getattr(args, "write_denoised", False),  # psnmf sweep --unmix
-                **kwargs,
-            )
+            result = pipeline.unmix(file, output_dir=out, progress=not quiet,
+                                    **cfg.unmix_kwargs())
         except (PsnmfIOError, ValueError, OSError, InsufficientMemoryError) as exc:
             return report_error("psnmf unmix", exc)
-    _print_other_warnings(caught, result.warnings, quiet=args.quiet, verbose=args.verbose)
-    if not args.quiet:
+    _print_other_warnings(caught, result.warnings, quiet=quiet, verbose=verbose)
+    if not quiet:
         print(pipeline.format_summary(result))
         for line in folder_changes(out):
             print(line)
     return 0
+
+
+def _run_batch(files: list[str], cfg: Any) -> int:
+    from psnmf import pipeline
+    from psnmf.io import PsnmfIOError
+
+    if cfg["output"] == "auto":
+        return report_error("psnmf unmix", ValueError(
+            f"{len(files)} files need an output folder for their results folders and "
+            "index.html: give -o OUT (or output = \"OUT\" in the --config file)"))
+    quiet, verbose = cfg["quiet"], cfg["verbose"]
+    kwargs = cfg.unmix_kwargs()
+    overwrite = kwargs.pop("overwrite")
+
+    def done(entry: Any, result: Any) -> None:
+        if result is not None:
+            _print_other_warnings(caught, result.warnings, quiet=quiet, verbose=verbose)
+            if not quiet:
+                print(pipeline.format_summary(result) + "\n")
+        else:
+            print(f"psnmf unmix: {entry.file}: failed: {entry.error}\n", file=sys.stderr)
+        caught.clear()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            batch = pipeline.unmix_files(files, cfg["output"], overwrite=overwrite,
+                                         progress=not quiet, on_done=done, **kwargs)
+        except (PsnmfIOError, ValueError, OSError) as exc:
+            return report_error("psnmf unmix", exc)
+    lines = batch.summary_lines()
+    if not quiet or batch.failed:
+        print("\n".join(lines), file=sys.stdout if not batch.failed else sys.stderr)
+    return 1 if batch.failed else 0
 
 
 def _print_other_warnings(caught: list[Any], shown: list[str], *, quiet: bool,

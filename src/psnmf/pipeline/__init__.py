@@ -9,7 +9,9 @@ HyperSpy EDS spectrum image. ``unmix`` is a short sequence of steps
 Modules: :mod:`~psnmf.pipeline.load` (reading and the energy range),
 :mod:`~psnmf.pipeline.steps`, :mod:`~psnmf.pipeline.summary` (the typed results),
 :mod:`~psnmf.pipeline.progress`, :mod:`~psnmf.pipeline.priors` (the user priors),
-:mod:`~psnmf.pipeline.unmix`, :mod:`~psnmf.pipeline.sweep`.
+:mod:`~psnmf.pipeline.unmix`, :mod:`~psnmf.pipeline.sweep`,
+:mod:`~psnmf.pipeline.config` (the TOML configuration of a run, ``config.toml``) and
+:mod:`~psnmf.pipeline.batch` (:func:`unmix_files`: several files, one index page).
 
 Examples
 --------
@@ -19,6 +21,8 @@ Examples
 True
 """
 
+from psnmf.pipeline.batch import BatchResult, unmix_files
+from psnmf.pipeline.config import ConfigError, RunConfig
 from psnmf.pipeline.priors import Priors
 from psnmf.pipeline.progress import Progress
 from psnmf.pipeline.steps import DEFAULT_BOOTSTRAP, FINAL_ITERATIONS, make_estimator
@@ -28,6 +32,9 @@ from psnmf.pipeline.unmix import format_summary, unmix
 from psnmf.selection import DEFAULT_BINS, DEFAULT_COMPONENTS, ModelChoice
 
 __all__ = [
+    "BatchResult",
+    "ConfigError",
+    "RunConfig",
     "DEFAULT_BINS",
     "DEFAULT_BOOTSTRAP",
     "DEFAULT_COMPONENTS",
@@ -43,4 +50,5 @@ __all__ = [
     "make_estimator",
     "sweep",
     "unmix",
+    "unmix_files",
 ]

@@ -507,7 +507,7 @@ def output_names(*, write_denoised: bool = True) -> set[str]:
 
     dense = DENSE_FILES.values() if write_denoised else ()
     return {*FACTOR_FILES.values(), *dense, *(name for _, name, _ in FIGURES),
-            "summary.json", "report.html", "composition.csv"}
+            "summary.json", "report.html", "composition.csv", "config.toml"}
 
 
 def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,

@@ -35,6 +35,7 @@ import numpy as np
 from psnmf import __version__, io
 from psnmf.baselines import PCA_DIMENSION
 from psnmf.pipeline import memory, steps
+from psnmf.pipeline.config import CONFIG_NAME, RunConfig, run_header
 from psnmf.pipeline.load import INTEGRATION_WINDOWS, load
 from psnmf.pipeline.priors import Priors, ResolvedPriors
 from psnmf.pipeline.priors import resolve as resolve_priors
@@ -164,9 +165,10 @@ def unmix(
     ``component_spectra.png``, ``component_maps.png``,
     ``element_maps.png`` (raw vs PCA vs PSNMF), ``scree.png``, ``deviance.png``,
     ``loss.png``, ``residuals.png``, ``sum_spectrum.png``, ``smoothing.png`` (when the
-    TV weight was chosen), ``sweep.png`` (when b or k was chosen), ``summary.json`` and
-    the self-contained ``report.html``, listed with their sizes and checksums in
-    ``.psnmf-manifest.json``.
+    TV weight was chosen), ``sweep.png`` (when b or k was chosen), ``config.toml`` (every
+    parameter of the run, from which ``psnmf unmix --config config.toml`` runs it again, see
+    :mod:`psnmf.pipeline.config`), ``summary.json`` and the self-contained
+    ``report.html``, listed with their sizes and checksums in ``.psnmf-manifest.json``.
 
     The results appear as one set (:class:`psnmf.io.ResultsFolder`): the folder is locked
     for the run (a second run into it stops at once), the files are written into a hidden
@@ -201,6 +203,7 @@ def unmix(
     >>> res.paths["report"]                                                 # doctest: +SKIP
     PosixPath('out/report.html')
     """
+    run_config = RunConfig.from_unmix_call(dict(locals()))
     t_start = time.perf_counter()
     k = None if n_components is None or _is_auto(n_components) else _positive_int(
         n_components, "n_components")
@@ -230,7 +233,7 @@ def unmix(
                 )
                 if results is not None:
                     _write(result, results, prog, report=report, t_start=t_start,
-                           write_denoised=bool(write_denoised))
+                           write_denoised=bool(write_denoised), run_config=run_config)
                 else:
                     result.summary.timings_s["total"] = time.perf_counter() - t_start
         finally:
@@ -340,8 +343,9 @@ def _resumable(nmf: Any, iterations: tuple[int, int]) -> Any:
 
 
 def _write(result: UnmixResult, results: io.ResultsFolder, prog: Progress, *, report: bool,
-           t_start: float, write_denoised: bool) -> None:
-    """Signals, figures, ``report.html`` and ``summary.json`` into the staging folder of
+           t_start: float, write_denoised: bool, run_config: RunConfig) -> None:
+    """Signals, figures, ``config.toml``, ``report.html`` and ``summary.json`` into the
+    staging folder of
     ``results`` (swapped into place as one set when the run ends); the free space is
     checked first, and a write error becomes one :class:`psnmf.io.OutputWriteError`."""
     from psnmf import report as report_pkg
@@ -360,6 +364,8 @@ def _write(result: UnmixResult, results: io.ResultsFolder, prog: Progress, *, re
         if result.summary.composition is not None:
             result.paths["composition"] = result.summary.composition.write_csv(
                 out / "composition.csv")
+        result.paths["config"] = run_config.write(
+            out / CONFIG_NAME, header=run_header(run_config["files"], run_config.not_written))
         summary = result.summary
         summary.timings_s = {**prog.timings, "total": time.perf_counter() - t_start}
         summary.files = {key: p.name for key, p in result.paths.items()}
