@@ -18,7 +18,7 @@ from psnmf.cli.unmix import configuration
 from psnmf.io import read_manifest
 from psnmf.pipeline import unmix
 from psnmf.pipeline.batch import folder_names
-from psnmf.pipeline.config import KEYS, ConfigError, RunConfig, describe
+from psnmf.pipeline.config import KEYS, TABLES, ConfigError, RunConfig, describe
 from psnmf.simulate import mantle
 
 FAST = ["-k", "3", "-b", "4", "--smoothing", "none", "--bootstrap", "0", "--max-iter", "150",
@@ -78,8 +78,8 @@ def test_every_run_writes_its_complete_configuration(first_run):
     assert data["quantify"]["exclude_elements"] == ["Cu"]
     assert data["quantify"]["method"] == "CL"
     written = {k.path for k in KEYS.values() if k.written}
-    flat = {*(k for k in data if k != "quantify"),
-            *(f"quantify.{k}" for k in data["quantify"])}
+    flat = {*(k for k in data if k not in TABLES),
+            *(f"{t}.{k}" for t in TABLES for k in data[t])}
     assert flat == written  # every parameter, nothing about where the run wrote
     assert res.paths["config"] == out / "config.toml"
     assert json.loads((out / "summary.json").read_text())["files"]["config"] == "config.toml"

@@ -271,6 +271,37 @@ def test_cli_round_trip_of_every_prior(ds, tmp_path):
     assert int(r["order"][0]) == 0  # the ROI's phase is component 0
     html = (out / "report.html").read_text()
     assert "<h2>Priors</h2>" in html and "pixels masked out" in html
+    import tomllib  # the run's config.toml holds the priors, and reruns the same fit
+
+    cfg = tomllib.loads((out / "config.toml").read_text())["priors"]
+    assert cfg == {"fixed_spectra": {"1": str(tmp_path / "fp.msa")},
+                   "forbid": {"2": ["Cu", "Fe"]}, "rois": {"0": str(tmp_path / "brg.png")},
+                   "pixel_mask": str(tmp_path / "mask.npy")}
+    again = tmp_path / "again"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["unmix", "--config", str(out / "config.toml"), "--quiet", "-o",
+                     str(again)]) == 0
+    np.testing.assert_array_equal(hs.load(str(again / "component_spectra.hspy")).data,
+                                  spectra)
+    np.testing.assert_array_equal(hs.load(str(again / "component_maps.hspy")).data, maps)
+
+
+def test_priors_given_in_memory_are_named_in_config_toml(ds, tmp_path):
+    from psnmf.pipeline import unmix
+
+    mask = _mask()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unmix(ds.to_signal(), n_components=3, bin_factor=4, smoothing=None, n_boot=0,
+              progress=False, report=False, output_dir=tmp_path / "o",
+              priors={"pixel_mask": mask, "forbid": {2: ["Cu"]}})
+    text = (tmp_path / "o" / "config.toml").read_text()
+    assert "Priors given in memory are not in this file" in text and "priors.pixel_mask" in text
+    import tomllib
+
+    assert tomllib.loads(text)["priors"] == {"fixed_spectra": {}, "forbid": {"2": ["Cu"]},
+                                             "rois": {}, "pixel_mask": "none"}
 
 
 def test_cli_refuses_a_bad_prior(ds, tmp_path, capsys):
