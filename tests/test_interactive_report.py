@@ -7,6 +7,7 @@ under CI where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -150,8 +151,9 @@ def _chromium() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def browser():
+@contextlib.contextmanager
+def launch_browser():
+    """Debian's chromium under Playwright; skips (fails under CI) when either is missing."""
     exe = _chromium()
     try:
         from playwright.sync_api import sync_playwright
@@ -164,8 +166,16 @@ def browser():
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe,
                               args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with launch_browser() as b:
         yield b
-        b.close()
 
 
 class Page:
