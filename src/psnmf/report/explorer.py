@@ -313,7 +313,7 @@ def explorer_data(result: UnmixResult, *, budget: int = RAW_BUDGET_BYTES,
                   max_side: int = MAX_IMAGE_SIDE) -> ExplorerData:
     """Gather the page's data from a result (see the module for what and at which
     resolution)."""
-    from psnmf.report.figures import _lines_for_markers, _xlim
+    from psnmf.report.figures import energy_limits, line_markers
 
     model = result.model
     maps = np.asarray(model.maps_)
@@ -327,7 +327,7 @@ def explorer_data(result: UnmixResult, *, budget: int = RAW_BUDGET_BYTES,
     spectra = group_channels(np.asarray(model.spectra_, dtype=np.float64), counts.c)
     weights = region_weights(maps, np.asarray(model.scale_, dtype=np.float64), counts.r)
     d = display_factor((ny, nx), max_side)
-    markers = _lines_for_markers(result.signal)
+    markers = line_markers(result.signal)
     element_maps = {
         method: {line: display_image(a, d) for line, a in lines.items()}
         for method, lines in result.element_maps.items() if lines
@@ -337,5 +337,5 @@ def explorer_data(result: UnmixResult, *, budget: int = RAW_BUDGET_BYTES,
         spectra=spectra.astype(np.float32), weights=weights, d=d,
         component_maps=[display_image(maps[..., j], d) for j in range(k)],
         element_maps=element_maps, markers=markers,
-        xlim=_xlim(result.signal, markers, np.asarray(model.spectra_).max(axis=0)),
+        xlim=energy_limits(result.signal, markers, np.asarray(model.spectra_).max(axis=0)),
     )

@@ -246,7 +246,7 @@ def _element_maps(data: ExplorerData, x_range: Range1d, y_range: Range1d,
                                     name=f"element_map:{method}:{line}"))
             line_mappers.append(mapper)
         _outline(p, marker)
-        p.add_tools(_pixel_hover(renderers, "@image{0.00} counts"))
+        p.add_tools(_pixel_hover(renderers, "@image{0.000} counts"))
         bar = ColorBar(color_mapper=line_mappers[active], width=8,
                        major_label_text_font_size="7pt")
         p.add_layout(bar, "right")
