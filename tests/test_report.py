@@ -1,4 +1,5 @@
-"""The HTML report: self-contained, and every figure renders in headless Chromium."""
+"""The HTML report of a real file: self-contained, every figure renders in headless
+Chromium, and a click on a map shows that pixel's spectrum."""
 
 from __future__ import annotations
 
@@ -25,11 +26,16 @@ pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"real data not found 
 
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory) -> Path:
+def report_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "test_TEM_psnmf"
-    unmix(REAL / "test_TEM.bcf", n_components=None, bin_factor="auto", bins=(4, 8, 16),
-          components=(2, 3), output_dir=out, seed=0, **FAST)
-    return out
+    result = unmix(REAL / "test_TEM.bcf", n_components=None, bin_factor="auto",
+                   bins=(4, 8, 16), components=(2, 3), output_dir=out, seed=0, **FAST)
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def report_dir(report_run) -> Path:
+    return report_run[0]
 
 
 def _chromium() -> str | None:
@@ -42,10 +48,14 @@ def _chromium() -> str | None:
 
 def test_report_is_self_contained(report_dir):
     text = (report_dir / "report.html").read_text()
-    images = re.findall(r'<img [^>]*src="([^"]{0,40})', text)
+    # BokehJS is inlined: no script or style sheet is loaded from anywhere (the browser
+    # test below also records every request the page makes)
+    assert not re.search(r"<script[^>]*\bsrc=", text) and "<link" not in text
+    markup = re.sub(r"<script\b.*?</script>", "", text, flags=re.S)  # the page without JS
+    images = re.findall(r'<img [^>]*src="([^"]{0,40})', markup)
     assert len(images) == 10  # incl. the sweep figure, the TV-weight curve, the residuals
     assert all(src.startswith("data:image/png;base64,") for src in images)
-    assert "http://" not in text and "https://" not in text  # nothing fetched from outside
+    assert "http://" not in markup and "https://" not in markup  # nothing fetched from outside
     for needle in ("Held-out Poisson deviance", "PCA (HyperSpy", "PSNMF (k =",
                    "Elemental maps", "scree", "Choosing k and b", "render-check",
                    "Composition of the components", "&plusmn;", "95% interval",
@@ -107,3 +117,24 @@ def test_sweep_figure_shows_both_searches():
     assert [list(line.get_xdata()) for line in ax_b.lines] == [[4, 8, 16], [8]]
     assert [list(line.get_xdata()) for line in ax_k.lines] == [[2, 3, 4], [3]]
     assert list(ax_k.lines[0].get_ydata()) == [5.0, 4.5, 4.7]
+
+
+def test_a_click_on_a_map_of_the_real_file_shows_that_pixels_spectrum(report_run):
+    """Single pixels (the counts are sparse enough), in a real browser, without errors."""
+    from test_interactive_report import Page, _expected, launch_browser
+
+    from psnmf.report import explorer
+
+    out, result = report_run
+    data = explorer.explorer_data(result)
+    assert (data.counts.r, data.counts.encoding) == (1, "sparse")
+    with launch_browser() as browser:
+        page = Page(browser, out / "report.html")
+        for figure, (ix, iy) in (("component_figure:0", (3, 60)),
+                                 ("element_figure:Cu_Ka", (40, 12))):
+            page.click_pixel(figure, ix, iy)
+            raw, model = _expected(result, 1, data.counts.c, iy, ix)
+            got = page.spectrum()
+            np.testing.assert_array_equal(got["raw"], raw)
+            np.testing.assert_allclose(got["model"], model, rtol=1e-4)
+        page.close()

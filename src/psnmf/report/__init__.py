@@ -1,6 +1,7 @@
-"""The report of a run: matplotlib figures (:mod:`~psnmf.report.figures`) and the
-self-contained HTML page (:mod:`~psnmf.report.html`), made from the typed results of
-:mod:`psnmf.pipeline`."""
+"""The report of a run, made from the typed results of :mod:`psnmf.pipeline`: matplotlib
+figures (:mod:`~psnmf.report.figures`), the data the page embeds for its interactive views
+(:mod:`~psnmf.report.explorer`), those views in Bokeh (:mod:`~psnmf.report.interactive`) and
+the self-contained HTML page rendered from a Jinja2 template (:mod:`~psnmf.report.html`)."""
 
 from psnmf.report.figures import DPI, FIGURES, save_sweep_figure, sweep_figure, write_figures
 from psnmf.report.html import build_html, write_html

@@ -55,7 +55,7 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _lines_for_markers(signal: Any) -> list[tuple[str, float]]:
+def line_markers(signal: Any) -> list[tuple[str, float]]:
     """(label, energy) of each element's main lines (Ka, La, Ma) inside the energy axis."""
     from exspy.material import elements as db
 
@@ -90,8 +90,10 @@ def _energy(signal: Any) -> tuple[np.ndarray, str]:
     return np.asarray(axis.axis, dtype=float), f"Energy ({axis.units or 'keV'})"
 
 
-def _xlim(signal: Any, markers: list[tuple[str, float]], data: np.ndarray) -> tuple[float, float]:
-    """Show up to a little beyond the highest line or the last channel with signal."""
+def energy_limits(signal: Any, markers: list[tuple[str, float]],
+                  data: np.ndarray) -> tuple[float, float]:
+    """The energy range to show: from the first channel up to 1 keV beyond the highest line
+    or the last channel where ``data`` exceeds 1e-3 of its maximum."""
     e, _ = _energy(signal)
     nz = np.nonzero(data > data.max() * 1e-3)[0] if data.max() > 0 else np.array([e.size - 1])
     top = max([e[nz[-1]] if nz.size else e[-1], *[m[1] for m in markers]]) + 1.0
@@ -102,7 +104,7 @@ def sum_spectrum_figure(result: UnmixResult) -> Figure:
     """Sum spectrum of the raw data (log y) with line markers."""
     e, label = _energy(result.signal)
     total = np.asarray(result.signal.data.sum(axis=(0, 1)), dtype=float)
-    markers = _lines_for_markers(result.signal)
+    markers = line_markers(result.signal)
     fig = Figure(figsize=(10, 3.4), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     model = result.model  # the sum of scale * maps @ spectra over pixels, from the factors
@@ -112,7 +114,7 @@ def sum_spectrum_figure(result: UnmixResult) -> Figure:
             label="PSNMF denoised (sum)")
     ax.plot(e, np.maximum(total, 0.5), color="k", lw=0.6, label="raw (sum of all pixels)")
     ax.set_yscale("log")
-    ax.set_xlim(*_xlim(result.signal, markers, total))
+    ax.set_xlim(*energy_limits(result.signal, markers, total))
     ax.set_xlabel(label)
     ax.set_ylabel("Counts per channel")
     ax.legend(loc="upper right", fontsize=8)
@@ -132,10 +134,10 @@ def spectra_figure(result: UnmixResult) -> Figure:
     e, label = _energy(result.signal)
     S = result.model.spectra_
     k = S.shape[0]
-    markers = _lines_for_markers(result.signal)
+    markers = line_markers(result.signal)
     fig = Figure(figsize=(10, 1.9 * k + 0.6), dpi=DPI, layout="constrained")
     axes = fig.subplots(k, 1, sharex=True, squeeze=False)[:, 0]
-    xlim = _xlim(result.signal, markers, S.max(axis=0))
+    xlim = energy_limits(result.signal, markers, S.max(axis=0))
     frac = np.nanmean(result.model.maps_.reshape(-1, k), 0)
     for i, (ax, color) in enumerate(zip(axes, _colors(k), strict=True)):
         ax.plot(e, S[i], color=color, lw=0.9)
