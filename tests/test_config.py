@@ -206,7 +206,7 @@ def test_batch_with_a_bad_file_and_equal_stems(tmp_path, capsys):
         assert row["folder"] == name and row["status"] == "done"
         assert (row["n_components"], row["bin_factor"]) == (3, 4)
         assert row["heldout_deviance"]["psnmf"] < row["heldout_deviance"]["raw"]
-        assert row["time_s"] > 0
+        assert row["time_s"] > 0 and row["residuals_structured"] is False
         assert row["files"] == {"report": f"{name}/report.html",
                                 "summary": f"{name}/summary.json",
                                 "config": f"{name}/config.toml"}
@@ -217,6 +217,7 @@ def test_batch_with_a_bad_file_and_equal_stems(tmp_path, capsys):
     assert 'href="s_hspy_1/report.html"' in page and 'href="s_hspy_2/summary.json"' in page
     assert "failed" in page and "bad.hspy" in page and "<script" not in page
     assert "http" not in page  # self-contained
+    assert page.count("within noise") == 2  # the residuals column, one per finished run
     # an earlier batch is not overwritten without --overwrite, and refused before any work
     assert main(["unmix", str(good1), str(good2), "-o", str(out), "--quiet", *FAST]) == 2
     assert "--overwrite" in capsys.readouterr().err

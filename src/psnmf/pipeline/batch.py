@@ -3,7 +3,8 @@ with an index page.
 
 For files ``a.bcf b.emd c.hspy`` and an output folder ``OUT``, each file's results go to
 ``OUT/<stem>/`` (written as one set, :class:`psnmf.io.ResultsFolder`), and
-``OUT/index.html`` (self-contained: inline style, no scripts, no CDN) and ``OUT/index.json``
+``OUT/index.html`` (self-contained: inline style, no scripts, no CDN; rendered from a
+template by :func:`psnmf.report.index_html`) and ``OUT/index.json``
 list every file: its status (``done``, ``failed`` with the error message, ``interrupted``,
 ``not run``), k, b, the held-out deviance of raw, PCA and PSNMF, the time, and the paths
 of its report, ``summary.json`` and ``config.toml``. The index is rewritten after each file,
@@ -17,9 +18,7 @@ ignoring case) get ``<stem>_<extension>`` (``x_bcf``, ``x_emd``); names still sh
 
 from __future__ import annotations
 
-import html
 import os
-import string
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -92,6 +91,9 @@ class BatchEntry:
         The k and b of the run.
     heldout_deviance : dict or None
         ``raw``, ``pca``, ``psnmf`` held-out deviances per count.
+    residuals_structured : bool or None
+        Whether the residuals show structure the model did not explain
+        (:class:`psnmf.residuals.Residuals`).
     time_s : float or None
         Wall time of the file's run.
     files : dict
@@ -105,6 +107,7 @@ class BatchEntry:
     n_components: int | None = None
     bin_factor: int | None = None
     heldout_deviance: dict[str, float | None] | None = None
+    residuals_structured: bool | None = None
     time_s: float | None = None
     files: dict[str, str] = field(default_factory=dict)
 
@@ -245,70 +248,16 @@ def _record(entry: BatchEntry, res: Any, out: Path) -> None:
     entry.status = "done"
     entry.n_components, entry.bin_factor = int(par.n_components), int(par.bin_factor)
     entry.heldout_deviance = {"raw": dev.raw, "pca": dev.pca, "psnmf": dev.psnmf}
+    if res.residuals is not None:
+        entry.residuals_structured = bool(res.residuals.structured)
     entry.files = {role: f"{entry.folder}/{Path(res.paths[role]).name}"
                    for role in ("report", "summary", "config") if role in res.paths}
 
 
 def _write_index(result: BatchResult) -> None:
     out = result.output_dir
-    result.paths["index"] = io.write_text(_index_html(result), out / INDEX_HTML)
-    result.paths["index_json"] = io.write_json(result.to_dict(), out / INDEX_JSON)
+    from psnmf.report import index_html
 
-
-_PAGE = string.Template("""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>psnmf unmix: $n files</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.done { color: #176b2c; } .failed, .interrupted { color: #a11; } .pending, .not-run { color: #777; }
-pre { margin: 0; white-space: pre-wrap; max-width: 60em; }
-</style>
-</head>
-<body>
-<h1>psnmf unmix: $n files</h1>
-<p>$counts. Output folder <code>$out</code>; psnmf $version; updated $updated.
-Held-out Poisson deviance per count (lower is better).</p>
-<table>
-<thead><tr><th>file</th><th>status</th><th>k</th><th>b</th><th>raw</th><th>PCA</th>
-<th>PSNMF</th><th>time (s)</th><th>results</th></tr></thead>
-<tbody>
-$rows
-</tbody>
-</table>
-<p>The same in <a href="index.json">index.json</a>.</p>
-</body>
-</html>
-""")
-
-
-def _cell(value: Any, fmt: str = "{}") -> str:
-    return "" if value is None else html.escape(fmt.format(value))
-
-
-def _index_html(result: BatchResult) -> str:
-    rows = []
-    for e in result.entries:
-        dev = e.heldout_deviance or {}
-        status = html.escape(e.status) + (
-            f"<pre>{html.escape(e.error)}</pre>" if e.error else "")
-        links = " ".join(f'<a href="{html.escape(path)}">{html.escape(Path(path).name)}</a>'
-                         for path in e.files.values())
-        cls = e.status.replace(" ", "-")
-        rows.append(
-            f'<tr><td><code>{html.escape(e.file)}</code></td><td class="{cls}">{status}</td>'
-            f'<td class="num">{_cell(e.n_components)}</td>'
-            f'<td class="num">{_cell(e.bin_factor)}</td>'
-            + "".join(f'<td class="num">{_cell(dev.get(x), "{:.4f}")}</td>'
-                      for x in ("raw", "pca", "psnmf"))
-            + f'<td class="num">{_cell(e.time_s, "{:.1f}")}</td><td>{links}</td></tr>')
     data = result.to_dict()
-    return _PAGE.substitute(
-        n=len(result.entries), rows="\n".join(rows), out=html.escape(str(result.output_dir)),
-        version=html.escape(__version__), updated=html.escape(data["updated"]),
-        counts=html.escape(", ".join(f"{n} {s}" for s, n in data["status"].items())))
+    result.paths["index"] = io.write_text(index_html(data), out / INDEX_HTML)
+    result.paths["index_json"] = io.write_json(data, out / INDEX_JSON)

@@ -493,9 +493,9 @@ def results_folder(output_dir: str | Path | None, *, overwrite: bool, path_or_si
                             command=command)
 
 
-#: Room kept for the figures and ``report.html`` (which embeds them), in bytes: measured
-#: 0.9 MB at k = 2 with two elements (the element maps grow with the elements).
-REPORT_BYTES = 2 * 2**20
+#: Fixed room kept for the figures and ``report.html``, in bytes: the page inlines BokehJS
+#: (1.7 MB) and the PNG figures (0.8 MB measured at k = 3 with six element maps).
+REPORT_BYTES = 3 * 2**20
 #: Room per ``.hspy`` file for HDF5 structure and metadata, in bytes.
 HSPY_OVERHEAD = 64 * 2**10
 
@@ -510,15 +510,40 @@ def output_names(*, write_denoised: bool = True) -> set[str]:
             "summary.json", "report.html", "composition.csv", "config.toml"}
 
 
+def report_bytes(shape: Sequence[int], k: int, n_lines: int) -> int:
+    """An upper estimate of the bytes of the figures and ``report.html``.
+
+    :data:`REPORT_BYTES` plus, base64-encoded, the interactive page's data
+    (:mod:`psnmf.report.explorer`): the raw region spectra (at most
+    :data:`~psnmf.report.explorer.RAW_BUDGET_BYTES`), the ``k`` component maps, the
+    residual map and the ``n_lines`` element maps of three kinds (at most
+    :data:`~psnmf.report.explorer.MAX_IMAGE_SIDE` pixels a side, float32) and ``k``
+    float32 weights per region.
+
+    Examples
+    --------
+    >>> report_bytes((512, 512, 2048), 3, 6) < 30 * 2**20
+    True
+    """
+    from psnmf.report import explorer
+
+    ny, nx, ne = (int(n) for n in shape)
+    side = explorer.MAX_IMAGE_SIDE
+    shown = min(ny, side) * min(nx, side)
+    raw = min(explorer.RAW_BUDGET_BYTES, 4 * ny * nx * min(ne, explorer.MAX_DISPLAY_CHANNELS))
+    data = raw + 4 * shown * (k + 1 + 3 * n_lines) + 4 * k * min(ny * nx, side * side)
+    return int(REPORT_BYTES + data * 4 / 3)
+
+
 def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
-                 report: bool) -> int:
+                 report: bool, n_lines: int = 0) -> int:
     """An upper estimate of the bytes :func:`write_signals` (and the report) write.
 
     ``shape`` is ``(ny, nx, ne)``. The factor files hold float64 spectra ``(k, ne)``, maps
     ``(k, ny, nx)`` and the count scale, the two decompositions their factors and loadings
     (PCA: ``k`` of each) and a gzip-compressed placeholder cube of zeros (counted at 1 % of
     its float64 size); the dense cubes (``write_denoised``) 4 bytes per value each before
-    compression; the report :data:`REPORT_BYTES`.
+    compression; the report :func:`report_bytes` (with ``n_lines`` element maps).
 
     Examples
     --------
@@ -532,7 +557,7 @@ def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
     dense = 2 * 4 * pixels * ne if write_denoised else 0
     files = len(FACTOR_FILES) + (len(DENSE_FILES) if write_denoised else 0)
     return int(factors + decompositions + dense + files * HSPY_OVERHEAD
-               + (REPORT_BYTES if report else 0))
+               + (report_bytes(shape, k, n_lines) if report else 0))
 
 
 def _float32(signal: Any) -> Any:

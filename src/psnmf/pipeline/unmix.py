@@ -353,7 +353,7 @@ def _write(result: UnmixResult, results: io.ResultsFolder, prog: Progress, *, re
     out = results.path
     results.check_space(steps.result_bytes(
         result.signal.data.shape, result.n_components, write_denoised=write_denoised,
-        report=report))
+        report=report, n_lines=len(result.summary.input.xray_lines_mapped or ())))
     with results.writing():
         with prog.step("save", "writing signals"):
             result.paths.update(steps.write_signals(result, out,

@@ -235,6 +235,13 @@ def build_html(result: UnmixResult, figure_paths: dict[str, Path], *,
                      template=environment().get_template(TEMPLATE), template_variables=ctx)
 
 
+def index_html(batch: dict[str, Any]) -> str:
+    """The index page of a batch of runs from the content of its ``index.json``
+    (:meth:`psnmf.pipeline.batch.BatchResult.to_dict`): one row per file with its status,
+    k, b, held-out deviances, residual verdict, time and links."""
+    return environment().get_template("index.html.jinja").render(**batch)
+
+
 def write_html(result: UnmixResult, path: str | Path) -> Path:
     """Write the self-contained report (figures must already be in ``result.paths``)."""
     figure_paths = {k: Path(v) for k, v in result.paths.items() if k.endswith("_figure")}
