@@ -494,8 +494,11 @@ def results_folder(output_dir: str | Path | None, *, overwrite: bool, path_or_si
 
 
 #: Fixed room kept for the figures and ``report.html``, in bytes: the page inlines BokehJS
-#: (1.7 MB) and the PNG figures (0.8 MB measured at k = 3 with six element maps).
+#: (1.7 MB); small figures (spectra, tables) take about 1 MB.
 REPORT_BYTES = 3 * 2**20
+#: PNG bytes per map pixel of a figure, as an upper bound: 512 x 512 x 1980 with k = 3 and
+#: ten element maps of three kinds measured 5.5 MB of PNG (0.64 bytes per map pixel).
+PNG_BYTES_PER_PIXEL = 0.8
 #: Room per ``.hspy`` file for HDF5 structure and metadata, in bytes.
 HSPY_OVERHEAD = 64 * 2**10
 
@@ -513,8 +516,9 @@ def output_names(*, write_denoised: bool = True) -> set[str]:
 def report_bytes(shape: Sequence[int], k: int, n_lines: int) -> int:
     """An upper estimate of the bytes of the figures and ``report.html``.
 
-    :data:`REPORT_BYTES` plus, base64-encoded, the interactive page's data
-    (:mod:`psnmf.report.explorer`): the raw region spectra (at most
+    :data:`REPORT_BYTES`, the map figures (:data:`PNG_BYTES_PER_PIXEL` per map pixel, written
+    as PNG files and embedded base64 in the page) and, base64-encoded, the interactive page's
+    data (:mod:`psnmf.report.explorer`): the raw region spectra (at most
     :data:`~psnmf.report.explorer.RAW_BUDGET_BYTES`), the ``k`` component maps, the
     residual map and the ``n_lines`` element maps of three kinds (at most
     :data:`~psnmf.report.explorer.MAX_IMAGE_SIDE` pixels a side, float32) and ``k``
@@ -522,7 +526,7 @@ def report_bytes(shape: Sequence[int], k: int, n_lines: int) -> int:
 
     Examples
     --------
-    >>> report_bytes((512, 512, 2048), 3, 6) < 30 * 2**20
+    >>> report_bytes((512, 512, 2048), 3, 10) < 60 * 2**20
     True
     """
     from psnmf.report import explorer
@@ -531,8 +535,10 @@ def report_bytes(shape: Sequence[int], k: int, n_lines: int) -> int:
     side = explorer.MAX_IMAGE_SIDE
     shown = min(ny, side) * min(nx, side)
     raw = min(explorer.RAW_BUDGET_BYTES, 4 * ny * nx * min(ne, explorer.MAX_DISPLAY_CHANNELS))
-    data = raw + 4 * shown * (k + 1 + 3 * n_lines) + 4 * k * min(ny * nx, side * side)
-    return int(REPORT_BYTES + data * 4 / 3)
+    maps = k + 1 + 3 * n_lines
+    data = raw + 4 * shown * maps + 4 * k * min(ny * nx, side * side)
+    figures = PNG_BYTES_PER_PIXEL * ny * nx * maps
+    return int(REPORT_BYTES + figures * (1 + 4 / 3) + data * 4 / 3)
 
 
 def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
