@@ -35,6 +35,13 @@ by a safeguarded Newton search (``sum_k a_k(mu) = 1``). A pixel takes a few such
 its counts are in cache. With ``lam = 0`` this is exactly the EM update of the
 unregularised stage.
 
+Block-coordinate sweeps pass information one pixel per sweep, so they converge slowly
+where the weight is large (flat regions must agree over many pixels). The sweeps are
+therefore extrapolated with SQUAREM (squared iterative methods, Varadhan & Roland 2008), a
+fixed-point accelerator for EM-like maps: two sweeps give the direction and curvature of
+the path, a step along it is projected back on the simplex and kept only when it lowers
+the objective, so the objective still never increases.
+
 Examples
 --------
 >>> import numpy as np
@@ -90,6 +97,11 @@ PENALTIES = ("tv", "laplacian")
 #: Candidate weights, in units of the mean counts per pixel of the full data, tried by
 #: :func:`psnmf.selection.choose_smoothing` (0 = no smoothing is always a candidate).
 SMOOTHING_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+#: Check windows of plain sweeps still needed (predicted from the convergence rate) above
+#: which :func:`smooth_maps` switches to SQUAREM: extrapolated states cost about twice a
+#: plain sweep's time, so a few windows of fast plain sweeps are cheaper.
+SLOW_WINDOWS = 10.0
 
 #: Smoothing of the TV penalty near zero difference, in abundance units.
 TV_EPS = 0.05
@@ -328,6 +340,7 @@ def smooth_maps(
     check_every: int = 10,
     inner: int = 2,
     pixel_mask: np.ndarray | None = None,
+    accelerate: bool = True,
 ) -> SmoothResult:
     """Spatially regularised abundance maps for fixed spectra (see the module docstring).
 
@@ -355,6 +368,11 @@ def smooth_maps(
         Pixels masked out (True): not updated (they keep their start maps) and no
         neighbour pair with one of them is penalised, so they neither smooth nor link the
         other pixels' maps.
+    accelerate : bool
+        Switch to SQUAREM-extrapolated sweeps (:func:`_squarem`) when the plain sweeps'
+        convergence rate predicts more than :data:`SLOW_WINDOWS` further windows of
+        ``check_every`` sweeps (large weights); False: plain sweeps only
+        (``benchmarks/tv_solver.py`` times both). ``n_iter`` counts sweeps either way.
 
     Returns
     -------
@@ -374,23 +392,115 @@ def smooth_maps(
         )
     St = np.ascontiguousarray(S.T, dtype=np.float64)
     cur = np.ascontiguousarray(A, dtype=np.float64).reshape(ny, nx, k).copy()
+    active = _active((ny, nx), pixel_mask)
+    lam = float(lam)
+
+    def sweep(maps: np.ndarray, steps: int = int(inner)) -> np.ndarray:
+        """One red and one black sweep of ``steps`` MM steps per pixel, in place."""
+        for parity in (0, 1):
+            _rb_sweep(X.indptr, X.indices, X.data, St, maps, lam, tv, float(eps), parity,
+                      steps, 1e-9, active)
+        return maps
+
+    def objective(maps: np.ndarray) -> float:
+        return smoothing_objective(X, maps, S, image_shape, lam, penalty=penalty, eps=eps,
+                                   pixel_mask=pixel_mask)
+
     history: list[float] = []
     converged = False
     it = 0
-    lam = float(lam)
-    active = _active((ny, nx), pixel_mask)
     for it in range(1, max_iter + 1):  # noqa: B007 - it is the iteration count after the loop
         if (it - 1) % check_every == 0:
-            obj = smoothing_objective(X, cur, S, image_shape, lam, penalty=penalty, eps=eps,
-                                      pixel_mask=pixel_mask)
+            obj = objective(cur)
             if history and history[-1] - obj <= tol * abs(obj):
                 history.append(obj)
                 converged = True
                 break
             history.append(obj)
-        for parity in (0, 1):
-            _rb_sweep(X.indptr, X.indices, X.data, St, cur, lam, tv, float(eps), parity,
-                      int(inner), 1e-9, active)
+            if accelerate and _slow(history, tol, SLOW_WINDOWS):
+                cur, more, n, converged = _squarem(
+                    cur, lambda maps: sweep(maps, 1), objective, active.astype(bool),
+                    max_iter=max_iter - it + 1, tol=tol, window=check_every)
+                history.extend(more[1:])
+                it += n - 1
+                break
+        sweep(cur)
     return SmoothResult(maps=cur.reshape(ny * nx, k), objective=np.asarray(history),
                         n_iter=it, converged=converged)
 
+
+def _slow(history: list[float], tol: float, windows: float) -> bool:
+    """Whether the plain sweeps would need more than ``windows`` further check windows.
+
+    From the last three objectives (one window apart) the decrease per window ``d`` and
+    its ratio ``rho`` (linear convergence: ``d`` shrinks by ``rho`` per window) give the
+    windows left until ``d <= tol |f|``: ``log(tol |f| / d) / log(rho)``.
+    """
+    if len(history) < 3:
+        return False
+    d0, d1 = history[-3] - history[-2], history[-2] - history[-1]
+    if not (d0 > 0 and d1 > 0):
+        return False
+    rho = d1 / d0
+    if rho >= 1:  # not (yet) converging linearly: no rate to predict from
+        return False
+    target = tol * abs(history[-1])
+    return d1 > target and math.log(target / d1) / math.log(rho) > windows
+
+
+def _squarem(
+    cur: np.ndarray, sweep: Any, objective: Any, active: np.ndarray, *, max_iter: int,
+    tol: float, window: int,
+) -> tuple[np.ndarray, list[float], int, bool]:
+    """Minimise with SQUAREM-accelerated sweeps (Varadhan & Roland, Scand. J. Stat. 2008).
+
+    A cycle takes two sweeps ``A1 = F(A0)``, ``A2 = F(A1)``, extrapolates along
+    ``r = A1 - A0``, ``v = A2 - 2 A1 + A0`` to ``A0 - 2 a r + a^2 v`` with the step
+    ``a = -|r| / |v|`` (at most -1), puts each active pixel back on the simplex (floored at
+    1e-12, renormalised) and sweeps once more. The result is kept only when its objective
+    is below that of ``A0``; otherwise the cycle ends at ``F(A2)``, so the objective never
+    increases. ``sweep`` takes one MM step per pixel: from an extrapolated state every
+    pixel moves, and a second step would double a sweep's cost for less than the
+    extrapolation gains. Masked (inactive) pixels are never changed. ``n_iter`` counts sweeps, and
+    the run stops when the objective fell by at most ``tol`` times its magnitude over the
+    last ``window`` sweeps (the plain solver's rule), or after ``max_iter`` sweeps (the
+    last ones plain when fewer than a cycle's three are left).
+    """
+    f = objective(cur)
+    history = [f]
+    done = [0]  # sweeps at each entry of history
+    n = 0
+    while n < max_iter:
+        if max_iter - n < 3:  # no room for a cycle: plain sweeps up to max_iter
+            sweep(cur)
+            n += 1
+            f = objective(cur)
+            history.append(f)
+            done.append(n)
+            continue
+        a1 = sweep(cur.copy())
+        a2 = sweep(a1.copy())
+        n += 2
+        r = (a1 - cur)[active]
+        v = (a2 - a1)[active] - r
+        nv = float(np.linalg.norm(v))
+        step = min(-float(np.linalg.norm(r)) / nv, -1.0) if nv > 0 else -1.0
+        trial = cur.copy()
+        trial[active] = cur[active] - 2.0 * step * r + step * step * v
+        np.maximum(trial, 1e-12, out=trial, where=active[..., None])
+        trial[active] /= trial[active].sum(axis=-1, keepdims=True)
+        sweep(trial)
+        n += 1
+        f_trial = objective(trial)
+        if not (math.isfinite(f_trial) and f_trial <= f):
+            trial = sweep(a2)
+            f_trial = objective(trial)
+        cur, f = trial, f_trial
+        history.append(f)
+        done.append(n)
+        # the objective ``window`` sweeps ago (the last entry at least that far back)
+        back = next((h for h, d in zip(history[::-1], done[::-1], strict=True)
+                     if n - d >= window), None)
+        if back is not None and back - f <= tol * abs(f):
+            return cur, history, n, True
+    return cur, history, n, False
