@@ -50,7 +50,7 @@ def test_objective_decreases_and_maps_stay_on_the_simplex(low, penalty):
     t, X, per_pixel = low
     lam = 0.3 * 12
     r = smooth_maps(X, per_pixel, t.spectra, (48, 48), lam, penalty=penalty, check_every=1,
-                    max_iter=60, tol=0, accelerate=False)  # every plain sweep descends
+                    max_iter=60, tol=0)
     obj = r.objective
     assert obj.size > 10
     assert np.all(np.diff(obj) <= 1e-9 * np.abs(obj[1:]))

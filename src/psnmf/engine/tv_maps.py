@@ -419,7 +419,7 @@ def smooth_maps(
             history.append(obj)
             if accelerate and _slow(history, tol, SLOW_WINDOWS):
                 cur, more, n, converged = _squarem(
-                    cur, lambda maps: sweep(maps, 1), objective, active.astype(bool),
+                    cur, obj, lambda maps: sweep(maps, 1), objective, active.astype(bool),
                     max_iter=max_iter - it + 1, tol=tol, window=check_every)
                 history.extend(more[1:])
                 it += n - 1
@@ -445,12 +445,14 @@ def _slow(history: list[float], tol: float, windows: float) -> bool:
     if rho >= 1:  # not (yet) converging linearly: no rate to predict from
         return False
     target = tol * abs(history[-1])
+    if target <= 0:  # tol = 0: the plain sweeps would run to max_iter
+        return True
     return d1 > target and math.log(target / d1) / math.log(rho) > windows
 
 
 def _squarem(
-    cur: np.ndarray, sweep: Any, objective: Any, active: np.ndarray, *, max_iter: int,
-    tol: float, window: int,
+    cur: np.ndarray, f: float, sweep: Any, objective: Any, active: np.ndarray, *,
+    max_iter: int, tol: float, window: int,
 ) -> tuple[np.ndarray, list[float], int, bool]:
     """Minimise with SQUAREM-accelerated sweeps (Varadhan & Roland, Scand. J. Stat. 2008).
 
@@ -461,12 +463,12 @@ def _squarem(
     is below that of ``A0``; otherwise the cycle ends at ``F(A2)``, so the objective never
     increases. ``sweep`` takes one MM step per pixel: from an extrapolated state every
     pixel moves, and a second step would double a sweep's cost for less than the
-    extrapolation gains. Masked (inactive) pixels are never changed. ``n_iter`` counts sweeps, and
-    the run stops when the objective fell by at most ``tol`` times its magnitude over the
-    last ``window`` sweeps (the plain solver's rule), or after ``max_iter`` sweeps (the
-    last ones plain when fewer than a cycle's three are left).
+    extrapolation gains. ``f`` is the objective at ``cur``. Masked (inactive) pixels are
+    never changed. Returns the maps, the objectives (``f`` first), the sweeps run and
+    whether it converged: the run stops when the objective fell by at most ``tol`` times
+    its magnitude over the last ``window`` sweeps (the plain solver's rule), or after
+    ``max_iter`` sweeps (the last ones plain when fewer than a cycle's three are left).
     """
-    f = objective(cur)
     history = [f]
     done = [0]  # sweeps at each entry of history
     n = 0
