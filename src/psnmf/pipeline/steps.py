@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,6 +39,9 @@ from psnmf.selection import (
     fitted_factors,
     heldout_deviance,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from psnmf.quantify.maps import CompositionMaps
 
 logger = logging.getLogger(__name__)
 
@@ -359,16 +362,27 @@ def _factor_line_maps(spectra: Any, loadings: np.ndarray,
     return {line: loadings @ w for line, w in windows.items()}
 
 
+@dataclass
+class Quantified:
+    """The component compositions: the report's table and the bootstrap behind it (its
+    replicate spectra and per-component quantifications feed :func:`composition_maps`),
+    with the quantification options used."""
+
+    table: Composition | None
+    bootstrap: Any = None  #: psnmf.uncertainty.BootstrapResult, or None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: int,
              seed: int | None, notes: list[str],
-             options: dict[str, Any] | None = None) -> Composition | None:
+             options: dict[str, Any] | None = None) -> Quantified:
     """Composition of every component with its error budget (report table).
 
     ``options`` go to :func:`psnmf.quantify.quantify` through the bootstrap (``method``,
     ``k_factors``, ``thickness``, ``thickness_sigma``, ``density``, ``exclude_elements``,
     ``detection_sigma``...); excluded elements are fitted even when the element list
-    lacks them. ``None`` with fewer than two elements, or when the quantification fails
-    (noted).
+    lacks them. The table is ``None`` with fewer than two elements, or when the
+    quantification fails (noted).
     """
     from psnmf.quantify import model_for_signal, read_k_factors
     from psnmf.uncertainty import BUDGET_PARTS, bootstrap
@@ -378,7 +392,7 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
     excluded = list(opts.get("exclude_elements") or [])
     elements += [el for el in excluded if el not in elements]
     if len([el for el in elements if el not in excluded]) < 2:
-        return None
+        return Quantified(None)
     source = "theoretical (the forward model; relative sd psnmf.quantify.THEORETICAL_K_SD)"
     if isinstance(opts.get("k_factors"), str | Path):
         source = f"file {opts['k_factors']}"
@@ -392,7 +406,7 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
         rows = res.composition_rows(names=[f"#{j}" for j in range(model.spectra_.shape[0])])
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         notes.append(f"The compositions could not be computed ({exc}); no composition table.")
-        return None
+        return Quantified(None)
     qnotes = list(dict.fromkeys(n for q in res.quantifications for n in q.notes))
     for j, q in enumerate(res.quantifications):
         qnotes += [f"#{j}: {a} / {b} lines overlap (fitted intensities correlated {r:+.2f}): "
@@ -409,7 +423,7 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
     stopped = ("" if drawn == n_boot else
                f" (of at most {n_boot}: more would not move any interval edge by a tenth "
                "of its half-width)")
-    return Composition(
+    table = Composition(
         rows=rows, level=0.95, elements=elements, n_boot=drawn,
         method=(f"Atomic % by line fitting and {method} (psnmf.quantify), k-factors "
                 f"{source}; ± one standard deviation and the 95% interval combining, in "
@@ -423,6 +437,36 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
               "correction uses the thickness given (none for a thin film)."),
         parts=parts, options=settings, notes=qnotes,
     )
+    return Quantified(table, res, opts)
+
+
+def composition_maps(model: PSNMF, quantified: Quantified,
+                     notes: list[str]) -> CompositionMaps | None:
+    """Per-pixel compositions of the denoised data with sigma maps
+    (:func:`psnmf.quantify.composition_maps`): from the component quantifications, the
+    maps and the count scale, the bootstrap replicates of the spectra giving their
+    ``bootstrap`` part. ``None`` without a composition table, or when the maps cannot be
+    computed (noted: another method than Cliff-Lorimer, exspy's absorption tables).
+    """
+    from psnmf.quantify import composition_maps as maps_of
+
+    res = quantified.bootstrap
+    if quantified.table is None or res is None or not res.quantifications:
+        return None
+    opts = quantified.options
+    fit_keys = ("continuum_degree", "min_family_fraction", "max_iter", "overlap_threshold")
+    try:
+        return maps_of(
+            res.quantifications, model.maps_, model.scale_, spectra=model.spectra_,
+            replicate_spectra=res.replicates, density=opts.get("density"),
+            thickness_sigma=opts.get("thickness_sigma"),
+            takeoff_angle=opts.get("takeoff_angle"),
+            database=opts.get("database", "xraylib"), tol=opts.get("tol"),
+            max_absorption_iter=opts.get("max_absorption_iter", 100),
+            fit_options={key: opts[key] for key in fit_keys if key in opts})
+    except (ValueError, RuntimeError) as exc:
+        notes.append(f"No composition maps ({exc}).")
+        return None
 
 
 #: The files of the factor outputs, by role (written by default).
@@ -434,6 +478,9 @@ FACTOR_FILES = {
     "pca_decomposition": "pca_decomposition.hspy",
     "residuals": "residual_map.hspy",
 }
+#: The composition maps and their sigma maps (with the composition table).
+COMPOSITION_FILES = {"composition_maps": "composition_maps.hspy",
+                     "composition_sigma": "composition_sigma_maps.hspy"}
 #: The dense denoised cubes (``write_denoised=True``).
 DENSE_FILES = {"denoised": "denoised.hspy", "pca_denoised": "pca_denoised.hspy"}
 
@@ -451,6 +498,10 @@ def write_signals(result: UnmixResult, out: Path, *,
       (see :func:`psnmf.hyperspy.decomposition_signal`): ``hs.load(path, lazy=True)
       .get_decomposition_model()`` is the denoised cube; ``get_decomposition_factors()`` /
       ``get_decomposition_loadings()`` the factors (PCA: the ``k`` components used).
+    * ``composition_maps.hspy`` and ``composition_sigma_maps.hspy`` (element | y, x),
+      float32: the denoised data's at.% per pixel and its standard deviation (when the
+      run computed them, :func:`composition_maps`); the elements in
+      ``metadata.Sample.elements``, in the order of the navigation axis.
     * with ``write_denoised``: ``denoised.hspy`` and ``pca_denoised.hspy``, float32,
       written chunk by chunk from the factors (gzip-compressed HDF5 chunks).
     """
@@ -472,13 +523,35 @@ def write_signals(result: UnmixResult, out: Path, *,
             algorithm="SVD", poissonian_noise_normalized=True,
             explained_variance=pf.explained_variance[:pf.n_components],
             title="PCA decomposition")
-    names = dict(FACTOR_FILES)
+    names = {**FACTOR_FILES, **COMPOSITION_FILES}
+    cm = result.composition_maps
+    if cm is not None:
+        signals_out["composition_maps"] = composition_signal(
+            cm.composition, cm.elements, template, "PSNMF composition maps (at.%)")
+        signals_out["composition_sigma"] = composition_signal(
+            cm.sigma, cm.elements, template,
+            "PSNMF composition sigma maps (at.%, one standard deviation)")
     if write_denoised:
         for role, cube in (("denoised", result.denoised), ("pca_denoised", result.pca_denoised)):
             if cube is not None:
                 signals_out[role] = _float32(cube)
         names.update(DENSE_FILES)
     return {role: _save(sig, out / names[role]) for role, sig in signals_out.items()}
+
+
+def composition_signal(data: np.ndarray, elements: list[str], template: Any,
+                       title: str) -> Any:
+    """(elements, ny, nx) at.% maps as a float32 Signal2D (element | y, x) with the
+    template's spatial axes: navigation axis ``Element``, the elements in
+    ``metadata.Sample.elements``, quantity ``Composition (at.%)``."""
+    out = signals.maps_signal(np.moveaxis(np.asarray(data, dtype=np.float32), 0, -1),
+                              template, title=title)
+    axis = out.axes_manager.navigation_axes[0]
+    axis.name = "Element"
+    axis.units = ""
+    out.metadata.set_item("Sample.elements", list(elements))
+    out.metadata.set_item("Signal.quantity", "Composition (at.%)")
+    return out
 
 
 def results_folder(output_dir: str | Path | None, *, overwrite: bool, path_or_signal: Any,
@@ -507,9 +580,11 @@ def output_names(*, write_denoised: bool = True) -> set[str]:
     """Every file name :func:`psnmf.pipeline.unmix` may write into its output folder (the
     dense cubes only with ``write_denoised``)."""
     from psnmf.report import FIGURES
+    from psnmf.report.composition_maps import COMPOSITION_FIGURE
 
     dense = DENSE_FILES.values() if write_denoised else ()
-    return {*FACTOR_FILES.values(), *dense, *(name for _, name, _ in FIGURES),
+    return {*FACTOR_FILES.values(), *COMPOSITION_FILES.values(), *dense,
+            *(name for _, name, _ in FIGURES), COMPOSITION_FIGURE[1],
             "summary.json", "report.html", "composition.csv", "config.toml"}
 
 
@@ -549,7 +624,10 @@ def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
     ``(k, ny, nx)`` and the count scale, the two decompositions their factors and loadings
     (PCA: ``k`` of each) and a gzip-compressed placeholder cube of zeros (counted at 1 % of
     its float64 size); the dense cubes (``write_denoised``) 4 bytes per value each before
-    compression; the report :func:`report_bytes` (with ``n_lines`` element maps).
+    compression; the composition and sigma maps float32 per mapped element (at most
+    ``n_lines``) and pixel, and their figure (:data:`PNG_BYTES_PER_PIXEL` per panel pixel,
+    twice: the PNG and its base64 copy in the page); the report :func:`report_bytes`
+    (with ``n_lines`` element maps).
 
     Examples
     --------
@@ -561,9 +639,12 @@ def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
     factors = 8 * (k * ne + k * pixels + 2 * pixels)  # + the residual map
     decompositions = 2 * (8 * k * (ne + pixels) + 0.01 * 8 * pixels * ne)
     dense = 2 * 4 * pixels * ne if write_denoised else 0
-    files = len(FACTOR_FILES) + (len(DENSE_FILES) if write_denoised else 0)
-    return int(factors + decompositions + dense + files * HSPY_OVERHEAD
-               + (report_bytes(shape, k, n_lines) if report else 0))
+    compositions = 2 * 4 * n_lines * pixels
+    composition_figure = PNG_BYTES_PER_PIXEL * 2 * n_lines * pixels * (1 + 4 / 3)
+    files = (len(FACTOR_FILES) + len(COMPOSITION_FILES)
+             + (len(DENSE_FILES) if write_denoised else 0))
+    return int(factors + decompositions + dense + compositions + files * HSPY_OVERHEAD
+               + (report_bytes(shape, k, n_lines) + composition_figure if report else 0))
 
 
 def _float32(signal: Any) -> Any:
@@ -585,8 +666,13 @@ def _save(signal: Any, path: Path) -> Path:
 def write_figures(result: UnmixResult, out: Path) -> dict[str, Path]:
     """The report's figures as PNG (and ``sweep.png`` when k or b was chosen)."""
     from psnmf import report
+    from psnmf.report.composition_maps import COMPOSITION_FIGURE, save_composition_maps_figure
 
     paths = report.write_figures(result, out)
+    key, name, _ = COMPOSITION_FIGURE
+    saved = save_composition_maps_figure(result, out / name)
+    if saved is not None:
+        paths[key] = saved
     if result.selection is not None:
         paths["sweep_figure"] = report.save_sweep_figure(result.selection, out / "sweep.png")
     return paths

@@ -256,6 +256,9 @@ class Summary:
     residuals: dict[str, Any] | None = None  #: :meth:`psnmf.residuals.Residuals.to_dict`
     #: The user priors (:mod:`psnmf.pipeline.priors`) and excluded elements; {} for none.
     priors: dict[str, Any] = field(default_factory=dict)
+    #: Per element: mean, 1st and 99th percentile and median sigma (at.%) of the
+    #: composition maps (:meth:`psnmf.quantify.CompositionMaps.summary`); None without.
+    composition_maps: dict[str, dict[str, float | None]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready content of ``summary.json``."""
@@ -274,6 +277,7 @@ class Summary:
             "warnings": list(self.warnings),
             "timings_s": dict(self.timings_s),
             "priors": dict(self.priors),
+            "composition_maps": self.composition_maps,
         }
         if self.files is not None:
             out["files"] = dict(self.files)
@@ -332,6 +336,9 @@ class UnmixResult:
     residuals : psnmf.residuals.Residuals or None
         Standardised deviance map of the fit, its worst-fitted region and that region's
         spectrum against the model, and whether the residuals show structure.
+    composition_maps : psnmf.quantify.CompositionMaps or None
+        Per-pixel at.% of the denoised data with sigma maps and their parts (with the
+        composition table, ``n_boot > 0``).
     """
 
     model: Any
@@ -350,6 +357,7 @@ class UnmixResult:
     scale: Any = None
     pca: Any = None
     residuals: Any = None
+    composition_maps: Any = None
 
     @property
     def n_components(self) -> int:

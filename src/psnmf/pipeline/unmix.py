@@ -17,7 +17,8 @@ The steps (:mod:`psnmf.pipeline.steps`)
 7. residuals: each pixel's standardised deviance under the fit, and the worst-fitted
    region (:mod:`psnmf.residuals`).
 8. elemental maps of the raw, PCA and PSNMF data; 9. quantify: component compositions
-   with bootstrap ±.
+   with bootstrap ±; composition maps: per-pixel compositions of the denoised data with
+   sigma maps (:func:`psnmf.quantify.composition_maps`).
 10. write (with ``output_dir``): the factors as ``.hspy`` signals (the dense cubes only
    with ``write_denoised``), figures, ``report.html`` and ``summary.json``.
 """
@@ -158,6 +159,10 @@ def unmix(
     ``component_maps.hspy`` (k | y, x) and ``count_scale.hspy`` (y, x), from which
     :func:`psnmf.hyperspy.denoised_from_factors` rebuilds the PSNMF-denoised cube (lazily);
     ``residual_map.hspy`` (y, x), each pixel's standardised deviance under the fit;
+    ``composition_maps.hspy`` and ``composition_sigma_maps.hspy`` (element | y, x), the
+    denoised data's at.% per pixel and one standard deviation (with the composition table,
+    ``n_boot > 0``; the elements in ``metadata.Sample.elements``), and
+    ``composition_maps.png``;
     ``psnmf_decomposition.hspy`` and ``pca_decomposition.hspy``, HyperSpy decompositions
     whose ``get_decomposition_model()`` is the PSNMF- and the PCA-denoised cube
     (``hs.load(path, lazy=True)``; their data are a compressed placeholder of zeros);
@@ -219,7 +224,8 @@ def unmix(
             command="psnmf unmix") as results:
         if results is not None:  # the report at least: refused now, not after the work
             results.check_space(steps.REPORT_BYTES if report else steps.HSPY_OVERHEAD)
-        prog.start(7 + int(k is None or b is None) + int(results is not None) * 2,
+        prog.start(7 + int(k is None or b is None) + int(n_boot > 0)
+                   + int(results is not None) * 2,
                    "psnmf unmix")
         try:
             with quiet_libraries(verbose):
@@ -286,11 +292,14 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         resid = steps.residual_map(loaded.signal, data, fitted)
     with prog.step("elements", "elemental maps"):
         elmaps = steps.element_maps(loaded, baseline, fitted, notes)
-    composition = None
+    composition = comp_maps = None
     if n_boot > 0 and elmaps.lines:
         with prog.step("composition", f"compositions (bootstrap, up to {n_boot} replicates)"):
-            composition = steps.quantify(fitted.model, data, loaded.signal, elmaps.lines,
-                                         n_boot, seed, notes, options=quantify_options)
+            quantified = steps.quantify(fitted.model, data, loaded.signal, elmaps.lines,
+                                        n_boot, seed, notes, options=quantify_options)
+            composition = quantified.table
+        with prog.step("composition_maps", "composition maps"):
+            comp_maps = steps.composition_maps(fitted.model, quantified, notes)
     summary = Summary(
         psnmf_version=__version__, versions=versions(),
         input=_input_info(loaded, data, elmaps.lines),
@@ -301,13 +310,14 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         pca_explained_variance_ratio=baseline.scree, selection=selection,
         warnings=list(notes), timings_s=dict(prog.timings), residuals=resid.to_dict(),
         priors=_priors_record(resolved, quantify_options),
+        composition_maps=None if comp_maps is None else comp_maps.summary(),
     )
     return UnmixResult(
         model=fitted.model, signal=loaded.signal, denoised=fitted.denoised,
         pca_denoised=baseline.denoised, spectra=fitted.spectra, maps=fitted.maps,
         element_maps=elmaps.maps, deviance=deviance, scree=baseline.scree,
         selection=selection, summary=summary, warnings=notes, scale=fitted.scale,
-        pca=baseline.factors, residuals=resid,
+        pca=baseline.factors, residuals=resid, composition_maps=comp_maps,
     )
 
 

@@ -40,8 +40,10 @@ Modules
 k-factors), :mod:`~psnmf.quantify.linefit` (the line fit), :mod:`~psnmf.quantify.methods`
 (CL, zeta, cross-section formulas), :mod:`~psnmf.quantify.absorption` (thin-film
 absorption), :mod:`~psnmf.quantify.calibration` (k-factors from an internal standard),
-:mod:`~psnmf.quantify.result` (:class:`Quantification`) and :mod:`~psnmf.quantify.core`
-(:func:`quantify`, which puts them together); every public name is imported here.
+:mod:`~psnmf.quantify.result` (:class:`Quantification`), :mod:`~psnmf.quantify.core`
+(:func:`quantify`, which puts them together) and :mod:`~psnmf.quantify.maps`
+(:func:`composition_maps`: per-pixel compositions of the denoised data from the component
+quantifications, with sigma maps); every public name is imported here.
 
 Where psnmf follows exspy and where not
 ---------------------------------------
@@ -117,6 +119,7 @@ from psnmf.quantify.kfactors import (
     theoretical_k_sd,
 )
 from psnmf.quantify.linefit import LineFit, fit_lines, model_for_signal
+from psnmf.quantify.maps import CompositionMaps, composition_maps
 from psnmf.quantify.methods import METHODS, cliff_lorimer, cross_section, electron_dose, zeta_factor
 from psnmf.quantify.result import Quantification
 
@@ -139,4 +142,6 @@ __all__ = [
     "quantify",
     "quantify_spectra",
     "model_for_signal",
+    "CompositionMaps",
+    "composition_maps",
 ]

@@ -1,0 +1,535 @@
+"""Composition maps: per-pixel (or per-bin) atomic % of the denoised data, with sigma maps.
+
+The PSNMF-denoised data are ``n_i (A S)_i``: count scale ``n`` (pixels), abundances ``A``
+(pixels x k, on the simplex) and component spectra ``S`` (k x channels). A line family's
+fitted intensity is linear in the spectrum, so the denoised pixel's intensities are
+``n_i sum_q A_iq I_q`` with ``I_q`` the intensities fitted to component ``q`` (per unit
+of its spectrum): the compositions of every pixel follow from the ``k`` component fits
+and the maps in ``O(pixels x k x elements)``, without a line fit per pixel. (The line fit
+is a Poisson maximum likelihood, linear exactly where each component's fit reproduces
+its spectrum, as the forward model's spectra are; a mixture's own fit then gives the
+mixture of the fits.)
+
+The compositions are those of the component quantification (:func:`psnmf.quantify.quantify`,
+Cliff-Lorimer with the same k-factors, families, thickness, density and take-off angle),
+evaluated for every pixel at once: the thin-film absorption correction's fixed point
+(composition <-> absorption factors, to ``tol`` at.%) is iterated on all pixels together,
+each pixel stopping at the iteration where the scalar loop would, so that a pixel made
+of one component gets exactly that component's composition.
+
+The sigma of a pixel's composition holds four independent parts, added in quadrature
+(each is kept as a map of its own in :attr:`CompositionMaps.parts`):
+
+``counting``
+    The Poisson noise of the pixel's own counts through its abundances: the Fisher
+    information of the loadings ``w = n A_i`` given the spectra, ``F = S diag(1 / (w S))
+    S^T`` (as :func:`psnmf.engine.pure_pixels.abundance_noise`), propagated to at.% by
+    the delta method (absorption factors held at their converged values). It scales as
+    ``1 / sqrt(counts)``: a pixel of 10 counts cannot claim a 0.1 at.% sigma. The
+    information is evaluated with one count spread evenly over the components
+    (``(n t + 1/k) / (n + 1)``): on the simplex boundary the information about an absent
+    component is unbounded, while ``n`` counts resolve about ``1 / n`` of it. It is the
+    sd of a per-pixel maximum-likelihood estimate; total-variation maps borrow strength
+    from their neighbours and pure pixels sit on the simplex boundary, where the
+    information ignores the constraint, so it errs on the large side there.
+``bootstrap``
+    The counting noise of the component spectra and the spread of the NMF solution: the
+    bootstrap replicates of the spectra (:func:`psnmf.uncertainty.bootstrap`) are line
+    fitted and give replicate composition maps through the same linear map (absorption
+    factors held at the estimate's); their per-pixel sd.
+``k_factors``
+    The k-factors' relative sd (the component quantification's ``k_factor_sd``),
+    propagated per pixel by the delta method, ``dC_A / d ln k_B = C_A (delta_AB - C_B)``
+    (the component table uses a Monte Carlo of the same log-normal k-factors, which
+    agrees for small sd: ``tests/test_error_budget.py``).
+``thickness``
+    With ``thickness_sigma``: half the change of the pixel's corrected composition
+    between ``t - sigma`` and ``t + sigma`` (the component table's rule).
+
+Pixels with no counts, or masked (NaN abundances), get NaN. An element below the
+detection limit in a component contributes nothing from that component (as in that
+component's composition, which leaves it out); elements excluded from the quantification
+are not mapped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from psnmf.physics import (
+    EDXModel,
+    absorption_factor,
+    atomic_weight,
+    estimate_density,
+    mass_attenuation,
+)
+from psnmf.quantify._common import positive_or_none
+from psnmf.quantify.linefit import fit_lines
+from psnmf.quantify.result import Quantification
+
+__all__ = ["CompositionMaps", "composition_maps"]
+
+#: Parts of the sigma maps, in the order the tables show them.
+MAP_PARTS = ("counting", "bootstrap", "k_factors", "thickness")
+#: Floats per temporary (pixels x channels) block of the counting part: 32 MiB.
+_BLOCK_VALUES = 2**22
+
+
+@dataclass
+class CompositionMaps:
+    """Per-pixel (or per-bin) compositions and their standard deviations.
+
+    Attributes
+    ----------
+    elements : list of str
+        Elements mapped (those quantified in at least one component).
+    composition : ndarray (elements, ny, nx)
+        Atomic %; NaN where the pixel (bin) has no counts or is masked.
+    sigma : ndarray (elements, ny, nx)
+        One standard deviation in at.%: the parts in quadrature.
+    parts : dict
+        Part name (``counting``, ``bootstrap``, ``k_factors``, ``thickness``; those
+        computed) -> sd map (elements, ny, nx), float32.
+    counts : ndarray (ny, nx)
+        Counts of the denoised data in each pixel (bin): the sum of the count scale.
+    bin_factor : int
+        Pixels per bin side (1: per pixel).
+    n_replicates : int
+        Bootstrap replicates behind the ``bootstrap`` part (0: no such part).
+    absorption_corrected : bool
+        Whether the thin-film absorption correction was applied.
+    """
+
+    elements: list[str]
+    composition: np.ndarray
+    sigma: np.ndarray
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
+    counts: np.ndarray | None = None
+    bin_factor: int = 1
+    n_replicates: int = 0
+    absorption_corrected: bool = False
+
+    def summary(self) -> dict[str, dict[str, float | None]]:
+        """Per element: mean, 1st and 99th percentile of the map and the median sigma
+        (at.%, over the pixels with a composition; None for an empty map)."""
+        out: dict[str, dict[str, float | None]] = {}
+        for e, el in enumerate(self.elements):
+            c = self.composition[e]
+            ok = np.isfinite(c)
+            if not ok.any():
+                out[el] = {"mean": None, "p01": None, "p99": None, "median_sigma": None}
+                continue
+            lo, hi = np.percentile(c[ok], [1.0, 99.0])
+            out[el] = {"mean": float(c[ok].mean()), "p01": float(lo), "p99": float(hi),
+                       "median_sigma": float(np.median(self.sigma[e][ok]))}
+        return out
+
+
+@dataclass
+class _Setup:
+    """What every block needs: the component intensities, k-factors and absorption data."""
+
+    intensities: np.ndarray           # (k, E) per unit spectrum
+    k: np.ndarray                     # (E,) atomic-basis k-factors
+    k_sd: np.ndarray                  # (E,) relative sd of the k-factors
+    thickness: float                  # nm (0: no correction)
+    density: float | None             # g/cm^3 given; None: estimated per pixel
+    tol: float
+    max_iter: int
+    # absorption: lines of every mapped element's family and the absorbers' coefficients
+    line_owner: np.ndarray | None = None    # (L,) index of the element of each line
+    line_weight: np.ndarray | None = None   # (L,) detected thin-film weight of each line
+    mu: np.ndarray | None = None            # (E, L) mass attenuation of element j at line l
+    weights: np.ndarray | None = None       # (E,) atomic weights
+    rho_el: np.ndarray | None = None        # (E,) element densities (density estimate)
+    sin_toa: float = 1.0
+
+
+def composition_maps(
+    quantifications: Sequence[Quantification],
+    maps: Any,
+    scale: Any,
+    *,
+    spectra: Any = None,
+    replicate_spectra: Any = None,
+    density: float | None = None,
+    thickness_sigma: float | None = None,
+    takeoff_angle: float | None = None,
+    database: str = "xraylib",
+    bin_factor: int = 1,
+    tol: float | None = None,
+    max_absorption_iter: int = 100,
+    fit_options: dict[str, Any] | None = None,
+) -> CompositionMaps:
+    """Compositions (at.%) of every pixel of the denoised data, and their sigma maps.
+
+    Parameters
+    ----------
+    quantifications : sequence of Quantification
+        One per component, from :func:`psnmf.quantify.quantify` of the component spectra
+        (Cliff-Lorimer), as :func:`psnmf.uncertainty.bootstrap` makes them
+        (``BootstrapResult.quantifications``): their fitted intensities, k-factors and
+        their sd, families, model, thickness and detection decisions are used.
+    maps : array (ny, nx, k)
+        Abundances on the simplex per pixel; NaN for masked pixels.
+    scale : array (ny, nx)
+        Count scale ``n`` of every pixel (the denoised pixel holds ``n`` counts).
+    spectra : array (k, channels), optional
+        The component spectra (rows on the simplex) for the ``counting`` part; without
+        them it is left out.
+    replicate_spectra : array (n_boot, k, channels), optional
+        Bootstrap replicates of the spectra (``BootstrapResult.replicates``) for the
+        ``bootstrap`` part; at least 2, or none.
+    density : float, optional
+        Density (g/cm^3) of the absorption correction, as given to the component
+        quantification; default the model's ``density``, then the mean of its
+        ``phase_densities``, then an estimate from each pixel's composition (as
+        :func:`psnmf.quantify.quantify` chooses for a component whose phase is not named).
+    thickness_sigma : float, optional
+        Thickness sd in nm: adds the ``thickness`` part.
+    takeoff_angle : float, optional
+        Degrees (default the model's), as given to the component quantification.
+    database : {"xraylib"}
+        Attenuation coefficients of the absorption correction (the default of
+        :func:`psnmf.quantify.quantify`; exspy's tables are not supported here).
+    bin_factor : int
+        Compositions of ``b x b`` bins of the denoised data (partial edge bins kept):
+        the bin's summed intensities, for noisy data. 1: per pixel.
+    tol : float, optional
+        Convergence of the absorption loop in at.% (default ``1e-6``, quantify's).
+    max_absorption_iter : int
+        Iterations before the absorption loop gives up with an error.
+    fit_options : dict, optional
+        Line-fit options of the component quantification (``continuum_degree``...), for
+        the replicates' fits.
+
+    Returns
+    -------
+    CompositionMaps
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from psnmf.physics import EDXModel
+    >>> from psnmf.quantify import quantify
+    >>> model = EDXModel()
+    >>> S = np.stack([model.phase_spectrum(c) for c in ({"Mg": 50, "O": 50},
+    ...                                                 {"Si": 33.3, "O": 66.7})])
+    >>> S /= S.sum(axis=1, keepdims=True)
+    >>> qs = [quantify(s, ["Mg", "Si", "O"], model=model, total_counts=1e6,
+    ...                detection_sigma=None) for s in S]
+    >>> A = np.array([[[1.0, 0.0], [0.5, 0.5]]])
+    >>> cm = composition_maps(qs, A, np.full((1, 2), 1e4), spectra=S)
+    >>> round(float(cm.composition[cm.elements.index("Mg"), 0, 0]), 3)
+    50.0
+    >>> bool(cm.sigma[0, 0, 0] > 0)
+    True
+    """
+    qs = list(quantifications)
+    A, n = _check_maps(maps, scale, len(qs))
+    b = int(bin_factor) if isinstance(bin_factor, int | np.integer) else 0
+    if b < 1:
+        raise ValueError(f"bin_factor must be a positive integer, got {bin_factor!r}")
+    setup, elements = _setup(qs, density, takeoff_angle, database, tol, max_absorption_iter)
+    S = None if spectra is None else _check_spectra(spectra, len(qs))
+    reps = _replicate_intensities(replicate_spectra, qs, elements, fit_options)
+    sigma_t = positive_or_none("thickness_sigma", thickness_sigma,
+                               "give the thickness uncertainty in nm", allow_zero=True)
+    loadings, shape = _bin(A * n[..., None], b)   # (P, k) loadings, NaN where masked
+    counts = np.nansum(loadings, axis=1)
+    valid = np.isfinite(loadings).all(axis=1) & (counts > 0)
+    n_el = len(elements)
+    comp = np.full((loadings.shape[0], n_el), np.nan)
+    names = [p for p in MAP_PARTS if (p != "counting" or S is not None)
+             and (p != "bootstrap" or reps is not None)
+             and (p != "thickness" or (sigma_t and setup.thickness > 0))]
+    parts = {p: np.full((loadings.shape[0], n_el), np.nan, dtype=np.float32) for p in names}
+    rows = np.flatnonzero(valid)
+    block = max(1, _BLOCK_VALUES // (S.shape[1] if S is not None else 64))
+    for start in range(0, rows.size, block):
+        idx = rows[start:start + block]
+        c, p = _block(loadings[idx], setup, S, reps, sigma_t or 0.0)
+        comp[idx] = c
+        for name in names:
+            parts[name][idx] = p[name]
+    total = np.sqrt(sum(parts[p].astype(np.float64) ** 2 for p in names)) if names else \
+        np.zeros_like(comp)
+    total[~valid] = np.nan
+
+    def image(x: np.ndarray) -> np.ndarray:
+        return np.moveaxis(x.reshape(*shape, n_el), -1, 0)
+
+    return CompositionMaps(
+        elements=elements, composition=image(comp), sigma=image(total),
+        parts={p: image(v) for p, v in parts.items()},
+        counts=np.where(np.isfinite(loadings).all(axis=1), counts, np.nan).reshape(shape),
+        bin_factor=b, n_replicates=0 if reps is None else int(reps.shape[0]),
+        absorption_corrected=setup.thickness > 0,
+    )
+
+
+def _check_maps(maps: Any, scale: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Abundances (ny, nx, k) and count scale (ny, nx) as float arrays, checked."""
+    if k < 1:
+        raise ValueError("quantifications: give one Quantification per component")
+    A = np.asarray(getattr(maps, "data", maps), dtype=np.float64)
+    n = np.asarray(getattr(scale, "data", scale), dtype=np.float64)
+    if A.ndim != 3 or A.shape[2] != k:
+        raise ValueError(
+            f"maps must be (ny, nx, k) with k = {k} (one per quantification), got shape "
+            f"{A.shape}; pass model.maps_ of the fit the quantifications come from")
+    if n.shape != A.shape[:2]:
+        raise ValueError(f"scale must be (ny, nx) = {A.shape[:2]} like the maps, got shape "
+                         f"{n.shape}; pass model.scale_ of the same fit")
+    if np.any(n[np.isfinite(n)] < 0):
+        raise ValueError("scale must be >= 0 (counts per pixel); pass model.scale_")
+    return A, n
+
+
+def _check_spectra(spectra: Any, k: int) -> np.ndarray:
+    S = np.asarray(spectra, dtype=np.float64)
+    if S.ndim != 2 or S.shape[0] != k:
+        raise ValueError(f"spectra must be (k, channels) with k = {k}, got shape {S.shape}; "
+                         "pass model.spectra_")
+    if not np.all(np.isfinite(S)) or np.any(S < 0):
+        raise ValueError("spectra must be finite and non-negative; pass model.spectra_")
+    return S / S.sum(axis=1, keepdims=True)
+
+
+def _setup(qs: list[Quantification], density: float | None, takeoff_angle: float | None,
+           database: str, tol: float | None, max_iter: int) -> tuple[_Setup, list[str]]:
+    """Elements, component intensities, k-factors and absorption data from the
+    component quantifications."""
+    for j, q in enumerate(qs):
+        if not isinstance(q, Quantification):
+            raise TypeError(f"quantifications[{j}] is a {type(q).__name__}, not a "
+                            "psnmf.quantify.Quantification")
+        if q.method != "CL":
+            raise ValueError(
+                f"composition maps use Cliff-Lorimer; component {j} was quantified with "
+                f"method={q.method!r}. Quantify the components with method='CL'")
+    if database != "xraylib":
+        raise ValueError(f"database must be 'xraylib' for composition maps, got {database!r}")
+    t = tol if tol is not None else 1e-6
+    if not (isinstance(t, int | float) and t > 0):
+        raise ValueError(f"tol must be a positive number of at.%, got {tol!r}")
+    model: EDXModel = qs[0].fit.model
+    order = list(dict.fromkeys(el for q in qs for el in q.fit.elements))
+    elements = [el for el in order if any(el in q.composition for q in qs)]
+    if not elements:
+        raise ValueError("no element is quantified in any component: nothing to map")
+    families: dict[str, str] = {}
+    kf: dict[str, float] = {}
+    k_sd: dict[str, float] = {}
+    I = np.zeros((len(qs), len(elements)))
+    for j, q in enumerate(qs):
+        for e, el in enumerate(elements):
+            if el in q.composition:
+                I[j, e] = q.fit.intensities[el] / q.fit.scale
+                families.setdefault(el, q.fit.families[el])
+                kf.setdefault(el, q.k_factors[el])
+                k_sd.setdefault(el, q.k_factor_sd.get(el, 0.0))
+    corrected = [q.absorption is not None for q in qs]
+    thickness = float(qs[0].thickness or 0.0) if any(corrected) else 0.0
+    if any(corrected) and not all(corrected):
+        raise ValueError("the components were quantified with and without the absorption "
+                         "correction; quantify them with the same thickness")
+    setup = _Setup(I, np.array([kf[el] for el in elements]),
+                   np.array([k_sd[el] for el in elements]), thickness, None, float(t),
+                   int(max_iter))
+    if thickness > 0:
+        rho = positive_or_none("density", density, "give g/cm^3, e.g. 4.1")
+        if rho is None and model.density is not None:
+            rho = float(model.density)
+        elif rho is None and model.phase_densities:
+            rho = float(np.mean(list(dict(model.phase_densities).values())))
+        toa = positive_or_none("takeoff_angle", takeoff_angle, "give degrees, e.g. 35")
+        toa = model.takeoff_angle if toa is None else toa
+        owner, weight, energies = [], [], []
+        for e, el in enumerate(elements):
+            lines = model.lines(el, families[el])
+            en = np.array([ln.energy for ln in lines])
+            w = np.array([ln.cross_section for ln in lines]) * model.efficiency(en)
+            owner += [e] * len(lines)
+            weight += list(w)
+            energies += list(en)
+        energies_arr = np.array(energies)
+        setup.density = rho
+        setup.line_owner = np.array(owner, dtype=np.int64)
+        setup.line_weight = np.array(weight)
+        setup.mu = np.stack([np.atleast_1d(mass_attenuation({el: 100.0}, energies_arr))
+                             for el in elements])
+        setup.weights = np.array([atomic_weight(el) for el in elements])
+        setup.rho_el = np.array([estimate_density({el: 100.0}) for el in elements])
+        setup.sin_toa = math.sin(math.radians(toa))
+    return setup, elements
+
+
+def _replicate_intensities(replicates: Any, qs: list[Quantification], elements: list[str],
+                           fit_options: dict[str, Any] | None) -> np.ndarray | None:
+    """Line intensities (n_boot, k, E) per unit spectrum of the replicate spectra, fitted
+    as the components were; an element left out of a component stays out."""
+    if replicates is None:
+        return None
+    R = np.asarray(replicates, dtype=np.float64)
+    if R.ndim != 3 or R.shape[1] != len(qs):
+        raise ValueError(f"replicate_spectra must be (n_boot, k, channels) with k = {len(qs)},"
+                         f" got shape {R.shape}; pass BootstrapResult.replicates")
+    if R.shape[0] < 2:
+        return None
+    out = np.zeros((R.shape[0], len(qs), len(elements)))
+    for r in range(R.shape[0]):
+        for j, q in enumerate(qs):
+            fit = fit_lines(R[r, j], q.fit.elements, model=q.fit.model,
+                            families=q.fit.families, **(fit_options or {}))
+            for e, el in enumerate(elements):
+                if el in q.composition:
+                    out[r, j, e] = fit.intensities[el] / fit.scale
+    return out
+
+
+def _bin(w: np.ndarray, b: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Loadings (ny, nx, k) summed over ``b x b`` bins (partial edge bins kept), as
+    (bins, k); a bin with a masked pixel is masked."""
+    ny, nx, k = w.shape
+    if b == 1:
+        return w.reshape(-1, k), (ny, nx)
+    my, mx = -(-ny // b), -(-nx // b)
+    pad = np.zeros((my * b, mx * b, k))
+    pad[:ny, :nx] = w
+    out = pad.reshape(my, b, mx, b, k).sum(axis=(1, 3))
+    return out.reshape(-1, k), (my, mx)
+
+
+def _cl(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Cliff-Lorimer at.% of intensity rows ``x`` (P, E) with k-factors (E,) or (P, E)."""
+    y = x * k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 100.0 * y / y.sum(axis=1, keepdims=True)
+
+
+def _absorption(c: np.ndarray, rho_t: np.ndarray, s: _Setup) -> np.ndarray:
+    """Absorption factors (P, E) of every element's family in films of compositions
+    ``c`` (P, E, at.%) and mass thicknesses ``rho_t`` (P,, kg/m^2): the detected-weight
+    mean of the family's lines' ``(1 - exp(-chi)) / chi`` (as
+    :meth:`psnmf.physics.EDXModel.family_absorption`)."""
+    mass = c * s.weights
+    wf = mass / mass.sum(axis=1, keepdims=True)            # mass fractions
+    chi = (wf @ s.mu) * (rho_t * 0.1 / s.sin_toa)[:, None]  # (P, L); kg/m^2 -> g/cm^2
+    a = np.asarray(absorption_factor(chi)) * s.line_weight
+    num = np.zeros((c.shape[0], c.shape[1]))
+    den = np.zeros(c.shape[1])
+    np.add.at(den, s.line_owner, s.line_weight)
+    for e in range(c.shape[1]):  # a few elements: sum the lines of each
+        num[:, e] = a[:, s.line_owner == e].sum(axis=1)
+    return num / den
+
+
+def _mass_thickness(c: np.ndarray, s: _Setup, t_nm: float) -> np.ndarray:
+    """``rho t`` (kg/m^2) of films of compositions ``c``: the density given, else the
+    mass-weighted element densities (:func:`psnmf.physics.estimate_density`)."""
+    if s.density is not None:
+        return np.full(c.shape[0], s.density * t_nm * 1e-6)
+    mass = c * s.weights
+    rho = (mass / mass.sum(axis=1, keepdims=True)) @ s.rho_el
+    return rho * t_nm * 1e-6
+
+
+def _solve(x: np.ndarray, s: _Setup, t_nm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Compositions (P, E) of intensity rows ``x`` and the absorption factors used
+    (ones without a correction): the fixed point of :func:`iterate_absorption`, each
+    row stopping when its own change is below ``tol``."""
+    comp = _cl(x, s.k)
+    factors = np.ones_like(x)
+    if t_nm <= 0 or s.mu is None:
+        return comp, factors
+    rho_t = _mass_thickness(comp, s, t_nm)
+    active = np.ones(x.shape[0], dtype=bool)
+    change = np.inf
+    for _ in range(s.max_iter):
+        i = np.flatnonzero(active)
+        if i.size == 0:
+            return comp, factors
+        factors[i] = _absorption(comp[i], rho_t[i], s)
+        new = _cl(x[i], s.k / factors[i])
+        rho_t[i] = _mass_thickness(new, s, t_nm)
+        delta = np.abs(new - comp[i]).max(axis=1)
+        comp[i] = new
+        active[i[delta < s.tol]] = False
+        change = float(delta.max())
+    if active.any():
+        raise RuntimeError(
+            f"absorption correction did not converge in {s.max_iter} iterations for "
+            f"{int(active.sum())} pixels (last change {change:.3g} at.%): the film is too "
+            "thick for the thin-film correction; check the thickness (nm) and density "
+            "(g/cm^3), or raise max_absorption_iter")
+    return comp, factors
+
+
+def _block(w: np.ndarray, s: _Setup, S: np.ndarray | None, reps: np.ndarray | None,
+           sigma_t: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Compositions and sd parts of a block of pixels (loadings ``w`` (P, k), all > 0)."""
+    n = w.sum(axis=1)
+    t = w / n[:, None]
+    x = t @ s.intensities                               # (P, E), per count
+    comp, factors = _solve(x, s, s.thickness)
+    kp = s.k / factors                                  # (P, E) effective k-factors
+    parts: dict[str, np.ndarray] = {}
+    if S is not None:
+        parts["counting"] = _counting_sd(t, n, x, kp, comp, s.intensities, S)
+    if reps is not None:
+        acc = np.zeros_like(comp)
+        acc2 = np.zeros_like(comp)
+        for r in range(reps.shape[0]):
+            d = _cl(t @ reps[r], kp) - comp   # deviations: no cancellation in the sums
+            acc += d
+            acc2 += d * d
+        m = reps.shape[0]
+        parts["bootstrap"] = np.sqrt(np.maximum(acc2 - acc * acc / m, 0.0) / (m - 1))
+    f = comp / 100.0
+    # dC_A / d ln k_B = C_A (delta_AB - C_B): sum over B of (C_A (delta - C_B) sd_B)^2
+    cross = (f * f) @ (s.k_sd**2)
+    parts["k_factors"] = 100.0 * np.sqrt(np.maximum(
+        f * f * (s.k_sd**2 * (1 - 2 * f) + cross[:, None]), 0.0))
+    if sigma_t and s.thickness > 0:
+        lo = _solve(x, s, max(s.thickness - sigma_t, 0.0))[0]
+        hi = _solve(x, s, s.thickness + sigma_t)[0]
+        parts["thickness"] = np.abs(hi - lo) / 2.0
+    return comp, parts
+
+
+def _counting_sd(t: np.ndarray, n: np.ndarray, x: np.ndarray, kp: np.ndarray,
+                 comp: np.ndarray, I: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """sd (at.%) of each composition from the Poisson noise of the pixel's counts.
+
+    The loadings ``w = n t`` of counts ``~ Poisson(w S)`` have Fisher information
+    ``F / n`` with ``F = S diag(1 / (t S)) S^T``; the composition depends on ``t`` only
+    (it is scale free), with Jacobian ``J`` (E, k), so its covariance is
+    ``J F^-1 J^T / n``. ``F`` is evaluated at ``(n t + 1/k) / (n + 1)``, the abundances
+    with one count spread evenly over the components: at ``t`` itself a pixel on the
+    simplex boundary would claim an unbounded information about its absent components.
+    """
+    k = S.shape[0]
+    # the information at abundances shrunk by one count spread over the components: on
+    # the simplex boundary that of an absent component is unbounded (its lines would
+    # fall where the pixel's mean has none), while n counts resolve about 1 / n of it
+    shrunk = (t * n[:, None] + 1.0 / k) / (n[:, None] + 1.0)
+    m = shrunk @ S                                      # (P, C) mean spectrum per count
+    keep = m > 1e-12 * m.max(axis=1, keepdims=True)
+    inv = np.where(keep, 1.0 / np.where(keep, m, 1.0), 0.0)
+    pairs = (S[:, None, :] * S[None, :, :]).reshape(k * k, -1)   # (k^2, C)
+    F = (inv @ pairs.T).reshape(-1, k, k)
+    cov = np.linalg.pinv(F, hermitian=True)             # (P, k, k), per count
+    y = x * kp                                          # (P, E)
+    T = y.sum(axis=1)
+    g = kp @ I.T                                        # (P, k): sum_f k'_f I_qf
+    # J[p, e, q] = 100 / T (k'_e I_qe - C_e / 100 g_q)
+    J = (kp[:, :, None] * I.T[None, :, :] - (comp / 100.0)[:, :, None] * g[:, None, :])
+    J *= (100.0 / T)[:, None, None]
+    var = np.einsum("peq,pqr,per->pe", J, cov, J) / n[:, None]
+    return np.sqrt(np.maximum(var, 0.0))
