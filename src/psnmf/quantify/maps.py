@@ -114,6 +114,23 @@ class CompositionMaps:
     n_replicates: int = 0
     absorption_corrected: bool = False
 
+    def of(self, element: str) -> tuple[np.ndarray, np.ndarray]:
+        """The at.% map and sigma map (ny, nx) of one element.
+
+        Raises
+        ------
+        ValueError
+            For an element that is not mapped (not quantified in any component, or
+            excluded), naming the mapped ones.
+        """
+        if element not in self.elements:
+            raise ValueError(
+                f"{element!r} is not mapped: the composition maps hold {self.elements} (the "
+                "elements quantified in at least one component); add it to the elements "
+                "of the quantification")
+        e = self.elements.index(element)
+        return self.composition[e], self.sigma[e]
+
     def summary(self) -> dict[str, dict[str, float | None]]:
         """Per element: mean, 1st and 99th percentile of the map and the median sigma
         (at.%, over the pixels with a composition; None for an empty map)."""
