@@ -13,7 +13,7 @@ from psnmf import PSNMF
 from psnmf.engine.tv_maps import smooth_maps
 from psnmf.metrics import compare_to_truth, spectral_angle
 from psnmf.pipeline.priors import forbidden_channels
-from psnmf.quantify import model_for_signal
+from psnmf.quantify import fit_lines, model_for_signal
 from psnmf.simulate import mantle
 
 SHAPE = (48, 48)
@@ -61,36 +61,106 @@ def test_fixed_spectrum_in_free_stage2_and_multiscale_moves(ds, plain):
 
 
 # -- forbidden elements ----------------------------------------------------------------------
-def test_forbidden_element_is_zero_and_the_phase_stays_close(ds, plain):
-    """Si is absent from Fp ((Mg,Fe)O): its windows hold only continuum (0.75 % of the
-    spectrum), which the prior zeroes; the spectrum stays as close to the truth."""
+LINE_ELEMENTS = ["Mg", "Si", "Al", "Ca", "Fe", "Nd", "Sm", "O", "Cu", "U"]
+#: How much worse (degrees) a phase's spectral angle may get when an element truly absent
+#: from it is forbidden (measured: -0.02 to +0.06).
+ANGLE_TOLERANCE = 0.25
+
+
+def _forbid(ds, j, elements, k=3):
+    edx = model_for_signal(ds.to_signal())
+    window = np.zeros(ds.counts.shape[-1], dtype=bool)
+    for el in elements:
+        window |= forbidden_channels(edx, el)
+    support = np.ones((k, window.size), dtype=bool)
+    support[j] = ~window
+    return support, window
+
+
+def _line(spectrum, element, total):
+    """The element's fitted line intensity (counts) and its standard deviation in a
+    component spectrum standing for ``total`` counts."""
+    fit = fit_lines(spectrum * total, elements=LINE_ELEMENTS,
+                    model=model_for_signal(DS_SIGNAL), total_counts=total)
+    return fit.intensities[element], fit.sigma[element]
+
+
+def _windows_are_convex(row, window):
+    """Each run of forbidden channels of a spectrum row is a convex curve (no peak)."""
+    edges = np.flatnonzero(np.diff(np.r_[0, window.astype(np.int8), 0]))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        bend = np.diff(row[a:b], 2)
+        if bend.size and bend.min() < -1e-12 * row[a:b].max():
+            return False
+    return True
+
+
+DS_SIGNAL = mantle("medium", seed=0, shape=SHAPE).to_signal()
+
+
+@pytest.mark.parametrize(("phase", "element"), [(1, "Si"), (1, "Ca"), (2, "Mg")],
+                         ids=["Si-in-Fp", "Ca-in-Fp", "Mg-in-CaPv"])
+def test_forbidden_element_has_no_line_and_the_phase_stays_close(ds, plain, phase, element):
+    """An element absent from a phase, forbidden there: the component has no line of it
+    (fitted intensity within 2 sigma of zero) and its spectrum stays as close to the truth.
+    Without the prior the CaPv component borrows a Mg line from its neighbours' mixtures
+    (about 5 sigma): the prior removes it."""
     m0, r0 = plain
-    p = 1
-    j = int(r0["order"][p])
-    forbidden = forbidden_channels(model_for_signal(ds.to_signal()), "Si")
-    support = np.ones((3, ds.counts.shape[-1]), dtype=bool)
-    support[j] = ~forbidden
+    j = int(r0["order"][phase])
+    support, window = _forbid(ds, j, [element])
     model = PSNMF(3, 4, spectra_mask=support, **FAST).fit(ds.counts)
-    assert forbidden.sum() > 10
-    assert np.all(model.spectra_[j, forbidden] == 0)
-    assert np.all(model.nmf_spectra_[j, forbidden] == 0)
-    np.testing.assert_allclose(model.spectra_.sum(axis=1), 1.0, rtol=1e-12)
     r1 = compare_to_truth(model.spectra_, model.maps_, ds.spectra, ds.maps)
-    assert r1["angle"][p] <= r0["angle"][p] + 0.5, (r0["angle"], r1["angle"])
+    assert r1["angle"][phase] <= r0["angle"][phase] + ANGLE_TOLERANCE, (r0["angle"],
+                                                                        r1["angle"])
+    total = float(model.maps_.reshape(-1, 3)[:, j] @ model.scale_.ravel())
+    intensity, sigma = _line(model.spectra_[j], element, total)
+    assert abs(intensity) < 2 * sigma, (intensity, sigma)
+    if element == "Mg":
+        before, sigma0 = _line(m0.spectra_[j], element, total)
+        assert before > 4 * sigma0, (before, sigma0)
+    for S in (model.spectra_, model.nmf_spectra_):
+        assert _windows_are_convex(S[j], window)
+    np.testing.assert_allclose(model.spectra_.sum(axis=1), 1.0, rtol=1e-12)
 
 
-def test_forbidden_channels_are_kept_by_a_pure_pixel_move(ds, plain):
-    _, r0 = plain
-    j = int(r0["order"][0])  # Brg: its vertex moves to its pure cluster
-    assert plain[0].vertex_moved_[j]
-    model_edx = model_for_signal(ds.to_signal())
-    forbidden = forbidden_channels(model_edx, "Cu")
-    support = np.ones((j + 1, ds.counts.shape[-1]), dtype=bool)
-    support[j] = ~forbidden
+@pytest.mark.parametrize(("phase", "elements"), [(1, ["Ca"]), (1, ["Si", "Ca", "Al"]),
+                                                 (0, ["Cu"])],
+                         ids=["Ca-in-Fp", "SiCaAl-in-Fp", "Cu-in-Brg"])
+def test_forbidden_windows_keep_the_continuum(ds, plain, phase, elements):
+    """The windows of a forbidden element hold the continuum under its lines (and the
+    tails of the phase's other lines): within 10 % of the true spectrum's counts there
+    (measured 0.99-1.01; zeroing them lost all, and moved Fp's angle from 2.06 to 4.45
+    degrees with Ca forbidden). Brg's vertex moves to its pure cluster: the projection
+    after the move keeps the continuum too."""
+    m0, r0 = plain
+    j = int(r0["order"][phase])
+    support, window = _forbid(ds, j, elements)
     model = PSNMF(3, 4, spectra_mask=support, **FAST).fit(ds.counts)
-    assert model.vertex_moved_[j]
-    assert np.all(model.spectra_[j, forbidden] == 0)
-    assert abs(model.spectra_[j].sum() - 1) < 1e-12
+    assert model.vertex_moved_[j] == m0.vertex_moved_[j]
+    truth = _truth(ds, phase)
+    kept = model.spectra_[j, window].sum() / truth[window].sum()
+    assert 0.9 < kept < 1.1, kept
+    r1 = compare_to_truth(model.spectra_, model.maps_, ds.spectra, ds.maps)
+    assert r1["angle"][phase] <= r0["angle"][phase] + ANGLE_TOLERANCE, (r0["angle"],
+                                                                        r1["angle"])
+
+
+def test_forbidden_windows_keep_the_em_monotone(ds, plain):
+    """The M-step with convex curves in the forbidden windows is an EM step of the
+    constrained model: the loss never increases, iteration by iteration."""
+    from psnmf.engine.binning import bin_counts
+    from psnmf.engine.poisson_nmf import poisson_nmf
+
+    j = int(plain[1]["order"][1])
+    support, window = _forbid(ds, j, ["Si", "Ca"])
+    X = bin_counts(ds.counts.reshape(-1, ds.counts.shape[-1]), SHAPE, 4)
+    res = poisson_nmf(X, 3, support=support, max_iter=60, tol=0, loss_every=1,
+                      random_state=0)
+    steps = np.diff(res.loss)
+    assert steps.max() <= 1e-9 * abs(res.loss[-1]), steps.max()
+    assert res.loss[-1] < res.loss[0]
+    assert _windows_are_convex(res.S[j], window)
+    assert np.all(res.S[j, window] > 0)
 
 
 # -- ROI starts ------------------------------------------------------------------------------
@@ -180,6 +250,8 @@ def test_tv_maps_do_not_link_pixels_through_the_mask():
     ({"init_rois": {0: np.zeros(SHAPE, bool)}}, {}, "selects no pixel"),
     ({"init_rois": {0: np.ones(SHAPE, bool)}, "fixed_spectra": {0: np.ones(1980)}}, {},
      "both a fixed spectrum and a region"),
+    ({"spectra_mask": np.r_[False, np.ones(1979, bool)][None], "fixed_spectra":
+      {0: np.ones(1980)}}, {}, "has a fixed spectrum and channels forbidden"),
     ({}, {"pixel_mask": np.ones(SHAPE, bool)}, "masks out every pixel"),
     ({}, {"pixel_mask": np.zeros((4, 4), bool)}, "pixel_mask has shape"),
     ({"fixed_spectra": {6: np.ones(1980)}, "n_components": "auto"}, {},
@@ -198,11 +270,16 @@ def test_roi_inside_the_mask_is_refused(ds):
 
 
 def test_priors_that_leave_a_channel_unexplained_are_refused(ds):
-    ne = ds.counts.shape[-1]
-    support = np.ones((3, ne), dtype=bool)
-    support[:, 500] = False
+    refs = [_truth(ds, p).copy() for p in range(3)]
+    for r in refs:
+        r[500] = 0.0
     with pytest.raises(ValueError, match=r"channel\(s\) \[500\] have counts"):
-        PSNMF(3, 4, spectra_mask=support, **FAST).fit(ds.counts)
+        PSNMF(3, 4, fixed_spectra=refs, **FAST).fit(ds.counts)
+    # a channel forbidden in every component still carries their continua: accepted
+    support = np.ones((3, ds.counts.shape[-1]), dtype=bool)
+    support[:, 495:505] = False
+    model = PSNMF(3, 4, spectra_mask=support, **FAST).fit(ds.counts)
+    assert np.all(model.spectra_[:, 495:505] > 0)
 
 
 def test_unknown_forbidden_element_and_foreign_axis(ds, tmp_path):
@@ -262,9 +339,9 @@ def test_cli_round_trip_of_every_prior(ds, tmp_path):
     spectra = hs.load(str(out / "component_spectra.hspy")).data
     maps = hs.load(str(out / "component_maps.hspy")).data  # (k, ny, nx)
     np.testing.assert_allclose(spectra[1], _truth(ds, 1), rtol=0, atol=1e-7)
-    edx = model_for_signal(signal)
-    assert np.all(spectra[2, forbidden_channels(edx, "Cu") | forbidden_channels(edx, "Fe")]
-                  == 0)
+    edx = model_for_signal(signal)  # component 2 has no Cu or Fe line left, only continuum
+    forbidden = forbidden_channels(edx, "Cu") | forbidden_channels(edx, "Fe")
+    assert _windows_are_convex(spectra[2], forbidden) and np.all(spectra[2, forbidden] > 0)
     assert np.all(np.isnan(maps[:, mask])) and not np.isnan(maps[:, ~mask]).any()
     r = compare_to_truth(spectra, np.moveaxis(np.nan_to_num(maps), 0, -1), ds.spectra,
                          ds.maps)

@@ -170,8 +170,8 @@ def spectral_priors(
     empty), or None when none is set.
 
     Refuses a component with both a fixed spectrum and a region of interest (the fixed
-    spectrum is its spectrum: it needs no start) and a fixed spectrum with counts where
-    ``spectra_mask`` forbids that component any.
+    spectrum is its spectrum: it needs no start), or both a fixed spectrum and forbidden
+    channels (the fixed spectrum is used as given: nothing is left to forbid).
     """
     ne = counts.shape[1]
     fixed = check_fixed_spectra(fixed_spectra, ne)
@@ -182,12 +182,12 @@ def spectral_priors(
         raise ValueError(f"component(s) {both} have both a fixed spectrum and a region of "
                          "interest: a fixed spectrum needs no start; drop one of the two.")
     if support is not None:
-        for j, s in fixed.items():
-            if j < support.shape[0] and np.any(s[~support[j]] > 0):
+        for j in fixed:
+            if j < support.shape[0] and not support[j].all():
                 raise ValueError(
-                    f"fixed_spectra[{j}] has counts in channels that spectra_mask forbids "
-                    f"for component {j}: drop the mask of that component (a fixed spectrum "
-                    "is used as given) or zero those channels of the reference."
+                    f"component {j} has a fixed spectrum and channels forbidden by "
+                    "spectra_mask: a fixed spectrum is used as given, lines and all; drop "
+                    f"the mask of component {j} (set its row to True) or its fixed spectrum."
                 )
     if not (fixed or rois or support is not None):
         return None
@@ -197,7 +197,10 @@ def spectral_priors(
 def check_coverage(counts: sp.csr_matrix, priors: SpectralPriors | None, k: int) -> None:
     """Refuse priors that leave a channel with counts where no component may be non-zero.
 
-    There the model is zero whatever the maps; the Poisson likelihood is -inf.
+    There the model is zero whatever the maps; the Poisson likelihood is -inf. Only fixed
+    spectra can do that: a forbidden channel still carries its component's continuum
+    (:class:`psnmf.engine.priors.ContinuumWindows`), so every free component may be
+    non-zero in every channel.
     """
     if priors is None:
         return
@@ -207,16 +210,14 @@ def check_coverage(counts: sp.csr_matrix, priors: SpectralPriors | None, k: int)
             f" has components 0 .. {k - 1}: use n_components >= {priors.min_components()} "
             "or drop the priors of the components above."
         )
-    fixed_rows, fixed, support = priors.rows(k, counts.shape[1])
-    allowed = np.ones((k, counts.shape[1]), dtype=bool) if support is None else support.copy()
-    if fixed_rows is not None:
-        allowed[fixed_rows] = fixed[fixed_rows] > 0
-    dead = ~allowed.any(axis=0)
+    fixed_rows, fixed, _ = priors.rows(k, counts.shape[1])
+    if fixed_rows is None or not fixed_rows.all():
+        return
+    dead = ~(fixed > 0).any(axis=0)
     hit = (np.unique(counts.indices[dead[counts.indices]]).tolist() if dead.any() else [])
     if len(hit):
         raise ValueError(
             f"channel(s) {hit[:10]}{' ...' if len(hit) > 10 else ''} have counts, but "
-            "the priors (fixed spectra zero there, every other component forbidden there) "
-            "let no component explain them: allow one component there, or leave a "
-            "component unconstrained."
+            "every component has a fixed spectrum, zero there: no component can explain "
+            "them; leave a component free, or give references with counts there."
         )

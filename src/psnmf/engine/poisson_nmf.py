@@ -38,8 +38,12 @@ from psnmf._validation import (
     check_random_state,
 )
 from psnmf.engine import _kernels as kernels
+from psnmf.engine.priors import ContinuumWindows
 
 INIT_METHODS = ("nndsvda", "spa", "random")
+#: Fraction of a forbidden window's mass added to the amplitudes of its continuum's terms
+#: at the start, so that the multiplicative M-step can grow each of them.
+START_FLOOR = 1e-3
 
 #: Floor of the model at non-zero counts in plain KL-MU (scikit-learn's ``EPSILON``).
 SKLEARN_EPSILON = float(np.finfo(np.float32).eps)
@@ -272,9 +276,11 @@ def poisson_nmf(
         separates by component, so skipping some rows is still an EM step that never
         increases the loss.
     support : ndarray (k, channels) of bool, optional
-        ``simplex=True`` with ``update_S``: where each spectrum may be non-zero. The start
-        is zero outside it (after the floor that lets the other entries move) and the
-        multiplicative updates keep those zeros.
+        ``simplex=True`` with ``update_S``: where each spectrum may have lines. Each run of
+        False channels of a row (the windows of a forbidden element's lines) carries a
+        straight-line continuum and no line (:class:`psnmf.engine.priors.ContinuumWindows`):
+        the start is projected onto it, and the M-step refits each window's two end
+        amplitudes, an EM step of that constrained model, so the loss never increases.
 
     Notes
     -----
@@ -321,6 +327,13 @@ def poisson_nmf(
                                 update_S=update_S, totals=totals)
         if update_S and simplex and (fixed_rows is not None or support is not None):
             S = _constrained_start(S, S_init, fixed_rows, support, k, ne)
+    windows, amplitudes = None, np.zeros(0)
+    if update_S and simplex and support is not None:
+        windows = ContinuumWindows.from_support(np.asarray(support, dtype=bool))
+        if windows.empty:
+            windows = None
+        else:  # the start lies on the curves already; its amplitudes get a floor
+            S, amplitudes = windows.fit(S, floor=START_FLOOR if resume is None else 0.0)
     S_fixed = None
     if update_S and simplex and fixed_rows is not None and np.any(fixed_rows):
         fixed_rows = np.asarray(fixed_rows, dtype=bool)
@@ -378,7 +391,10 @@ def poisson_nmf(
                 if empty_rows.size:
                     A[empty_rows] = A_empty
             if update_S:
-                S = _normalise_rows(S * num_S, S)
+                if windows is None:
+                    S = _normalise_rows(S * num_S, S)
+                else:
+                    S, amplitudes = windows.m_step(S, num_S, amplitudes)
                 if S_fixed is not None:
                     S[fixed_rows] = S_fixed
         else:  # Lee-Seung KL-MU in scikit-learn's order: A (W) first, then S (H)
@@ -592,15 +608,15 @@ def _constrained_start(
     S: np.ndarray, S_init: np.ndarray | None, fixed_rows: np.ndarray | None,
     support: np.ndarray | None, k: int, ne: int,
 ) -> np.ndarray:
-    """The start spectra with zeros outside ``support`` and the ``fixed_rows`` of
-    ``S_init`` exactly (normalised, without the floor of the free rows)."""
+    """The start spectra with a straight-line continuum in the windows outside ``support``
+    and the ``fixed_rows`` of ``S_init`` exactly (normalised, without the floor of the
+    free rows)."""
     out = S
     if support is not None:
         mask = np.asarray(support, dtype=bool)
         if mask.shape != (k, ne):
             raise ValueError(f"support must have shape {(k, ne)}, got {mask.shape}.")
-        out = _normalise_rows(np.where(mask, out, 0.0), mask / np.maximum(
-            mask.sum(axis=1, keepdims=True), 1))
+        out = ContinuumWindows.from_support(mask).project(out)
     if fixed_rows is not None and np.any(fixed_rows):
         if S_init is None:
             raise ValueError("fixed_rows keeps rows of S_init: pass S_init.")

@@ -12,8 +12,13 @@ A forbidden element's channels are the windows of its lines on the data's energy
 every line of each of its families in the energy range with at least
 :data:`MIN_LINE_WEIGHT` of its family's strongest cross-section, +-1.2 FWHM of the detector
 resolution at that line (:data:`psnmf.pipeline.load.INTEGRATION_WINDOWS`, the windows of
-the elemental maps). Those channels are zero in that component's spectrum, whatever else
-has lines there.
+the elemental maps). In those channels that component's spectrum has no line but keeps a
+continuum: a convex curve that follows the bremsstrahlung and the tails of the component's
+other lines and holds no peak (:class:`psnmf.engine.priors.ContinuumWindows`). A line of
+the component's own elements inside a window is not a tail: it is lost there too, so an
+element whose lines sit on the component's own peaks cannot be forbidden cleanly. Nor can
+an element that is in the phase after all: the curve's level is not tied to the
+neighbouring channels, so the window keeps its counts as a plateau.
 """
 
 from __future__ import annotations
