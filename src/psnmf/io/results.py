@@ -101,7 +101,9 @@ __all__ = [
     "MANIFEST_NAME",
     "FolderState",
     "ResultsFolder",
+    "folder_lock",
     "format_bytes",
+    "lock_path",
     "read_manifest",
 ]
 
@@ -278,6 +280,65 @@ def _release_lock(fd: int, path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
     os.close(fd)
+
+
+def _uses_inner(final: Path) -> bool:
+    """Whether the helpers of output folder ``final`` (lock, staging) live inside it: when
+    its parent is not writable, or it is a mount point or holds the working directory (it
+    cannot be swapped with a sibling then)."""
+    if not os.access(final.parent, os.W_OK | os.X_OK):
+        return final.is_dir() or not final.exists()
+    if final.is_dir():
+        here = Path.cwd().resolve()
+        resolved = final.resolve()
+        return os.path.ismount(resolved) or here == resolved or resolved in here.parents
+    return False
+
+
+def lock_path(folder: PathLike) -> Path:
+    """The lock file of output folder ``folder``: ``.R.psnmf-lock`` beside ``R``, or
+    ``R/.psnmf-lock`` where the helpers must live inside ``R`` (see the module).
+
+    Every writer of ``R`` (:class:`ResultsFolder`, :func:`folder_lock`) locks this one
+    file, so they exclude each other.
+    """
+    final = Path(folder).expanduser().absolute()
+    return final / ".psnmf-lock" if _uses_inner(final) else (
+        final.parent / f".{final.name}.psnmf-lock")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: PathLike) -> Iterator[Path]:
+    """Hold the lock of output folder ``folder`` (:func:`lock_path`) for a ``with`` block.
+
+    For writers that fill ``R`` with several results sets and files of their own, such as
+    a batch run (``R/<name>/`` and an index): a second writer into ``R`` - another batch,
+    or a single run whose output folder is ``R`` - stops at once with
+    :class:`~psnmf.io.errors.OutputLockedError` naming the PID of the holder. The parent
+    folders are created; ``R`` is created only where the lock lives inside it. The kernel
+    releases the lock when the process ends, however it ends.
+
+    Yields
+    ------
+    Path
+        The lock file.
+    """
+    final = Path(folder).expanduser().absolute()
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if _uses_inner(final):
+            final.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"Output folder '{final}' is not writable ({exc.strerror or exc}). Choose "
+            "another folder or fix its permissions."
+        ) from exc
+    path = lock_path(final)
+    fd = _acquire_lock(path, final)
+    try:
+        yield path
+    finally:
+        _release_lock(fd, path)
 
 
 # ---------------------------------------------------------------------------
@@ -501,14 +562,7 @@ class ResultsFolder:
 
     def _use_inner(self) -> bool:
         """Whether the staging folder must live inside ``R`` (see the module)."""
-        final = self.final
-        if not os.access(final.parent, os.W_OK | os.X_OK):
-            return final.is_dir() or not final.exists()
-        if final.is_dir():
-            here = Path.cwd().resolve()
-            resolved = final.resolve()
-            return os.path.ismount(resolved) or here == resolved or resolved in here.parents
-        return False
+        return _uses_inner(self.final)
 
     def _mkdir(self, path: Path) -> None:
         try:

@@ -7,8 +7,14 @@ For files ``a.bcf b.emd c.hspy`` and an output folder ``OUT``, each file's resul
 template by :func:`psnmf.report.index_html`) and ``OUT/index.json``
 list every file: its status (``done``, ``failed`` with the error message, ``interrupted``,
 ``not run``), k, b, the held-out deviance of raw, PCA and PSNMF, the time, and the paths
-of its report, ``summary.json`` and ``config.toml``. The index is rewritten after each file,
-so it shows how far a long batch got. A file that fails does not stop the others.
+of its report, ``summary.json`` and ``config.toml``. The index is rewritten after each file
+(atomically: a reader sees the previous index or the new one), so it shows how far a long
+batch got. A file that fails does not stop the others.
+
+``OUT`` is locked for the whole batch (:func:`psnmf.io.results.folder_lock`, the lock
+:class:`psnmf.io.ResultsFolder` takes for one run): a second batch into ``OUT``, or a single
+run whose output folder is ``OUT``, stops at once, naming the PID of the running batch, so
+two runs never interleave their results or their index files.
 
 Folder names (:func:`folder_names`): the file's stem; files sharing a stem (compared
 ignoring case) get ``<stem>_<extension>`` (``x_bcf``, ``x_emd``); names still shared
@@ -27,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from psnmf import __version__, io
+from psnmf.io.results import folder_lock
 
 __all__ = ["INDEX_HTML", "INDEX_JSON", "BatchEntry", "BatchResult", "folder_names",
            "unmix_files"]
@@ -178,6 +185,11 @@ def unmix_files(
     **unmix_kwargs
         Passed to :func:`~psnmf.pipeline.unmix` for every file.
 
+    Raises
+    ------
+    psnmf.io.OutputLockedError
+        When another psnmf run holds ``output_dir`` (it names its PID), before any work.
+
     Returns
     -------
     BatchResult
@@ -195,11 +207,21 @@ def unmix_files(
         raise ValueError(f"The same file is given more than once: {', '.join(twice)}. Give "
                          "each file once.")
     names = folder_names(files)
-    _check_output(out, names, overwrite)
-    result = BatchResult(out, [BatchEntry(str(f), n) for f, n in zip(files, names,
-                                                                     strict=True)])
-    out.mkdir(parents=True, exist_ok=True)
-    _write_index(result)
+    with folder_lock(out):  # the whole batch: its folders and its index are one run's
+        _check_output(out, names, overwrite)
+        result = BatchResult(out, [BatchEntry(str(f), n) for f, n in zip(files, names,
+                                                                         strict=True)])
+        out.mkdir(parents=True, exist_ok=True)
+        _write_index(result)
+        _run_all(result, unmix, overwrite, on_done, unmix_kwargs)
+    return result
+
+
+def _run_all(result: BatchResult, unmix: Callable[..., Any], overwrite: bool,
+             on_done: Callable[[BatchEntry, Any], None] | None,
+             unmix_kwargs: dict[str, Any]) -> None:
+    """Run every entry of ``result`` in turn, rewriting the index after each."""
+    out = result.output_dir
     for i, entry in enumerate(result.entries):
         t0 = time.perf_counter()
         res = None
@@ -224,7 +246,6 @@ def unmix_files(
         _write_index(result)
         if on_done is not None:
             on_done(entry, res)
-    return result
 
 
 def _check_output(out: Path, names: Sequence[str], overwrite: bool) -> None:
