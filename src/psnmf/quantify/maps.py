@@ -438,13 +438,11 @@ def _absorption(c: np.ndarray, rho_t: np.ndarray, s: _Setup) -> np.ndarray:
     mass = c * s.weights
     wf = mass / mass.sum(axis=1, keepdims=True)            # mass fractions
     chi = (wf @ s.mu) * (rho_t * 0.1 / s.sin_toa)[:, None]  # (P, L); kg/m^2 -> g/cm^2
-    a = np.asarray(absorption_factor(chi)) * s.line_weight
-    num = np.zeros((c.shape[0], c.shape[1]))
-    den = np.zeros(c.shape[1])
-    np.add.at(den, s.line_owner, s.line_weight)
-    for e in range(c.shape[1]):  # a few elements: sum the lines of each
-        num[:, e] = a[:, s.line_owner == e].sum(axis=1)
-    return num / den
+    a = np.asarray(absorption_factor(chi))
+    # each element's family: the detected-weight mean over its lines, one matrix product
+    member = np.zeros((s.line_owner.size, c.shape[1]))
+    member[np.arange(s.line_owner.size), s.line_owner] = s.line_weight
+    return (a @ member) / member.sum(axis=0)
 
 
 def _mass_thickness(c: np.ndarray, s: _Setup, t_nm: float) -> np.ndarray:
@@ -536,11 +534,12 @@ def _counting_sd(t: np.ndarray, n: np.ndarray, x: np.ndarray, kp: np.ndarray,
     # the simplex boundary that of an absent component is unbounded (its lines would
     # fall where the pixel's mean has none), while n counts resolve about 1 / n of it
     shrunk = (t * n[:, None] + 1.0 / k) / (n[:, None] + 1.0)
-    m = shrunk @ S                                      # (P, C) mean spectrum per count
-    keep = m > 1e-12 * m.max(axis=1, keepdims=True)
-    inv = np.where(keep, 1.0 / np.where(keep, m, 1.0), 0.0)
-    pairs = (S[:, None, :] * S[None, :, :]).reshape(k * k, -1)   # (k^2, C)
-    F = (inv @ pairs.T).reshape(-1, k, k)
+    # every shrunk abundance is > 0, so the mean is > 0 wherever a spectrum is: channels
+    # that no spectrum reaches carry no information; float32 halves the (P, C) passes
+    Sc = S[:, S.sum(axis=0) > 0].astype(np.float32)
+    inv = 1.0 / (shrunk.astype(np.float32) @ Sc)        # (P, C) 1 / mean per count
+    pairs = (Sc[:, None, :] * Sc[None, :, :]).reshape(k * k, -1)  # (k^2, C)
+    F = (inv @ pairs.T).astype(np.float64).reshape(-1, k, k)
     cov = np.linalg.pinv(F, hermitian=True)             # (P, k, k), per count
     y = x * kp                                          # (P, E)
     T = y.sum(axis=1)
