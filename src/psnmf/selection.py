@@ -468,23 +468,27 @@ def binned_stage_score(
     """
     total = float(binned.sum())
     n_folds = len(folds)
-    dev: float | None = 0.0
-    n_iter: list[int] = []
-    try:
-        for test in folds:
-            train = binned - test
-            train.eliminate_zeros()
-            check_has_counts(train)
-            fit = fit_binned(counts_csr(train), k, spectra="nmf", max_iter=max_iter,
-                             random_state=check_random_state(seed), priors=priors).nmf
-            pred = fit.scale[:, None] * (fit.A @ fit.S) / (n_folds - 1)
-            dev += poisson_deviance(test, pred, floor=DEVIANCE_FLOOR, per_count=False)
-            n_iter.append(int(fit.n_iter))
+
+    def fold_score(test: sp.csr_matrix) -> tuple[float, int]:
+        train = binned - test
+        train.eliminate_zeros()
+        check_has_counts(train)
+        fit = fit_binned(counts_csr(train), k, spectra="nmf", max_iter=max_iter,
+                         random_state=check_random_state(seed), priors=priors).nmf
+        pred = fit.scale[:, None] * (fit.A @ fit.S) / (n_folds - 1)
+        return poisson_deviance(test, pred, floor=DEVIANCE_FLOOR, per_count=False), int(
+            fit.n_iter)
+
+    try:  # the folds are independent fits: side by side on the cores, summed in order
+        scores = kernels.map_threads(fold_score, folds)
     except ValueError as exc:  # e.g. more components than binned pixels
         logger.info("k stage k=%d failed: %s", k, exc)
-        dev = None
-    value = None if dev is None or total <= 0 else dev / total
-    return Score(value, str(max(n_iter)) if n_iter else "-")
+        return Score(None, "-")
+    dev = 0.0
+    for fold_dev, _ in scores:
+        dev += fold_dev
+    value = None if total <= 0 else dev / total
+    return Score(value, str(max(n for _, n in scores)))
 
 
 def choose_components(

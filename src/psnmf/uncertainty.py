@@ -108,6 +108,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import norm
 
+from psnmf.engine import _kernels as kernels
 from psnmf.engine.binning import bin_counts
 from psnmf.engine.poisson_nmf import solve_abundances
 from psnmf.engine.priors import SpectralPriors
@@ -596,27 +597,42 @@ def bootstrap(
         def quantify_rep(spectra: np.ndarray) -> list[dict[str, float]]:
             return _quantify(spectra, els, edx_model, qopts, drop, counts=n_j, fractions=frac)
 
-    drawn = 0
-    for r in range(n_boot):
-        Xr = sp.csr_matrix(rng.poisson(mean).astype(np.float64))
-        fit = fit_binned(Xr, k, random_state=int(rng.integers(2**31 - 1)), solve_maps=False,
-                         start=start, **options)
+    def replicate(rep_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """One replicate's spectra and debiased spectra, matched to ``S``."""
+        Xr = sp.csr_matrix(rep_rng.poisson(mean).astype(np.float64))
+        fit = fit_binned(Xr, k, random_state=int(rep_rng.integers(2**31 - 1)),
+                         solve_maps=False, start=start, **options)
         order = match_components(fit.spectra, S)
-        reps[r] = fit.spectra[order]
-        if deb_reps is not None:
-            deb_reps[r] = _fission_spectra(
-                Xr, fit.nmf.S, fit.moved, rng, int(replicate_splits),
-                max_iter=options["max_iter"], n_sd=options["vertex_sd"],
-                abundances=fit.nmf.A,
-            )[order]
-        drawn = r + 1
-        if quantify_rep is None:
-            continue
-        out.composition_replicates.append(quantify_rep(reps[r]))
-        if deb_reps is not None:
-            out.debiased_composition_replicates.append(quantify_rep(deb_reps[r]))
-        if (width_tol is not None and drawn >= min_boot and drawn < n_boot
-                and _edges_settled(out, float(width_tol))):
+        deb = None if deb_reps is None else _fission_spectra(
+            Xr, fit.nmf.S, fit.moved, rep_rng, int(replicate_splits),
+            max_iter=options["max_iter"], n_sd=options["vertex_sd"], abundances=fit.nmf.A,
+        )[order]
+        return fit.spectra[order], deb
+
+    # each replicate draws from its own generator, so replicates are fitted side by side
+    # (kernels.map_threads) and the result does not depend on the number of cores; they
+    # are taken in order, and the stopping rule discards any drawn after it stops
+    rep_rngs = rng.spawn(n_boot)
+    batch = kernels.available_cores()
+    drawn = 0
+    stop = False
+    for first in range(0, n_boot, batch):
+        results = kernels.map_threads(replicate, rep_rngs[first:first + batch])
+        for r, (spectra, deb) in enumerate(results, start=first):
+            reps[r] = spectra
+            if deb_reps is not None:
+                deb_reps[r] = deb
+            drawn = r + 1
+            if quantify_rep is None:
+                continue
+            out.composition_replicates.append(quantify_rep(reps[r]))
+            if deb_reps is not None:
+                out.debiased_composition_replicates.append(quantify_rep(deb_reps[r]))
+            if (width_tol is not None and drawn >= min_boot and drawn < n_boot
+                    and _edges_settled(out, float(width_tol))):
+                stop = True
+                break
+        if stop:
             break
     out.replicates = reps[:drawn]
     out.spectra_std = out.replicates.std(axis=0)
