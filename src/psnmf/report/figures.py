@@ -201,7 +201,12 @@ def element_maps_figure(result: UnmixResult) -> Figure:
         fig.text(0.5, 0.5, "No elements in the metadata: no elemental maps.", ha="center")
         return fig
     n = len(lines)
-    fig = Figure(figsize=(2.7 * n + 1.2, 8.4), dpi=DPI, layout="constrained")
+    width, height = 2.7 * n + 1.2, 8.4
+    # a fixed grid (margins in inches) instead of constrained layout: its layout pass over
+    # 3 n axes and their colour bars took twice as long as drawing them
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig.subplots_adjust(left=0.45 / width, right=1 - 0.15 / width, bottom=0.1 / height,
+                        top=1 - 0.4 / height, wspace=0.3, hspace=0.12)
     axes = fig.subplots(3, n, squeeze=False)
     for j, line in enumerate(lines):
         for i, (key, name) in enumerate(rows):
