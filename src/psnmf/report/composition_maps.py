@@ -22,37 +22,54 @@ COMPOSITION_FIGURE = (
     "component table, from the component line intensities and the maps) above their "
     "one-sigma maps (counting noise of each pixel's counts, bootstrap spread of the "
     "spectra, k-factor and thickness uncertainty, in quadrature). Colour scale of each "
-    "panel: 0 to its 99.5th percentile.")
+    "panel: its 0.5th to 99.5th percentile.")
+
+
+#: Most elements side by side; more wrap onto further pairs of rows.
+MAX_COLUMNS = 6
 
 
 def composition_maps_figure(result: UnmixResult) -> Figure | None:
-    """One column per element: its at.% map (top) and sigma map (bottom); None without
-    composition maps."""
+    """Each element's at.% map above its sigma map, at most :data:`MAX_COLUMNS` elements a
+    row pair; None without composition maps.
+
+    A fixed grid (margins in inches), not constrained layout: its layout pass over the
+    many small axes and colour bars costs as much as drawing them.
+    """
     cm = result.composition_maps
     if cm is None or not cm.elements:
         return None
     n = len(cm.elements)
+    ncol = min(n, MAX_COLUMNS)
+    nrow = 2 * -(-n // ncol)
     nav = result.signal.axes_manager.navigation_axes  # x, y
     x, y = nav[0], nav[1]
     b = cm.bin_factor
     ext = [x.offset - x.scale / 2, x.offset + x.scale * (x.size - 0.5),
            y.offset + y.scale * (y.size - 0.5), y.offset - y.scale / 2]
-    units = str(x.units or "px")
-    units = "px" if units in ("", "<undefined>") else units
-    fig = Figure(figsize=(2.3 * n + 0.6, 4.8), dpi=DPI, layout="constrained")
-    axes = fig.subplots(2, n, squeeze=False)
+    width, height = 2.4 * ncol + 0.5, 2.2 * nrow
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig.subplots_adjust(left=0.1 / width, right=1 - 0.45 / width, bottom=0.2 / height,
+                        top=1 - 0.3 / height, wspace=0.35, hspace=0.2)
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    for e in range(n, nrow // 2 * ncol):  # empty places of the last row pair
+        for row in (0, 1):
+            axes[2 * (e // ncol) + row, e % ncol].set_axis_off()
     for e, el in enumerate(cm.elements):
         for row, (data, label) in enumerate(((cm.composition[e], "at.%"),
                                              (cm.sigma[e], "sigma at.%"))):
-            ax = axes[row, e]
+            ax = axes[2 * (e // ncol) + row, e % ncol]
             finite = data[np.isfinite(data)]
-            top = float(np.percentile(finite, 99.5)) if finite.size else 1.0
-            im = ax.imshow(data, vmin=0, vmax=top if top > 0 else 1.0, cmap="viridis",
+            low, top = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
+            im = ax.imshow(data, vmin=float(low), vmax=float(max(top, low + 1e-6)),
+                           cmap="viridis",
                            extent=ext if b == 1 else None, interpolation="nearest")
             ax.set_title(f"{el} {label}", fontsize=9)
-            ax.tick_params(labelsize=6)
-            ax.set_xlabel(units if b == 1 else f"bins of {b} px", fontsize=7)
-            fig.colorbar(im, ax=ax, shrink=0.7).ax.tick_params(labelsize=6)
+            ax.set_xticks([])  # the component maps carry the axes' calibration
+            ax.set_yticks([])
+            if b > 1:
+                ax.set_xlabel(f"bins of {b} px", fontsize=7)
+            fig.colorbar(im, ax=ax, shrink=0.85, pad=0.03).ax.tick_params(labelsize=6)
     return fig
 
 
