@@ -308,14 +308,14 @@ class PSNMF(TransformerMixin, BaseEstimator):
         zero, on the data's channels.
     spectra_mask : array (m, channels) of bool, optional
         Spectral support of components ``0 .. m - 1`` (``m <= k``; the other components
-        are unconstrained): False where a component's spectrum must be zero (the channels
-        of an element forbidden in that phase). The binned NMF starts from zeros there and
-        its multiplicative updates keep them; a spectrum moved to a pure cluster (or at a
-        finer scale, or by ``never_pure='lines'``) has those channels set to zero and is
-        renormalised - the cluster says where the phase is, and what the move brings into
-        the forbidden channels is the other vertices' share of the cluster's mixture.
-        ``vertex_transform_ @ nmf_spectra_`` then differs from ``spectra_`` in those
-        channels only.
+        are unconstrained): False where a component may hold no line (the channels of an
+        element forbidden in that phase). Each run of False channels carries a smooth
+        convex curve instead (the continuum and the tails of the phase's other lines, no
+        peak; :class:`psnmf.engine.priors.ContinuumWindows`), fitted in the binned NMF's EM
+        step; a spectrum moved to a pure cluster (or at a finer scale, or by
+        ``never_pure='lines'``) has those windows projected onto such curves and is
+        renormalised. ``vertex_transform_ @ nmf_spectra_`` then differs from ``spectra_``
+        in those channels only.
     init_rois : dict {component: bool array (ny, nx)}, optional
         Regions of interest, by component index (or a list): the binned NMF starts
         component j from the normalised summed spectrum of its region (the other

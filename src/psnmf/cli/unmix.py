@@ -168,8 +168,9 @@ def register(subparsers: Any) -> None:
                    "(.hspy, .msa, or .csv with energy in keV and counts), on the data's "
                    "energy axis or one it can be interpolated from")
     r.add_argument("--forbid", action="append", type=_component_value, default=None,
-                   metavar="J=EL,...", help="elements absent from component J: the "
-                   "channels of their lines are zero in its spectrum")
+                   metavar="J=EL,...", help="elements absent from component J: its "
+                   "spectrum holds none of their lines (a smooth continuum in their "
+                   "windows)")
     r.add_argument("--roi", action="append", type=_component_value, default=None,
                    metavar="J=MASK", help="start component J from the summed spectrum of a "
                    "region (.npy, .png or .tif boolean image of the map's shape)")

@@ -55,6 +55,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from numba import njit, prange
+from threadpoolctl import threadpool_limits
 
 #: Number of row chunks the kernels split the work into (fixed for determinism).
 N_CHUNKS = 16
@@ -225,7 +226,10 @@ def map_threads(func: Callable[[T], R], items: Iterable[T], workers: int | None 
 
     if n <= 1:
         return [call(item) for item in items]
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="psnmf") as pool:
+    # BLAS on one thread while the calls share the cores: n threads each waking a BLAS
+    # pool of its own oversubscribe them (a small LU then waited tens of ms for its threads)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(
+            max_workers=n, thread_name_prefix="psnmf") as pool:
         return list(pool.map(call, items))
 
 

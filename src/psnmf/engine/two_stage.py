@@ -184,7 +184,8 @@ def fit_binned(
         the NMF starts from the ``init`` method's spectra with the prior rows replaced
         (abundances solved for them) and keeps the fixed rows and the zeros outside the
         supports; the pure-pixel correction leaves fixed vertices where they are and
-        zeroes the forbidden channels of a moved vertex (renormalised), so ``spectra`` obey
+        projects the forbidden windows of a moved vertex onto their continuum curves
+        (renormalised), so ``spectra`` obey
         the priors and ``spectra = transform @ nmf.S`` holds except in those channels.
 
     Returns
@@ -320,8 +321,8 @@ def refine_vertices(
     max_iter, tol : of the abundance solves at each scale
     solve_maps : re-solve the binned maps for the new spectra (as in :func:`fit_binned`)
     priors : SpectralPriors, optional
-        Fixed vertices are never tried; a moved spectrum has its forbidden channels zeroed
-        (:meth:`psnmf.engine.priors.SpectralPriors.constrain`).
+        Fixed vertices are never tried; a moved spectrum has its forbidden windows
+        projected onto continuum curves (:meth:`psnmf.engine.priors.SpectralPriors.constrain`).
 
     Returns
     -------
@@ -399,8 +400,8 @@ def extrapolate_never_pure(
     max_iter : of the binned maps' re-solve
     solve_maps : re-solve the binned maps for the new spectra
     priors : SpectralPriors, optional
-        Fixed vertices are never moved; a moved spectrum has its forbidden channels zeroed
-        (:meth:`psnmf.engine.priors.SpectralPriors.constrain`).
+        Fixed vertices are never moved; a moved spectrum has its forbidden windows
+        projected onto continuum curves (:meth:`psnmf.engine.priors.SpectralPriors.constrain`).
 
     Returns
     -------

@@ -140,9 +140,10 @@ def unmix(
         What is known about the sample (:mod:`psnmf.pipeline.priors`), by component index:
         ``fixed_spectra`` ``{j: spectrum}`` (an array on the data's channels, a signal, or
         a .hspy / .msa / .csv file, interpolated onto the data's axis when it covers the
-        energy range), ``forbid`` ``{j: [elements]}`` (the channels of their lines are
-        zero in component j), ``rois`` ``{j: mask}`` (component j starts from the summed
-        spectrum of the region; a bool array or .npy / .png / .tif image) and
+        energy range), ``forbid`` ``{j: [elements]}`` (component j holds none of their
+        lines; their windows keep a continuum), ``rois`` ``{j: mask}`` (component j
+        starts from the summed spectrum of the region; a bool array or .npy / .png /
+        .tif image) and
         ``pixel_mask`` (pixels left out of the fit; their maps are NaN). Checked once the
         data are loaded, before any fit; recorded in ``summary.json`` (``priors``) and the
         report. With ``n_components`` 'auto', only candidates ``k`` with every component
