@@ -94,6 +94,11 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+#: Documented standard-library names that start with an underscore: ``os._exit`` ends a
+#: forked child without running the parent's exit handlers (psnmf.report.background).
+STDLIB_UNDERSCORED = {("os", "_exit")}
+
+
 def _is_private(attr: str) -> bool:
     return attr.startswith("_") and not (attr.startswith("__") and attr.endswith("__"))
 
@@ -137,6 +142,8 @@ def _private_uses(name: str, path: Path) -> list[str]:
             continue
         value = node.value
         if isinstance(value, ast.Name) and value.id in ("self", "cls"):
+            continue
+        if isinstance(value, ast.Name) and (value.id, node.attr) in STDLIB_UNDERSCORED:
             continue
         if isinstance(value, ast.Name) and value.id in module_aliases:
             bad.append(f"line {node.lineno}: {value.id}.{node.attr}")

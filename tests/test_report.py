@@ -53,7 +53,7 @@ def test_report_is_self_contained(report_dir):
     assert not re.search(r"<script[^>]*\bsrc=", text) and "<link" not in text
     markup = re.sub(r"<script\b.*?</script>", "", text, flags=re.S)  # the page without JS
     images = re.findall(r'<img [^>]*src="([^"]{0,40})', markup)
-    assert len(images) == 10  # incl. the sweep figure, the TV-weight curve, the residuals
+    assert len(images) == 11  # incl. sweep, TV-weight curve, residuals, composition maps
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert "http://" not in markup and "https://" not in markup  # nothing fetched from outside
     for needle in ("Held-out Poisson deviance", "PCA (HyperSpy", "PSNMF (k =",
@@ -80,7 +80,7 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     check = re.search(r'id="render-check"[^>]*', dom.stdout)
     assert check, "the page's render check did not run"
     attrs = dict(re.findall(r'data-([a-z]+)="([^"]*)"', check.group(0)))
-    assert attrs == {"ok": "true", "images": "10", "failed": "0"}, attrs
+    assert attrs == {"ok": "true", "images": "11", "failed": "0"}, attrs
     assert "[figures ok]" in dom.stdout
 
     shot = tmp_path / "report.png"

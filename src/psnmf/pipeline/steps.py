@@ -42,6 +42,7 @@ from psnmf.selection import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from psnmf.quantify.maps import CompositionMaps
+    from psnmf.report.background import PendingFigures
 
 logger = logging.getLogger(__name__)
 
@@ -663,16 +664,29 @@ def _save(signal: Any, path: Path) -> Path:
     return path
 
 
+def start_figures(result: UnmixResult, out: Path) -> PendingFigures:
+    """Start drawing the report's figures as PNG (and ``sweep.png`` when k or b was
+    chosen) in forked processes (:func:`psnmf.report.draw_in_background`); the caller
+    builds the rest of the report meanwhile and takes the paths from ``.result()``."""
+    from psnmf import report
+    from psnmf.report.composition_maps import (
+        COMPOSITION_FIGURE,
+        save_composition_maps_figure,
+    )
+
+    jobs = report.figure_jobs(result, out)
+    cm = result.composition_maps
+    if cm is not None:
+        key, name, _ = COMPOSITION_FIGURE
+        jobs.append(report.FigureJob(key, lambda: save_composition_maps_figure(
+            result, out / name), cost=0.5 * len(cm.elements)))
+    if result.selection is not None:
+        selection = result.selection
+        jobs.append(report.FigureJob("sweep_figure", lambda: report.save_sweep_figure(
+            selection, out / "sweep.png")))
+    return report.draw_in_background(jobs)
+
+
 def write_figures(result: UnmixResult, out: Path) -> dict[str, Path]:
     """The report's figures as PNG (and ``sweep.png`` when k or b was chosen)."""
-    from psnmf import report
-    from psnmf.report.composition_maps import COMPOSITION_FIGURE, save_composition_maps_figure
-
-    paths = report.write_figures(result, out)
-    key, name, _ = COMPOSITION_FIGURE
-    saved = save_composition_maps_figure(result, out / name)
-    if saved is not None:
-        paths[key] = saved
-    if result.selection is not None:
-        paths["sweep_figure"] = report.save_sweep_figure(result.selection, out / "sweep.png")
-    return paths
+    return start_figures(result, out).result()

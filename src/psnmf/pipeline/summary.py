@@ -339,6 +339,9 @@ class UnmixResult:
     composition_maps : psnmf.quantify.CompositionMaps or None
         Per-pixel at.% of the denoised data with sigma maps and their parts (with the
         composition table, ``n_boot > 0``).
+    raw_sum : ndarray (channels,) or None
+        The raw counts summed over the pixels (from the counts read for the run, so that
+        the report's sum spectrum needs no second pass over a lazy file).
     """
 
     model: Any
@@ -358,6 +361,7 @@ class UnmixResult:
     pca: Any = None
     residuals: Any = None
     composition_maps: Any = None
+    raw_sum: np.ndarray | None = None
 
     @property
     def n_components(self) -> int:

@@ -29,7 +29,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from psnmf.pipeline.summary import (
     versions,
 )
 from psnmf.selection import DEFAULT_BINS, DEFAULT_COMPONENTS, ModelChoice
+
+if TYPE_CHECKING:  # pragma: no cover
+    from psnmf.report.background import PendingFigures
 
 AUTO = "auto (held-out deviance)"
 
@@ -319,6 +322,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         element_maps=elmaps.maps, deviance=deviance, scree=baseline.scree,
         selection=selection, summary=summary, warnings=notes, scale=fitted.scale,
         pca=baseline.factors, residuals=resid, composition_maps=comp_maps,
+        raw_sum=np.asarray(loaded.counts.sum(axis=0), dtype=np.float64).ravel(),
     )
 
 
@@ -359,32 +363,49 @@ def _write(result: UnmixResult, results: io.ResultsFolder, prog: Progress, *, re
     staging folder of
     ``results`` (swapped into place as one set when the run ends); the free space is
     checked first, and a write error becomes one :class:`psnmf.io.OutputWriteError`."""
-    from psnmf import report as report_pkg
-
     out = results.path
     results.check_space(steps.result_bytes(
         result.signal.data.shape, result.n_components, write_denoised=write_denoised,
         report=report, n_lines=len(result.summary.input.xray_lines_mapped or ())))
     with results.writing():
-        with prog.step("save", "writing signals"):
-            result.paths.update(steps.write_signals(result, out,
-                                                    write_denoised=write_denoised))
-        with prog.step("report", "figures and report"):
-            if report:
-                result.paths.update(steps.write_figures(result, out))
-        if result.summary.composition is not None:
-            result.paths["composition"] = result.summary.composition.write_csv(
-                out / "composition.csv")
-        result.paths["config"] = run_config.write(
-            out / CONFIG_NAME, header=run_header(run_config["files"], run_config.not_written))
-        summary = result.summary
-        summary.timings_s = {**prog.timings, "total": time.perf_counter() - t_start}
-        summary.files = {key: p.name for key, p in result.paths.items()}
-        summary.files["summary"] = "summary.json"
-        if report:
-            summary.files["report"] = "report.html"
-            result.paths["report"] = report_pkg.write_html(result, out / "report.html")
-        result.paths["summary"] = io.write_json(summary.to_dict(), out / "summary.json")
+        # the figures are drawn in forked processes while the signals are written and
+        # the page's interactive part is built
+        figures = steps.start_figures(result, out) if report else None
+        try:
+            _write_files(result, out, prog, figures, t_start=t_start,
+                         write_denoised=write_denoised, run_config=run_config)
+        finally:
+            if figures is not None:
+                figures.cancel()  # nothing left to stop unless a write failed
+
+
+def _write_files(result: UnmixResult, out: Path, prog: Progress,
+                 figures: PendingFigures | None, *, t_start: float, write_denoised: bool,
+                 run_config: RunConfig) -> None:
+    """The files of :func:`_write`, the figures taken from ``figures`` (None: no report)."""
+    from psnmf import report as report_pkg
+
+    with prog.step("save", "writing signals"):
+        result.paths.update(steps.write_signals(result, out, write_denoised=write_denoised))
+    page = None
+    with prog.step("report", "figures and report"):
+        if figures is not None:
+            page = report_pkg.prepare_html(result)
+            result.paths.update(figures.result())
+    if result.summary.composition is not None:
+        result.paths["composition"] = result.summary.composition.write_csv(
+            out / "composition.csv")
+    result.paths["config"] = run_config.write(
+        out / CONFIG_NAME, header=run_header(run_config["files"], run_config.not_written))
+    summary = result.summary
+    summary.timings_s = {**prog.timings, "total": time.perf_counter() - t_start}
+    summary.files = {key: p.name for key, p in result.paths.items()}
+    summary.files["summary"] = "summary.json"
+    if figures is not None:
+        summary.files["report"] = "report.html"
+        result.paths["report"] = report_pkg.write_html(result, out / "report.html",
+                                                       prepared=page)
+    result.paths["summary"] = io.write_json(summary.to_dict(), out / "summary.json")
 
 
 def _input_info(loaded: Any, data: steps.Split, lines: list[str]) -> InputInfo:

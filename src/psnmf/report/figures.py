@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from psnmf import io
+from psnmf.report.background import FigureJob
 
 if TYPE_CHECKING:  # pragma: no cover
     from psnmf.pipeline.summary import UnmixResult
@@ -103,7 +104,8 @@ def energy_limits(signal: Any, markers: list[tuple[str, float]],
 def sum_spectrum_figure(result: UnmixResult) -> Figure:
     """Sum spectrum of the raw data (log y) with line markers."""
     e, label = _energy(result.signal)
-    total = np.asarray(result.signal.data.sum(axis=(0, 1)), dtype=float)
+    total = (np.asarray(result.raw_sum, dtype=float) if result.raw_sum is not None
+             else np.asarray(result.signal.data.sum(axis=(0, 1)), dtype=float))
     markers = line_markers(result.signal)
     fig = Figure(figsize=(10, 3.4), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
@@ -416,8 +418,12 @@ def save_sweep_figure(choice: ModelChoice, path: str | Path) -> Path:
     return io.savefig(sweep_figure(choice), path, dpi=DPI)
 
 
-def write_figures(result: UnmixResult, out: str | Path) -> dict[str, Path]:
-    """Write every figure of the report as PNG into ``out``; returns {key: path}."""
+#: Relative drawing cost of a figure (panels), to share them between processes.
+_COST = {"element_maps_figure": 3.0, "maps_figure": 1.5, "residuals_figure": 1.5}
+
+
+def figure_jobs(result: UnmixResult, out: str | Path) -> list[FigureJob]:
+    """Every figure of the report as a job that draws it into ``out`` (PNG)."""
     out = Path(out)
     makers = {
         "sum_spectrum_figure": sum_spectrum_figure,
@@ -430,11 +436,20 @@ def write_figures(result: UnmixResult, out: str | Path) -> dict[str, Path]:
         "residuals_figure": residuals_figure,
         "loss_figure": loss_figure,
     }
-    paths = {}
-    for key, name, _ in FIGURES:
-        if key in makers:
-            fig = makers[key](result)
-            if fig is not None:
-                paths[key] = io.savefig(fig, out / name, dpi=DPI)
-    return paths
+    n_lines = max(len(result.element_maps.get("raw", {})), 1)
 
+    def job(key: str, name: str) -> FigureJob:
+        def draw() -> Path | None:
+            fig = makers[key](result)
+            return None if fig is None else io.savefig(fig, out / name, dpi=DPI)
+
+        cost = _COST.get(key, 1.0) * (n_lines / 2 if key == "element_maps_figure" else 1)
+        return FigureJob(key, draw, cost)
+
+    return [job(key, name) for key, name, _ in FIGURES if key in makers]
+
+
+def write_figures(result: UnmixResult, out: str | Path) -> dict[str, Path]:
+    """Write every figure of the report as PNG into ``out``; returns {key: path}."""
+    return {key: path for key, path in ((j.key, j.draw()) for j in figure_jobs(result, out))
+            if path is not None}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -207,8 +208,31 @@ def context(result: UnmixResult, figure_paths: dict[str, Path],
     }
 
 
+@dataclass
+class PreparedPage:
+    """The interactive part of a report, built before its figures are ready: the data
+    the page embeds and the Bokeh document of its views (:func:`prepare_html`)."""
+
+    data: ExplorerData
+    document: Any
+
+
+def prepare_html(result: UnmixResult, *, raw_budget: int | None = None,
+                 max_image_side: int | None = None) -> PreparedPage:
+    """The page's embedded data and interactive views (the costly part of the report, which
+    needs no figure): see :func:`build_html` for the parameters."""
+    from psnmf.report import explorer
+    from psnmf.report.interactive import explorer_document
+
+    data = explorer.explorer_data(
+        result, budget=raw_budget or explorer.RAW_BUDGET_BYTES,
+        max_side=max_image_side or explorer.MAX_IMAGE_SIDE)
+    return PreparedPage(data, explorer_document(data))
+
+
 def build_html(result: UnmixResult, figure_paths: dict[str, Path], *,
-               raw_budget: int | None = None, max_image_side: int | None = None) -> str:
+               raw_budget: int | None = None, max_image_side: int | None = None,
+               prepared: PreparedPage | None = None) -> str:
     """The report as one HTML string: BokehJS, the interactive views' data and every
     figure embedded.
 
@@ -221,19 +245,17 @@ def build_html(result: UnmixResult, figure_paths: dict[str, Path], *,
         Bytes of the embedded region spectra and most pixels a side of the page's maps
         (default :data:`psnmf.report.explorer.RAW_BUDGET_BYTES` and
         :data:`~psnmf.report.explorer.MAX_IMAGE_SIDE`).
+    prepared : PreparedPage, optional
+        The interactive part, when :func:`prepare_html` built it already (while the
+        figures were being drawn); then ``raw_budget`` and ``max_image_side`` are its.
     """
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
-    from psnmf.report import explorer
-    from psnmf.report.interactive import explorer_document
-
-    data = explorer.explorer_data(
-        result, budget=raw_budget or explorer.RAW_BUDGET_BYTES,
-        max_side=max_image_side or explorer.MAX_IMAGE_SIDE)
-    doc = explorer_document(data)
-    ctx = context(result, figure_paths, data)
-    return file_html(doc, resources=INLINE, title=f"psnmf report: {ctx['name']}",
+    page = prepared or prepare_html(result, raw_budget=raw_budget,
+                                    max_image_side=max_image_side)
+    ctx = context(result, figure_paths, page.data)
+    return file_html(page.document, resources=INLINE, title=f"psnmf report: {ctx['name']}",
                      template=environment().get_template(TEMPLATE), template_variables=ctx)
 
 
@@ -244,7 +266,9 @@ def index_html(batch: dict[str, Any]) -> str:
     return environment().get_template("index.html.jinja").render(**batch)
 
 
-def write_html(result: UnmixResult, path: str | Path) -> Path:
-    """Write the self-contained report (figures must already be in ``result.paths``)."""
+def write_html(result: UnmixResult, path: str | Path,
+               prepared: PreparedPage | None = None) -> Path:
+    """Write the self-contained report (figures must already be in ``result.paths``;
+    ``prepared``: its interactive part built beforehand by :func:`prepare_html`)."""
     figure_paths = {k: Path(v) for k, v in result.paths.items() if k.endswith("_figure")}
-    return io.write_text(build_html(result, figure_paths), path)
+    return io.write_text(build_html(result, figure_paths, prepared=prepared), path)
