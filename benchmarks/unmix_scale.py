@@ -208,8 +208,18 @@ def _fmt(run: Run | None) -> str:
     return f"{run.wall_s:7.1f} s  {run.peak_mb / 1024:5.2f} GB"
 
 
-def print_row(name: str, nnz: int, ours: Run, anchor: Run | None) -> None:
+def folder_bytes(path: Path) -> int:
+    """Bytes of the files below ``path`` (0 when it does not exist)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() \
+        else 0
+
+
+def print_row(name: str, nnz: int, ours: Run, anchor: Run | None,
+              sizes: tuple[int, int] = (0, 0)) -> None:
     print(f"\n{name}  ({nnz / 1e6:.1f} M non-zero counts)")
+    if sizes[0]:
+        print(f"  input file {sizes[0] / 2**20:.1f} MiB, default results folder "
+              f"{sizes[1] / 2**20:.1f} MiB ({sizes[1] / sizes[0]:.2f}x the input)")
     print(f"  psnmf unmix (all defaults)   {_fmt(ours)}")
     print(f"  HyperSpy PCA + NMF (k={K})     {_fmt(anchor)}")
     if ours.ok and anchor is not None and anchor.ok:
@@ -226,7 +236,7 @@ def print_row(name: str, nnz: int, ours: Run, anchor: Run | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="128,256,512,sparse",
-                   help="comma-separated among 128, 256, 512, sparse")
+                   help="comma-separated among 128, 180, 256, 512, sparse, 1024")
     p.add_argument("--no-anchor", action="store_true", help="skip HyperSpy's workflow")
     p.add_argument("--memory-limit", type=float, default=None,
                    help="address-space limit of each child in GB (default 90%% of available)")
@@ -252,11 +262,15 @@ def main(argv: list[str] | None = None) -> int:
             case = CASES[key]
             path, nnz = make_input(case, folder)
             ours = run_psnmf(path, folder, limit, args.timeout)
+            results = folder / (path.stem + "_psnmf")
+            sizes = (folder_bytes(path), folder_bytes(results))
             anchor = None if args.no_anchor else run_anchor(path, limit, args.timeout)
-            print_row(case[0], nnz, ours, anchor)
+            print_row(case[0], nnz, ours, anchor, sizes)
             rows.append({"case": case[0], "nnz": nnz, "psnmf": asdict(ours),
-                         "hyperspy": None if anchor is None else asdict(anchor)})
+                         "hyperspy": None if anchor is None else asdict(anchor),
+                         "input_bytes": sizes[0], "results_bytes": sizes[1]})
             shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(results, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
