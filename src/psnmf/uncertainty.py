@@ -116,6 +116,11 @@ from psnmf.engine.pure_pixels import replay_vertex_correction
 from psnmf.engine.two_stage import binned_kwargs, fit_binned
 from psnmf.metrics import match_components
 
+#: Most bootstrap replicates fitted at once (:func:`bootstrap`): each holds its own counts
+#: and NMF buffers, so more would raise the run's peak memory (which the memory estimate of
+#: :mod:`psnmf.pipeline.memory` was fitted with) for little gain on few cores.
+BOOT_THREADS = 2
+
 __all__ = [
     "BootstrapResult",
     "bootstrap",
@@ -599,7 +604,7 @@ def bootstrap(
 
     def replicate(rep_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         """One replicate's spectra and debiased spectra, matched to ``S``."""
-        Xr = sp.csr_matrix(rep_rng.poisson(mean).astype(np.float64))
+        Xr = _poisson_csr(rep_rng, mean)
         fit = fit_binned(Xr, k, random_state=int(rep_rng.integers(2**31 - 1)),
                          solve_maps=False, start=start, **options)
         order = match_components(fit.spectra, S)
@@ -613,7 +618,7 @@ def bootstrap(
     # (kernels.map_threads) and the result does not depend on the number of cores; they
     # are taken in order, and the stopping rule discards any drawn after it stops
     rep_rngs = rng.spawn(n_boot)
-    batch = kernels.available_cores()
+    batch = min(kernels.available_cores(), BOOT_THREADS)
     drawn = 0
     stop = False
     for first in range(0, n_boot, batch):
@@ -644,6 +649,14 @@ def bootstrap(
         if quantify_rep is not None:
             out.debiased_compositions = quantify_rep(out.debiased)
     return out
+
+
+def _poisson_csr(rng: np.random.Generator, mean: np.ndarray, rows: int = 256) -> sp.csr_matrix:
+    """Poisson counts of means ``mean`` as CSR, drawn in bands of ``rows`` rows (the same
+    values as one draw of the whole array: the generator is consumed in the same order),
+    so that no dense integer and float copy of the whole array is held."""
+    return sp.vstack([sp.csr_matrix(rng.poisson(mean[i:i + rows]).astype(np.float64))
+                      for i in range(0, mean.shape[0], rows)], format="csr")
 
 
 #: At.% below which the Monte Carlo error of an interval edge does not matter: a tenth of
