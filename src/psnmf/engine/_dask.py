@@ -41,6 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from psnmf._validation import check_counts_matrix
+from psnmf.engine import _kernels as kernels
 from psnmf.engine.binning import bin_cube, binned_shape
 from psnmf.engine.poisson_nmf import NMFResult, poisson_nmf
 from psnmf.engine.two_stage import stage2_start
@@ -120,8 +121,11 @@ def _solve_band(
     yy = (np.arange(r0, r0 + rows) // b)[:, None]
     xx = (np.arange(nx) // b)[None, :]
     A0 = stage2_start(binned_maps[yy, xx].reshape(-1, k))
-    res = poisson_nmf(X, k, A_init=A0, S_init=S, update_S=False, max_iter=max_iter, tol=tol,
-                      check_input=False)
+    # Dask runs bands side by side on its own threads: each band's kernels run serially
+    # (they release the GIL; Numba's thread pool must not be entered from several threads)
+    with kernels.serial_kernels():
+        res = poisson_nmf(X, k, A_init=A0, S_init=S, update_S=False, max_iter=max_iter,
+                          tol=tol, check_input=False)
     out = np.empty((rows * nx, k + 4))
     out[:, :k] = res.A
     out[:, k] = res.scale
