@@ -137,3 +137,32 @@ def test_a_timed_thread_choice_gives_the_same_numbers_as_one_thread(small, monke
     assert ws.threads is not None and ws.threads.fixed is None
     assert [len(t) for t in ws.threads._times] == [kernels.ThreadChoice.PROBES] * 2
     assert ws.threads.choice in (0, 1)
+
+
+def test_fits_side_by_side_equal_the_loop_in_order():
+    """map_threads: the same NMF fits as a plain loop (bit for bit), in the items' order,
+    each call with the serial kernels; an error of a call surfaces."""
+    from psnmf.engine.poisson_nmf import poisson_nmf
+
+    rng = np.random.default_rng(3)
+    mats = [sp.csr_matrix(rng.poisson(rng.random((60, 40)) * 3.0).astype(float))
+            for _ in range(5)]
+
+    def fit(X):
+        res = poisson_nmf(X, 3, max_iter=40, random_state=0)
+        return res.A, res.S, kernels._serial_here()
+
+    loop = [fit(X) for X in mats]
+    side = kernels.map_threads(fit, mats, workers=2)
+    assert [s[2] for s in side] == [True] * 5 and not kernels._serial_here()
+    for (A1, S1, _), (A2, S2, _) in zip(loop, side, strict=True):
+        assert np.array_equal(A1, A2) and np.array_equal(S1, S2)
+
+    def fail(i):
+        if i == 3:
+            raise ValueError("fold 3 cannot be fitted")
+        return i
+
+    with pytest.raises(ValueError, match="fold 3"):
+        kernels.map_threads(fail, range(5), workers=2)
+    assert kernels.map_threads(fail, [0, 1, 2], workers=1) == [0, 1, 2]

@@ -38,8 +38,9 @@ Independent fits side by side: :func:`map_threads` runs independent tasks (the f
 cross-validation, the replicates of a bootstrap) on several Python threads at once, each
 with the serial compilation of every kernel. The kernels release the GIL (``nogil``), so
 the threads run on separate cores; a fit of a few hundred thousand non-zeros gains little
-from Numba's threads within one pass (each pass waits for its threads to be scheduled), but
-two such fits side by side take about half the time of one after the other.
+from Numba's threads within one pass (each pass waits for its threads to be scheduled),
+while two such fits side by side share no waits (the k search of a 180 x 180 map, 15 fits
+of 300,000 non-zeros: 8.0 s with parallel passes, 5.7 s two at a time, 2 cores).
 """
 
 from __future__ import annotations
@@ -214,8 +215,9 @@ def map_threads(func: Callable[[T], R], items: Iterable[T], workers: int | None 
     side by side on separate cores (they release the GIL). The results come back in the
     order of ``items`` and equal those of the plain loop, provided each call depends on its
     item only (no shared random generator, no shared buffers). ``workers`` defaults to the
-    available cores; with one worker or one item the loop runs in this thread (still with
-    the serial kernels). An exception of any call is raised once every started call ended.
+    available cores; with one worker or one item the loop runs in this thread as it is
+    (its kernels free to use every core). An exception of any call is raised once every
+    started call ended.
     """
     items = list(items)
     n = min(len(items), available_cores() if workers is None else max(1, int(workers)))
@@ -225,7 +227,7 @@ def map_threads(func: Callable[[T], R], items: Iterable[T], workers: int | None 
             return func(item)
 
     if n <= 1:
-        return [call(item) for item in items]
+        return [func(item) for item in items]
     # BLAS on one thread while the calls share the cores: n threads each waking a BLAS
     # pool of its own oversubscribe them (a small LU then waited tens of ms for its threads)
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(

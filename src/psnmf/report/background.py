@@ -63,10 +63,11 @@ class PendingFigures:
     def result(self) -> dict[str, Path]:
         """``{key: path}`` of every figure drawn (None-returning jobs left out), once all
         are written; a figure a child did not deliver is drawn here."""
-        for pid, fd in self.children:
+        while self.children:
+            pid, fd = self.children[0]
             self.done.update(_read(fd))
+            self.children.pop(0)
             os.waitpid(pid, 0)
-        self.children = []
         for job in self.jobs:
             if job.key not in self.done:
                 self.done[job.key] = job.draw()
@@ -76,10 +77,12 @@ class PendingFigures:
         """Stop the children still drawing and reap them (a run that failed does not wait
         for its figures); nothing once :meth:`result` was taken."""
         for pid, fd in self.children:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # already ended, or its pipe already read
                 os.kill(pid, signal.SIGKILL)
-            os.close(fd)
-            os.waitpid(pid, 0)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         self.children = []
 
 
