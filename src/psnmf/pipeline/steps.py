@@ -581,11 +581,10 @@ def output_names(*, write_denoised: bool = True) -> set[str]:
     """Every file name :func:`psnmf.pipeline.unmix` may write into its output folder (the
     dense cubes only with ``write_denoised``)."""
     from psnmf.report import FIGURES
-    from psnmf.report.composition_maps import COMPOSITION_FIGURE
 
     dense = DENSE_FILES.values() if write_denoised else ()
     return {*FACTOR_FILES.values(), *COMPOSITION_FILES.values(), *dense,
-            *(name for _, name, _ in FIGURES), COMPOSITION_FIGURE[1],
+            *(name for _, name, _ in FIGURES),
             "summary.json", "report.html", "composition.csv", "config.toml"}
 
 
@@ -669,17 +668,8 @@ def start_figures(result: UnmixResult, out: Path) -> PendingFigures:
     chosen) in forked processes (:func:`psnmf.report.draw_in_background`); the caller
     builds the rest of the report meanwhile and takes the paths from ``.result()``."""
     from psnmf import report
-    from psnmf.report.composition_maps import (
-        COMPOSITION_FIGURE,
-        save_composition_maps_figure,
-    )
 
     jobs = report.figure_jobs(result, out)
-    cm = result.composition_maps
-    if cm is not None:
-        key, name, _ = COMPOSITION_FIGURE
-        jobs.append(report.FigureJob(key, lambda: save_composition_maps_figure(
-            result, out / name), cost=0.5 * len(cm.elements)))
     if result.selection is not None:
         selection = result.selection
         jobs.append(report.FigureJob("sweep_figure", lambda: report.save_sweep_figure(

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from psnmf import io
-from psnmf.report.composition_maps import COMPOSITION_FIGURE
 from psnmf.report.figures import FIGURES
 from psnmf.residuals import ALPHA, SCALES
 
@@ -195,8 +194,7 @@ def context(result: UnmixResult, figure_paths: dict[str, Path],
         "k": s.parameters.n_components,
         "b": s.parameters.bin_factor,
         "figures": {key: _figure(figure_paths[key], caption, fname)
-                    for key, fname, caption in (*FIGURES, COMPOSITION_FIGURE)
-                    if key in figure_paths},
+                    for key, fname, caption in FIGURES if key in figure_paths},
         "priors": _priors(result),
         "residuals": _residuals(result),
         "composition": _composition(s.composition),
