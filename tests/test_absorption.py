@@ -220,6 +220,82 @@ def test_thickness_fifty_percent_off_and_its_uncertainty(mantle_truth):
     assert 1.0 < worst < 3.5
 
 
+@pytest.mark.parametrize("database", ["xraylib", "exspy"])
+def test_array_factors_are_those_of_each_film_alone(database):
+    """The factors of n films at once equal each film's own: for xraylib, the model's
+    family factor (an independent dict implementation); for exspy, exspy's mixture
+    coefficient at the principal line; and the one-film dict front end gives the rows."""
+    from psnmf.quantify.absorption import absorption_factors, absorption_tables
+
+    rng = np.random.default_rng(3)
+    els = ["O", "Mg", "Al", "Si", "Fe"]
+    film = EDXModel(takeoff_angle=25.0)
+    fams = {el: film.quant_family(el) for el in els}
+    comps = rng.dirichlet(np.ones(len(els)), size=6) * 100.0
+    rt = rng.uniform(0.0, 1e-3, size=6)                  # kg/m^2, up to ~250 nm of 4 g/cm^3
+    rt[0] = 0.0
+    tables = absorption_tables(film, fams, els, database=database)
+    a = tables.factors(comps, rt)
+    assert a.shape == (6, len(els)) and np.all(a[0] == 1.0) and np.all(a[1:] < 1.0)
+    for i in range(6):
+        comp = dict(zip(els, comps[i], strict=True))
+        one = absorption_factors(comp, rt[i], film, fams, database=database)
+        np.testing.assert_allclose([one[el] for el in els], a[i], rtol=1e-13)
+        if database == "xraylib" and rt[i] > 0:
+            ref = [film.family_absorption(el, fams[el], comp, rt[i] * 0.1) for el in els]
+        elif rt[i] > 0:
+            from exspy.material import elements as db
+            from exspy.material import mass_absorption_mixture
+
+            mass = np.array([c * db[el]["General_properties"]["atomic_weight"]
+                             for el, c in comp.items()])
+            mac = mass_absorption_mixture(list(100 * mass / mass.sum()), els,
+                                          [film.line_label(el, fams[el]) for el in els])
+            chi = np.asarray(mac) * rt[i] * 0.1 / math.sin(math.radians(25.0))
+            ref = (1 - np.exp(-chi)) / chi
+        else:
+            ref = np.ones(len(els))
+        np.testing.assert_allclose(a[i], ref, rtol=1e-12)
+
+
+def test_the_loop_on_many_films_stops_each_as_it_would_alone():
+    """iterate_absorption over n rows gives each row the composition, factors and
+    iteration count of the one-row loop (the path of quantify)."""
+    from psnmf.quantify.absorption import absorption_tables, iterate_absorption, iterate_one
+    from psnmf.quantify.methods import cliff_lorimer
+
+    rng = np.random.default_rng(5)
+    els = ["O", "Mg", "Si", "Fe"]
+    film = EDXModel(thickness=150.0, density=4.0)
+    tables = absorption_tables(film, {el: film.quant_family(el) for el in els})
+    k = np.array([film.k_factors(els)[el] for el in els])
+    x = rng.uniform(0.05, 1.0, size=(5, len(els)))
+    x[0] = [1e-4, 1e-4, 1e-4, 1.0]                        # Fe: next to no absorption
+
+    def step(rows, a):
+        y = x * k if rows is None else x[rows] * k / a
+        comp = 100 * y / y.sum(axis=1, keepdims=True)
+        return comp, tables.mass_thickness(comp, 4.0, 150.0)
+
+    comp, factors, rt, n = iterate_absorption(step, tables, 1e-9, 100)
+    assert len(set(n.tolist())) > 1                       # rows stop at different counts
+    for i in range(5):
+        intens = dict(zip(els, x[i], strict=True))
+        kf = dict(zip(els, k, strict=True))
+
+        def one(a, intens=intens, kf=kf):
+            c, _ = cliff_lorimer(intens, kf, None, a)
+            return c, float(tables.mass_thickness(tables.row(c), 4.0, 150.0)[0])
+
+        c1, a1, rt1, n1 = iterate_one(one, tables, 1e-9, 100)
+        assert n1 == n[i]
+        np.testing.assert_allclose([c1[el] for el in els], comp[i], rtol=1e-12)
+        np.testing.assert_allclose([a1[el] for el in els], factors[i], rtol=1e-12)
+        assert rt1 == pytest.approx(rt[i], rel=1e-12)
+    with pytest.raises(RuntimeError, match="did not converge in 2 iterations for 5 of 5"):
+        iterate_absorption(step, tables, 1e-12, 2)
+
+
 def test_zeta_factors_give_composition_and_mass_thickness():
     """Absolute counts of a 100 nm film: the zeta method (with absorption) returns the
     composition and the mass thickness; the cross-section method the number of atoms."""

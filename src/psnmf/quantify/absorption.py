@@ -1,11 +1,19 @@
 """Thin-film self-absorption: absorption factors of line families and the fixed point
-of composition and absorption (exspy's loop)."""
+of composition and absorption (exspy's loop), on arrays of compositions.
+
+One implementation serves one spectrum (:func:`psnmf.quantify.quantify`, a composition is
+a 1-row array) and every pixel of a map at once (:func:`psnmf.quantify.composition_maps`):
+the attenuation coefficients of every absorber at every line of the corrected families
+are tabulated once (:func:`absorption_tables`), after which the factors of ``n`` films
+are two matrix products (:meth:`AbsorptionTables.factors`) and the loop
+(:func:`iterate_absorption`) iterates all rows together, each stopping on its own change.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,9 +23,16 @@ from psnmf.physics import (
     absorption_factor,
     atomic_weight,
     estimate_density,
+    mass_attenuation,
 )
 
+#: The public name; the tables and the loop serve quantify and composition_maps.
 __all__ = ["absorption_factors"]
+
+#: ``step(rows, factors)``: compositions (m, absorbers) and mass thicknesses (m,) of the
+#: rows ``rows`` corrected with absorption factors ``factors`` (m, emitters); called first
+#: as ``step(None, None)``: every row, uncorrected.
+Step = Callable[[np.ndarray | None, np.ndarray | None], tuple[np.ndarray, np.ndarray]]
 
 
 def exspy_tables() -> Any:
@@ -27,30 +42,145 @@ def exspy_tables() -> Any:
     return material
 
 
-def _weights_of(composition: dict[str, float], database: str) -> dict[str, float]:
-    """Atomic % -> mass fractions with the atomic weights of ``database``."""
-    if database == "exspy":
-        db = exspy_tables().elements
-        m = {el: float(db[el]["General_properties"]["atomic_weight"]) for el in composition}
+@dataclass(frozen=True)
+class AbsorptionTables:
+    """What the absorption correction needs of a set of elements, as arrays.
+
+    Attributes
+    ----------
+    absorbers : tuple of str
+        The elements of the film: the columns of a composition array.
+    emitters : tuple of str
+        The elements whose line family is corrected: the columns of the factors.
+    line_owner : ndarray (L,)
+        Index (into ``emitters``) of the element each line belongs to.
+    line_weight : ndarray (L,)
+        Weight of each line in its family's factor (its detected thin-film intensity).
+    mu : ndarray (absorbers, L)
+        Mass attenuation coefficient (cm^2/g) of each absorber at each line.
+    atomic_weights : ndarray (absorbers,)
+        g/mol: atomic % -> mass fractions.
+    element_density : ndarray (absorbers,)
+        g/cm^3 of each pure element: the density estimate of a film without one.
+    sin_takeoff : float
+        Sine of the take-off angle.
+    """
+
+    absorbers: tuple[str, ...]
+    emitters: tuple[str, ...]
+    line_owner: np.ndarray
+    line_weight: np.ndarray
+    mu: np.ndarray
+    atomic_weights: np.ndarray
+    element_density: np.ndarray
+    sin_takeoff: float
+
+    def row(self, composition: dict[str, float]) -> np.ndarray:
+        """A composition dict as a (1, absorbers) array (0 for an absent absorber)."""
+        return np.array([[float(composition.get(el, 0.0)) for el in self.absorbers]])
+
+    def mass_fractions(self, compositions: np.ndarray) -> np.ndarray:
+        """Mass fractions (n, absorbers) of compositions (n, absorbers) in atomic %."""
+        mass = compositions * self.atomic_weights
+        return mass / mass.sum(axis=1, keepdims=True)
+
+    def density(self, compositions: np.ndarray, given: float | None = None) -> np.ndarray:
+        """Film density (n,) in g/cm^3: ``given`` for every row, else the mass-weighted
+        element densities of each row (:func:`psnmf.physics.estimate_density`, or
+        exspy's element densities with ``database="exspy"``)."""
+        if given is not None:
+            return np.full(compositions.shape[0], float(given))
+        return self.mass_fractions(compositions) @ self.element_density
+
+    def mass_thickness(self, compositions: np.ndarray, density: float | None,
+                       thickness_nm: float) -> np.ndarray:
+        """``rho t`` (n,) in kg/m^2 of films of the given compositions and thickness."""
+        return self.density(compositions, density) * thickness_nm * 1e-6
+
+    def factors(self, compositions: np.ndarray, mass_thickness: np.ndarray) -> np.ndarray:
+        """Absorption factors (n, emitters) of films of compositions (n, absorbers, at.%)
+        and mass thicknesses (n,, kg/m^2).
+
+        ``A = (1 - exp(-chi)) / chi``, ``chi = (mu/rho) rho t / sin(take-off)`` with
+        ``mu/rho`` the mass-fraction mean of the absorbers' coefficients; a family's
+        factor is the weighted mean over its lines (1 for a family without lines).
+        """
+        rt = np.asarray(mass_thickness, dtype=np.float64).reshape(-1)
+        chi = (self.mass_fractions(compositions) @ self.mu) * (rt * 0.1 / self.sin_takeoff)[:, None]
+        a = np.asarray(absorption_factor(chi))      # kg/m^2 -> g/cm^2 above
+        member = np.zeros((self.line_owner.size, len(self.emitters)))
+        member[np.arange(self.line_owner.size), self.line_owner] = self.line_weight
+        total = member.sum(axis=0)
+        out = (a @ member) / np.where(total > 0, total, 1.0)
+        out[:, total == 0] = 1.0
+        return out
+
+
+def absorption_tables(
+    model: EDXModel,
+    families: dict[str, str],
+    absorbers: Sequence[str] | None = None,
+    takeoff_angle: float | None = None,
+    database: str = "xraylib",
+) -> AbsorptionTables:
+    """Tabulate the absorption data of the families ``families`` in films of ``absorbers``.
+
+    Parameters
+    ----------
+    model : EDXModel
+        Its lines and detector efficiency weight the lines of a family.
+    families : dict
+        Element -> family whose intensity is corrected (the emitters).
+    absorbers : sequence of str, optional
+        Elements of the film (default: the emitters).
+    takeoff_angle : float, optional
+        Degrees (default the model's).
+    database : {"xraylib", "exspy"}
+        ``"xraylib"`` (default): xraylib attenuation coefficients and element densities,
+        the factor averaged over all lines of the family weighted by their detected
+        thin-film intensity (the inverse of the simulator's absorption). ``"exspy"``:
+        exspy's choice, FFAST coefficients (``exspy.material``) at the energy of the
+        family's principal line (``"Fe_Ka"``), exspy's atomic weights and element densities.
+
+    Returns
+    -------
+    AbsorptionTables
+    """
+    if database not in ("xraylib", "exspy"):
+        raise ValueError(f"database must be 'xraylib' or 'exspy', got {database!r}")
+    toa = model.takeoff_angle if takeoff_angle is None else float(takeoff_angle)
+    if not (0 < toa <= 90):
+        raise ValueError(f"takeoff_angle must be in (0, 90] degrees, got {takeoff_angle!r}")
+    absorbers = tuple(families if absorbers is None else absorbers)
+    emitters = tuple(families)
+    if database == "xraylib":
+        owner, weight, energies = [], [], []
+        for e, el in enumerate(emitters):
+            lines = model.lines(el, families[el])
+            en = np.array([ln.energy for ln in lines])
+            owner += [e] * len(lines)
+            weight += list(np.array([ln.cross_section for ln in lines]) * model.efficiency(en))
+            energies += list(en)
+        en_all = np.array(energies)
+        mu = np.array([np.atleast_1d(mass_attenuation({el: 100.0}, en_all)) for el in absorbers])
+        aw = [atomic_weight(el) for el in absorbers]
+        rho = [estimate_density({el: 100.0}) for el in absorbers]
     else:
-        m = {el: atomic_weight(el) for el in composition}
-    mass = {el: c * m[el] for el, c in composition.items()}
-    total = sum(mass.values())
-    return {el: v / total for el, v in mass.items()}
-
-
-def film_density(composition: dict[str, float], density: float | None, database: str) -> float:
-    """The density (g/cm^3) of the film: the one given, else an estimate from the
-    composition (exspy's mass-weighted element densities with ``database="exspy"``)."""
-    if density is not None:
-        return float(density)
-    if database == "exspy":
-        db = exspy_tables().elements
-        w = _weights_of(composition, database)
-        return float(
-            sum(v * db[el]["Physical_properties"]["density (g/cm^3)"] for el, v in w.items())
-        )
-    return estimate_density(composition)
+        material = exspy_tables()
+        labels = [model.line_label(el, families[el]) for el in emitters]
+        owner, weight = list(range(len(emitters))), [1.0] * len(emitters)
+        mu = np.array([material.mass_absorption_coefficient(el, list(labels))
+                       for el in absorbers])
+        db = material.elements
+        aw = [float(db[el]["General_properties"]["atomic_weight"]) for el in absorbers]
+        rho = [float(db[el]["Physical_properties"]["density (g/cm^3)"]) for el in absorbers]
+    return AbsorptionTables(
+        absorbers=absorbers, emitters=emitters, line_owner=np.array(owner, dtype=np.int64),
+        line_weight=np.array(weight, dtype=np.float64),
+        mu=np.asarray(mu, dtype=np.float64).reshape(len(absorbers), len(owner)),
+        atomic_weights=np.array(aw), element_density=np.array(rho),
+        sin_takeoff=math.sin(math.radians(toa)),
+    )
 
 
 def absorption_factors(
@@ -61,10 +191,10 @@ def absorption_factors(
     takeoff_angle: float | None = None,
     database: str = "xraylib",
 ) -> dict[str, float]:
-    """Thin-film absorption factor of each element's quantification family.
+    """Thin-film absorption factor of each element's quantification family, in one film.
 
-    ``A = (1 - exp(-chi)) / chi``, ``chi = (mu/rho) rho t / sin(take-off)``, in a film
-    of the given composition.
+    ``A = (1 - exp(-chi)) / chi``, ``chi = (mu/rho) rho t / sin(take-off)``; the
+    one-row case of :meth:`AbsorptionTables.factors`.
 
     Parameters
     ----------
@@ -79,72 +209,101 @@ def absorption_factors(
     takeoff_angle : float, optional
         Degrees (default the model's).
     database : {"xraylib", "exspy"}
-        ``"xraylib"`` (default): xraylib attenuation coefficients, the factor averaged
-        over all lines of the family weighted by their detected thin-film intensity
-        (the inverse of the simulator's absorption). ``"exspy"``: exspy's choice, FFAST
-        coefficients (``exspy.material.mass_absorption_mixture``) at the energy of the
-        family's principal line (``"Fe_Ka"``) and exspy's atomic weights.
+        Attenuation data (see :func:`absorption_tables`).
 
     Returns
     -------
     dict
         Element -> A (1 for ``mass_thickness = 0``).
     """
-    if database not in ("xraylib", "exspy"):
-        raise ValueError(f"database must be 'xraylib' or 'exspy', got {database!r}")
     rt = float(mass_thickness)
     if not (math.isfinite(rt) and rt >= 0):
         raise ValueError(f"mass_thickness must be finite and >= 0 kg/m^2, got {mass_thickness!r}")
-    toa = model.takeoff_angle if takeoff_angle is None else float(takeoff_angle)
-    if not (0 < toa <= 90):
-        raise ValueError(f"takeoff_angle must be in (0, 90] degrees, got {takeoff_angle!r}")
-    if rt == 0:
-        return {el: 1.0 for el in families}
-    rt_cgs = rt * 0.1  # kg/m^2 -> g/cm^2
-    if database == "xraylib":
-        geo = replace(model, takeoff_angle=toa) if toa != model.takeoff_angle else model
-        return {
-            el: geo.family_absorption(el, fam, composition, rt_cgs)
-            for el, fam in families.items()
-        }
-    material = exspy_tables()
-    w = _weights_of(composition, "exspy")
-    absorbers = list(w)
-    labels = [model.line_label(el, fam) for el, fam in families.items()]
-    mac = np.atleast_1d(
-        material.mass_absorption_mixture(
-            weight_percent=[100.0 * w[el] for el in absorbers], elements=absorbers,
-            energies=labels,
-        )
-    )
-    chi = mac * rt_cgs / math.sin(math.radians(toa))
-    a = np.atleast_1d(absorption_factor(chi))
-    return {el: float(v) for el, v in zip(families, a, strict=True)}
+    tables = absorption_tables(model, families, list(composition), takeoff_angle, database)
+    a = tables.factors(tables.row(composition), np.array([rt]))[0]
+    return {el: float(v) for el, v in zip(tables.emitters, a, strict=True)}
 
 
 def iterate_absorption(
+    step: Step,
+    tables: AbsorptionTables,
+    tol: float,
+    max_iter: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed point of composition <-> absorption of every row (exspy's loop, to ``tol`` at.%).
+
+    Each iteration computes the absorption factors of the current compositions and mass
+    thicknesses and recomputes the rows still moving; a row stops once its largest
+    change is below ``tol``, so a row converges as it would alone.
+
+    Parameters
+    ----------
+    step : callable
+        ``step(rows, factors)`` -> compositions (m, absorbers) in at.% and mass
+        thicknesses (m,) in kg/m^2 of the rows ``rows`` with absorption factors
+        ``factors`` (m, emitters); ``step(None, None)`` gives every row uncorrected.
+    tables : AbsorptionTables
+        The factors of a composition (:func:`absorption_tables`).
+    tol : float
+        Largest change (at.%) of a converged row.
+    max_iter : int
+        Iterations before giving up.
+
+    Returns
+    -------
+    compositions, factors, mass_thickness, iterations
+        (n, absorbers), (n, emitters), (n,) and the iterations of each row (n,).
+
+    Raises
+    ------
+    RuntimeError
+        When a row has not converged in ``max_iter`` iterations (a film too thick for
+        the thin-film correction).
+    """
+    comp, rho_t = (np.array(v, dtype=np.float64) for v in step(None, None))
+    n = comp.shape[0]
+    factors = np.ones((n, len(tables.emitters)))
+    iterations = np.zeros(n, dtype=np.int64)
+    active = np.ones(n, dtype=bool)
+    change = math.inf
+    for it in range(1, max_iter + 1):
+        rows = np.flatnonzero(active)
+        if rows.size == 0:
+            break
+        factors[rows] = tables.factors(comp[rows], rho_t[rows])
+        new, rho_t[rows] = step(rows, factors[rows])
+        delta = np.abs(new - comp[rows]).max(axis=1)
+        comp[rows] = new
+        iterations[rows] = it
+        active[rows[delta < tol]] = False
+        change = float(delta.max())
+    if active.any():
+        where = "" if n == 1 else f" for {int(active.sum())} of {n} compositions"
+        raise RuntimeError(
+            f"absorption correction did not converge in {max_iter} iterations{where} (last "
+            f"change {change:.3g} at.%): the film is too thick for the thin-film correction; "
+            "check the thickness (nm) and density (g/cm^3), or raise max_absorption_iter")
+    return comp, factors, rho_t, iterations
+
+
+def iterate_one(
     step: Callable[[dict[str, float] | None], tuple[dict[str, float], float]],
-    absorption_of: Callable[[dict[str, float], float], dict[str, float]],
+    tables: AbsorptionTables,
     tol: float,
     max_iter: int,
 ) -> tuple[dict[str, float], dict[str, float], float, int]:
-    """Fixed point of composition <-> absorption (exspy's loop, to ``tol`` at.%).
+    """:func:`iterate_absorption` of one film whose ``step`` works on dicts.
 
-    ``step(A)`` returns the composition (at.%) and mass thickness (kg/m^2) for
-    absorption factors ``A`` (None: no absorption); ``absorption_of(comp, rho_t)``
-    returns the factors for a composition.
+    ``step(A)`` returns the composition (absorber -> at.%) and mass thickness (kg/m^2)
+    for absorption factors ``A`` (emitter -> factor; None: no absorption). Returns the
+    composition, factors, mass thickness and iterations.
     """
-    comp, rho_t = step(None)
-    factors = {el: 1.0 for el in comp}
-    for n in range(1, max_iter + 1):
-        factors = absorption_of(comp, rho_t)
-        new, rho_t = step(factors)
-        change = max(abs(new[el] - comp[el]) for el in comp)
-        comp = new
-        if change < tol:
-            return comp, factors, rho_t, n
-    raise RuntimeError(
-        f"absorption correction did not converge in {max_iter} iterations (last change "
-        f"{change:.3g} at.%): the film is too thick for the thin-film correction; check "
-        "the thickness (nm) and density (g/cm^3), or raise max_iter"
-    )
+    def rows_step(rows: np.ndarray | None, a: np.ndarray | None) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
+        comp, rt = step(None if a is None else dict(zip(tables.emitters, a[0], strict=True)))
+        return tables.row(comp), np.array([rt])
+
+    comp, a, rt, n = iterate_absorption(rows_step, tables, tol, max_iter)
+    return ({el: float(v) for el, v in zip(tables.absorbers, comp[0], strict=True)},
+            {el: float(v) for el, v in zip(tables.emitters, a[0], strict=True)},
+            float(rt[0]), int(n[0]))

@@ -3,6 +3,7 @@ budget, detection limits, exclusions and overlaps (:func:`quantify`)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -17,10 +18,11 @@ from psnmf.physics import (
 )
 from psnmf.quantify._common import GASEOUS, positive_or_none
 from psnmf.quantify.absorption import (
+    AbsorptionTables,
     absorption_factors,
+    absorption_tables,
     exspy_tables,
-    film_density,
-    iterate_absorption,
+    iterate_one,
 )
 from psnmf.quantify.kfactors import KFactors, k_factor_spread, read_k_factors, theoretical_k_sd
 from psnmf.quantify.linefit import LineFit, fit_lines
@@ -213,8 +215,10 @@ def quantify(
         db = exspy_tables().elements
         aw = {el: float(db[el]["General_properties"]["atomic_weight"]) for el in fit.elements}
 
-    def absorption_of(comp: dict[str, float], rho_t: float) -> dict[str, float]:
-        return absorption_factors(comp, rho_t, model_used, fams_incl, toa, database)
+    @functools.cache
+    def tables() -> AbsorptionTables:
+        # tabulated once, when a correction needs it
+        return absorption_tables(model_used, fams_incl, incl, toa, database)
 
     rho: float | None = None
     t_used: float | None = None
@@ -259,14 +263,14 @@ def quantify(
 
             def step(a: dict[str, float] | None) -> tuple[dict[str, float], float]:
                 comp, _ = cliff_lorimer(intens, kf, None, a)
-                return comp, film_density(comp, rho_given, database) * t_nm * 1e-6
+                return comp, float(tables().mass_thickness(tables().row(comp), rho_given, t_nm)[0])
 
-            return iterate_absorption(step, absorption_of, tol, max_absorption_iter)
+            return iterate_one(step, tables(), tol, max_absorption_iter)
 
         comp0, a_used, rho_t, n_abs = solve(t_used)
         comp, unc = cliff_lorimer(intens, kf, cov, a_used)
         if a_used is not None:
-            rho = film_density(comp, rho_given, database)
+            rho = float(tables().density(tables().row(comp), rho_given)[0])
             if rho_given is None and set(comp) & GASEOUS:
                 warnings.warn(
                     "absorption correction without a density: it is estimated from the "
@@ -324,9 +328,7 @@ def quantify(
                 return comp, mass / (float(probe_area) * 1e-18)
 
         if correct:
-            _, a_used, mass_thickness, n_abs = iterate_absorption(
-                step, absorption_of, tol, max_absorption_iter
-            )
+            _, a_used, mass_thickness, n_abs = iterate_one(step, tables(), tol, max_absorption_iter)
         else:
             a_used, n_abs = None, 0
             mass_thickness = step(None)[1]

@@ -54,21 +54,15 @@ are not mapped.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from psnmf.physics import (
-    EDXModel,
-    absorption_factor,
-    atomic_weight,
-    estimate_density,
-    mass_attenuation,
-)
+from psnmf.physics import EDXModel
 from psnmf.quantify._common import positive_or_none
+from psnmf.quantify.absorption import AbsorptionTables, absorption_tables, iterate_absorption
 from psnmf.quantify.linefit import fit_lines
 from psnmf.quantify.result import Quantification
 
@@ -158,13 +152,7 @@ class _Setup:
     density: float | None             # g/cm^3 given; None: estimated per pixel
     tol: float
     max_iter: int
-    # absorption: lines of every mapped element's family and the absorbers' coefficients
-    line_owner: np.ndarray | None = None    # (L,) index of the element of each line
-    line_weight: np.ndarray | None = None   # (L,) detected thin-film weight of each line
-    mu: np.ndarray | None = None            # (E, L) mass attenuation of element j at line l
-    weights: np.ndarray | None = None       # (E,) atomic weights
-    rho_el: np.ndarray | None = None        # (E,) element densities (density estimate)
-    sin_toa: float = 1.0
+    tables: AbsorptionTables | None = None  # absorption data of the mapped elements
 
 
 def composition_maps(
@@ -366,24 +354,10 @@ def _setup(qs: list[Quantification], density: float | None, takeoff_angle: float
         elif rho is None and model.phase_densities:
             rho = float(np.mean(list(dict(model.phase_densities).values())))
         toa = positive_or_none("takeoff_angle", takeoff_angle, "give degrees, e.g. 35")
-        toa = model.takeoff_angle if toa is None else toa
-        owner, weight, energies = [], [], []
-        for e, el in enumerate(elements):
-            lines = model.lines(el, families[el])
-            en = np.array([ln.energy for ln in lines])
-            w = np.array([ln.cross_section for ln in lines]) * model.efficiency(en)
-            owner += [e] * len(lines)
-            weight += list(w)
-            energies += list(en)
-        energies_arr = np.array(energies)
         setup.density = rho
-        setup.line_owner = np.array(owner, dtype=np.int64)
-        setup.line_weight = np.array(weight)
-        setup.mu = np.stack([np.atleast_1d(mass_attenuation({el: 100.0}, energies_arr))
-                             for el in elements])
-        setup.weights = np.array([atomic_weight(el) for el in elements])
-        setup.rho_el = np.array([estimate_density({el: 100.0}) for el in elements])
-        setup.sin_toa = math.sin(math.radians(toa))
+        # factor columns in the order of the element columns
+        setup.tables = absorption_tables(model, {el: families[el] for el in elements},
+                                         elements, toa)
     return setup, elements
 
 
@@ -430,59 +404,20 @@ def _cl(x: np.ndarray, k: np.ndarray) -> np.ndarray:
         return 100.0 * y / y.sum(axis=1, keepdims=True)
 
 
-def _absorption(c: np.ndarray, rho_t: np.ndarray, s: _Setup) -> np.ndarray:
-    """Absorption factors (P, E) of every element's family in films of compositions
-    ``c`` (P, E, at.%) and mass thicknesses ``rho_t`` (P,, kg/m^2): the detected-weight
-    mean of the family's lines' ``(1 - exp(-chi)) / chi`` (as
-    :meth:`psnmf.physics.EDXModel.family_absorption`)."""
-    mass = c * s.weights
-    wf = mass / mass.sum(axis=1, keepdims=True)            # mass fractions
-    chi = (wf @ s.mu) * (rho_t * 0.1 / s.sin_toa)[:, None]  # (P, L); kg/m^2 -> g/cm^2
-    a = np.asarray(absorption_factor(chi))
-    # each element's family: the detected-weight mean over its lines, one matrix product
-    member = np.zeros((s.line_owner.size, c.shape[1]))
-    member[np.arange(s.line_owner.size), s.line_owner] = s.line_weight
-    return (a @ member) / member.sum(axis=0)
-
-
-def _mass_thickness(c: np.ndarray, s: _Setup, t_nm: float) -> np.ndarray:
-    """``rho t`` (kg/m^2) of films of compositions ``c``: the density given, else the
-    mass-weighted element densities (:func:`psnmf.physics.estimate_density`)."""
-    if s.density is not None:
-        return np.full(c.shape[0], s.density * t_nm * 1e-6)
-    mass = c * s.weights
-    rho = (mass / mass.sum(axis=1, keepdims=True)) @ s.rho_el
-    return rho * t_nm * 1e-6
-
-
 def _solve(x: np.ndarray, s: _Setup, t_nm: float) -> tuple[np.ndarray, np.ndarray]:
     """Compositions (P, E) of intensity rows ``x`` and the absorption factors used
-    (ones without a correction): the fixed point of :func:`iterate_absorption`, each
-    row stopping when its own change is below ``tol``."""
-    comp = _cl(x, s.k)
-    factors = np.ones_like(x)
-    if t_nm <= 0 or s.mu is None:
-        return comp, factors
-    rho_t = _mass_thickness(comp, s, t_nm)
-    active = np.ones(x.shape[0], dtype=bool)
-    change = np.inf
-    for _ in range(s.max_iter):
-        i = np.flatnonzero(active)
-        if i.size == 0:
-            return comp, factors
-        factors[i] = _absorption(comp[i], rho_t[i], s)
-        new = _cl(x[i], s.k / factors[i])
-        rho_t[i] = _mass_thickness(new, s, t_nm)
-        delta = np.abs(new - comp[i]).max(axis=1)
-        comp[i] = new
-        active[i[delta < s.tol]] = False
-        change = float(delta.max())
-    if active.any():
-        raise RuntimeError(
-            f"absorption correction did not converge in {s.max_iter} iterations for "
-            f"{int(active.sum())} pixels (last change {change:.3g} at.%): the film is too "
-            "thick for the thin-film correction; check the thickness (nm) and density "
-            "(g/cm^3), or raise max_absorption_iter")
+    (ones without a correction): the fixed point of :func:`iterate_absorption`, the loop
+    of the component quantification, each row stopping when its own change is below
+    ``tol``."""
+    if t_nm <= 0 or s.tables is None:
+        return _cl(x, s.k), np.ones_like(x)
+    tables = s.tables
+
+    def step(rows: np.ndarray | None, a: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        comp = _cl(x, s.k) if rows is None else _cl(x[rows], s.k / a)
+        return comp, tables.mass_thickness(comp, s.density, t_nm)
+
+    comp, factors, _, _ = iterate_absorption(step, tables, s.tol, s.max_iter)
     return comp, factors
 
 
