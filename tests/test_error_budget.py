@@ -12,12 +12,14 @@ import pytest
 from psnmf import physics
 from psnmf import simulate as sim
 from psnmf.quantify import (
+    DETECTOR_WINDOWS,
     THEORETICAL_K_SD,
     calibrate_k_factors,
     k_factor_spread,
     quantify,
     read_k_factors,
     theoretical_k_sd,
+    window_sd,
 )
 
 MODEL = physics.EDXModel()
@@ -35,16 +37,44 @@ def counts(model, phase, n=2e6, seed=0):
     return np.random.default_rng(seed).poisson(n * spec)
 
 
-def test_theoretical_k_sd_by_family_and_energy():
-    assert theoretical_k_sd("O", "K") == 0.20      # 0.52 keV
-    assert theoretical_k_sd("Mg", "K") == 0.10     # 1.25 keV
-    assert theoretical_k_sd("Fe", "K") == 0.05     # 6.4 keV
-    assert theoretical_k_sd("Fe", "L") == 0.25     # 0.70 keV
-    assert theoretical_k_sd("Nd", "L") == 0.15     # 5.2 keV
-    assert theoretical_k_sd("U", "M") == 0.25
+def test_theoretical_k_sd_is_the_emission_and_the_window_part():
+    """The emission part by family and energy, and the window part: the spread over the
+    detector windows of the efficiency at the line relative to Si K (computed here from
+    the model's efficiencies)."""
+    si = MODEL.main_line("Si", "K").energy
+
+    def window_part(element, family):
+        e = MODEL.main_line(element, family).energy
+        logs = []
+        for w in DETECTOR_WINDOWS:
+            eff = replace(MODEL, window=w).efficiency(np.array([e, si]))
+            logs.append(math.log(eff[0] / eff[1]))
+        return float(np.std(logs, ddof=1))
+
+    assert window_sd(MODEL.main_line("O", "K").energy) == pytest.approx(window_part("O", "K"))
+    assert 0.35 < window_part("O", "K") < 0.5     # O K: 0.92 to 0.31 of Si K's efficiency
+    for el, fam, emission in [("O", "K", 0.15), ("Mg", "K", 0.10), ("Fe", "K", 0.05),
+                              ("Fe", "L", 0.25), ("Nd", "L", 0.15), ("U", "M", 0.25)]:
+        assert theoretical_k_sd(el, fam) == pytest.approx(math.hypot(emission,
+                                                                     window_part(el, fam)))
+    assert window_part("Fe", "K") < 0.02 and window_part("Mg", "K") < 0.05
+    assert 0.4 < theoretical_k_sd("O", "K") < 0.5 < theoretical_k_sd("C", "K")
     assert {fam for fam, _, _ in THEORETICAL_K_SD} == set(physics.FAMILIES)
     with pytest.raises(ValueError, match="family"):
         theoretical_k_sd("Fe", "N")
+
+
+def test_k_factors_for_another_window_are_within_the_stated_sd():
+    """The model's k-factors (100 nm Si3N4) against those of the extreme windows, none and
+    300 nm: every ratio to Si within 2 sd of the stated k-factor sd (O K: 0.8 and 1.6)."""
+    els = ["O", "Na", "Mg", "Al", "Si", "Ca", "Fe"]
+    ours = MODEL.k_factors(els)
+    for window in [(), (("Si3N4", 0.3, 3.44),)]:
+        theirs = replace(MODEL, window=window).k_factors(els)
+        for el in els:
+            fam = MODEL.quant_family(el)
+            err = math.log((theirs[el] / theirs["Si"]) / (ours[el] / ours["Si"]))
+            assert abs(err) <= 2 * theoretical_k_sd(el, fam), (window, el, err)
 
 
 def test_k_factor_spread_agrees_with_the_delta_method_for_small_errors():

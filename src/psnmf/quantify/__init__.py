@@ -71,9 +71,12 @@ to atomic percentages by the delta method (absorption factors held at their
 converged values). They are reported when the spectrum is in counts (integer values)
 or when ``total_counts`` is given (the spectrum is then rescaled to that many counts).
 The k-factors (and zeta factors, cross-sections) add a part of their own: theoretical
-ones carry a stated relative standard deviation by family and line energy
-(:data:`THEORETICAL_K_SD`, from the literature on the accuracy of calculated k-factors:
-20 % for K lines below 1 keV, 10 % for 1-2 keV, 5 % above, 15-25 % for L and M lines), a
+ones carry a stated relative standard deviation (:func:`theoretical_k_sd`): that of the
+emission physics by family and line energy (:data:`THEORETICAL_K_SD`, from the literature
+on the accuracy of calculated k-factors: 15 % for K lines below 1 keV, 10 % for 1-2 keV,
+5 % above, 15-25 % for L and M lines) and that of the detector's unknown window
+(:func:`window_sd`, the spread of the efficiency over :data:`DETECTOR_WINDOWS`: 43 % at
+O K, under 5 % above 1.2 keV) in quadrature; a
 k-factor file may give its own (:func:`read_k_factors`), and calibrated ones carry the
 error of their standard (:func:`calibrate_k_factors`); the part is propagated to at.% by
 Monte Carlo (:func:`k_factor_spread`). A thickness uncertainty (``thickness_sigma``)
@@ -112,11 +115,13 @@ from psnmf.quantify.absorption import absorption_factors
 from psnmf.quantify.calibration import calibrate_k_factors
 from psnmf.quantify.core import quantify, quantify_spectra
 from psnmf.quantify.kfactors import (
+    DETECTOR_WINDOWS,
     THEORETICAL_K_SD,
     KFactors,
     k_factor_spread,
     read_k_factors,
     theoretical_k_sd,
+    window_sd,
 )
 from psnmf.quantify.linefit import LineFit, fit_lines, model_for_signal
 from psnmf.quantify.maps import CompositionMaps, composition_maps
@@ -131,6 +136,8 @@ __all__ = [
     "read_k_factors",
     "THEORETICAL_K_SD",
     "theoretical_k_sd",
+    "DETECTOR_WINDOWS",
+    "window_sd",
     "k_factor_spread",
     "calibrate_k_factors",
     "fit_lines",

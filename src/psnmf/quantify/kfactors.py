@@ -8,7 +8,7 @@ import io
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from psnmf.physics import (
     atomic_weight,
 )
 
-__all__ = ["KFactors", "read_k_factors", "THEORETICAL_K_SD", "theoretical_k_sd", "k_factor_spread"]
+__all__ = ["KFactors", "read_k_factors", "THEORETICAL_K_SD", "DETECTOR_WINDOWS", "theoretical_k_sd",
+           "window_sd", "k_factor_spread"]
 
 
 @dataclass
@@ -189,23 +190,22 @@ def read_k_factors(path: str | os.PathLike[str], basis: str | None = None) -> KF
 
 # --- k-factor uncertainty ------------------------------------------------------------------------
 #: Relative standard deviation (1 sigma) of a theoretical detected intensity per atom
-#: (and so of a theoretical k-, zeta- or cross-section factor), by family and line
-#: energy: ``(family, upper energy in keV, relative sd)``, the first row that matches.
-#: Literature on the accuracy of calculated k-factors (Williams & Carter, *Transmission
-#: Electron Microscopy*, 2nd ed. 2009, ch. 35: calculated k-factors good to about
-#: 10-20 %, worse for light elements; Sheridan, J. Electron Microsc. Tech. 11 (1989) 41
-#: and Wood et al., J. Microsc. 133 (1984) 255: calculated and measured k_ASi agree
-#: within about 5-10 % for K lines of Z = 14-30, with larger errors below Si), and
-#: what drives the errors: K lines below 1 keV (C, N, O, F) depend on the detector's
-#: window and dead-layer transmission and on fluorescence yields that differ by 10-20 %
-#: between compilations; K lines of 1-2 keV (Na, Mg, Al, Si) still on the efficiency
-#: edge; L and M lines on fluorescence yields and Coster-Kronig rates uncertain by
-#: 10-30 % (Campbell, At. Data Nucl. Data Tables 85 (2003) 291), soft L and M lines on
-#: the window as well. Errors of different elements are taken as independent, so
-#: the error of a ratio ``k_A / k_B`` is ``sqrt(sd_A^2 + sd_B^2)`` (O / Si about 22 %,
-#: Mg / Si 14 %, Fe / Si 7 %).
+#: (and so of a theoretical k-, zeta- or cross-section factor) from the physics of the
+#: emission, by family and line energy: ``(family, upper energy in keV, relative sd)``,
+#: the first row that matches. The detector's window adds its own part
+#: (:func:`window_sd`). Literature on the accuracy of calculated k-factors (Williams &
+#: Carter, *Transmission Electron Microscopy*, 2nd ed. 2009, ch. 35: calculated k-factors
+#: good to about 10-20 %, worse for light elements; Sheridan, J. Electron Microsc. Tech.
+#: 11 (1989) 41 and Wood et al., J. Microsc. 133 (1984) 255: calculated and measured
+#: k_ASi agree within about 5-10 % for K lines of Z = 14-30, with larger errors below
+#: Si), and what drives the errors: fluorescence yields of the light elements (K lines
+#: below 1 keV) that differ by 10-20 % between compilations; K lines of 1-2 keV (Na, Mg,
+#: Al, Si) on the efficiency edge; L and M lines on fluorescence yields and Coster-Kronig
+#: rates uncertain by 10-30 % (Campbell, At. Data Nucl. Data Tables 85 (2003) 291).
+#: Errors of different elements are taken as independent, so the error of a ratio
+#: ``k_A / k_B`` is ``sqrt(sd_A^2 + sd_B^2)``.
 THEORETICAL_K_SD: tuple[tuple[str, float, float], ...] = (
-    ("K", 1.0, 0.20),
+    ("K", 1.0, 0.15),
     ("K", 2.0, 0.10),
     ("K", math.inf, 0.05),
     ("L", 2.0, 0.25),
@@ -213,9 +213,55 @@ THEORETICAL_K_SD: tuple[tuple[str, float, float], ...] = (
     ("M", math.inf, 0.25),
 )
 
+#: Detector windows of TEM EDX detectors, any of which a theoretical k-factor may face:
+#: windowless, and Si3N4 windows of 40, 100 (the model's default), 150 and 300 nm
+#: (``EDXModel.window`` entries: material, thickness in um, density in g/cm^3). Below
+#: 1 keV their transmissions differ by factors of 2-3 (O K: 0.92 to 0.31 of Si K's), so
+#: a k-factor computed for one of them is that uncertain for data from another.
+DETECTOR_WINDOWS: tuple[tuple[tuple[str, float, float], ...], ...] = (
+    (),
+    (("Si3N4", 0.04, 3.44),),
+    (("Si3N4", 0.10, 3.44),),
+    (("Si3N4", 0.15, 3.44),),
+    (("Si3N4", 0.30, 3.44),),
+)
+
+
+def window_sd(energy: float, model: EDXModel | None = None) -> float:
+    """Relative sd of a detected intensity at ``energy`` (keV) from the detector's window.
+
+    The standard deviation over :data:`DETECTOR_WINDOWS` of the log of the detector
+    efficiency at ``energy`` relative to that at Si K-alpha (the usual k-factor
+    reference; a factor common to every line cancels in the compositions), with the
+    model's dead layer and crystal: 0.43 for O K (0.525 keV), 0.09 at 0.93 keV, under
+    0.05 above 1.2 keV.
+
+    Parameters
+    ----------
+    energy : float
+        Line energy in keV.
+    model : EDXModel, optional
+        Dead layer, crystal and Si K-alpha energy (default ``EDXModel()``).
+
+    Returns
+    -------
+    float
+    """
+    m = model or EDXModel()
+    ref = m.main_line("Si", "K").energy
+    logs = []
+    for window in DETECTOR_WINDOWS:
+        eff = replace(m, window=window).efficiency(np.array([float(energy), ref]))
+        logs.append(math.log(eff[0] / eff[1]))
+    return float(np.std(logs, ddof=1))
+
 
 def theoretical_k_sd(element: str, family: str, model: EDXModel | None = None) -> float:
-    """Relative standard deviation of a theoretical k-factor (:data:`THEORETICAL_K_SD`).
+    """Relative standard deviation of a theoretical k-factor.
+
+    The emission part (:data:`THEORETICAL_K_SD`) and the window part (:func:`window_sd`)
+    at the family's principal line, in quadrature: the model's k-factors assume one
+    window, and data from another differ most below 1 keV.
 
     Parameters
     ----------
@@ -224,24 +270,25 @@ def theoretical_k_sd(element: str, family: str, model: EDXModel | None = None) -
     family : {"K", "L", "M"}
         The line family quantified.
     model : EDXModel, optional
-        Gives the family's principal line energy (default ``EDXModel()``).
+        Gives the family's principal line energy and the detector (default ``EDXModel()``).
 
     Returns
     -------
     float
-        e.g. 0.20 for O K, 0.10 for Mg K, 0.05 for Fe K, 0.15 for Nd L.
+        e.g. 0.45 for O K, 0.10 for Mg K, 0.05 for Fe K, 0.15 for Nd L.
 
     Examples
     --------
-    >>> theoretical_k_sd("O", "K"), theoretical_k_sd("Fe", "K")
-    (0.2, 0.05)
+    >>> round(theoretical_k_sd("O", "K"), 2), round(theoretical_k_sd("Fe", "K"), 2)
+    (0.45, 0.05)
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown line family {family!r}: use one of {sorted(FAMILIES)}")
-    energy = (model or EDXModel()).main_line(element, family).energy
+    m = model or EDXModel()
+    energy = m.main_line(element, family).energy
     for fam, upper, sd in THEORETICAL_K_SD:
         if fam == family and energy < upper:
-            return sd
+            return math.hypot(sd, window_sd(energy, m))
     raise AssertionError("THEORETICAL_K_SD covers every family")  # pragma: no cover
 
 
@@ -257,7 +304,7 @@ def k_factor_spread(
     Monte Carlo: every k-factor is multiplied by an independent log-normal factor of
     mean 1 and relative sd ``relative_sd[element]``, and ``C_A = k_A I_A / sum_B k_B I_B``
     is recomputed with the intensities held fixed. Monte Carlo rather than the delta
-    method because the errors are not small (20 % for O K), where the composition is
+    method because the errors are not small (45 % for O K), where the composition is
     visibly non-linear in the k-factors; 4000 draws give the sd to about 1 %.
 
     Parameters
