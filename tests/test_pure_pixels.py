@@ -305,3 +305,36 @@ def test_abundance_noise_ignores_channels_without_expected_counts():
     C = abundance_noise(t, S)
     assert np.all(np.isfinite(C))
     np.testing.assert_allclose(C, abundance_noise(t, S[:, :2]), rtol=1e-9, atol=1e-12)
+
+
+def test_a_vertexs_reach_holds_its_image_wide_cluster():
+    """The bootstrap replays a finer-scale move on the pixels within reach of the cluster
+    (psnmf.engine.scale_replay): on the ODS steel's carbide at b = 2, the rule run on its
+    reach alone finds the same cluster and the same moved vertex as on the whole image."""
+    from psnmf.engine.scale_replay import scale_reaches
+
+    ds = sample_dataset("mixed_phase", snr="medium", seed=0, shape=(96, 96))
+    m = PSNMF(3, 4, random_state=0, vertex_scales="multi", **PURE).fit(ds.counts)
+    j = int(np.flatnonzero(m.vertex_scale_ == 2)[0])
+    X = sp.csr_matrix(ds.counts.reshape(-1, ds.counts.shape[-1]).astype(float))
+    reach = scale_reaches(X, (96, 96), 4, m.spectra_, m.binned_maps_,
+                          m.vertex_scale_ == 2)[0]
+    assert reach.scale == 2 and j in reach.rows
+    assert reach.rows[j].size < 0.1 * (48 * 48)  # a small part of the image
+    X2 = bin_counts(X, (96, 96), 2)
+    basis = np.where((m.vertex_scale_ > 2)[:, None], m.spectra_, m.nmf_spectra_)
+    A = solve_abundances(X2, basis, max_iter=500, tol=1e-7).A
+    todo = np.arange(3) == j
+    T, moved, clusters = finer_vertex_correction(A, basis, X2, todo)
+    rows = reach.pixels[reach.rows[j]]
+    Tr, moved_r, clusters_r = finer_vertex_correction(
+        A[rows], basis, X2[rows], todo, start_frac=reach.start_frac)
+    assert moved[j] and moved_r[j]
+    np.testing.assert_array_equal(rows[clusters_r[j].members],
+                                  np.flatnonzero(clusters[j].members))
+    np.testing.assert_allclose(Tr[j], T[j], atol=1e-12)
+    np.testing.assert_allclose(T[j] @ basis, m.spectra_[j], atol=1e-6)
+    # the fitted model there: the cluster's members are pure carbide
+    members = np.searchsorted(reach.pixels, np.flatnonzero(clusters[j].members))
+    w = reach.weights[members]
+    np.testing.assert_allclose(w[:, j], w.sum(axis=1))

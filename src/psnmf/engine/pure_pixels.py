@@ -47,6 +47,7 @@ import numpy as np
 from scipy.stats import norm
 
 __all__ = [
+    "START_FRAC",
     "TAIL_BAND",
     "PureCluster",
     "abundance_noise",
@@ -59,6 +60,9 @@ __all__ = [
 
 #: Width (noise sd) of the band below a pure cluster, see :attr:`PureCluster.tail`.
 TAIL_BAND = 4.0
+#: Fraction of the pixels, richest in a component, that starts its cluster search
+#: (:func:`pure_cluster`).
+START_FRAC = 0.2
 
 
 def abundance_noise(t: np.ndarray, S: np.ndarray) -> np.ndarray:
@@ -169,7 +173,7 @@ def pure_cluster(
     j: int,
     *,
     n_sd: float = 1.5,
-    start_frac: float = 0.2,
+    start_frac: float = START_FRAC,
     max_iter: int = 100,
 ) -> PureCluster:
     """The binned pixels that are pure in component ``j``, chosen from their counting noise.
@@ -404,6 +408,7 @@ def finer_vertex_correction(
     max_dispersion: float = 1.5,
     max_tail: float = 1.0,
     min_depth: float = 1.0,
+    start_frac: float | np.ndarray = START_FRAC,
 ) -> tuple[np.ndarray, np.ndarray, list[PureCluster | None]]:
     """Move vertices to pure clusters found at a finer scale than the binned stage's.
 
@@ -430,6 +435,10 @@ def finer_vertex_correction(
     n_sd, min_pixels, max_dispersion, max_tail : as in :func:`vertex_correction`
     min_depth : float
         Least depth of the cluster centre inside the vertex, in member-pixel noise sd.
+    start_frac : float or (k,) array
+        Start of each cluster search (:func:`pure_cluster`), per component when an array:
+        on a subset of the pixels (:mod:`psnmf.engine.scale_replay`) the fraction that
+        gives the start the image's own rule would take.
 
     Returns
     -------
@@ -442,8 +451,9 @@ def finer_vertex_correction(
     T = np.eye(k)
     moved = np.zeros(k, dtype=bool)
     clusters: list[PureCluster | None] = [None] * k
+    frac = np.broadcast_to(np.asarray(start_frac, dtype=np.float64), (k,))
     for j in np.flatnonzero(np.asarray(candidates, dtype=bool)):
-        c = pure_cluster(A, S, counts, j, n_sd=n_sd)
+        c = pure_cluster(A, S, counts, j, n_sd=n_sd, start_frac=float(frac[j]))
         clusters[j] = c
         if _passes(c, j, min_pixels, max_dispersion, max_tail, min_depth):
             summed = np.asarray(X[np.flatnonzero(c.members)].sum(axis=0)).ravel()

@@ -64,6 +64,7 @@ __all__ = [
     "finer_scales",
     "fit_full",
     "refine_vertices",
+    "scale_start",
     "stage2_start",
 ]
 
@@ -85,6 +86,9 @@ BINNED_PARAMS = (
 )
 #: Relative tolerance of the re-solve of the binned maps for corrected spectra.
 RESOLVE_TOL = 1e-6
+#: Least depth of a finer-scale cluster inside its vertex, in member-pixel noise sd
+#: (:func:`refine_vertices`).
+MIN_DEPTH = 1.0
 
 
 def binned_kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -273,12 +277,12 @@ def finer_scales(bin_factor: int) -> list[int]:
     return out if b > 1 else []
 
 
-def _scale_start(fit: BinnedFit, image_shape: tuple[int, int], bin_factor: int,
-                 scale: int) -> np.ndarray:
+def scale_start(binned_maps: np.ndarray, image_shape: tuple[int, int], bin_factor: int,
+                scale: int) -> np.ndarray:
     """Starting abundances at ``scale``: the binned maps at the top-left pixel of each
     ``scale x scale`` block (a start only: each pixel's problem is convex)."""
-    k = fit.spectra.shape[0]
-    full = stage2_start(upsample_maps(fit.maps, image_shape, bin_factor))
+    k = binned_maps.shape[-1]
+    full = stage2_start(upsample_maps(binned_maps.reshape(-1, k), image_shape, bin_factor))
     return full[::scale, ::scale].reshape(-1, k)
 
 
@@ -292,7 +296,7 @@ def refine_vertices(
     min_cluster: int = 20,
     max_dispersion: float = 1.5,
     max_tail: float = 1.0,
-    min_depth: float = 1.0,
+    min_depth: float = MIN_DEPTH,
     max_iter: int = 500,
     tol: float = 1e-7,
     solve_maps: bool = True,
@@ -346,7 +350,7 @@ def refine_vertices(
             break
         Xs = counts if scale == 1 else bin_counts(counts, image_shape, scale)
         A = solve_abundances(Xs, S, max_iter=max_iter, tol=tol, check_input=False,
-                             A_init=_scale_start(fit, image_shape, bin_factor, scale)).A
+                             A_init=scale_start(fit.maps, image_shape, bin_factor, scale)).A
         if scale == 1:
             full_maps = A
         Ts, moved, tried[scale] = finer_vertex_correction(
