@@ -35,6 +35,7 @@ Usage::
     python benchmarks/coverage.py --table                  # seed 0's tables, truth beside result
     python benchmarks/coverage.py --boot 20 --width-tol none   # every replicate, no stopping rule
     python benchmarks/coverage.py --physics espm --film-thickness 0  # espm's spectra, thin film
+    python benchmarks/coverage.py --samples ceramic --physics same --k-factor-sd 0  # exact k
 
 Runs one process; set NUMBA_NUM_THREADS / OMP_NUM_THREADS to share a machine.
 
@@ -120,7 +121,7 @@ import numpy as np
 
 from psnmf import PSNMF
 from psnmf.metrics import compare_to_truth
-from psnmf.physics import EDXModel
+from psnmf.physics import EDXModel, normalize_composition
 from psnmf.simulate import load_sample, sample_dataset
 from psnmf.uncertainty import bootstrap, composition_intervals, coverage
 
@@ -192,18 +193,18 @@ def dataset(sample: str, snr: str, seed: int, size: int, physics: str, base: EDX
 def run(sample: str, snr: str, physics: str, n_seeds: int, size: int, n_boot: int, b: int,
         level: float = 0.95, min_percent: float = 1.0, thickness_factor: float = 1.0,
         thickness_sigma: float | None = None, table: bool = False,
-        width_tol: float | None = 0.1, film_thickness: float | None = None) -> dict:
+        width_tol: float | None = 0.1, film_thickness: float | None = None,
+        k_factor_sd: float | None = None) -> dict:
     """Coverage counts, half-widths, errors and timings over ``n_seeds`` noise seeds."""
     base = EDXModel.from_dict(load_sample(sample).get("model", {}))
     if film_thickness is not None:
         base = replace(base, thickness=float(film_thickness))
     espm = None
     if physics == "espm":
-        ds0 = sample_dataset(sample, snr=snr, seed=0, shape=(8, 8), model=base)
-        dens = {n: float(dict(base.phase_densities).get(n, base.density or 4.0))
-                for n in ds0.phase_names}
-        espm = espm_spectra(ds0.compositions, base, dens)
-    options = {}
+        phases = {n: normalize_composition(c) for n, c in load_sample(sample)["phases"].items()}
+        dens = {n: float(dict(base.phase_densities).get(n, base.density or 4.0)) for n in phases}
+        espm = espm_spectra(phases, base, dens)
+    options: dict = {} if k_factor_sd is None else {"k_factor_sd": k_factor_sd}
     if base.thickness > 0 and (thickness_factor != 1.0 or thickness_sigma is not None):
         options["thickness"] = base.thickness * thickness_factor
         if thickness_sigma is not None:
@@ -290,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--film-thickness", type=float, default=None,
                    help="film thickness in nm of the simulation and the quantification "
                         "(default the sample's; 0: a thin film)")
+    p.add_argument("--k-factor-sd", type=float, default=None,
+                   help="relative sd of the k-factors (default the theoretical one; 0 with "
+                        "--physics same: k-factors known exactly, as from a calibration)")
     p.add_argument("--table", action="store_true", help="print seed 0's composition tables")
     p.add_argument("--width-tol", default="0.1",
                    help="the bootstrap's stopping rule (psnmf.uncertainty.bootstrap); 'none' "
@@ -308,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = run(sample, snr, physics, a.seeds, a.size, a.boot, a.bin,
                         min_percent=a.min_percent, thickness_factor=a.thickness_factor,
                         thickness_sigma=a.thickness_sigma, table=a.table,
-                        width_tol=width_tol, film_thickness=a.film_thickness)
+                        width_tol=width_tol, film_thickness=a.film_thickness,
+                        k_factor_sd=a.k_factor_sd)
                 row = ""
                 for name, (i, n) in r["coverage"].items():
                     pooled[name][0] += i

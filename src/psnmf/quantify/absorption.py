@@ -183,6 +183,54 @@ def absorption_tables(
     )
 
 
+def film_density(model: EDXModel, density: float | None = None,
+                 phase: str | None = None) -> tuple[float | None, float]:
+    """Density (g/cm^3) of the film an absorption correction assumes, and its sd.
+
+    The density given, else the model's ``density``, else the density of the named
+    ``phase`` in the model's ``phase_densities``: known, sd 0. A film whose phase is not
+    named (an NMF component) in a sample whose phases' densities are known is one of
+    them, which one unknown: the mean of those densities, with their spread (population
+    sd) as its sd. None (sd 0) when no density is known: the correction then estimates
+    one from each composition (:meth:`AbsorptionTables.density`).
+
+    Parameters
+    ----------
+    model : EDXModel
+        Its ``density`` and ``phase_densities``.
+    density : float, optional
+        A density given (checked by the caller).
+    phase : str, optional
+        The film's phase name.
+
+    Returns
+    -------
+    density, sd : float or None, float
+    """
+    if density is not None:
+        return float(density), 0.0
+    named = dict(model.phase_densities)
+    if model.density is not None:
+        return float(model.density), 0.0
+    if phase is not None and phase in named:
+        return float(named[phase]), 0.0
+    if named:
+        values = np.array(list(named.values()), dtype=np.float64)
+        return float(values.mean()), float(values.std())
+    return None, 0.0
+
+
+def equivalent_thickness_sd(thickness: float, thickness_sd: float, density: float | None,
+                            density_sd: float) -> float:
+    """The thickness sd (nm) equivalent to the sds of thickness and density together.
+
+    The absorption depends on ``rho t`` only, so their relative sds add in quadrature:
+    ``sqrt(sigma_t^2 + (t sigma_rho / rho)^2)``.
+    """
+    rel = density_sd / density if density and density_sd else 0.0
+    return math.hypot(float(thickness_sd or 0.0), float(thickness) * rel)
+
+
 def absorption_factors(
     composition: dict[str, float],
     mass_thickness: float,

@@ -21,7 +21,9 @@ from psnmf.quantify.absorption import (
     AbsorptionTables,
     absorption_factors,
     absorption_tables,
+    equivalent_thickness_sd,
     exspy_tables,
+    film_density,
     iterate_one,
 )
 from psnmf.quantify.kfactors import KFactors, k_factor_spread, read_k_factors, theoretical_k_sd
@@ -98,7 +100,8 @@ def quantify(
     density : float, optional
         Density in g/cm^3 (default the model's ``density``, then ``phase_densities``
         of ``phase``, then the mean of the model's ``phase_densities`` (a simulated
-        sample's component whose phase is not named), then
+        sample's component whose phase is not named; their spread is the density's sd,
+        in the ``"thickness"`` part of the uncertainty), then
         :func:`psnmf.physics.estimate_density`, which is far too low for oxides: give it).
     phase : str, optional
         Phase name to look up in the model's ``phase_densities``.
@@ -107,7 +110,9 @@ def quantify(
     thickness_sigma : float, optional
         Standard deviation of the thickness in nm (CL): adds the ``"thickness"`` part
         of the uncertainty, half the change of the composition from ``t - sigma`` to
-        ``t + sigma``.
+        ``t + sigma``. The density's sd (the spread of the model's phase densities, for
+        a spectrum whose phase is not named) adds to it: ``sigma`` is then the thickness
+        sd equivalent to both, ``sqrt(sigma_t^2 + (t sigma_rho / rho)^2)``.
     absorption_correction : bool, optional
         Default: CL corrects when the thickness is > 0; zeta and cross-section always
         correct (their mass thickness is measured). False switches it off (exspy's
@@ -224,6 +229,7 @@ def quantify(
     t_used: float | None = None
     budget: dict[str, dict[str, float]] = {}
     extra: dict[str, Any] = {}
+    notes: list[str] = []
     if method == "CL":
         if table is None:
             kf_all = model_used.k_factors(fit.elements, fit.families)
@@ -239,17 +245,8 @@ def quantify(
             "thickness_sigma", thickness_sigma, "give the thickness uncertainty in nm",
             allow_zero=True,
         )
-        rho_given = positive_or_none("density", density, "give g/cm^3, e.g. 4.1")
-        if rho_given is None:
-            named = dict(model_used.phase_densities)
-            if model_used.density is not None:
-                rho_given = model_used.density
-            elif phase is not None and phase in named:
-                rho_given = named[phase]
-            elif named:
-                # a spectrum of a sample whose phases' densities are known, without
-                # saying which phase it is (an NMF component): their mean
-                rho_given = float(np.mean(list(named.values())))
+        rho_given, rho_sd = film_density(
+            model_used, positive_or_none("density", density, "give g/cm^3, e.g. 4.1"), phase)
         correct = (t_used > 0) if absorption_correction is None else bool(absorption_correction)
         if correct and t_used == 0 and absorption_correction:
             raise ValueError(
@@ -278,10 +275,18 @@ def quantify(
                     "density= (g/cm^3) for a correct correction",
                     stacklevel=2,
                 )
-        if sigma_t:
-            lo = solve(max(t_used - sigma_t, 0.0))[0]
-            hi = solve(t_used + sigma_t)[0]
+        # the thickness and the density's spread (a component whose phase is not named)
+        sigma_eq = equivalent_thickness_sd(t_used, sigma_t or 0.0, rho_given,
+                                           rho_sd if a_used is not None else 0.0)
+        if sigma_eq > 0:
+            lo = solve(max(t_used - sigma_eq, 0.0))[0]
+            hi = solve(t_used + sigma_eq)[0]
             budget["thickness"] = {el: abs(hi[el] - lo[el]) / 2.0 for el in comp}
+        if a_used is not None and rho_sd > 0:
+            notes.append(
+                f"density {rho_given:.2f} +- {rho_sd:.2f} g/cm^3: the mean and spread of the "
+                "model's phase densities (no phase named); the spread is in the thickness "
+                "part (give phase= or density= for the phase's own)")
         mass_thickness = rho_t if a_used is not None else None
     else:
         if thickness_sigma is not None:
@@ -347,7 +352,6 @@ def quantify(
             t_used = mass_thickness / rho * 1e6
     from_model = {"CL": table is None, "zeta": zeta_factors is None,
                   "cross_section": cross_sections is None}[method]
-    notes: list[str] = []
     k_sd = _k_factor_sd(k_factor_sd, incl, fit.families, model_used, table, from_model,
                         method, notes)
     a_eff = a_used or {}

@@ -43,8 +43,10 @@ The sigma of a pixel's composition holds four independent parts, added in quadra
     (the component table uses a Monte Carlo of the same log-normal k-factors, which
     agrees for small sd: ``tests/test_error_budget.py``).
 ``thickness``
-    With ``thickness_sigma``: half the change of the pixel's corrected composition
-    between ``t - sigma`` and ``t + sigma`` (the component table's rule).
+    With ``thickness_sigma``, or a density that is the mean of the model's phase
+    densities (their spread is its sd): half the change of the pixel's corrected
+    composition between ``t - sigma`` and ``t + sigma``, ``sigma`` the thickness sd
+    equivalent to both (the component table's rule).
 
 Pixels with no counts, or masked (NaN abundances), get NaN. An element below the
 detection limit in a component contributes nothing from that component (as in that
@@ -62,7 +64,13 @@ import numpy as np
 
 from psnmf.physics import EDXModel
 from psnmf.quantify._common import positive_or_none
-from psnmf.quantify.absorption import AbsorptionTables, absorption_tables, iterate_absorption
+from psnmf.quantify.absorption import (
+    AbsorptionTables,
+    absorption_tables,
+    equivalent_thickness_sd,
+    film_density,
+    iterate_absorption,
+)
 from psnmf.quantify.linefit import fit_lines
 from psnmf.quantify.result import Quantification
 
@@ -150,6 +158,7 @@ class _Setup:
     k_sd: np.ndarray                  # (E,) relative sd of the k-factors
     thickness: float                  # nm (0: no correction)
     density: float | None             # g/cm^3 given; None: estimated per pixel
+    density_sd: float                 # g/cm^3: the spread of the phases' densities
     tol: float
     max_iter: int
     tables: AbsorptionTables | None = None  # absorption data of the mapped elements
@@ -193,10 +202,11 @@ def composition_maps(
     density : float, optional
         Density (g/cm^3) of the absorption correction, as given to the component
         quantification; default the model's ``density``, then the mean of its
-        ``phase_densities``, then an estimate from each pixel's composition (as
-        :func:`psnmf.quantify.quantify` chooses for a component whose phase is not named).
+        ``phase_densities`` (their spread goes into the ``thickness`` part), then an
+        estimate from each pixel's composition (as :func:`psnmf.quantify.quantify`
+        chooses for a component whose phase is not named).
     thickness_sigma : float, optional
-        Thickness sd in nm: adds the ``thickness`` part.
+        Thickness sd in nm: adds to the ``thickness`` part.
     takeoff_angle : float, optional
         Degrees (default the model's), as given to the component quantification.
     database : {"xraylib"}
@@ -243,8 +253,11 @@ def composition_maps(
     setup, elements = _setup(qs, density, takeoff_angle, database, tol, max_absorption_iter)
     S = None if spectra is None else _check_spectra(spectra, len(qs))
     reps = _replicate_intensities(replicate_spectra, qs, elements, fit_options)
-    sigma_t = positive_or_none("thickness_sigma", thickness_sigma,
-                               "give the thickness uncertainty in nm", allow_zero=True)
+    sigma_t = equivalent_thickness_sd(
+        setup.thickness, positive_or_none("thickness_sigma", thickness_sigma,
+                                          "give the thickness uncertainty in nm",
+                                          allow_zero=True) or 0.0,
+        setup.density, setup.density_sd)
     loadings, shape = _bin(A * n[..., None], b)   # (P, k) loadings, NaN where masked
     counts = np.nansum(loadings, axis=1)
     valid = np.isfinite(loadings).all(axis=1) & (counts > 0)
@@ -345,16 +358,12 @@ def _setup(qs: list[Quantification], density: float | None, takeoff_angle: float
         raise ValueError("the components were quantified with and without the absorption "
                          "correction; quantify them with the same thickness")
     setup = _Setup(I, np.array([kf[el] for el in elements]),
-                   np.array([k_sd[el] for el in elements]), thickness, None, float(t),
+                   np.array([k_sd[el] for el in elements]), thickness, None, 0.0, float(t),
                    int(max_iter))
     if thickness > 0:
-        rho = positive_or_none("density", density, "give g/cm^3, e.g. 4.1")
-        if rho is None and model.density is not None:
-            rho = float(model.density)
-        elif rho is None and model.phase_densities:
-            rho = float(np.mean(list(dict(model.phase_densities).values())))
+        setup.density, setup.density_sd = film_density(
+            model, positive_or_none("density", density, "give g/cm^3, e.g. 4.1"))
         toa = positive_or_none("takeoff_angle", takeoff_angle, "give degrees, e.g. 35")
-        setup.density = rho
         # factor columns in the order of the element columns
         setup.tables = absorption_tables(model, {el: families[el] for el in elements},
                                          elements, toa)
