@@ -73,7 +73,7 @@ def test_every_run_writes_its_complete_configuration(first_run):
     assert data["psnmf_version"] == __version__ and data["files"] == [str(src.resolve())]
     assert data["n_components"] == 3 and data["bin_factor"] == 4 and data["seed"] == 3
     assert data["smoothing"] == "none" and data["energy_range"] == [0.3, "auto"]
-    assert data["bins"] == [2, 4, 8, 16] and data["vertex"] is True  # defaults filled in
+    assert data["bins"] == [4, 8, 16] and data["vertex"] is True  # defaults filled in
     assert data["quantify"]["thickness"] == 80.0
     assert data["quantify"]["exclude_elements"] == ["Cu"]
     assert data["quantify"]["method"] == "CL"

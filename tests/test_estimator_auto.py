@@ -41,12 +41,13 @@ def test_auto_is_the_fit_at_the_chosen_values(data, auto):
 
 
 def test_auto_uses_the_one_selection_search(data, auto):
-    """Same split, same candidate fits: the evidence of selection.choose_model itself."""
+    """Same split, same candidate fits (the estimator's own method, pure-pixel spectra, no
+    smoothing, the search's caps): the evidence of selection.choose_model itself."""
     counts = data.counts.reshape(-1, data.counts.shape[-1])
     X1, X2 = count_split(counts.astype(float), 0.5, random_state=0)
 
     def fit(X, b, k):
-        return PSNMF(k, b, spectra="nmf", smoothing=None, random_state=0, max_iter=200,
+        return PSNMF(k, b, smoothing=None, random_state=0, max_iter=200,
                      max_iter_full=50, image_shape=(64, 64)).fit(X)
 
     ref = choose_model(X1, X2, (64, 64), fit, seed=0)

@@ -14,8 +14,9 @@ better it predicts new counts. No truth, no noise model beyond Poisson, no tunin
 
 * ``k``: the binned stage scored by 5-fold count splitting of the binned counts, ``k`` in
   increasing order until the deviance rises;
-* ``b``: PSNMF fitted on one half, scored on the other, for every ``b`` in
-  ``2, 4, 8, 16``.
+* ``b``: PSNMF (the final method, without smoothing) fitted on one half, its prediction
+  of the other half scored summed over 8 x 8 pixels, for ``b`` in ``4, 8, 16`` from the
+  largest down until the deviance rises.
 
 ``PSNMF("auto", "auto")`` does both, as ``psnmf unmix`` does; ``psnmf sweep FILE`` prints
 the same table for a file. This example uses a 64 x 64 mantle image and per-pixel maps

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
@@ -68,8 +68,8 @@ from psnmf.engine.two_stage import (
 from psnmf.selection import (
     DEFAULT_COMPONENTS,
     SPLIT_FRACTION,
-    SWEEP_ITERATIONS,
     ModelChoice,
+    candidate_fit,
     choose_model,
     choose_smoothing,
     count_split,
@@ -222,8 +222,10 @@ class PSNMF(TransformerMixin, BaseEstimator):
         binned stage (:func:`psnmf.selection.choose_model`, as ``psnmf unmix`` chooses it).
     bin_factor : int or 'auto', default=4
         Spatial bin factor ``b`` of the first stage. Partial edge bins are kept.
-        ``'auto'``: the ``b`` among :data:`psnmf.selection.DEFAULT_BINS` whose PSNMF,
-        fitted on one half of a count split, best predicts the other half.
+        ``'auto'``: the ``b`` among :data:`psnmf.selection.DEFAULT_BINS` whose fit (this
+        estimator's method, no smoothing), fitted on one half of a count split, best
+        predicts the other half summed over 8 x 8 pixels
+        (:func:`psnmf.selection.choose_model`).
     spectra : {'pure', 'nmf'}, default='pure'
         Spectra of the binned stage. 'pure': each vertex of the NMF simplex whose top binned
         pixels form a pure cluster (at least ``min_cluster`` pixels scattering like counting
@@ -681,10 +683,11 @@ class PSNMF(TransformerMixin, BaseEstimator):
 
         One count split (seeded like the TV-weight choice) and
         :func:`psnmf.selection.choose_model`, the same search as ``psnmf unmix``: ``k`` by
-        the held-out deviance of the binned stage, then ``b`` by that of the paper's PSNMF
-        fitted on one half and scored on the other. With priors naming components up to
-        ``m - 1``, the candidate ``k`` are those >= ``m``; the candidates are fitted with
-        the priors and ``pixel_mask``.
+        the held-out deviance of the binned stage, then ``b`` by that of this estimator's
+        own method (:func:`psnmf.selection.candidate_fit`: no smoothing, the search's
+        iteration caps) fitted on one half and scored on the other. With priors naming
+        components up to ``m - 1``, the candidate ``k`` are those >= ``m``; the candidates
+        are fitted with the priors and ``pixel_mask``.
         """
         k_auto, b_auto = _is_auto(self.n_components), _is_auto(self.bin_factor)
         if not (k_auto or b_auto):
@@ -700,17 +703,9 @@ class PSNMF(TransformerMixin, BaseEstimator):
                     f">= {least}.")
         seed = _split_seed(self.random_state)
         X1, X2 = count_split(counts, SPLIT_FRACTION, random_state=seed)
-        caps = {"max_iter": SWEEP_ITERATIONS[0], "max_iter_full": SWEEP_ITERATIONS[1]}
-
-        def fit(X: sp.csr_matrix, bin_factor: int, n_components: int) -> PSNMF:
-            candidate = clone(self).set_params(
-                n_components=n_components, bin_factor=bin_factor, spectra="nmf",
-                smoothing=None, image_shape=shape, **caps,
-            )
-            return candidate.fit(X, pixel_mask=mask)
-
         choice = choose_model(
-            X1, X2, shape, fit, bins=None if b_auto else (self.bin_factor,),
+            X1, X2, shape, candidate_fit(self, shape, pixel_mask=mask),
+            bins=None if b_auto else (self.bin_factor,),
             components=None if k_auto and ks == DEFAULT_COMPONENTS else ks, seed=seed,
             priors=priors,
             n_pixels=None if mask is None else int(np.count_nonzero(~mask)),

@@ -39,7 +39,7 @@ from psnmf._validation import (
     counts_csr,
 )
 from psnmf.engine import _kernels as kernels
-from psnmf.engine.binning import bin_counts, binned_shape
+from psnmf.engine.binning import bin_counts, binned_shape, binning_matrix
 from psnmf.engine.priors import SpectralPriors
 from psnmf.engine.tv_maps import SMOOTHING_GRID, check_penalty, smooth_maps
 from psnmf.engine.two_stage import fit_binned
@@ -50,8 +50,17 @@ logger = logging.getLogger(__name__)
 DEVIANCE_FLOOR = 1e-6
 #: Fraction of the counts in the fitting half of the count split.
 SPLIT_FRACTION = 0.5
-#: Bin factors tried by default (``bin_factor="auto"``, ``psnmf sweep``).
-DEFAULT_BINS: tuple[int, ...] = (2, 4, 8, 16)
+#: Bin factors tried by default (``bin_factor="auto"``, ``psnmf sweep``). Not 2: the
+#: pure-pixel spectra of the binned stage at ``b = 2`` were measured worse than at ``b = 4``
+#: on every simulated sample where they differed (small grains 3.9-13x the best angle at
+#: 147 counts/pixel), and the count-split candidates cannot see it (they prefer 2 there);
+#: phases finer than ``b = 4`` are reached per vertex by ``vertex_scales='multi'``.
+DEFAULT_BINS: tuple[int, ...] = (4, 8, 16)
+#: Bin factors where the number of components may be scored (:func:`components_bin_factor`).
+COMPONENT_BINS: tuple[int, ...] = (2, 4, 8, 16)
+#: The b search scores a candidate's prediction of the held-out half after summing both over
+#: ``SCORE_SCALE x SCORE_SCALE`` pixels (:func:`binned_heldout_deviance`).
+SCORE_SCALE = 8
 #: Numbers of components tried by default (``n_components=None``).
 DEFAULT_COMPONENTS: tuple[int, ...] = (2, 3, 4, 5, 6)
 #: Counts per binned pixel wanted where the number of components is scored
@@ -560,6 +569,56 @@ def fitted_factors(model: Any) -> tuple[np.ndarray, np.ndarray]:
     return L, S
 
 
+def candidate_fit(
+    template: Any, image_shape: tuple[int, int], *, pixel_mask: np.ndarray | None = None,
+    fits: dict[tuple[int, int], Any] | None = None, record: sp.csr_matrix | None = None,
+) -> Callable[[sp.csr_matrix, int, int], Any]:
+    """The ``fit`` of :func:`choose_model`: the estimator ``template`` at ``(b, k)``.
+
+    Each candidate is a clone of ``template`` (a :class:`psnmf.PSNMF` configured as the
+    final fit: its spectra method, priors and options) with ``(k, b)`` set, no smoothing
+    (the TV weight is chosen after ``k`` and ``b``; it changes the maps, not the spectra)
+    and the iteration caps :data:`SWEEP_ITERATIONS`. So ``b`` is scored for the spectra the
+    final fit will have, not for another method's. ``fits``, when given, receives the
+    binned-stage NMF of every candidate fitted to ``record`` (the fitting half), by
+    ``(b, k)``, for a later fit to continue.
+    """
+    from sklearn.base import clone
+
+    def fit(X: sp.csr_matrix, bin_factor: int, n_components: int) -> Any:
+        model = clone(template).set_params(
+            n_components=n_components, bin_factor=bin_factor, smoothing=None,
+            image_shape=image_shape, max_iter=SWEEP_ITERATIONS[0],
+            max_iter_full=SWEEP_ITERATIONS[1],
+        ).fit(X, pixel_mask=pixel_mask)
+        if fits is not None and X is record:
+            fits[(bin_factor, n_components)] = model.binned_nmf_
+        return model
+
+    return fit
+
+
+def binned_heldout_deviance(
+    X2: sp.csr_matrix, factors: tuple[np.ndarray, np.ndarray],
+    image_shape: tuple[int, int] | None, scale: int,
+) -> float:
+    """:func:`heldout_deviance` of ``X2`` and the prediction ``factors``, both first summed
+    over ``scale x scale`` pixels (``scale=1`` or no ``image_shape``: as they are).
+
+    Why a coarser scale for choosing ``b``: at full resolution the deviance of a
+    prediction is dominated by the noise of its per-pixel abundances, which a coarse ``b``
+    shrinks by pulling the vertices together, so the full-resolution score preferred
+    ``b = 16`` at 18 counts/pixel where the spectra were 1.5-2.8x worse than at ``b = 4``.
+    Summed over blocks the abundance noise averages out and what is left is how well the
+    spectra and the mean maps predict the counts.
+    """
+    if scale <= 1 or image_shape is None:
+        return heldout_deviance(X2, factors)
+    B = binning_matrix(image_shape, scale)
+    L, S = factors
+    return heldout_deviance(counts_csr(sp.csr_matrix(B @ X2)), (np.asarray(B @ L), S))
+
+
 def choose_bin_factor(
     X1: sp.csr_matrix,
     X2: sp.csr_matrix,
@@ -570,6 +629,8 @@ def choose_bin_factor(
     n_components: int | None = None,
     patience: int | None = None,
     progress: Callable[[list[ModelCandidate]], Iterable[ModelCandidate]] | None = None,
+    image_shape: tuple[int, int] | None = None,
+    score_scale: int = 1,
 ) -> SearchResult[ModelCandidate]:
     """Choose ``b`` by fitting PSNMF on ``X1`` and scoring its prediction of ``X2``.
 
@@ -590,11 +651,16 @@ def choose_bin_factor(
     patience : int, optional
         Stop once the deviance has risen above its minimum this many times in a row
         (:func:`grid_search`); ``None`` scores every candidate.
+    image_shape : (int, int), optional
+        The image shape of the rows of ``X1`` and ``X2``, for ``score_scale``.
+    score_scale : int
+        Both halves' counts and predictions are summed over ``score_scale x score_scale``
+        pixels before scoring (:func:`binned_heldout_deviance`).
     """
 
     def score(c: ModelCandidate) -> Score:
         model = fit(X1, c.bin_factor, c.n_components)
-        dev = heldout_deviance(X2, fitted_factors(model))
+        dev = binned_heldout_deviance(X2, fitted_factors(model), image_shape, score_scale)
         return Score(dev, f"{model.n_iter_['binned']}+{model.n_iter_['full']}")
 
     search = grid_search(list(dict.fromkeys(candidates)), score, patience=patience,
@@ -625,7 +691,7 @@ def choose_model(
 
     ``components=None`` means ``auto_components``. With several candidates, ``k`` is
     chosen first by :func:`choose_components` on the counts ``X1 + X2`` binned by
-    :func:`components_bin_factor` (of ``bins`` and :data:`DEFAULT_BINS`): the held-out
+    :func:`components_bin_factor` (of ``bins`` and :data:`COMPONENT_BINS`): the held-out
     deviance of the binned stage, where the spectra are estimated. Then
     :func:`choose_bin_factor` fits PSNMF (``fit``) on ``X1`` and scores it on ``X2`` for
     every ``b`` in ``bins`` at that ``k`` (for every ``(b, k)`` when ``components`` were
@@ -660,7 +726,7 @@ def choose_model(
     ks = tuple(auto_components if components is None else components)
     k_search, k_bin, k_pixels = None, None, None
     if len(ks) > 1:
-        pool = usable_bin_factors(sorted({*all_bins, *DEFAULT_BINS}), image_shape, max(ks))
+        pool = usable_bin_factors(sorted({*all_bins, *COMPONENT_BINS}), image_shape, max(ks))
         if not pool:
             raise ValueError(
                 f"no bin factor leaves at least {max(*ks, 4)} binned pixels on the "
@@ -689,6 +755,7 @@ def choose_model(
         X1, X2, [ModelCandidate(b, k) for k in ks_b for b in order], fit, stage=stage,
         n_components=k_best, patience=None if grid else BIN_PATIENCE,
         progress=bar("sweep" if grid else f"choosing b (k={k_best})"),
+        image_shape=image_shape, score_scale=SCORE_SCALE,
     )
     return ModelChoice(b_search=b_search, k_search=k_search, k_bin=k_bin,
                        k_pixels=k_pixels, seed=seed)

@@ -21,7 +21,7 @@ EXAMPLES = """\
 examples:
   psnmf sweep sample.bcf --bins 2,4,8,16 -k 4        # b sweep at 4 components
   psnmf sweep sample.bcf --components 2,3,4,5,6 --bins 4
-  psnmf sweep sample.bcf                             # k in 2-6, then b in 2,4,8,16
+  psnmf sweep sample.bcf                             # k in 2-6, then b in 4,8,16
   psnmf sweep sample.bcf --bins 2,4,8 -k 3 --unmix   # then unmix with the best b
 
 Scores are held-out Poisson deviances per count (binomial thinning, --seed; lower is

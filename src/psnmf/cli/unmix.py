@@ -57,7 +57,7 @@ links. A failing file does not stop the others; the exit code is 1 when any fail
 psnmf.pipeline.unmix; the quantification's in a [quantify] table). Options given
 on the command line override it; FILEs given replace its 'files'. Paths in the file
 are relative to its folder. Unknown keys and bad values are refused. Keys:
-  files = ["a.bcf"]   n_components = "auto"   bin_factor = "auto"   bins = [2, 4, 8, 16]
+  files = ["a.bcf"]   n_components = "auto"   bin_factor = "auto"   bins = [4, 8, 16]
   components = [2, 3, 4, 5, 6]   energy_range = "auto" (or [0.2, 15.0])
   elements = "auto" (or ["Fe", "O"])   seed = 0   max_iter = 1000   max_iter_full = 200
   smoothing = "auto"   vertex = true   n_boot = 20   write_denoised = false

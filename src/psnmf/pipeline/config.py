@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from psnmf import __version__
+from psnmf.selection import DEFAULT_BINS
 
 __all__ = ["CONFIG_NAME", "KEYS", "ConfigError", "Key", "RunConfig", "describe"]
 
@@ -427,7 +428,7 @@ KEYS: dict[str, Key] = _keys(
     Key("n_components", _int(1, auto=True, example="3"), "auto",
         "number of components k, or \"auto\""),
     Key("bin_factor", _int(1, auto=True), "auto", "bin factor b, or \"auto\""),
-    Key("bins", _int_list("[2, 4, 8, 16]"), [2, 4, 8, 16], "candidate b for bin_factor auto"),
+    Key("bins", _int_list("[4, 8, 16]"), list(DEFAULT_BINS), "candidate b for bin_factor auto"),
     Key("components", _int_list("[2, 3, 4, 5, 6]"), [2, 3, 4, 5, 6],
         "candidate k for n_components auto",
         hint=" (The number of components itself, -k on the command line, is n_components.)"),

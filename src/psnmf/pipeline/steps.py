@@ -34,6 +34,7 @@ from psnmf.selection import (
     SPLIT_FRACTION,
     SWEEP_ITERATIONS,
     ModelChoice,
+    candidate_fit,
     choose_model,
     count_split,
     fitted_factors,
@@ -117,16 +118,16 @@ def choose(
     components: Sequence[int] | None, seed: int | None, progress: Progress,
     auto_components: Sequence[int] = DEFAULT_COMPONENTS,
     fits: dict[tuple[int, int], NMFResult] | None = None,
-    priors: dict[str, Any] | None = None,
+    priors: dict[str, Any] | None = None, pure_spectra: bool = True,
 ) -> ModelChoice:
     """Choose ``k`` and/or ``b`` by held-out deviance (:func:`psnmf.selection.choose_model`).
 
-    ``k``/``b`` given fix that parameter; the candidate fits are the paper's PSNMF
-    (``spectra='nmf'``, no smoothing) with the iteration caps ``SWEEP_ITERATIONS``.
-    ``fits``, when given, receives the binned-stage NMF of every candidate fitted to
-    ``data.X1``, by ``(b, k)``: :func:`score` continues the chosen one. ``priors`` (the
-    estimator's prior options) constrain every candidate fit, and the candidate ``k`` are
-    restricted to those >= the fewest components the priors name.
+    ``k``/``b`` given fix that parameter; the candidate fits are the final fit's method
+    (``pure_spectra``, ``priors``) without smoothing and with the iteration caps
+    ``SWEEP_ITERATIONS`` (:func:`psnmf.selection.candidate_fit`). ``fits``, when given,
+    receives the binned-stage NMF of every candidate fitted to ``data.X1``, by ``(b, k)``:
+    :func:`score` continues the chosen one. The candidate ``k`` are restricted to those >=
+    the fewest components the priors name.
     """
     from psnmf.priors import spectral_priors
 
@@ -140,16 +141,11 @@ def choose(
             raise ValueError(f"the priors name component {least - 1}: no candidate k is "
                              f"large enough; give n_components >= {least} or candidates "
                              f"that include it.")
-
-    def fit(X: sp.csr_matrix, bin_factor: int, n_components: int) -> PSNMF:
-        model = make_estimator(n_components, bin_factor, seed=seed,
-                               iterations=SWEEP_ITERATIONS, smoothing=None,
-                               pure_spectra=False, image_shape=shape, priors=priors).fit(
-                                   X, pixel_mask=data.pixel_mask)
-        if fits is not None and X is data.X1:
-            fits[(bin_factor, n_components)] = model.binned_nmf_
-        return model
-
+    template = make_estimator(k or 2, b or 4, seed=seed, iterations=SWEEP_ITERATIONS,
+                              smoothing=None, pure_spectra=pure_spectra, image_shape=shape,
+                              priors=priors)
+    fit = candidate_fit(template, shape, pixel_mask=data.pixel_mask, fits=fits,
+                        record=data.X1)
     return choose_model(
         data.X1, data.X2, shape, fit, bins=bins if b is None else (b,),
         components=components if k is None else (k,), auto_components=auto_components,

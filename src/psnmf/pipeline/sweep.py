@@ -78,7 +78,7 @@ def sweep(
     Parameters
     ----------
     path_or_signal : path or HyperSpy EDS spectrum image
-    bins : sequence of int or str, default (2, 4, 8, 16)
+    bins : sequence of int or str, default (4, 8, 16)
         Bin factors to try (too large ones for the image are skipped).
     components : sequence of int, int, 'auto' or None
         Numbers of components. ``None``/``'auto'``: ``k`` in 2..6 chosen on the binned

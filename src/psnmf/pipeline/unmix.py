@@ -280,7 +280,8 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         with prog.step("sweep", "choosing " + what):
             selection = steps.choose(data, k=k, b=b, bins=bins, components=None,
                                      auto_components=components, seed=seed, progress=prog,
-                                     fits=fits, priors=estimator_priors)
+                                     fits=fits, priors=estimator_priors,
+                                     pure_spectra=vertex)
         k = k if k is not None else selection.n_components
         b = b if b is not None else selection.bin_factor
     config = {"seed": seed, "iterations": iterations, "smoothing": smoothing,
