@@ -190,6 +190,20 @@ def test_thickness_part_and_density(mantle_fit):
     assert np.nanmedian(parts[1]) > 2 * np.nanmedian(parts[0]) > 0
 
 
+def test_the_density_spread_is_in_the_thickness_part_as_in_the_table(mantle_fit):
+    """Without a thickness sd the unnamed components' density spread (the mantle's phase
+    densities, 4.09-4.25 g/cm^3) is the thickness part; a one-component pixel gets the
+    component table's part."""
+    _, _, res, cm0 = mantle_fit
+    assert "thickness" in cm0.parts
+    k = len(res.quantifications)
+    cm = composition_maps(res.quantifications, np.eye(k)[None], np.full((1, k), 1e4))
+    for j, q in enumerate(res.quantifications):
+        for el, part in q.uncertainty_budget["thickness"].items():
+            assert cm.parts["thickness"][cm.elements.index(el), 0, j] == pytest.approx(
+                part, rel=1e-4, abs=1e-6), (j, el)
+
+
 def test_unmix_writes_composition_maps(tmp_path):
     """``psnmf unmix`` writes the maps and sigma maps as HyperSpy signals (element | y, x)
     with the input's axes, the figure and the summary; and the maps are those of the
