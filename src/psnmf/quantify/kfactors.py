@@ -4,6 +4,7 @@ theoretical k-factors (:data:`THEORETICAL_K_SD`) propagated to compositions."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -247,11 +248,16 @@ def window_sd(energy: float, model: EDXModel | None = None) -> float:
     -------
     float
     """
-    m = model or EDXModel()
-    ref = m.main_line("Si", "K").energy
+    return _window_sd(float(energy), model or EDXModel())
+
+
+@functools.lru_cache(maxsize=4096)
+def _window_sd(energy: float, model: EDXModel) -> float:
+    """:func:`window_sd`, remembered: every quantification asks it for each element."""
+    ref = model.main_line("Si", "K").energy
     logs = []
     for window in DETECTOR_WINDOWS:
-        eff = replace(m, window=window).efficiency(np.array([float(energy), ref]))
+        eff = replace(model, window=window).efficiency(np.array([energy, ref]))
         logs.append(math.log(eff[0] / eff[1]))
     return float(np.std(logs, ddof=1))
 
