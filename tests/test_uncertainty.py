@@ -84,10 +84,12 @@ def test_composition_rows(fitted):
         assert r["at_percent"] == pytest.approx(res.compositions[j][r["element"]])
         lo, hi, sd_boot = iv[j][r["element"]]
         assert (r["low"], r["high"]) == (lo, hi)
-        # the total sd: bootstrap and k-factor parts in quadrature
+        # the total sd: bootstrap, k-factor and thickness parts in quadrature (a component
+        # without a phase has the spread of the phases' densities in its thickness part)
         b = r["budget"]
         assert b["bootstrap"] == pytest.approx(sd_boot)
-        assert r["sd"] == pytest.approx(np.hypot(b["bootstrap"], b["k_factors"]))
+        assert r["sd"] == pytest.approx(np.sqrt(
+            b["bootstrap"] ** 2 + b["k_factors"] ** 2 + b.get("thickness", 0.0) ** 2))
         assert b["counting"] <= b["bootstrap"] + 1e-12 or b["nmf"] == 0
         # the bias-aware interval always contains the estimate (and the debiased one)
         assert r["low"] <= r["at_percent"] <= r["high"]
