@@ -258,8 +258,8 @@ def test_multiscale_moves_a_carbide_vertex_with_pure_pixels_only_below_b():
     never more than half of a pixel, are not moved at any scale, and the ferrite keeps
     its binned-stage spectrum."""
     ds = sample_dataset("mixed_phase", snr="medium", seed=0, shape=(96, 96))
-    base = PSNMF(3, 4, random_state=0, **PURE).fit(ds.counts)  # 'binned', the default
-    multi = PSNMF(3, 4, random_state=0, vertex_scales="multi", **PURE).fit(ds.counts)
+    base = PSNMF(3, 4, random_state=0, vertex_scales="binned", **PURE).fit(ds.counts)
+    multi = PSNMF(3, 4, random_state=0, **PURE).fit(ds.counts)  # 'multi', the default
     oracle = oracle_limits(ds).angle
     before, after = score(base.spectra_, base.maps_, ds), score(multi.spectra_, multi.maps_, ds)
     names = list(ds.phase_names)
@@ -278,8 +278,8 @@ def test_multiscale_moves_a_carbide_vertex_with_pure_pixels_only_below_b():
 
 
 def test_multiscale_keeps_a_fit_whose_vertices_all_moved_in_the_binned_stage(eutectic_fit):
-    ds, m = eutectic_fit
-    multi = PSNMF(3, 4, random_state=0, vertex_scales="multi", **PURE).fit(ds.counts)
+    ds, multi = eutectic_fit  # 'multi', the default
+    m = PSNMF(3, 4, random_state=0, vertex_scales="binned", **PURE).fit(ds.counts)
     assert m.vertex_moved_.all()
     np.testing.assert_array_equal(multi.spectra_, m.spectra_)
     np.testing.assert_array_equal(multi.maps_, m.maps_)

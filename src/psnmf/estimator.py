@@ -272,17 +272,17 @@ class PSNMF(TransformerMixin, BaseEstimator):
         Largest scatter of a cluster, in units of the counting noise ('pure').
     max_tail : float, default=1.0
         Pixels allowed in the 4-sd band below a cluster, per member ('pure').
-    vertex_scales : {'binned', 'multi'}, default='binned'
-        Where the pure clusters are looked for ('pure'). 'binned': among the binned pixels
-        only. 'multi': a vertex the binned stage kept (a phase with almost no pure
-        ``b x b`` pixels: small grains, thin layers) is also tried at ``b/2``, ``b/4``,
-        ..., full resolution, coarsest first, with the same cluster tests and a cluster
-        centre inside the vertex, and moved to the fitted-model spectrum of its cluster's
-        summed counts (:func:`psnmf.engine.two_stage.refine_vertices`). Costs one
-        abundance solve per scale tried. Lazy / Dask input keeps 'binned'. Not the default
-        yet: the bootstrap and the debiased spectra (:mod:`psnmf.uncertainty`) replay the
-        binned stage's moves only, so their intervals would not follow a vertex moved at a
-        finer scale.
+    vertex_scales : {'multi', 'binned'}, default='multi'
+        Where the pure clusters are looked for ('pure'). 'multi': among the binned pixels,
+        and a vertex the binned stage kept (a phase with almost no pure ``b x b`` pixels:
+        small grains, thin layers) is also tried at ``b/2``, ``b/4``, ..., full
+        resolution, coarsest first, with the same cluster tests and a cluster centre
+        inside the vertex, and moved to the fitted-model spectrum of its cluster's summed
+        counts (:func:`psnmf.engine.two_stage.refine_vertices`). Costs one abundance solve
+        per scale tried, only when a vertex is kept; a fit whose vertices all move in the
+        binned stage is the same as with 'binned'. The bootstrap and the debiased spectra
+        (:mod:`psnmf.uncertainty`) replay the finer-scale moves. 'binned': among the
+        binned pixels only. Lazy / Dask input keeps 'binned'.
     never_pure : {'keep', 'lines'}, default='keep'
         The vertices without a pure cluster ('pure'): phases never pure (nanoparticles on a
         support, nanoclusters in a matrix). 'keep': NMF's vertex, inside the true simplex
@@ -434,7 +434,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         min_cluster: int = 20,
         max_dispersion: float = 1.5,
         max_tail: float = 1.0,
-        vertex_scales: str = "binned",
+        vertex_scales: str = "multi",
         never_pure: str = "keep",
         elements: list[str] | tuple[str, ...] | None = None,
         edx_model: Any = None,
