@@ -20,6 +20,7 @@ Usage::
 
     python benchmarks/choose_b.py                                   # the default grid
     python benchmarks/choose_b.py --samples mantle --snr low --sizes 128 --seeds 0
+    python benchmarks/choose_b.py --samples "" --espm paper293,paper18,particles
     python benchmarks/choose_b.py --json rows.json
 """
 
@@ -29,6 +30,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -71,15 +73,36 @@ def before_choice(X1: sp.csr_matrix, X2: sp.csr_matrix, k: int, shape: tuple[int
 
 
 def dataset_rows(name: str, snr: str, size: int, seed: int) -> dict[str, Any]:
+    """One psnmf-simulated dataset: the spectra at every ``b`` and both choices."""
     ds = sample_dataset(name, snr=snr, seed=seed, shape=(size, size))
+    return rows_of(ds, {"sample": name, "snr": snr, "size": size, "seed": seed,
+                        "phases": list(ds.phase_names)})
+
+
+def espm_rows(key: str) -> dict[str, Any]:
+    """One dataset simulated by espm (``peers.ESPM_DATASETS``), in its own environment."""
+    import tempfile
+
+    from peers import DEFAULT_VENV, ensure_espm, espm_dataset
+
+    ensure_espm(DEFAULT_VENV)
+    with tempfile.TemporaryDirectory() as work:
+        d = espm_dataset(key, DEFAULT_VENV, Path(work))
+    ds = SimpleNamespace(counts=d["counts"], spectra=d["spectra"], maps=d["maps"])
+    cpp = float(d["counts"].sum()) / float(np.prod(d["counts"].shape[:2]))
+    return rows_of(ds, {"sample": f"espm {key}", "snr": f"{cpp:.0f}/px",
+                        "size": d["counts"].shape[0], "seed": d["seed"],
+                        "phases": d["phases"]})
+
+
+def rows_of(ds: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """Angles of ``PSNMF(k, b)`` at every usable ``b``, the choice now and as before."""
     k = ds.maps.shape[-1]
-    shape = (size, size)
-    counts = sp.csr_matrix(ds.counts.reshape(size * size, -1))
+    shape = ds.counts.shape[:2]
+    counts = sp.csr_matrix(ds.counts.reshape(shape[0] * shape[1], -1))
     X1, X2 = count_split(counts, SPLIT_FRACTION, random_state=0)  # the estimator's split
     bins = usable_bin_factors(BINS, shape, k)
-    row: dict[str, Any] = {"sample": name, "snr": snr, "size": size, "seed": seed,
-                           "phases": list(ds.phase_names),
-                           "oracle": np.asarray(oracle_limits(ds).angle).tolist(), "b": {}}
+    row.update({"oracle": np.asarray(oracle_limits(ds).angle).tolist(), "b": {}})
     for b in bins:
         fit = psnmf.PSNMF(k, b, smoothing=None, random_state=0).fit(ds.counts)
         sc = compare_to_truth(fit.spectra_, fit.maps_, ds.spectra, ds.maps)
@@ -141,10 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snr", default="medium,low")
     p.add_argument("--sizes", default="96,128")
     p.add_argument("--seeds", default="0")
+    p.add_argument("--espm", default="",
+                   help="comma-separated espm datasets (peers.ESPM_DATASETS: paper293, "
+                        "paper18, particles), simulated by espm in its own environment")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     rows = []
-    for name in a.samples.split(","):
+    for key in filter(None, a.espm.split(",")):
+        rows.append(espm_rows(key))
+        print(format_row(rows[-1]), flush=True)
+    for name in filter(None, a.samples.split(",")):
         for snr in a.snr.split(","):
             for size in (int(s) for s in a.sizes.split(",")):
                 for seed in (int(s) for s in a.seeds.split(",")):

@@ -95,7 +95,8 @@ def unmix(
         lowest held-out Poisson deviance of the binned stage (see :func:`psnmf.pipeline.sweep`).
     bin_factor : int or 'auto' (default)
         Spatial bin factor ``b`` of PSNMF's first stage. ``'auto'``: the ``b`` in ``bins``
-        with the lowest held-out deviance of PSNMF fitted on half of the counts.
+        with the lowest held-out deviance of PSNMF (the final fit's method, no smoothing)
+        fitted on half of the counts, scored summed over 8 x 8 pixels.
     energy_range : (lo, hi) in keV, optional
         Channels used. Default: from 0.2 keV (drops the zero-energy noise peak) to the
         beam energy (to 20 keV, or further if an element's main line needs it). If that
