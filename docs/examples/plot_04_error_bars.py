@@ -14,8 +14,10 @@ estimates, so it covers the truth when either correction is about right.
 
 To that **error budget** psnmf adds the systematic parts, the same in every replicate:
 the k-factors (theoretical k-factors carry a stated relative sd,
-:data:`psnmf.quantify.THEORETICAL_K_SD`) and the thickness, when its uncertainty is
-given. Elements below the detection limit of a component get a limit, not a number.
+:func:`psnmf.quantify.theoretical_k_sd`: the emission part and the spread of the
+detector window) and the thickness, when its uncertainty is given or the density is the
+mean of the sample's phase densities. Elements below the detection limit of a component
+get a limit, not a number.
 
 This page uses a 64 x 64 mantle image and 10 replicates; ``psnmf unmix`` runs 20 by
 default (``--bootstrap N``), each costing about one binned-stage fit.

@@ -390,7 +390,8 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
     elements += [el for el in excluded if el not in elements]
     if len([el for el in elements if el not in excluded]) < 2:
         return Quantified(None)
-    source = "theoretical (the forward model; relative sd psnmf.quantify.THEORETICAL_K_SD)"
+    source = ("theoretical (the forward model; relative sd psnmf.quantify.theoretical_k_sd: "
+              "the emission part and the detector window's spread)")
     if isinstance(opts.get("k_factors"), str | Path):
         source = f"file {opts['k_factors']}"
         opts["k_factors"] = read_k_factors(opts["k_factors"])
@@ -409,8 +410,9 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
         qnotes += [f"#{j}: {a} / {b} lines overlap (fitted intensities correlated {r:+.2f}): "
                    "their split rests on the model's line ratios" for a, b, r in q.unresolved]
     method = opts.get("method", "CL")
-    parts = [p for p in BUDGET_PARTS
-             if p != "thickness" or opts.get("thickness_sigma") is not None]
+    parts = [p for p in BUDGET_PARTS  # thickness: given its sd, or a density's spread
+             if p != "thickness" or opts.get("thickness_sigma") is not None
+             or any("thickness" in q.uncertainty_budget for q in res.quantifications)]
     settings = {"method": method, "k_factors": source,
                 "thickness_nm": opts.get("thickness", model_for_signal(signal).thickness),
                 "thickness_sigma_nm": opts.get("thickness_sigma"),
