@@ -55,16 +55,12 @@ def test_sweep_finds_the_number_of_phases(sample, snr):
     # k in increasing order, stopped at the first rise of the deviance after its minimum
     assert sel.components == list(range(2, true_k + 2))
     assert min(k_scores, key=k_scores.get) == chosen_k
-    # b: the best full-resolution held-out deviance among the bins tried at that k, tried
-    # from the largest down until the deviance rises
+    # b: the best held-out deviance (8 x 8 sums) among the bins at that k, every one tried,
+    # from the largest down
     b_trials = sel.b_search.trials
     tried = [t.candidate.bin_factor for t in b_trials]
-    assert tried == [16, 8, 4][:len(tried)] and {t.candidate.n_components
-                                                 for t in b_trials} == {true_k}
+    assert tried == [16, 8, 4] and {t.candidate.n_components for t in b_trials} == {true_k}
     assert sel.best.deviance == min(t.deviance for t in b_trials)
-    devs = [t.deviance for t in b_trials]
-    stop = devs.index(min(devs)) + 1  # one candidate past the minimum, or the last bin
-    assert len(tried) == min(stop + 1, 3)
     assert "binned stage" in sel.to_text() and sel.to_dict()["k_stage"]["bin_factor"] == sel.k_bin
 
 
