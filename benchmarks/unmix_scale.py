@@ -117,6 +117,7 @@ class Run:
     returncode: int
     stages: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    chosen: str = ""  #: the k and b psnmf chose
 
     @property
     def ok(self) -> bool:
@@ -180,8 +181,11 @@ def run_psnmf(path: Path, folder: Path, limit: int | None, timeout: float) -> Ru
                         "--quiet"], limit, timeout)
     summary = out_dir / "summary.json"
     if run.ok and summary.exists():
-        timings = json.loads(summary.read_text()).get("timings_s", {})
+        data = json.loads(summary.read_text())
+        timings = data.get("timings_s", {})
         run.stages = {k: float(v) for k, v in timings.items() if isinstance(v, int | float)}
+        par = data.get("parameters", {})
+        run.chosen = f"k = {par.get('n_components')}, b = {par.get('bin_factor')}"
     return run
 
 
@@ -220,7 +224,7 @@ def print_row(name: str, nnz: int, ours: Run, anchor: Run | None,
     if sizes[0]:
         print(f"  input file {sizes[0] / 2**20:.1f} MiB, default results folder "
               f"{sizes[1] / 2**20:.1f} MiB ({sizes[1] / sizes[0]:.2f}x the input)")
-    print(f"  psnmf unmix (all defaults)   {_fmt(ours)}")
+    print(f"  psnmf unmix (all defaults)   {_fmt(ours)}   {ours.chosen}")
     print(f"  HyperSpy PCA + NMF (k={K})     {_fmt(anchor)}")
     if ours.ok and anchor is not None and anchor.ok:
         print(f"  ratio HyperSpy / psnmf       time {anchor.wall_s / ours.wall_s:5.2f}x   "
