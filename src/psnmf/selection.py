@@ -50,11 +50,12 @@ logger = logging.getLogger(__name__)
 DEVIANCE_FLOOR = 1e-6
 #: Fraction of the counts in the fitting half of the count split.
 SPLIT_FRACTION = 0.5
-#: Bin factors tried by default (``bin_factor="auto"``, ``psnmf sweep``). Not 2: the
-#: pure-pixel spectra of the binned stage at ``b = 2`` were measured worse than at ``b = 4``
-#: on every simulated sample where they differed (small grains 3.9-13x the best angle at
-#: 147 counts/pixel), and the count-split candidates cannot see it (they prefer 2 there);
-#: phases finer than ``b = 4`` are reached per vertex by ``vertex_scales='multi'``.
+#: Bin factors tried by default (``bin_factor="auto"``, ``psnmf sweep``). Not 2: at
+#: ``b = 2`` the spectra of the small grains at 147 counts/pixel were 3.9-13x the best b's
+#: and the count-split score prefers 2 there; with 2 among the candidates the choice was
+#: within 1.10x of the best b no more often (49 against 48 of 64 simulated datasets,
+#: ``benchmarks/choose_b.py``) and b = 2 is the slowest fit. Phases finer than ``b = 4``
+#: are reached per vertex by ``vertex_scales='multi'``.
 DEFAULT_BINS: tuple[int, ...] = (4, 8, 16)
 #: Bin factors where the number of components may be scored (:func:`components_bin_factor`).
 COMPONENT_BINS: tuple[int, ...] = (2, 4, 8, 16)
@@ -610,7 +611,7 @@ def binned_heldout_deviance(
     Why a coarser scale for choosing ``b``: at full resolution the deviance of a
     prediction is dominated by the noise of its per-pixel abundances, which a coarse ``b``
     shrinks by pulling the vertices together, so the full-resolution score preferred
-    ``b = 16`` at 18 counts/pixel where the spectra were 1.5-2.8x worse than at ``b = 4``.
+    ``b = 16`` at 18 counts/pixel where the spectra were 1.4-2.8x worse than at ``b = 4``.
     Summed over blocks the abundance noise averages out and what is left is how well the
     spectra and the mean maps predict the counts.
     """
