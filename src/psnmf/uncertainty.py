@@ -138,7 +138,7 @@ from scipy.stats import norm
 
 from psnmf.engine import _kernels as kernels
 from psnmf.engine.binning import bin_counts
-from psnmf.engine.poisson_nmf import solve_abundances
+from psnmf.engine.poisson_nmf import poisson_draw, solve_abundances
 from psnmf.engine.priors import SpectralPriors
 from psnmf.engine.pure_pixels import replay_vertex_correction
 from psnmf.engine.scale_replay import (
@@ -708,7 +708,7 @@ def bootstrap(
 
     def binned_part(rep_rng: np.random.Generator) -> _Replicate:
         """A replicate's binned stage (and its debiased spectra), matched to ``S``."""
-        Xr = _poisson_csr(rep_rng, mean)
+        Xr = poisson_draw(rep_rng, *mean.shape, lambda sl: mean[sl])
         fit = fit_binned(Xr, k, random_state=int(rep_rng.integers(2**31 - 1)),
                          solve_maps=False, start=start, **options)
         order = match_components(fit.spectra, S)
@@ -820,14 +820,6 @@ def _shifted_start(fit_nmf: np.ndarray, rep_nmf: np.ndarray, centre: np.ndarray
     """
     out = np.maximum(fit_nmf + rep_nmf - centre, 0.0)
     return out / out.sum(axis=1, keepdims=True)
-
-
-def _poisson_csr(rng: np.random.Generator, mean: np.ndarray, rows: int = 256) -> sp.csr_matrix:
-    """Poisson counts of means ``mean`` as CSR, drawn in bands of ``rows`` rows (the same
-    values as one draw of the whole array: the generator is consumed in the same order),
-    so that no dense integer and float copy of the whole array is held."""
-    return sp.vstack([sp.csr_matrix(rng.poisson(mean[i:i + rows]).astype(np.float64))
-                      for i in range(0, mean.shape[0], rows)], format="csr")
 
 
 #: At.% below which the Monte Carlo error of an interval edge does not matter: a tenth of

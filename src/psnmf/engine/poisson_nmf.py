@@ -24,6 +24,7 @@ cannot keep the spectra fixed; espm's solvers are dense too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -650,3 +651,25 @@ def _check_init(M: np.ndarray, shape: tuple[int, int], name: str) -> np.ndarray:
     if not np.all(np.isfinite(M)) or np.any(M < 0):
         raise ValueError(f"{name} must be finite and non-negative.")
     return np.array(M, order="C", copy=True)
+
+
+#: Rows drawn at once by :func:`poisson_draw` (a dense band of means is this many rows).
+DRAW_ROWS = 256
+
+
+def poisson_draw(
+    rng: np.random.Generator, n_rows: int, n_channels: int,
+    band_means: Callable[[slice], np.ndarray], rows: int = DRAW_ROWS,
+) -> sp.csr_matrix:
+    """Poisson counts of a model's means as CSR ``(n_rows, n_channels)``, drawn in bands.
+
+    ``band_means(sl)`` gives the dense means of the rows ``sl`` (e.g. ``mean[sl]``, or
+    ``weights[sl] @ spectra`` from factors), so at most one band of ``rows`` rows is dense at
+    once: the bootstrap and the finer-scale replays draw whole images this way. The values
+    are those of one draw of the whole array (the generator is consumed in row order).
+    """
+    bands = [sp.csr_matrix(rng.poisson(band_means(slice(i, min(i + rows, n_rows))))
+                           .astype(np.float64)) for i in range(0, n_rows, rows)]
+    if not bands:
+        return sp.csr_matrix((0, n_channels))
+    return sp.vstack(bands, format="csr")

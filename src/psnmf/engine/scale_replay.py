@@ -36,8 +36,9 @@ What the reach saves depends on the counts per pixel. On the ODS steel at 96 x 9
 resolution. At 'low' counts a pixel's noise sd is so wide that the reach is the whole
 image: on the thin stack at 128 x 128, 'low' (vertices moved at b = 2 and 1), every pixel
 at both scales, and 8 replicates took 12.8 CPU s against 6.1 for the binned stage alone.
-A replicate then costs at most one Poisson draw (in bands, :data:`DRAW_ROWS`) and one
-abundance solve of the image at each finer scale.
+A replicate then costs at most one Poisson draw (in bands,
+:func:`psnmf.engine.poisson_nmf.poisson_draw`) and one abundance solve of the image at
+each finer scale.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from psnmf.engine.binning import bin_counts
-from psnmf.engine.poisson_nmf import solve_abundances
+from psnmf.engine.poisson_nmf import poisson_draw, solve_abundances
 from psnmf.engine.priors import SpectralPriors
 from psnmf.engine.pure_pixels import (
     START_FRAC,
@@ -222,22 +223,6 @@ def scale_reaches(
     return out
 
 
-#: Pixels drawn at once by :func:`_draw` (a dense band of means is ``DRAW_ROWS x channels``).
-DRAW_ROWS = 256
-
-
-def _draw(reach: ScaleReach, spectra: np.ndarray, rng: np.random.Generator) -> sp.csr_matrix:
-    """Poisson counts of the reach's pixels from the fitted model ``weights @ spectra``,
-    drawn in bands of :data:`DRAW_ROWS` pixels so that no dense copy of the whole reach is
-    held (at low counts a reach can be the whole image)."""
-    W = reach.weights
-    bands = [sp.csr_matrix(rng.poisson(W[i:i + DRAW_ROWS] @ spectra).astype(np.float64))
-             for i in range(0, W.shape[0], DRAW_ROWS)]
-    if not bands:
-        return sp.csr_matrix((0, spectra.shape[1]))
-    return sp.vstack(bands, format="csr")
-
-
 def _correct_in_reach(
     X: sp.csr_matrix, A: np.ndarray, S: np.ndarray, reach: ScaleReach, todo: np.ndarray,
     rule: dict[str, float],
@@ -319,7 +304,9 @@ def replay_finer_scales(
         todo &= ~done
         if not todo.any():
             continue
-        X = _draw(reach, model_spectra, rng)
+        W = reach.weights
+        X = poisson_draw(rng, W.shape[0], model_spectra.shape[1],
+                         lambda sl, W=W: W[sl] @ model_spectra)
         basis = S if start_spectra is None else np.where(todo[:, None], start_spectra, S)
         A = solve_abundances(X, basis, max_iter=max_iter, tol=tol, check_input=False,
                              A_init=reach.start).A
