@@ -52,10 +52,9 @@ class AbsorptionTables:
         The elements of the film: the columns of a composition array.
     emitters : tuple of str
         The elements whose line family is corrected: the columns of the factors.
-    line_owner : ndarray (L,)
-        Index (into ``emitters``) of the element each line belongs to.
-    line_weight : ndarray (L,)
-        Weight of each line in its family's factor (its detected thin-film intensity).
+    line_weights : ndarray (L, emitters)
+        Weight of each line in its family's factor (its detected thin-film intensity) in
+        the column of the element it belongs to, 0 elsewhere.
     mu : ndarray (absorbers, L)
         Mass attenuation coefficient (cm^2/g) of each absorber at each line.
     atomic_weights : ndarray (absorbers,)
@@ -68,8 +67,7 @@ class AbsorptionTables:
 
     absorbers: tuple[str, ...]
     emitters: tuple[str, ...]
-    line_owner: np.ndarray
-    line_weight: np.ndarray
+    line_weights: np.ndarray
     mu: np.ndarray
     atomic_weights: np.ndarray
     element_density: np.ndarray
@@ -108,10 +106,8 @@ class AbsorptionTables:
         rt = np.asarray(mass_thickness, dtype=np.float64).reshape(-1)
         chi = (self.mass_fractions(compositions) @ self.mu) * (rt * 0.1 / self.sin_takeoff)[:, None]
         a = np.asarray(absorption_factor(chi))      # kg/m^2 -> g/cm^2 above
-        member = np.zeros((self.line_owner.size, len(self.emitters)))
-        member[np.arange(self.line_owner.size), self.line_owner] = self.line_weight
-        total = member.sum(axis=0)
-        out = (a @ member) / np.where(total > 0, total, 1.0)
+        total = self.line_weights.sum(axis=0)
+        out = (a @ self.line_weights) / np.where(total > 0, total, 1.0)
         out[:, total == 0] = 1.0
         return out
 
@@ -174,9 +170,10 @@ def absorption_tables(
         db = material.elements
         aw = [float(db[el]["General_properties"]["atomic_weight"]) for el in absorbers]
         rho = [float(db[el]["Physical_properties"]["density (g/cm^3)"]) for el in absorbers]
+    line_weights = np.zeros((len(owner), len(emitters)))
+    line_weights[np.arange(len(owner)), owner] = weight
     return AbsorptionTables(
-        absorbers=absorbers, emitters=emitters, line_owner=np.array(owner, dtype=np.int64),
-        line_weight=np.array(weight, dtype=np.float64),
+        absorbers=absorbers, emitters=emitters, line_weights=line_weights,
         mu=np.asarray(mu, dtype=np.float64).reshape(len(absorbers), len(owner)),
         atomic_weights=np.array(aw), element_density=np.array(rho),
         sin_takeoff=math.sin(math.radians(toa)),
