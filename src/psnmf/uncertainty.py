@@ -461,9 +461,7 @@ def _counts_csr(counts: Any) -> sp.csr_matrix:
 
 
 def _binned_counts(model: Any, counts: Any) -> sp.csr_matrix:
-    X = counts if sp.issparse(counts) else np.asarray(counts)
-    X = X.reshape(-1, X.shape[-1]) if X.ndim == 3 else X
-    return bin_counts(X, model.image_shape_, model.bin_factor_)
+    return bin_counts(_counts_csr(counts), model.image_shape_, model.bin_factor_)
 
 
 def debiased_spectra(
