@@ -178,7 +178,15 @@ CHILD_UNMIX = textwrap.dedent(
         time.sleep(0.3)  # so that a kill can land while they are being written
         real_fsync(fd)
 
+    real_replace = os.replace
+
+    def slow_replace(src, dst):  # every temporary of the set lives 0.3 s before its
+        if ".tmp-" in os.fspath(src):  # rename, so that the test, polling, always sees it
+            time.sleep(0.3)  # (a small .hspy is written in milliseconds)
+        real_replace(src, dst)
+
     os.fsync = slow_fsync
+    os.replace = slow_replace
     print("ready", flush=True)
     sys.exit(main(sys.argv[1:]))
     """
