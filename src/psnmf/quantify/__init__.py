@@ -39,7 +39,9 @@ Modules
 :mod:`~psnmf.quantify.kfactors` (k-factor tables and files, the uncertainty of theoretical
 k-factors), :mod:`~psnmf.quantify.linefit` (the line fit), :mod:`~psnmf.quantify.methods`
 (CL, zeta, cross-section formulas), :mod:`~psnmf.quantify.absorption` (thin-film
-absorption), :mod:`~psnmf.quantify.calibration` (k-factors from an internal standard),
+absorption), :mod:`~psnmf.quantify.electroneutrality` (the film's mass thickness from
+the charge balance of an ionic phase, ``quantify(thickness_from="electroneutrality")``),
+:mod:`~psnmf.quantify.calibration` (k-factors from an internal standard),
 :mod:`~psnmf.quantify.result` (:class:`Quantification`), :mod:`~psnmf.quantify.core`
 (:func:`quantify`, which puts them together) and :mod:`~psnmf.quantify.maps`
 (:func:`composition_maps`: per-pixel compositions of the denoised data from the component
@@ -63,6 +65,12 @@ coefficients (those of its forward model and simulator) averaged over all lines 
 the fitted family with their detected weights (the fitted intensity is the whole
 family), and iterates to ``tol``. ``database="exspy"`` with ``density=None``
 reproduces exspy's choices.
+
+A thickness given can be far off (a log-ratio EELS thickness, a guessed one). For an ionic
+phase (oxide, nitride, halide) ``thickness_from="electroneutrality"`` measures the
+absorbing mass thickness from the spectrum itself (Van Cappellen 1990): the one at which
+the corrected composition is neutral with the elements' valences; a thickness given with
+an sd is combined with it as a prior (exspy's correction takes the thickness given).
 
 Uncertainties come from counting statistics: the covariance of the fitted
 coefficients is the inverse Fisher information of the Poisson likelihood,

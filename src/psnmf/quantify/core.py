@@ -26,7 +26,14 @@ from psnmf.quantify.absorption import (
     film_density,
     iterate_one,
 )
-from psnmf.quantify.kfactors import KFactors, k_factor_spread, read_k_factors, theoretical_k_sd
+from psnmf.quantify.electroneutrality import NeutralThickness, neutral_k_spread, neutral_thickness
+from psnmf.quantify.kfactors import (
+    KFactors,
+    k_factor_draws,
+    k_factor_spread,
+    read_k_factors,
+    theoretical_k_sd,
+)
 from psnmf.quantify.linefit import LineFit, fit_lines
 from psnmf.quantify.methods import METHODS, cliff_lorimer, cross_section, electron_dose, zeta_factor
 from psnmf.quantify.result import Quantification
@@ -60,6 +67,9 @@ def quantify(
     tol: float = 1e-6,
     max_absorption_iter: int = 100,
     k_factor_sd: float | dict[str, float] | None = None,
+    thickness_from: str | None = None,
+    valences: dict[str, float] | None = None,
+    charge_balance_sd: float = 0.01,
     exclude_elements: list[str] | tuple[str, ...] | None = None,
     detection_sigma: float | None = 3.0,
     n_draws: int = 4000,
@@ -139,6 +149,26 @@ def quantify(
         :func:`theoretical_k_sd` for factors from the model, the file's
         :attr:`KFactors.relative_sd` for a k-factor table, none for zeta factors or
         cross-sections given as numbers (noted). 0 leaves the part out.
+    thickness_from : {None, "electroneutrality"}
+        CL: ``"electroneutrality"`` measures the film's mass thickness from the spectrum
+        itself, as the one at which the absorption-corrected composition is neutral
+        (Van Cappellen 1990; :mod:`psnmf.quantify.electroneutrality`), instead of trusting
+        ``thickness`` and ``density``: the anion's K line is the most absorbed, so the
+        charge balance measures the absorption path. A ``thickness`` (or the model's)
+        with a ``thickness_sigma`` (or a density's spread) is a prior, combined with the
+        estimate by inverse variance; without an sd it is only compared (noted). The
+        ``"thickness"`` part of the uncertainty is then that of the mass thickness used
+        (counting, valences, stoichiometry, and the prior); the ``"k_factors"`` part
+        estimates it again for every draw. A phase without an anion or a cation, or with
+        an element that has no valence, keeps the thickness given (noted).
+    valences : dict, optional
+        Element -> valence (anions negative, ``{"Fe": 3}``) for ``thickness_from``;
+        default :data:`psnmf.quantify.electroneutrality.VALENCES`, whose multivalent
+        elements (Fe, Ti, U, Ce, ...) carry half their range as an sd unless stated here.
+    charge_balance_sd : float
+        Relative sd of a phase's charge balance (0.01: 1 % of its anion charge) for
+        ``thickness_from``: the departure of a real phase from its nominal valences
+        (unanalysed H, Li, B; vacancies); 0 for an exactly stoichiometric phase.
     exclude_elements : list of str, optional
         Elements fitted (their lines are in the spectrum: a Cu grid, Si of the
         detector) but left out of the composition, which is normalised without them.
@@ -230,6 +260,7 @@ def quantify(
     budget: dict[str, dict[str, float]] = {}
     extra: dict[str, Any] = {}
     notes: list[str] = []
+    neutral: NeutralThickness | None = None
     if method == "CL":
         if table is None:
             kf_all = model_used.k_factors(fit.elements, fit.families)
@@ -247,47 +278,88 @@ def quantify(
         )
         rho_given, rho_sd = film_density(
             model_used, positive_or_none("density", density, "give g/cm^3, e.g. 4.1"), phase)
+        if thickness_from not in (None, "electroneutrality"):
+            raise ValueError(f"thickness_from must be None or 'electroneutrality', got "
+                             f"{thickness_from!r}")
+        valences = dict(valences or {})
+        _subset("valences", list(valences), fit.elements)
+        if thickness_from is not None and absorption_correction is False:
+            raise ValueError("thickness_from='electroneutrality' estimates the film for the "
+                             "absorption correction: drop absorption_correction=False")
+        cbs = positive_or_none("charge_balance_sd", charge_balance_sd,
+                               "give a relative sd of the charge balance, e.g. 0.01",
+                               allow_zero=True) or 0.0
         correct = (t_used > 0) if absorption_correction is None else bool(absorption_correction)
         if correct and t_used == 0 and absorption_correction:
             raise ValueError(
                 "absorption_correction=True with Cliff-Lorimer needs thickness > 0 (nm)"
             )
+        # the thickness and the density's spread (a component whose phase is not named)
+        sigma_eq = equivalent_thickness_sd(t_used, sigma_t or 0.0, rho_given,
+                                           rho_sd if correct else 0.0)
+        if thickness_from is not None:
+            missing_k = [el for el in incl if el not in kf]
+            if missing_k:
+                raise ValueError(f"no k-factor for {missing_k}; add them to the k-factor "
+                                 "file or omit k_factors to use the model's")
+            neutral = neutral_thickness(
+                incl, kf, intens, cov, {el: valences[el] for el in incl if el in valences},
+                cbs, tables(), tol, max_absorption_iter,
+                t_used, sigma_eq,
+                rho_given, notes)
+        estimate = None if neutral is None else neutral.estimate
+        if neutral is not None:
+            correct = True
+            mt_fixed, mt_sd = neutral.value, neutral.sd
 
-        def solve(t_nm: float) -> tuple[dict[str, float], dict[str, float] | None, float, int]:
-            if not correct or t_nm == 0:
+        def solve(t_nm: float, mt: float | None = None
+                  ) -> tuple[dict[str, float], dict[str, float] | None, float, int]:
+            """Composition corrected for a film of ``t_nm`` nm, or of mass thickness
+            ``mt`` (kg/m^2) when given."""
+            if not correct or (mt is None and t_nm == 0):
                 comp, _ = cliff_lorimer(intens, kf)
                 return comp, None, 0.0, 0
 
             def step(a: dict[str, float] | None) -> tuple[dict[str, float], float]:
                 comp, _ = cliff_lorimer(intens, kf, None, a)
+                if mt is not None:
+                    return comp, float(mt)
                 return comp, float(tables().mass_thickness(tables().row(comp), rho_given, t_nm)[0])
 
             return iterate_one(step, tables(), tol, max_absorption_iter)
 
-        comp0, a_used, rho_t, n_abs = solve(t_used)
+        if estimate is not None:
+            comp0, a_used, rho_t, n_abs = solve(t_used, mt_fixed)
+            if mt_sd > 0:
+                lo = solve(t_used, max(mt_fixed - mt_sd, 0.0))[0]
+                hi = solve(t_used, mt_fixed + mt_sd)[0]
+                budget["thickness"] = {el: abs(hi[el] - lo[el]) / 2.0 for el in comp0}
+        else:
+            comp0, a_used, rho_t, n_abs = solve(t_used)
+            if sigma_eq > 0:
+                lo = solve(max(t_used - sigma_eq, 0.0))[0]
+                hi = solve(t_used + sigma_eq)[0]
+                budget["thickness"] = {el: abs(hi[el] - lo[el]) / 2.0 for el in comp0}
         comp, unc = cliff_lorimer(intens, kf, cov, a_used)
         if a_used is not None:
             rho = float(tables().density(tables().row(comp), rho_given)[0])
-            if rho_given is None and set(comp) & GASEOUS:
+            if estimate is not None:
+                t_used = rho_t / rho * 1e6
+            elif rho_given is None and set(comp) & GASEOUS:
                 warnings.warn(
                     "absorption correction without a density: it is estimated from the "
                     "element densities, far too low for oxides and nitrides; pass "
                     "density= (g/cm^3) for a correct correction",
                     stacklevel=2,
                 )
-        # the thickness and the density's spread (a component whose phase is not named)
-        sigma_eq = equivalent_thickness_sd(t_used, sigma_t or 0.0, rho_given,
-                                           rho_sd if a_used is not None else 0.0)
-        if sigma_eq > 0:
-            lo = solve(max(t_used - sigma_eq, 0.0))[0]
-            hi = solve(t_used + sigma_eq)[0]
-            budget["thickness"] = {el: abs(hi[el] - lo[el]) / 2.0 for el in comp}
-        if a_used is not None and rho_sd > 0:
+        if a_used is not None and rho_sd > 0 and estimate is None:
             notes.append(
                 f"density {rho_given:.2f} +- {rho_sd:.2f} g/cm^3: the mean and spread of the "
                 "model's phase densities (no phase named); the spread is in the thickness "
                 "part (give phase= or density= for the phase's own)")
         mass_thickness = rho_t if a_used is not None else None
+        if estimate is not None:
+            extra["mass_thickness_sigma"] = mt_sd
     else:
         if thickness_sigma is not None:
             raise ValueError(
@@ -357,7 +429,12 @@ def quantify(
     a_eff = a_used or {}
     scaled = {el: intens[el] / a_eff.get(el, 1.0) for el in comp}
     if any(v > 0 for v in k_sd.values()):
-        budget["k_factors"] = k_factor_spread(scaled, kf, k_sd, n_draws)
+        if neutral is not None:
+            draws = k_factor_draws(np.array([k_sd.get(el, 0.0) for el in incl]), n_draws)
+            budget["k_factors"] = neutral_k_spread(neutral, incl, kf, intens, draws, tables(),
+                                                   tol, max_absorption_iter)
+        else:
+            budget["k_factors"] = k_factor_spread(scaled, kf, k_sd, n_draws)
     limits: dict[str, float | None] = {}
     if below:
         total = sum(kf[el] * scaled[el] for el in comp)
@@ -394,6 +471,7 @@ def quantify(
         excluded=excluded,
         below_detection=limits,
         significance=significance,
+        thickness_estimate=neutral,
         unresolved=_unresolved(fit, incl, fit_options.get("overlap_threshold", 0.5)),
         notes=notes,
         **extra,

@@ -298,6 +298,22 @@ def theoretical_k_sd(element: str, family: str, model: EDXModel | None = None) -
     raise AssertionError("THEORETICAL_K_SD covers every family")  # pragma: no cover
 
 
+def k_factor_draws(relative_sd: np.ndarray, n_draws: int = 4000,
+                   random_state: int | None = 0) -> np.ndarray:
+    """Log-normal multipliers (n_draws, elements) of mean 1 and relative sd ``relative_sd``.
+
+    The draws of :func:`k_factor_spread`, shared with the k-factor part of an estimated
+    thickness (:mod:`psnmf.quantify.electroneutrality`), so both see the same errors.
+    """
+    if int(n_draws) < 2:
+        raise ValueError(f"n_draws must be >= 2, got {n_draws!r}")
+    sd = np.asarray(relative_sd, dtype=np.float64)
+    rng = np.random.default_rng(random_state)
+    sigma_log = np.sqrt(np.log1p(sd**2))
+    return np.exp(rng.standard_normal((int(n_draws), sd.size)) * sigma_log
+                  - sigma_log**2 / 2)
+
+
 def k_factor_spread(
     intensities: dict[str, float],
     k_factors: dict[str, float],
@@ -337,12 +353,6 @@ def k_factor_spread(
     sd = np.array([float(relative_sd.get(el, 0.0)) for el in elements])
     if not np.any(sd > 0):
         return {el: 0.0 for el in elements}
-    if int(n_draws) < 2:
-        raise ValueError(f"n_draws must be >= 2, got {n_draws!r}")
-    rng = np.random.default_rng(random_state)
-    sigma_log = np.sqrt(np.log1p(sd**2))
-    eps = np.exp(rng.standard_normal((int(n_draws), len(elements))) * sigma_log
-                 - sigma_log**2 / 2)
-    x = eps * (k * i)
+    x = k_factor_draws(sd, n_draws, random_state) * (k * i)
     c = 100.0 * x / x.sum(axis=1, keepdims=True)
     return {el: float(v) for el, v in zip(elements, c.std(axis=0, ddof=1), strict=True)}

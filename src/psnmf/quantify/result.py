@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from psnmf.quantify.electroneutrality import NeutralThickness
 from psnmf.quantify.linefit import LineFit
 
 __all__ = ["Quantification"]
@@ -46,7 +47,8 @@ class Quantification:
         ``rho t`` in kg/m^2: measured (zeta, cross-section) or ``density x thickness``
         (CL with absorption).
     mass_thickness_sigma : float or None
-        Its counting standard deviation (zeta).
+        Its standard deviation: counting (zeta), or that of the mass thickness used
+        when it is estimated (CL with ``thickness_from``).
     atoms : dict or None
         Element -> number of atoms under the probe (cross-section).
     absorption_iterations : int
@@ -55,7 +57,7 @@ class Quantification:
         Part name -> element -> standard deviation in atomic %: ``"counting"`` (the
         Poisson noise of the spectrum, when it is in counts), ``"k_factors"`` (the
         k-factor uncertainty, :func:`k_factor_spread`), ``"thickness"`` (when a
-        thickness uncertainty was given).
+        thickness uncertainty was given, or the mass thickness estimated).
     k_factor_sd : dict
         Element -> relative sd of its k-factor used for the ``"k_factors"`` part.
     excluded : list of str
@@ -73,6 +75,10 @@ class Quantification:
         line ratios).
     notes : list of str
         What the numbers leave out (e.g. k-factors given without an uncertainty).
+    thickness_estimate : NeutralThickness or None
+        The mass thickness estimated from electroneutrality (CL with
+        ``thickness_from="electroneutrality"``): the estimate, its sd parts, and how
+        it was combined with the thickness given; None when not estimated.
     """
 
     composition: dict[str, float]
@@ -97,6 +103,7 @@ class Quantification:
     significance: dict[str, float] | None = None
     unresolved: list[tuple[str, str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    thickness_estimate: NeutralThickness | None = None
 
     def table(self) -> str:
         """A plain-text table: element, line, intensity, k-factor, A, at.% (+- sigma)."""
@@ -121,7 +128,10 @@ class Quantification:
         for a, b, r in self.unresolved:
             rows.append(f"{a}/{b}: overlapping lines, intensities correlated {r:+.2f}")
         if self.mass_thickness is not None:
-            rows.append(f"mass thickness {self.mass_thickness:.4g} kg/m^2"
+            sd = (f" +- {self.mass_thickness_sigma:.2g}"
+                  if self.mass_thickness_sigma is not None else "")
+            how = " from electroneutrality" if self.thickness_estimate is not None else ""
+            rows.append(f"mass thickness{how} {self.mass_thickness:.4g}{sd} kg/m^2"
                         + (f" (thickness {self.thickness:.4g} nm)" if self.thickness else ""))
         return "\n".join(rows)
 

@@ -1,0 +1,499 @@
+"""The mass thickness of an ionic film from its own spectrum: electroneutrality.
+
+Van Cappellen's parameterless correction (Van Cappellen, Ultramicroscopy 32 (1990) 51;
+Van Cappellen & Doukhan, Ultramicroscopy 53 (1994) 343): the anion K line (O K at
+0.525 keV, N K at 0.392 keV) is absorbed far more in a film than the cations' lines, so
+the Cliff-Lorimer composition corrected for a film of mass thickness ``rho t`` has a net
+charge ``q(rho t) = sum_i v_i C_i`` (valences ``v_i``, atomic % ``C_i``) that falls as
+``rho t`` grows; the film's own ``rho t`` is the one at which the corrected composition
+is neutral. It measures the absorption path the correction needs from the data, with
+no thickness, density or take-off error, which is why it is preferred to a thickness
+measured elsewhere (measured on the built-in oxide samples at 50, 100 and 200 nm,
+noise-free, exact k-factors: every element within 0.45 at.% of the truth, against up to
+3 at.% for a thickness 50 % off).
+
+What it assumes, and what the uncertainty carries
+-------------------------------------------------
+* Every quantified element has a known valence (:data:`VALENCES`, the common oxidation
+  states in oxides, nitrides and halides; a user's ``valences`` override them). An element
+  with more than one common state (Fe 2/3, Ti 3/4, U 4/6, Ce 3/4, ...) whose valence the
+  user does not state gets the first (most common) with an sd of half the range of its
+  states: the charge balance then knows less, and so does the mass thickness.
+* The phase is stoichiometric to within ``charge_balance_sd`` (relative to its anion
+  charge): unanalysed light elements (H of hydrous phases, Li, B, which EDX does not
+  see), vacancies and valence mixtures not in the table unbalance a real phase's nominal
+  charges. The default, 1 %, is an assumption of this package stated here: it is the
+  size of the imbalance of careful analyses of stoichiometric minerals (the mantle
+  sample's Table 1 phases, from a published analysis, are off by 0.9 % (Brg) and 1.6 %
+  (CaPv) with Fe2+ and U4+); 0 states an exactly stoichiometric phase.
+* The k-factors are right. With k-factors in error, the neutral ``rho t`` absorbs the
+  anion's k-factor error (the composition stays balanced, the mass thickness does not
+  measure the film): the k-factor part of the budget is then drawn with the mass
+  thickness estimated again for every draw (:func:`neutral_rows`).
+
+The counting sd of ``rho t`` is that of the charge, ``sqrt(v^T Cov_C v)`` (delta
+method on the composition covariance), divided by ``|dq / d(rho t)|``; the valence and
+stoichiometry sds add to the charge's sd in quadrature.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from psnmf.quantify.absorption import AbsorptionTables
+
+__all__ = ["VALENCES", "valences_of", "neutral_rows", "neutral_thickness", "MassThicknessEstimate",
+           "NeutralThickness"]
+
+#: Common oxidation states in oxides, nitrides and halides (first: the one assumed when
+#: the user states none). Anions negative. Elements absent (C, Si in silicides, metals in
+#: alloys...) have no valence that an electroneutrality could use: the user gives one.
+VALENCES: dict[str, tuple[int, ...]] = {
+    # anions
+    "O": (-2,), "N": (-3,), "F": (-1,), "Cl": (-1,), "Br": (-1,), "I": (-1,), "S": (-2,),
+    # alkali, alkaline earth
+    "Li": (1,), "Na": (1,), "K": (1,), "Rb": (1,), "Cs": (1,),
+    "Be": (2,), "Mg": (2,), "Ca": (2,), "Sr": (2,), "Ba": (2,),
+    # p block
+    "B": (3,), "Al": (3,), "Ga": (3,), "In": (3,), "Si": (4,), "Ge": (4,), "Sn": (4, 2),
+    "Pb": (2, 4), "P": (5,), "As": (5, 3), "Sb": (5, 3), "Bi": (3,), "Se": (4, 6),
+    "Te": (4, 6),
+    # transition metals
+    "Sc": (3,), "Ti": (4, 3), "V": (5, 3, 4), "Cr": (3, 6), "Mn": (2, 3, 4), "Fe": (2, 3),
+    "Co": (2, 3), "Ni": (2,), "Cu": (2, 1), "Zn": (2,), "Y": (3,), "Zr": (4,), "Nb": (5,),
+    "Mo": (6, 4), "Ru": (4,), "Rh": (3,), "Pd": (2,), "Ag": (1,), "Cd": (2,), "Hf": (4,),
+    "Ta": (5,), "W": (6, 4), "Re": (7, 4), "Ir": (4,), "Pt": (4, 2), "Au": (3, 1),
+    # lanthanides, actinides
+    "La": (3,), "Ce": (4, 3), "Pr": (3, 4), "Nd": (3,), "Sm": (3,), "Eu": (3, 2), "Gd": (3,),
+    "Tb": (3, 4), "Dy": (3,), "Ho": (3,), "Er": (3,), "Tm": (3,), "Yb": (3,), "Lu": (3,),
+    "Th": (4,), "U": (4, 6),
+}
+
+#: Largest mass thickness (kg/m^2) searched: 0.5 mg/cm^2, about 1.2 um of a 4 g/cm^3
+#: oxide, far beyond the thin-film correction's validity.
+MAX_MASS_THICKNESS = 5e-3
+
+
+def valences_of(
+    elements: Sequence[str], given: dict[str, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Valence and its sd of each element: the user's (sd 0), else :data:`VALENCES`.
+
+    Parameters
+    ----------
+    elements : sequence of str
+        The quantified elements.
+    given : dict, optional
+        Element -> valence (anions negative) stated by the user; elements not in
+        ``elements`` are ignored (the caller checks them against the fitted ones).
+
+    Returns
+    -------
+    valence, sd : ndarray
+        Per element; the sd of an element with several common states the user did not
+        state is half their range (Fe 2 or 3: 2 +- 0.5).
+    assumed : list of str
+        The elements whose valence was taken from several states (for the notes).
+
+    Raises
+    ------
+    ValueError
+        For an element with no valence (neither given nor in the table), or a given
+        valence that is not a finite number.
+    """
+    given = dict(given or {})
+    v, sd, assumed, missing = [], [], [], []
+    for el in elements:
+        if el in given:
+            x = given[el]
+            if not (isinstance(x, int | float) and math.isfinite(x)):
+                raise ValueError(f"valences: {el} must be a number (e.g. 2, or -2 for O), "
+                                 f"got {x!r}")
+            v.append(float(x))
+            sd.append(0.0)
+        elif el in VALENCES:
+            states = VALENCES[el]
+            v.append(float(states[0]))
+            sd.append((max(states) - min(states)) / 2.0)
+            if len(states) > 1:
+                assumed.append(el)
+        else:
+            missing.append(el)
+    if missing:
+        raise ValueError(
+            f"no valence for {missing}: electroneutrality needs every quantified element's "
+            "valence; give valences={...} (e.g. {'C': -4} in a carbide), or exclude the "
+            "element, or do not estimate the thickness for this phase")
+    return np.array(v), np.array(sd), assumed
+
+
+def _compositions(k_over_a: np.ndarray, intensities: np.ndarray) -> np.ndarray:
+    """Cliff-Lorimer at.% of rows of absorption-corrected k-factors (n, m)."""
+    x = k_over_a * intensities
+    return 100.0 * x / x.sum(axis=1, keepdims=True)
+
+
+def neutral_rows(
+    k_factors: np.ndarray,
+    intensities: np.ndarray,
+    valence: np.ndarray,
+    tables: AbsorptionTables,
+    tol: float = 1e-6,
+    max_iter: int = 100,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mass thickness of neutral corrected compositions, row by row.
+
+    Alternates the absorption fixed point with the neutral mass thickness: with the
+    absorption factors of the current compositions, the mass thickness at which the
+    corrected composition's charge is 0 is found by bisection (the charge falls with the
+    mass thickness, the anion's line being the most absorbed), then the compositions are
+    recomputed; a row stops when its composition changes by less than ``tol`` at.%.
+
+    Parameters
+    ----------
+    k_factors : ndarray (n, m) or (m,)
+        Atomic-basis k-factors (a row per draw, or one for all).
+    intensities : ndarray (n, m) or (m,)
+        Line intensities.
+    valence : ndarray (m,)
+        Valences (anions negative).
+    tables : AbsorptionTables
+        Absorption data of the m elements (absorbers and emitters in the same order).
+    tol : float
+        Convergence of the compositions (at.%).
+    max_iter : int
+        Outer iterations before giving up.
+
+    Returns
+    -------
+    compositions : ndarray (n, m)
+        Neutral corrected compositions (at.%); at a bound when no neutral one exists.
+    mass_thickness : ndarray (n,)
+        kg/m^2; 0 where even the uncorrected composition has too much anion (the anion's
+        k-factor too high, or a valence too low), :data:`MAX_MASS_THICKNESS` where no
+        film thin enough for the correction is neutral.
+    status : ndarray (n,) of int
+        0 neutral, -1 anion in excess at 0, +1 cations in excess at the largest.
+    """
+    k = np.atleast_2d(np.asarray(k_factors, dtype=np.float64))
+    i = np.atleast_2d(np.asarray(intensities, dtype=np.float64))
+    n = max(k.shape[0], i.shape[0])
+    k = np.broadcast_to(k, (n, k.shape[1]))
+    i = np.broadcast_to(i, (n, i.shape[1]))
+    v = np.asarray(valence, dtype=np.float64)
+    comp = _compositions(k, i)
+    mt = np.zeros(n)
+    status = np.zeros(n, dtype=np.int64)
+
+    def charge(c: np.ndarray, m: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        a = tables.factors(c, m)
+        return _compositions(k[rows] / a, i[rows]) @ v
+
+    active = np.ones(n, dtype=bool)
+    for _ in range(max_iter):
+        rows = np.flatnonzero(active)
+        if rows.size == 0:
+            break
+        c = comp[rows]
+        lo = np.zeros(rows.size)
+        hi = np.full(rows.size, MAX_MASS_THICKNESS)
+        q_lo = charge(c, lo, rows)
+        q_hi = charge(c, hi, rows)
+        st = np.where(q_lo < 0, -1, np.where(q_hi > 0, 1, 0))
+        # bisection to a mass thickness relative precision of 1e-9 of the range
+        for _b in range(32):
+            mid = 0.5 * (lo + hi)
+            q_mid = charge(c, mid, rows)
+            pos = q_mid > 0
+            lo = np.where(pos, mid, lo)
+            hi = np.where(pos, hi, mid)
+        m = np.where(st == -1, 0.0, np.where(st == 1, MAX_MASS_THICKNESS, 0.5 * (lo + hi)))
+        # the root of the linear interpolation in the last bracket
+        q_l, q_h = charge(c, lo, rows), charge(c, hi, rows)
+        lin = lo + (hi - lo) * q_l / np.where(q_l != q_h, q_l - q_h, 1.0)
+        m = np.where(st == 0, np.clip(lin, lo, hi), m)
+        new = _compositions(k[rows] / tables.factors(c, m), i[rows])
+        delta = np.abs(new - c).max(axis=1)
+        comp[rows], mt[rows], status[rows] = new, m, st
+        active[rows[delta < tol]] = False
+    if active.any():
+        raise RuntimeError(
+            f"electroneutral thickness: {int(active.sum())} of {n} compositions did not "
+            f"converge in {max_iter} iterations; the film is too thick for the thin-film "
+            "correction")
+    return comp, mt, status
+
+
+@dataclass(frozen=True)
+class MassThicknessEstimate:
+    """The neutral mass thickness of one spectrum and its uncertainty.
+
+    Attributes
+    ----------
+    value : float
+        kg/m^2.
+    sd : float
+        Its sd: counting, valence and stoichiometry parts in quadrature (the attributes
+        below).
+    sd_counting, sd_valence, sd_stoichiometry : float
+        kg/m^2 each.
+    slope : float
+        ``dq / d(rho t)``: charge (at.% x valence) per kg/m^2 at the estimate.
+    status : int
+        0 neutral; -1 anion in excess even without correction, +1 no neutral film
+        within :data:`MAX_MASS_THICKNESS` (the value is then the bound and ``sd`` inf).
+    """
+
+    value: float
+    sd: float
+    sd_counting: float
+    sd_valence: float
+    sd_stoichiometry: float
+    slope: float
+    status: int
+
+
+def estimate_one(
+    k_factors: np.ndarray,
+    intensities: np.ndarray,
+    covariance: np.ndarray | None,
+    valence: np.ndarray,
+    valence_sd: np.ndarray,
+    charge_balance_sd: float,
+    tables: AbsorptionTables,
+    tol: float = 1e-6,
+    max_iter: int = 100,
+) -> MassThicknessEstimate:
+    """The neutral mass thickness of one spectrum (:func:`neutral_rows`) and its sd.
+
+    The slope ``dq/d(rho t)`` is the charge change of the converged correction between
+    ``rho t (1 -+ 1 %)`` (absorption factors of the converged composition); the charge's
+    counting variance is ``v^T J Cov_I J^T v`` with ``J`` the Cliff-Lorimer Jacobian at
+    the converged absorption factors; valence sds weigh by the element's at.%, the
+    stoichiometry sd by the anion charge.
+    """
+    comp, mt, status = neutral_rows(k_factors, intensities, valence, tables, tol, max_iter)
+    c, m, st = comp[0], float(mt[0]), int(status[0])
+    k = np.asarray(k_factors, dtype=np.float64).reshape(-1)
+    i = np.asarray(intensities, dtype=np.float64).reshape(-1)
+    h = max(m, 1e-6) * 0.01
+    c2 = c[None, :]
+    q_hi = (_compositions(k / tables.factors(c2, np.array([m + h])), i) @ valence)[0]
+    q_lo = (_compositions(k / tables.factors(c2, np.array([max(m - h, 0.0)])), i)
+            @ valence)[0]
+    slope = float((q_hi - q_lo) / (m + h - max(m - h, 0.0)))
+    if covariance is not None:
+        kk = k / tables.factors(c2, np.array([m]))[0]
+        t = float(kk @ i)
+        jac = 100.0 * (np.diag(kk) / t - np.outer(kk * i, kk) / t**2)
+        var_q_count = float(valence @ jac @ np.asarray(covariance) @ jac.T @ valence)
+    else:
+        var_q_count = 0.0
+    var_q_val = float(np.sum((c * valence_sd) ** 2))
+    anion = float(-np.sum(np.minimum(valence, 0.0) * c))
+    var_q_stoich = (charge_balance_sd * anion) ** 2
+    var_q = var_q_count + var_q_val + var_q_stoich
+    if st != 0 or slope >= 0:
+        return MassThicknessEstimate(m, math.inf, math.inf, math.inf, math.inf, slope, st)
+    s = abs(slope)
+    return MassThicknessEstimate(
+        value=m, sd=math.sqrt(var_q) / s, sd_counting=math.sqrt(max(var_q_count, 0.0)) / s,
+        sd_valence=math.sqrt(var_q_val) / s, sd_stoichiometry=math.sqrt(var_q_stoich) / s,
+        slope=slope, status=st,
+    )
+
+
+@dataclass(frozen=True)
+class NeutralThickness:
+    """The mass thickness a correction uses when it is estimated from the data.
+
+    Attributes
+    ----------
+    estimate : MassThicknessEstimate
+        The neutral mass thickness of the spectrum alone.
+    value, sd : float
+        The mass thickness used (kg/m^2) and its sd: the estimate's, or the
+        inverse-variance mean of the estimate and the thickness given with its sd (a
+        prior), ``1 / sd^2 = 1 / sd_e^2 + 1 / sd_p^2``.
+    weight : float
+        Weight of the estimate in ``value`` (1: the estimate alone).
+    prior, prior_sd : float or None
+        The mass thickness of the thickness given and its sd (kg/m^2), when a prior.
+    valence : ndarray
+        The valences used (order of the quantified elements).
+    fallback : float
+        Mass thickness (kg/m^2) of the thickness given (0 for none): what a correction
+        uses where no neutral film exists (a Monte Carlo draw of the k-factors that puts
+        the anion in excess even without absorption), as :func:`quantify` does.
+    """
+
+    estimate: MassThicknessEstimate
+    value: float
+    sd: float
+    weight: float
+    prior: float | None
+    prior_sd: float | None
+    valence: np.ndarray
+    fallback: float
+
+    def combine(self, estimates: np.ndarray, status: np.ndarray) -> np.ndarray:
+        """Mass thicknesses used for other estimates (Monte Carlo draws): combined with
+        the prior with the same weights, the thickness given where ``status`` says no
+        neutral film exists."""
+        m = np.asarray(estimates, dtype=np.float64)
+        st = np.asarray(status)
+        if self.prior is not None:
+            m = np.where(st == 0, self.weight * m + (1.0 - self.weight) * self.prior,
+                         self.prior)
+        return np.where(st <= 0, m, self.fallback)
+
+
+def neutral_thickness(
+    elements: Sequence[str],
+    k_factors: dict[str, float],
+    intensities: dict[str, float],
+    covariance: np.ndarray | None,
+    valences: dict[str, float] | None,
+    charge_balance_sd: float,
+    tables: AbsorptionTables,
+    tol: float,
+    max_iter: int,
+    thickness: float | None,
+    thickness_sd: float,
+    density: float | None,
+    notes: list[str],
+) -> NeutralThickness | None:
+    """The electroneutral mass thickness of a spectrum, with a given thickness as prior.
+
+    Parameters
+    ----------
+    elements : sequence of str
+        The quantified elements (the order of ``tables``' absorbers and emitters).
+    k_factors, intensities : dict
+        Element -> atomic-basis k-factor, line intensity.
+    covariance : ndarray, optional
+        Counting covariance of the intensities (order of ``elements``).
+    valences : dict, optional
+        Valences stated by the user (:func:`valences_of`).
+    charge_balance_sd : float
+        Relative sd of the phase's charge balance (see the module docstring).
+    tables : AbsorptionTables
+        Absorption data of the elements.
+    tol, max_iter
+        Convergence of the loops.
+    thickness, thickness_sd : float or None, float
+        The thickness given (nm; the model's by default) and its sd (nm, with the
+        density's spread): a prior when both are > 0; a thickness without an sd is
+        compared to the estimate, not used, except where a k-factor draw has no neutral
+        film (:attr:`NeutralThickness.fallback`).
+    density : float, optional
+        g/cm^3 of the film (default: from the estimate's composition) for the prior.
+    notes : list of str
+        Appended: what was estimated, or why not (then None is returned and the
+        correction uses the thickness given).
+
+    Returns
+    -------
+    NeutralThickness or None
+        None when no estimate is possible: no anion or no cation among the elements, an
+        element without a valence, or no neutral film thin enough for the correction
+        (the note says which). Where the anion is in excess even without absorption, the
+        neutral-most film is none: mass thickness 0 (or the prior's, when one is given).
+    """
+    given = dict(valences or {})
+    missing = [el for el in elements if el not in given and el not in VALENCES]
+    if missing:
+        notes.append(f"thickness not estimated: no valence for {missing}; give them in "
+                     "valences= (e.g. {'C': -4} in a carbide)")
+        return None
+    v, v_sd, assumed = valences_of(elements, given)
+    if not (np.any(v < 0) and np.any(v > 0)):
+        notes.append("thickness not estimated: electroneutrality needs an anion and a cation "
+                     f"among {list(elements)} (a metal or alloy has neither)")
+        return None
+    k = np.array([k_factors[el] for el in elements])
+    i = np.array([intensities[el] for el in elements])
+    est = estimate_one(k, i, covariance, v, v_sd, charge_balance_sd, tables, tol, max_iter)
+    if est.status > 0:
+        notes.append("thickness not estimated: no film thin enough for the correction is "
+                     "neutral (a valence too high?); the thickness given is used")
+        return None
+    if assumed:
+        notes.append("valences assumed " + ", ".join(
+            f"{el} {VALENCES[el][0]:+d} (of {'/'.join(str(x) for x in VALENCES[el])})"
+            for el in assumed) + ": their range is in the thickness sd; give valences= to "
+            "state them")
+    msg = (f"mass thickness from electroneutrality {est.value:.4g} +- {est.sd:.2g} kg/m^2 "
+           f"(counting {est.sd_counting:.2g}, valences {est.sd_valence:.2g}, "
+           f"stoichiometry {est.sd_stoichiometry:.2g})")
+    comp = _compositions(k[None, :] / tables.factors(_compositions(k[None, :], i),
+                                                     np.array([est.value])), i)
+    rho = float(tables.density(comp, density)[0])
+    prior_ok = thickness is not None and thickness > 0 and thickness_sd > 0
+    if est.status < 0:
+        # the constrained estimate: no film at all is closest to neutral
+        notes.append("the anion is in excess even without absorption (its k-factor too "
+                     "high, or a valence too low): the electroneutral film is 0 thick"
+                     + ("; the thickness given and its sd are used" if prior_ok else
+                        ", no absorption correction"))
+        if prior_ok:
+            p = rho * float(thickness) * 1e-6
+            return NeutralThickness(est, p, rho * thickness_sd * 1e-6, 0.0, p,
+                                    rho * thickness_sd * 1e-6, v, p)
+        return NeutralThickness(est, 0.0, 0.0, 1.0, None, None, v, 0.0)
+    if thickness is None or thickness <= 0:
+        notes.append(msg)
+        return NeutralThickness(est, est.value, est.sd, 1.0, None, None, v, 0.0)
+    prior = rho * thickness * 1e-6
+    diff = (est.value - prior) / rho * 1e6
+    if thickness_sd <= 0:
+        notes.append(f"{msg}; replaces the thickness given, {thickness:.4g} nm (no sd given), "
+                     f"off by {diff:+.3g} nm")
+        return NeutralThickness(est, est.value, est.sd, 1.0, None, None, v, prior)
+    prior_sd = rho * thickness_sd * 1e-6
+    w = prior_sd**2 / (prior_sd**2 + est.sd**2)
+    value = w * est.value + (1 - w) * prior
+    sd = 1.0 / math.sqrt(1.0 / est.sd**2 + 1.0 / prior_sd**2)
+    z = (est.value - prior) / math.hypot(est.sd, prior_sd)
+    notes.append(f"{msg}, combined with the thickness given {thickness:.4g} +- "
+                 f"{thickness_sd:.3g} nm (weight {w:.2f} on the estimate)"
+                 + (f"; they disagree by {z:.1f} sd: check the thickness given"
+                    if abs(z) > 3 else ""))
+    return NeutralThickness(est, value, sd, w, prior, prior_sd, v, prior)
+
+
+def neutral_k_spread(
+    neutral: NeutralThickness,
+    elements: Sequence[str],
+    k_factors: dict[str, float],
+    intensities: dict[str, float],
+    draws: np.ndarray,
+    tables: AbsorptionTables,
+    tol: float,
+    max_iter: int,
+) -> dict[str, float]:
+    """sd (at.%) of the corrected composition over k-factor draws, the mass thickness
+    estimated again for each draw (combined with the prior as the spectrum's was; the
+    thickness given where a draw has no neutral film, as :func:`quantify` does).
+
+    A k-factor error moves the neutral mass thickness, which takes up the anion's part of
+    it: holding the thickness at the spectrum's estimate would count that part twice.
+    """
+    from psnmf.quantify.absorption import iterate_absorption
+
+    k = np.array([k_factors[el] for el in elements]) * draws
+    i = np.array([intensities[el] for el in elements])
+    _, mt, status = neutral_rows(k, i, neutral.valence, tables, tol, max_iter)
+    used = neutral.combine(mt, status)
+
+    def step(rows: np.ndarray | None, a: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if rows is None or a is None:
+            return _compositions(k, np.broadcast_to(i, k.shape)), used.copy()
+        return _compositions(k[rows] / a, np.broadcast_to(i, (rows.size, i.size))), used[rows]
+
+    comp, _, _, _ = iterate_absorption(step, tables, tol, max_iter)
+    return {el: float(s) for el, s in zip(elements, comp.std(axis=0, ddof=1), strict=True)}
