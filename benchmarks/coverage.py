@@ -217,7 +217,7 @@ def run(sample: str, snr: str, physics: str, n_seeds: int, size: int, n_boot: in
         level: float = 0.95, min_percent: float = 1.0, thickness_factor: float = 1.0,
         thickness_sigma: float | None = None, table: bool = False,
         width_tol: float | None = 0.1, film_thickness: float | None = None,
-        k_factor_sd: float | None = None) -> dict:
+        k_factor_sd: float | None = None, thickness_from: str | None = None) -> dict:
     """Coverage counts, half-widths, errors and timings over ``n_seeds`` noise seeds."""
     base = EDXModel.from_dict(load_sample(sample).get("model", {}))
     if film_thickness is not None:
@@ -228,6 +228,8 @@ def run(sample: str, snr: str, physics: str, n_seeds: int, size: int, n_boot: in
         dens = {n: float(dict(base.phase_densities).get(n, base.density or 4.0)) for n in phases}
         espm = espm_spectra(phases, base, dens)
     options: dict = {} if k_factor_sd is None else {"k_factor_sd": k_factor_sd}
+    if thickness_from is not None:
+        options["thickness_from"] = thickness_from
     if base.thickness > 0 and (thickness_factor != 1.0 or thickness_sigma is not None):
         options["thickness"] = base.thickness * thickness_factor
         if thickness_sigma is not None:
@@ -317,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k-factor-sd", type=float, default=None,
                    help="relative sd of the k-factors (default the theoretical one; 0 with "
                         "--physics same: k-factors known exactly, as from a calibration)")
+    p.add_argument("--thickness-from", default=None, choices=["electroneutrality"],
+                   help="estimate the film's mass thickness from the data "
+                        "(psnmf.quantify.electroneutrality), the thickness given its prior")
     p.add_argument("--table", action="store_true", help="print seed 0's composition tables")
     p.add_argument("--width-tol", default="0.1",
                    help="the bootstrap's stopping rule (psnmf.uncertainty.bootstrap); 'none' "
@@ -336,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                         min_percent=a.min_percent, thickness_factor=a.thickness_factor,
                         thickness_sigma=a.thickness_sigma, table=a.table,
                         width_tol=width_tol, film_thickness=a.film_thickness,
-                        k_factor_sd=a.k_factor_sd)
+                        k_factor_sd=a.k_factor_sd, thickness_from=a.thickness_from)
                 row = ""
                 for name, (i, n) in r["coverage"].items():
                     pooled[name][0] += i

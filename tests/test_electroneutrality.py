@@ -111,7 +111,7 @@ def test_the_k_factor_part_re_estimates_the_thickness():
     re-estimated per draw equals a brute-force re-quantification with drawn k-factors
     (150 draws, within 25 %), and O's part is smaller than with the thickness held (the
     neutral film takes up an O k-factor drawn low; one drawn high leaves O in excess even
-    without absorption, which no film corrects: measured 8.8 against 10.3 at.%)."""
+    without absorption, which no film corrects: the thickness given is used then)."""
     ds = _film("ceramic", 100.0)
     k = ds.phase_names.index("spinel")
     els = ["Mg", "Al", "O"]

@@ -328,7 +328,8 @@ class NeutralThickness:
     fallback : float
         Mass thickness (kg/m^2) of the thickness given (0 for none): what a correction
         uses where no neutral film exists (a Monte Carlo draw of the k-factors that puts
-        the anion in excess even without absorption), as :func:`quantify` does.
+        the anion in excess even without absorption), as :func:`quantify` does for the
+        spectrum.
     """
 
     estimate: MassThicknessEstimate
@@ -345,11 +346,9 @@ class NeutralThickness:
         the prior with the same weights, the thickness given where ``status`` says no
         neutral film exists."""
         m = np.asarray(estimates, dtype=np.float64)
-        st = np.asarray(status)
         if self.prior is not None:
-            m = np.where(st == 0, self.weight * m + (1.0 - self.weight) * self.prior,
-                         self.prior)
-        return np.where(st <= 0, m, self.fallback)
+            m = self.weight * m + (1.0 - self.weight) * self.prior
+        return np.where(np.asarray(status) == 0, m, self.fallback)
 
 
 def neutral_thickness(
@@ -400,9 +399,9 @@ def neutral_thickness(
     -------
     NeutralThickness or None
         None when no estimate is possible: no anion or no cation among the elements, an
-        element without a valence, or no neutral film thin enough for the correction
-        (the note says which). Where the anion is in excess even without absorption, the
-        neutral-most film is none: mass thickness 0 (or the prior's, when one is given).
+        element without a valence, or no neutral film: the anion in excess even without
+        absorption (its k-factor too high), or no film thin enough for the correction is
+        neutral (the note says which). The correction then uses the thickness given.
     """
     given = dict(valences or {})
     missing = [el for el in elements if el not in given and el not in VALENCES]
@@ -418,9 +417,12 @@ def neutral_thickness(
     k = np.array([k_factors[el] for el in elements])
     i = np.array([intensities[el] for el in elements])
     est = estimate_one(k, i, covariance, v, v_sd, charge_balance_sd, tables, tol, max_iter)
-    if est.status > 0:
-        notes.append("thickness not estimated: no film thin enough for the correction is "
-                     "neutral (a valence too high?); the thickness given is used")
+    if est.status != 0:
+        why = ("the anion is in excess even without absorption: its k-factor is too high "
+               "(theoretical k-factors of O K can be 30 % off) or a valence too low"
+               if est.status < 0 else
+               "no film thin enough for the correction is neutral (a valence too high?)")
+        notes.append(f"thickness not estimated: {why}; the thickness given is used")
         return None
     if assumed:
         notes.append("valences assumed " + ", ".join(
@@ -433,18 +435,6 @@ def neutral_thickness(
     comp = _compositions(k[None, :] / tables.factors(_compositions(k[None, :], i),
                                                      np.array([est.value])), i)
     rho = float(tables.density(comp, density)[0])
-    prior_ok = thickness is not None and thickness > 0 and thickness_sd > 0
-    if est.status < 0:
-        # the constrained estimate: no film at all is closest to neutral
-        notes.append("the anion is in excess even without absorption (its k-factor too "
-                     "high, or a valence too low): the electroneutral film is 0 thick"
-                     + ("; the thickness given and its sd are used" if prior_ok else
-                        ", no absorption correction"))
-        if prior_ok:
-            p = rho * float(thickness) * 1e-6
-            return NeutralThickness(est, p, rho * thickness_sd * 1e-6, 0.0, p,
-                                    rho * thickness_sd * 1e-6, v, p)
-        return NeutralThickness(est, 0.0, 0.0, 1.0, None, None, v, 0.0)
     if thickness is None or thickness <= 0:
         notes.append(msg)
         return NeutralThickness(est, est.value, est.sd, 1.0, None, None, v, 0.0)
