@@ -110,6 +110,29 @@ def test_theoretical_k_factors_on_other_physics_are_covered():
     assert missed_by_counting >= 8
 
 
+def test_a_known_window_leaves_the_emission_part():
+    """With the detector window stated (the model's is the detector's), the theoretical
+    sd is the emission part alone (O K 0.15 instead of 0.45); data of another emission
+    physics (Bethe constant 2) behind the model's own window are still covered within
+    2 sd by the narrower budget, which is at most half as wide for O."""
+    for el, fam, emission in [("O", "K", 0.15), ("Mg", "K", 0.10), ("Fe", "K", 0.05),
+                              ("Nd", "L", 0.15)]:
+        assert theoretical_k_sd(el, fam, window_known=True) == emission
+    same_window = replace(FILM, bethe_c=2.0)
+    for phase in TRUTH:
+        truth = TRUTH[phase]
+        opts = dict(model=FILM, density=dict(FILM.phase_densities)[phase])
+        known = quantify(counts(same_window, phase), list(truth), detector_window_known=True,
+                         **opts)
+        unknown = quantify(counts(same_window, phase), list(truth), **opts)
+        assert known.k_factor_sd["O"] == pytest.approx(0.15)
+        assert known.uncertainty["O"] < 0.5 * unknown.uncertainty["O"]
+        for el, c in truth.items():
+            if c >= 1.0 and el in known.composition:
+                err = known.composition[el] - c
+                assert abs(err) <= 2 * known.uncertainty[el], (phase, el, err)
+
+
 def test_k_factor_file_uncertainty(tmp_path):
     truth = TRUTH["Fp"]
     els = list(truth)

@@ -67,6 +67,7 @@ def quantify(
     tol: float = 1e-6,
     max_absorption_iter: int = 100,
     k_factor_sd: float | dict[str, float] | None = None,
+    detector_window_known: bool = False,
     thickness_from: str | None = None,
     valences: dict[str, float] | None = None,
     charge_balance_sd: float = 0.01,
@@ -149,6 +150,11 @@ def quantify(
         :func:`theoretical_k_sd` for factors from the model, the file's
         :attr:`KFactors.relative_sd` for a k-factor table, none for zeta factors or
         cross-sections given as numbers (noted). 0 leaves the part out.
+    detector_window_known : bool
+        The model's detector window (``EDXModel.window``, e.g. from the signal's metadata
+        or the detector's data sheet) is the real detector's: the theoretical k-factor sd
+        leaves out its window part (:func:`theoretical_k_sd`), which is the spread of the
+        efficiency over the windows a detector may have (O K: 45 % -> 15 %).
     thickness_from : {None, "electroneutrality"}
         CL: ``"electroneutrality"`` measures the film's mass thickness from the spectrum
         itself, as the one at which the absorption-corrected composition is neutral
@@ -425,7 +431,7 @@ def quantify(
     from_model = {"CL": table is None, "zeta": zeta_factors is None,
                   "cross_section": cross_sections is None}[method]
     k_sd = _k_factor_sd(k_factor_sd, incl, fit.families, model_used, table, from_model,
-                        method, notes)
+                        method, notes, bool(detector_window_known))
     a_eff = a_used or {}
     scaled = {el: intens[el] / a_eff.get(el, 1.0) for el in comp}
     if any(v > 0 for v in k_sd.values()):
@@ -503,8 +509,10 @@ def _k_factor_sd(
     from_model: bool,
     method: str,
     notes: list[str],
+    window_known: bool = False,
 ) -> dict[str, float]:
-    """Relative sd of each element's factor: given, theoretical, or the table's."""
+    """Relative sd of each element's factor: given, theoretical (without the window part
+    when the window is known), or the table's."""
     def check(el: str, v: Any) -> float:
         r = positive_or_none(f"k_factor_sd of {el}", v, "give a relative sd, e.g. 0.1",
                               allow_zero=True)
@@ -523,7 +531,7 @@ def _k_factor_sd(
         if el in given:
             out[el] = check(el, given[el])
         elif from_model:
-            out[el] = theoretical_k_sd(el, families[el], model)
+            out[el] = theoretical_k_sd(el, families[el], model, window_known)
         elif table is not None and el in table.relative_sd:
             out[el] = table.relative_sd[el]
         else:

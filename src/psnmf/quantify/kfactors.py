@@ -262,12 +262,15 @@ def _window_sd(energy: float, model: EDXModel) -> float:
     return float(np.std(logs, ddof=1))
 
 
-def theoretical_k_sd(element: str, family: str, model: EDXModel | None = None) -> float:
+def theoretical_k_sd(element: str, family: str, model: EDXModel | None = None,
+                     window_known: bool = False) -> float:
     """Relative standard deviation of a theoretical k-factor.
 
     The emission part (:data:`THEORETICAL_K_SD`) and the window part (:func:`window_sd`)
     at the family's principal line, in quadrature: the model's k-factors assume one
-    window, and data from another differ most below 1 keV.
+    window, and data from another differ most below 1 keV. With ``window_known`` the
+    model's window (``EDXModel.window``) is the detector's, stated by the user (from the
+    detector's data sheet), so the window part is left out and the emission part remains.
 
     Parameters
     ----------
@@ -277,11 +280,14 @@ def theoretical_k_sd(element: str, family: str, model: EDXModel | None = None) -
         The line family quantified.
     model : EDXModel, optional
         Gives the family's principal line energy and the detector (default ``EDXModel()``).
+    window_known : bool
+        The model's detector window is the real one: no window part.
 
     Returns
     -------
     float
-        e.g. 0.45 for O K, 0.10 for Mg K, 0.05 for Fe K, 0.15 for Nd L.
+        e.g. 0.45 for O K (0.15 with the window known), 0.10 for Mg K, 0.05 for Fe K,
+        0.15 for Nd L.
 
     Examples
     --------
@@ -294,7 +300,7 @@ def theoretical_k_sd(element: str, family: str, model: EDXModel | None = None) -
     energy = m.main_line(element, family).energy
     for fam, upper, sd in THEORETICAL_K_SD:
         if fam == family and energy < upper:
-            return math.hypot(sd, window_sd(energy, m))
+            return sd if window_known else math.hypot(sd, window_sd(energy, m))
     raise AssertionError("THEORETICAL_K_SD covers every family")  # pragma: no cover
 
 
