@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from psnmf import io
+from psnmf import PSNMF, io
 from psnmf.pipeline import SweepResult, UnmixResult, format_summary, sweep, unmix
 from psnmf.selection import ModelChoice
 
@@ -186,9 +186,10 @@ def test_clear_errors(tmp_path):
         sweep(REAL / "test_TEM.bcf", bins="2,x", progress=False)
 
 
-def test_the_heldout_fit_continues_the_search_candidate():
-    """The b search's fit of X1 at the chosen (b, k) is continued by the held-out fit, which
-    gives the same held-out deviance as fitting X1 again from the start."""
+def test_the_heldout_fit_is_the_search_candidate(monkeypatch):
+    """The b search's fit of X1 at the chosen (b, k) is the held-out fit: nothing is fitted
+    again, and the score equals that of fitting the candidate afresh (no search); its TV
+    maps at the final weight predict the other half better than its per-pixel maps."""
     from psnmf.pipeline import steps
     from psnmf.pipeline.progress import Progress
     from psnmf.selection import count_split
@@ -201,17 +202,25 @@ def test_the_heldout_fit_continues_the_search_candidate():
     sel = steps.choose(data, k=3, b=None, bins=(4, 8), components=None, seed=0,
                        progress=Progress(False, False), fits=fits)
     assert set(fits) == {(4, 3), (8, 3)}
-    cfg = {"seed": 0, "iterations": steps.FINAL_ITERATIONS, "smoothing": None,
-           "pure_spectra": True, "notes": []}
     b = sel.bin_factor
-    resumed = steps.score(None, data, 3, b, resume=fits[(b, 3)], **cfg)
-    fresh = steps.score(None, data, 3, b, **cfg)
-    assert resumed.psnmf == fresh.psnmf
+    assert fits[(b, 3)].n_iter_["binned"] <= steps.SWEEP_ITERATIONS[0]
+    cfg = {"seed": 0, "pure_spectra": True, "notes": []}
+    fresh = steps.score(None, data, 3, b, smoothing_lam=2.0, **cfg)
+
+    def refit(*args, **kwargs):
+        raise AssertionError("the held-out half was fitted again")
+
+    monkeypatch.setattr(PSNMF, "fit", refit)
+    reused = steps.score(None, data, 3, b, smoothing_lam=2.0, candidate=fits[(b, 3)], **cfg)
+    assert reused.psnmf == fresh.psnmf
+    unsmoothed = steps.score(None, data, 3, b, smoothing_lam=0.0, candidate=fits[(b, 3)],
+                             **cfg)
+    assert reused.psnmf < unsmoothed.psnmf < reused.raw
 
 
-def test_a_lower_iteration_cap_than_the_search_fits_the_held_out_half_from_the_start():
-    """With ``max_iter`` below the search's cap the search's fit cannot be continued (it
-    ran more iterations than the held-out fit may): the held-out fit starts afresh."""
+def test_a_lower_iteration_cap_than_the_search_keeps_the_search_candidate_as_heldout_fit():
+    """With ``max_iter`` below the search's cap the final fit stops earlier; the held-out
+    score is still that of the search's candidate (its own caps)."""
     res = unmix(REAL / "test_TEM.bcf", n_components=2, bin_factor="auto", bins=(4, 8),
                 **{**FAST, "max_iter": 50})
     assert res.model.n_iter_["binned"] <= 50

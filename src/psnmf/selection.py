@@ -582,9 +582,10 @@ def candidate_fit(
     final fit: its spectra method, priors and options) with ``(k, b)`` set, no smoothing
     (the TV weight is chosen after ``k`` and ``b``; it changes the maps, not the spectra)
     and the iteration caps :data:`SWEEP_ITERATIONS`. So ``b`` is scored for the spectra the
-    final fit will have, not for another method's. ``fits``, when given, receives the
-    binned-stage NMF of every candidate fitted to ``record`` (the fitting half), by
-    ``(b, k)``, for a later fit to continue.
+    final fit will have, not for another method's. ``fits``, when given, receives every
+    candidate (the fitted model) fitted to ``record`` (the fitting half), by ``(b, k)``:
+    the chosen one also gives the run's held-out score
+    (:func:`psnmf.pipeline.steps.score`), so that half is not fitted twice.
     """
     from sklearn.base import clone
 
@@ -595,7 +596,7 @@ def candidate_fit(
             max_iter_full=SWEEP_ITERATIONS[1],
         ).fit(X, pixel_mask=pixel_mask)
         if fits is not None and X is record:
-            fits[(bin_factor, n_components)] = model.binned_nmf_
+            fits[(bin_factor, n_components)] = model
         return model
 
     return fit

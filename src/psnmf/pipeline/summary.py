@@ -23,7 +23,9 @@ from psnmf.selection import ModelChoice
 #: How the held-out deviances are computed, as recorded in ``summary.json``.
 HELDOUT_METHOD = (
     "binomial count split (fraction 0.5); raw: X1 predicts X2; PCA and PSNMF: fitted on X1 "
-    "with the same k and b; Poisson deviance of X2 per count, predicted means floored"
+    "with the same k and b (PSNMF: the model search's fit of X1, at its iteration caps, "
+    "with the final fit's TV weight); Poisson deviance of X2 per count, predicted means "
+    "floored"
 )
 
 

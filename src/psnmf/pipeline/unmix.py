@@ -275,7 +275,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         )
         prog.expect(memory.estimate_time(data.image_shape, data.counts.shape[1], n_boot=n_boot))
     selection = None
-    fits: dict[tuple[int, int], Any] = {}  # the search's binned NMFs of X1, by (b, k)
+    fits: dict[tuple[int, int], Any] = {}  # the search's fits of X1, by (b, k)
     if k is None or b is None:
         what = " and ".join(x for x, auto in (("k", k is None), ("b", b is None)) if auto)
         with prog.step("sweep", "choosing " + what):
@@ -294,7 +294,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     with prog.step("heldout", "held-out deviance, residual map"):
         deviance = steps.score(loaded.signal, data, k, b, notes=notes,
                                smoothing_lam=fitted.model.smoothing_["lam"],
-                               resume=_resumable(fits.get((b, k)), iterations), **config)
+                               candidate=fits.get((b, k)), **config)
         resid = steps.residual_map(loaded.signal, data, fitted)
     with prog.step("elements", "elemental maps"):
         elmaps = steps.element_maps(loaded, baseline, fitted, notes)
@@ -351,12 +351,6 @@ def _priors_record(resolved: ResolvedPriors | None,
     if excluded:
         record["exclude_elements"] = excluded
     return record
-
-
-def _resumable(nmf: Any, iterations: tuple[int, int]) -> Any:
-    """The search's binned NMF when the held-out fit can continue it (it ran no more
-    iterations than that fit's cap allows), else None."""
-    return nmf if nmf is not None and nmf.n_iter <= iterations[0] else None
 
 
 def _write(result: UnmixResult, results: io.ResultsFolder, prog: Progress, *, report: bool,
