@@ -149,6 +149,17 @@ def test_command_line_overrides_the_file(tmp_path):
     ("smoothing = -1", ["key 'smoothing'", ">= 0"]),
     ("energy_range = [15, 0.2]", ["key 'energy_range'", "LO below HI"]),
     ("[quantify]\nmethod = \"XYZ\"", ["key 'quantify.method'", '"CL"', "[quantify] table"]),
+    ("[quantify]\nthickness_from = \"charge\"",
+     ["key 'quantify.thickness_from'", '"none", "electroneutrality"',
+      'Fix: e.g. thickness_from = "electroneutrality"']),
+    ("[quantify]\nvalences = { fe = 3 }",
+     ["key 'quantify.valences'", "'fe' is not a chemical symbol", "valences = { Fe = 3 }"]),
+    ("[quantify]\nvalences = { Fe = \"three\" }",
+     ["key 'quantify.valences'", "Fe's valence 'three' is not a number"]),
+    ("[quantify]\nvalences = 3", ["key 'quantify.valences'", "element = valence"]),
+    ("[quantify]\ncharge_balance_sd = -0.1", ["key 'quantify.charge_balance_sd'", ">= 0"]),
+    ("[quantify]\ndetector_window_known = \"yes\"",
+     ["key 'quantify.detector_window_known'", "true or false"]),
     ("quantify = 3", ["'quantify' must be a table"]),
     ("n_components = ", ["is not valid TOML"]),
 ])
@@ -240,3 +251,34 @@ def test_k_factor_tables_round_trip():
         cfg = RunConfig.from_unmix_call({"quantify_options": {"k_factors": given}})
         again = RunConfig.from_text(cfg.to_toml())
         assert again.unmix_kwargs()["quantify_options"]["k_factors"] == given
+
+
+def test_film_keys_of_the_quantification():
+    """thickness_from, valences, charge_balance_sd and detector_window_known: read from
+    the file, given to quantify only when set, written back, and taken from a library
+    call (where None and "none" both mean no estimate)."""
+    text = ('[quantify]\nthickness_from = "electroneutrality"\nvalences = { Fe = 3, C = -4 }\n'
+            'charge_balance_sd = 0.02\ndetector_window_known = true\n')
+    cfg = RunConfig.from_text(text)
+    opts = cfg.unmix_kwargs()["quantify_options"]
+    assert opts == {"method": "CL", "thickness_from": "electroneutrality",
+                    "valences": {"Fe": 3.0, "C": -4.0}, "charge_balance_sd": 0.02,
+                    "detector_window_known": True}
+    again = RunConfig.from_text(cfg.to_toml())
+    assert again.values == cfg.values
+    assert tomllib.loads(cfg.to_toml())["quantify"]["valences"] == {"Fe": 3.0, "C": -4.0}
+    default = RunConfig()
+    assert default.unmix_kwargs()["quantify_options"] == {"method": "CL"}
+    assert (default["quantify.thickness_from"], default["quantify.valences"],
+            default["quantify.charge_balance_sd"],
+            default["quantify.detector_window_known"]) == ("none", {}, 0.01, False)
+    for value in (None, "none"):
+        call = RunConfig.from_unmix_call({"quantify_options": {"thickness_from": value}})
+        assert "thickness_from" not in call.unmix_kwargs()["quantify_options"]
+    call = RunConfig.from_unmix_call({"quantify_options": {
+        "thickness_from": "electroneutrality", "valences": {"U": 4}, "charge_balance_sd": 0}})
+    assert call.unmix_kwargs()["quantify_options"]["valences"] == {"U": 4.0}
+    assert call["quantify.charge_balance_sd"] == 0.0  # an exactly stoichiometric phase
+    with pytest.raises(ConfigError, match="quantify.valences"):
+        RunConfig.from_unmix_call({"quantify_options": {"valences": {"Q": 2}}})
+    assert "thickness_from = \"none\"" in describe()

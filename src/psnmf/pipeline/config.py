@@ -160,13 +160,19 @@ def _boolean() -> Kind:
     return Kind(check, from_python=lambda v: bool(v) if isinstance(v, bool | int) else v)
 
 
-def _choice(*values: str) -> Kind:
+def _choice(*values: str, none: str | None = None, example: str | None = None) -> Kind:
+    """One of ``values``; with ``none`` the one of them that stands for ``None``;
+    ``example`` the value a refusal suggests (default the first)."""
     def check(v: Any) -> Any:
         if v not in values:
-            raise _Bad("one of " + ", ".join(f'"{x}"' for x in values), f'"{values[0]}"')
+            raise _Bad("one of " + ", ".join(f'"{x}"' for x in values),
+                       f'"{example or values[0]}"')
         return v
 
-    return Kind(check)
+    if none is None:
+        return Kind(check)
+    return Kind(check, to_python=lambda v: None if v == none else v,
+                from_python=lambda v: none if v is None else v)
 
 
 def _text() -> Kind:
@@ -345,6 +351,41 @@ def _by_component(item: Callable[[Any], Any], words: str, example: str, *,
                 from_python=from_python, path=path)
 
 
+def _valences() -> Kind:
+    """A table of element = valence, e.g. ``{ Fe = 3, Ti = 4 }`` (anions negative, ``{ C =
+    -4 }`` in a carbide): the charges :func:`psnmf.quantify.quantify` balances with
+    ``thickness_from = "electroneutrality"``, overriding its table of common ones."""
+    words = ("a table of element = valence (anions negative), e.g. { Fe = 3 } or "
+             "{ Fe = 3, C = -4 }")
+
+    def check(v: Any) -> Any:
+        from psnmf.physics import atomic_number
+
+        if not isinstance(v, dict):
+            raise _Bad(words, "{ Fe = 3 }")
+        out = {}
+        for el, x in v.items():
+            try:
+                atomic_number(str(el))
+            except ValueError:
+                raise _Bad(words + f"; {el!r} is not a chemical symbol (capital first "
+                           "letter, e.g. Fe)", "{ Fe = 3 }") from None
+            if not _is_number(x):
+                raise _Bad(words + f"; {el}'s valence {x!r} is not a number",
+                           f"{{ {el} = 3 }}")
+            out[str(el)] = float(x)
+        return out
+
+    def from_python(v: Any) -> Any:
+        if v is None:
+            return {}
+        if isinstance(v, Mapping):
+            return {str(el): _python(x) for el, x in v.items()}
+        return v
+
+    return Kind(check, to_python=lambda v: dict(v) or None, from_python=from_python)
+
+
 def _file_name(v: Any) -> Any:
     if not isinstance(v, str) or not v:
         raise _Bad("a file name", '"ref.msa"')
@@ -460,10 +501,23 @@ KEYS: dict[str, Key] = _keys(
         "standard deviation of the thickness in nm", table=_Q),
     Key("density", _number(strict=True, none="auto", example="4.1"), "auto",
         "density in g/cm^3 (\"auto\": from the composition)", table=_Q),
+    Key("thickness_from", _choice("none", "electroneutrality", none="none",
+                                      example="electroneutrality"), "none",
+        "\"electroneutrality\": the film's mass thickness from the spectrum's charge "
+        "balance (\"none\": the thickness given)", table=_Q),
+    Key("valences", _valences(), {},
+        "element = valence for thickness_from (anions negative; default the common ones)",
+        table=_Q),
+    Key("charge_balance_sd", _number(example="0.01"), 0.01,
+        "relative sd of a phase's charge balance for thickness_from (0: stoichiometric)",
+        table=_Q),
     Key("exclude_elements", _str_list(auto=False, example='["Cu"]'), [],
         "elements fitted but left out of the totals", table=_Q),
     Key("detection_sigma", _number(strict=True, example="3.0"), 3.0,
         "detection limit in standard deviations", table=_Q),
+    Key("detector_window_known", _boolean(), False,
+        "the model's detector window is the detector's: no window part in the theoretical "
+        "k-factor sd", table=_Q),
     Key("beam_current", _number(strict=True, none="none", example="0.5"), "none",
         "beam current in nA", table=_Q),
     Key("live_time", _number(strict=True, none="none", example="60.0"), "none",
