@@ -247,3 +247,53 @@ def test_unmix_writes_composition_maps(tmp_path):
     direct = quantify(spectrum, list(data.elements), **opts)
     for el in ("Mg", "Si", "O", "Fe"):
         assert cm.of(el)[0][y, x] == pytest.approx(direct.composition[el], abs=0.3), el
+
+
+def test_each_component_keeps_its_estimated_film():
+    """Components quantified with thickness_from="electroneutrality" each have their own
+    mass thickness (here a 100 nm film of two phases of densities 3.6 and 2.2 g/cm^3: 3.6
+    and 2.2e-4 kg/m^2): a pixel of one component gets exactly that component's
+    composition and thickness part (one film for all, component 0's, would move the
+    silica's O by 0.85 at.%), and a mixed pixel is corrected for the abundance-weighted
+    mass thickness, its composition the counts' mixture corrected for it."""
+    film = physics.EDXModel(thickness=100.0, phase_densities=(("Fp", 3.6), ("Qz", 2.2)))
+    S = np.stack([film.phase_spectrum(c, density=d) for c, d in zip(PHASES, (3.6, 2.2),
+                                                                    strict=True)])
+    S /= S.sum(axis=1, keepdims=True)
+    qs = [quantify(s, ELEMENTS, model=film, total_counts=1e6, detection_sigma=None,
+                   density=d, thickness_from="electroneutrality", valences={"Fe": 2})
+          for s, d in zip(S, (3.6, 2.2), strict=True)]
+    mt = np.array([q.mass_thickness for q in qs])
+    assert all(q.thickness_estimate is not None for q in qs)
+    assert mt == pytest.approx([3.6e-4, 2.2e-4], rel=0.05)
+    A = np.array([[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]])
+    cm = composition_maps(qs, A, np.full((1, 3), 1e4))
+    assert cm.absorption_corrected
+    np.testing.assert_allclose(cm.mass_thickness[0], A[0] @ mt)
+    for j, q in enumerate(qs):
+        for el, value in q.composition.items():
+            assert cm.of(el)[0][0, j] == pytest.approx(value, abs=1e-9), (j, el)
+            e = cm.elements.index(el)
+            assert cm.parts["thickness"][e, 0, j] == pytest.approx(
+                q.uncertainty_budget["thickness"][el], rel=1e-4, abs=1e-6), (j, el)
+    # silica corrected for component 0's film would be off: the film matters here
+    one_film = quantify(S[1], ELEMENTS, model=film, total_counts=1e6, detection_sigma=None,
+                        density=2.2, thickness=mt[0] / 2.2e-6)
+    assert abs(one_film.composition["O"] - qs[1].composition["O"]) > 0.5
+    # the mixed pixel: Cliff-Lorimer of the mixed intensities at the mean mass thickness
+    from psnmf.quantify.absorption import absorption_tables, iterate_one
+
+    mixed = {el: 0.5 * (qs[0].fit.intensities[el] / qs[0].fit.scale
+                        + qs[1].fit.intensities[el] / qs[1].fit.scale) for el in ELEMENTS}
+    fams = {el: qs[0].fit.families[el] for el in ELEMENTS}
+    tables = absorption_tables(film, fams, ELEMENTS, film.takeoff_angle)
+    k = qs[0].k_factors
+
+    def step(a):
+        y = {el: mixed[el] * k[el] / (a or {}).get(el, 1.0) for el in ELEMENTS}
+        return {el: 100 * v / sum(y.values()) for el, v in y.items()}, float(mt.mean())
+
+    want = iterate_one(step, tables, 1e-6, 100)[0]
+    for el in ELEMENTS:
+        assert cm.of(el)[0][0, 2] == pytest.approx(want[el], abs=1e-4), el
+    assert cm.parts["thickness"][:, 0, 2].max() > 0

@@ -46,7 +46,30 @@ The sigma of a pixel's composition holds four independent parts, added in quadra
     With ``thickness_sigma``, or a density that is the mean of the model's phase
     densities (their spread is its sd): half the change of the pixel's corrected
     composition between ``t - sigma`` and ``t + sigma``, ``sigma`` the thickness sd
-    equivalent to both (the component table's rule).
+    equivalent to both (the component table's rule). With mass thicknesses estimated
+    (below), between the pixel's mass thickness minus and plus its sd.
+
+Mass thicknesses estimated from the data
+----------------------------------------
+Components quantified with ``thickness_from="electroneutrality"`` each have their own
+mass thickness ``(rho t)_q`` (:attr:`Quantification.mass_thickness`), measured from their
+spectrum. A pixel is then corrected for the abundance-weighted mass thickness
+``sum_q A_iq (rho t)_q`` (held fixed in its absorption loop, as the component's is), with
+the sd ``sum_q A_iq sd_q``. Why this value: the abundances are the fractions of the
+pixel's counts that each component gives, and the absorption the correction undoes is,
+to first order (absorption factors close to 1 are linear in ``rho t``), that of the
+counts' mean path, whichever way the components share the pixel (side by side, or a
+boundary inclined through the film); a pixel of one component gets that component's
+mass thickness and so exactly its composition; the mass thickness, not a thickness in
+nm, is what electroneutrality measures and what the correction uses, so no density
+enters (a pixel's density would have to be guessed from its composition). The sds are
+added linearly, as if fully correlated between the components: the stoichiometry and
+valence parts of the estimates, and a thickness given as their prior, are common to
+them. A pixel's own charge balance is not solved again: its counts are too few for it,
+and a mixture of neutral compositions is neutral already. Components whose mass
+thickness was not estimated (no anion, an element without a valence) keep the one their
+quantification used, with the sd of ``thickness_sigma`` and the density's spread (``rho
+sigma``); a component quantified without the correction counts as a mass thickness of 0.
 
 Pixels with no counts, or masked (NaN abundances), get NaN. An element below the
 detection limit in a component contributes nothing from that component (as in that
@@ -105,6 +128,10 @@ class CompositionMaps:
         Bootstrap replicates behind the ``bootstrap`` part (0: no such part).
     absorption_corrected : bool
         Whether the thin-film absorption correction was applied.
+    mass_thickness : ndarray (ny, nx) or None
+        kg/m^2 each pixel (bin) was corrected for when the components' mass thicknesses
+        were estimated (the abundance-weighted mean of theirs, see the module
+        docstring); None when every pixel uses the thickness given.
     """
 
     elements: list[str]
@@ -115,6 +142,7 @@ class CompositionMaps:
     bin_factor: int = 1
     n_replicates: int = 0
     absorption_corrected: bool = False
+    mass_thickness: np.ndarray | None = None
 
     def of(self, element: str) -> tuple[np.ndarray, np.ndarray]:
         """The at.% map and sigma map (ny, nx) of one element.
@@ -162,6 +190,9 @@ class _Setup:
     tol: float
     max_iter: int
     tables: AbsorptionTables | None = None  # absorption data of the mapped elements
+    # per component (k,), kg/m^2, when estimated: the mass thickness and its sd used
+    mass_thickness: np.ndarray | None = None
+    mass_thickness_sd: np.ndarray | None = None
 
 
 def composition_maps(
@@ -206,7 +237,8 @@ def composition_maps(
         estimate from each pixel's composition (as :func:`psnmf.quantify.quantify`
         chooses for a component whose phase is not named).
     thickness_sigma : float, optional
-        Thickness sd in nm: adds to the ``thickness`` part.
+        Thickness sd in nm: adds to the ``thickness`` part (of the components whose mass
+        thickness was not estimated, when others' was).
     takeoff_angle : float, optional
         Degrees (default the model's), as given to the component quantification.
     database : {"xraylib"}
@@ -253,11 +285,13 @@ def composition_maps(
     setup, elements = _setup(qs, density, takeoff_angle, database, tol, max_absorption_iter)
     S = None if spectra is None else _check_spectra(spectra, len(qs))
     reps = _replicate_intensities(replicate_spectra, qs, elements, fit_options)
-    sigma_t = equivalent_thickness_sd(
-        setup.thickness, positive_or_none("thickness_sigma", thickness_sigma,
-                                          "give the thickness uncertainty in nm",
-                                          allow_zero=True) or 0.0,
-        setup.density, setup.density_sd)
+    sd_given = positive_or_none("thickness_sigma", thickness_sigma,
+                                "give the thickness uncertainty in nm", allow_zero=True) or 0.0
+    sigma_t = equivalent_thickness_sd(setup.thickness, sd_given, setup.density,
+                                      setup.density_sd)
+    if setup.mass_thickness is not None:
+        _estimated_sd(qs, setup, sd_given)
+        sigma_t = float(setup.mass_thickness_sd.max())  # type: ignore[union-attr]
     loadings, shape = _bin(A * n[..., None], b)   # (P, k) loadings, NaN where masked
     counts = np.nansum(loadings, axis=1)
     valid = np.isfinite(loadings).all(axis=1) & (counts > 0)
@@ -265,7 +299,7 @@ def composition_maps(
     comp = np.full((loadings.shape[0], n_el), np.nan)
     names = [p for p in MAP_PARTS if (p != "counting" or S is not None)
              and (p != "bootstrap" or reps is not None)
-             and (p != "thickness" or (sigma_t and setup.thickness > 0))]
+             and (p != "thickness" or (sigma_t and _corrected(setup)))]
     parts = {p: np.full((loadings.shape[0], n_el), np.nan, dtype=np.float32) for p in names}
     rows = np.flatnonzero(valid)
     block = max(1, _BLOCK_VALUES // (S.shape[1] if S is not None else 64))
@@ -282,13 +316,40 @@ def composition_maps(
     def image(x: np.ndarray) -> np.ndarray:
         return np.moveaxis(x.reshape(*shape, n_el), -1, 0)
 
+    mass_thickness = None
+    if setup.mass_thickness is not None:
+        mt = np.full(loadings.shape[0], np.nan)
+        mt[valid] = (loadings[valid] / counts[valid, None]) @ setup.mass_thickness
+        mass_thickness = mt.reshape(shape)
     return CompositionMaps(
         elements=elements, composition=image(comp), sigma=image(total),
         parts={p: image(v) for p, v in parts.items()},
         counts=np.where(np.isfinite(loadings).all(axis=1), counts, np.nan).reshape(shape),
         bin_factor=b, n_replicates=0 if reps is None else int(reps.shape[0]),
-        absorption_corrected=setup.thickness > 0,
+        absorption_corrected=_corrected(setup), mass_thickness=mass_thickness,
     )
+
+
+def _corrected(s: _Setup) -> bool:
+    """Whether the pixels are absorption corrected: a thickness given, or any component's
+    mass thickness > 0 when they were estimated."""
+    if s.mass_thickness is not None:
+        return bool(np.any(s.mass_thickness > 0))
+    return s.thickness > 0
+
+
+def _estimated_sd(qs: list[Quantification], s: _Setup, sd_given: float) -> None:
+    """The sd of each component's mass thickness (kg/m^2) into ``s.mass_thickness_sd``:
+    the estimate's (:attr:`Quantification.mass_thickness_sigma`), else the thickness sd
+    given with the density's spread, times the component's density."""
+    sd = np.zeros(len(qs))
+    for j, q in enumerate(qs):
+        if q.thickness_estimate is not None:
+            sd[j] = float(q.mass_thickness_sigma or 0.0)
+        elif q.absorption is not None and q.thickness and q.density:
+            sd[j] = q.density * 1e-6 * equivalent_thickness_sd(
+                float(q.thickness), sd_given, s.density, s.density_sd)
+    s.mass_thickness_sd = sd
 
 
 def _check_maps(maps: Any, scale: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -353,14 +414,18 @@ def _setup(qs: list[Quantification], density: float | None, takeoff_angle: float
                 kf.setdefault(el, q.k_factors[el])
                 k_sd.setdefault(el, q.k_factor_sd.get(el, 0.0))
     corrected = [q.absorption is not None for q in qs]
-    thickness = float(qs[0].thickness or 0.0) if any(corrected) else 0.0
-    if any(corrected) and not all(corrected):
+    estimated = any(q.thickness_estimate is not None for q in qs)
+    thickness = float(qs[0].thickness or 0.0) if any(corrected) and not estimated else 0.0
+    if any(corrected) and not all(corrected) and not estimated:
         raise ValueError("the components were quantified with and without the absorption "
                          "correction; quantify them with the same thickness")
     setup = _Setup(I, np.array([kf[el] for el in elements]),
                    np.array([k_sd[el] for el in elements]), thickness, None, 0.0, float(t),
                    int(max_iter))
-    if thickness > 0:
+    if estimated:  # each component's own mass thickness; 0 for one not corrected
+        setup.mass_thickness = np.array([float(q.mass_thickness or 0.0)
+                                         if q.absorption is not None else 0.0 for q in qs])
+    if thickness > 0 or estimated:
         setup.density, setup.density_sd = film_density(
             model, positive_or_none("density", density, "give g/cm^3, e.g. 4.1"))
         toa = positive_or_none("takeoff_angle", takeoff_angle, "give degrees, e.g. 35")
@@ -413,17 +478,22 @@ def _cl(x: np.ndarray, k: np.ndarray) -> np.ndarray:
         return 100.0 * y / y.sum(axis=1, keepdims=True)
 
 
-def _solve(x: np.ndarray, s: _Setup, t_nm: float) -> tuple[np.ndarray, np.ndarray]:
+def _solve(x: np.ndarray, s: _Setup, t_nm: float,
+           mass_thickness: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Compositions (P, E) of intensity rows ``x`` and the absorption factors used
     (ones without a correction): the fixed point of :func:`iterate_absorption`, the loop
     of the component quantification, each row stopping when its own change is below
-    ``tol``."""
-    if t_nm <= 0 or s.tables is None:
+    ``tol``. The film is ``t_nm`` thick (its mass thickness from each row's density), or
+    of the rows' ``mass_thickness`` (P,) kg/m^2 when given."""
+    if s.tables is None or (t_nm <= 0 if mass_thickness is None
+                            else not np.any(mass_thickness > 0)):
         return _cl(x, s.k), np.ones_like(x)
     tables = s.tables
 
     def step(rows: np.ndarray | None, a: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         comp = _cl(x, s.k) if rows is None else _cl(x[rows], s.k / a)
+        if mass_thickness is not None:
+            return comp, mass_thickness if rows is None else mass_thickness[rows]
         return comp, tables.mass_thickness(comp, s.density, t_nm)
 
     comp, factors, _, _ = iterate_absorption(step, tables, s.tol, s.max_iter)
@@ -436,7 +506,10 @@ def _block(w: np.ndarray, s: _Setup, S: np.ndarray | None, reps: np.ndarray | No
     n = w.sum(axis=1)
     t = w / n[:, None]
     x = t @ s.intensities                               # (P, E), per count
-    comp, factors = _solve(x, s, s.thickness)
+    mt = mt_sd = None
+    if s.mass_thickness is not None and s.mass_thickness_sd is not None:
+        mt, mt_sd = t @ s.mass_thickness, t @ s.mass_thickness_sd
+    comp, factors = _solve(x, s, s.thickness, mt)
     kp = s.k / factors                                  # (P, E) effective k-factors
     parts: dict[str, np.ndarray] = {}
     if S is not None:
@@ -455,7 +528,12 @@ def _block(w: np.ndarray, s: _Setup, S: np.ndarray | None, reps: np.ndarray | No
     cross = (f * f) @ (s.k_sd**2)
     parts["k_factors"] = 100.0 * np.sqrt(np.maximum(
         f * f * (s.k_sd**2 * (1 - 2 * f) + cross[:, None]), 0.0))
-    if sigma_t and s.thickness > 0:
+    if mt is not None and mt_sd is not None:
+        if sigma_t:
+            lo = _solve(x, s, 0.0, np.maximum(mt - mt_sd, 0.0))[0]
+            hi = _solve(x, s, 0.0, mt + mt_sd)[0]
+            parts["thickness"] = np.abs(hi - lo) / 2.0
+    elif sigma_t and s.thickness > 0:
         lo = _solve(x, s, max(s.thickness - sigma_t, 0.0))[0]
         hi = _solve(x, s, s.thickness + sigma_t)[0]
         parts["thickness"] = np.abs(hi - lo) / 2.0
