@@ -49,6 +49,14 @@ def test_terminal_matrix_and_summary(run):
     assert len(rows) == len(comp.rows) and summary["files"]["composition"] == "composition.csv"
     assert any(r["status"] == "below_detection_limit" and r["detection_limit"] > 0
                for r in rows)
+    # each component's film: the thickness given, with the density it was converted by
+    film = summary["composition"]["thickness"]
+    assert sorted(film) == comp.components
+    for t in film.values():
+        assert t["source"] == "given" and "estimate" not in t
+        assert t["thickness_nm"] == 100.0
+        assert t["mass_thickness_kg_m2"] == pytest.approx(t["density_g_cm3"] * 100.0 * 1e-6)
+    assert "film (electroneutrality)" not in text
 
 
 def test_csv_and_report(run):
@@ -60,6 +68,7 @@ def test_csv_and_report(run):
     assert float(o["k_factors"]) > 1.0 and float(o["thickness"]) >= 0 and float(o["sd"]) > 0
     page = (out / "report.html").read_text()
     assert "Error budget" in page and "k_factors" in page and "excluded" in page
+    assert "film thickness" not in page  # the thickness given: no column
 
 
 def test_command_line_options(tmp_path):

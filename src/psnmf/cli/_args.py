@@ -86,6 +86,27 @@ def thickness(text: str) -> tuple[float, float | None]:
     return values[0], (values[1] if len(values) == 2 else None)
 
 
+def valence(text: str) -> tuple[str, float]:
+    """``EL=V``: an element's valence (anions negative, e.g. ``Fe=3``, ``O=-2``)."""
+    from psnmf.physics import atomic_number
+
+    el, sep, value = (t.strip() for t in text.partition("="))
+    try:
+        v = float(value)
+    except ValueError:
+        v = float("nan")
+    if not sep or not (abs(v) < float("inf")):
+        raise argparse.ArgumentTypeError(
+            f"valence {text!r}: give ELEMENT=VALENCE, e.g. Fe=3 (anions negative: C=-4)")
+    try:
+        atomic_number(el)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"valence {text!r}: {el!r} is not a chemical symbol (capital first letter, "
+            "e.g. Fe=3)") from None
+    return el, v
+
+
 def _whole_number(text: str, what: str) -> int:
     """``text`` as an int; the error says to give ``what``."""
     try:

@@ -19,6 +19,7 @@ from psnmf.cli._args import (
     report_error,
     smoothing,
     thickness,
+    valence,
 )
 
 EXAMPLES = """\
@@ -30,6 +31,8 @@ examples:
   psnmf unmix sample.spd --seed 1 --overwrite --quiet
   psnmf unmix sample.bcf --write-denoised         # also the dense denoised cubes
   psnmf unmix sample.bcf --thickness 80,20 --exclude-elements Cu --k-factors k.csv
+  psnmf unmix oxide.bcf --thickness 80,40 --thickness-from electroneutrality \
+      --valence Fe=3 --detector-window-known   # film from the charge balance
   psnmf unmix sample.bcf -k 3 --fix-spectrum 0=olivine.msa --forbid 1=Fe,Mg \
       --roi 2=grain.png --mask-pixels vacuum.npy   # priors (component 0 is the first)
   psnmf unmix a.bcf b.emd c.hspy -o OUT           # OUT/a/, OUT/b/, OUT/c/, OUT/index.html
@@ -63,15 +66,17 @@ are relative to its folder. Unknown keys and bad values are refused. Keys:
   smoothing = "auto"   vertex = true   n_boot = 20   write_denoised = false
   report = true   output = "auto"   overwrite = false   quiet = false   verbose = false
   [quantify] method = "CL"   k_factors = "theoretical"   thickness = "auto"
-  thickness_sigma = "none"   density = "auto"   exclude_elements = []
-  detection_sigma = 3.0   beam_current, live_time, probe_area, solid_angle = "none"
-  takeoff_angle = "auto"
+  thickness_sigma = "none"   density = "auto"   thickness_from = "none"
+  valences = {} (or { Fe = 3, C = -4 })   charge_balance_sd = 0.01
+  exclude_elements = []   detection_sigma = 3.0   detector_window_known = false
+  beam_current, live_time, probe_area, solid_angle = "none"   takeoff_angle = "auto"
 (psnmf.pipeline.config.describe() says what each is.) The same in Python:
 psnmf.pipeline.unmix(path, output_dir=...), psnmf.pipeline.unmix_files(files, OUT).
 """
 
 #: The options of ``psnmf unmix`` (argparse destinations) and the configuration key each
-#: sets (``--thickness T,SIGMA`` sets two and is handled apart).
+#: sets (``--thickness T,SIGMA`` sets two and the repeated ``--valence EL=V`` one table:
+#: both are handled apart).
 OPTION_KEYS = {
     "files": "files", "components": "n_components", "bin_factor": "bin_factor",
     "bins": "bins", "max_iter": "max_iter", "max_iter_full": "max_iter_full",
@@ -80,6 +85,9 @@ OPTION_KEYS = {
     "output": "output", "seed": "seed", "overwrite": "overwrite", "quiet": "quiet",
     "verbose": "verbose", "method": "quantify.method", "k_factors": "quantify.k_factors",
     "density": "quantify.density", "exclude_elements": "quantify.exclude_elements",
+    "thickness_from": "quantify.thickness_from",
+    "charge_balance_sd": "quantify.charge_balance_sd",
+    "detector_window_known": "quantify.detector_window_known",
     "beam_current": "quantify.beam_current", "live_time": "quantify.live_time",
     "probe_area": "quantify.probe_area", "solid_angle": "quantify.solid_angle",
     "mask_pixels": "priors.pixel_mask",
@@ -150,6 +158,20 @@ def register(subparsers: Any) -> None:
                    "file's, else a thin film)")
     q.add_argument("--density", type=float, metavar="RHO",
                    help="specimen density in g/cm^3 for the absorption correction")
+    q.add_argument("--thickness-from", choices=("none", "electroneutrality"),
+                   help="'electroneutrality': each component's film mass thickness from "
+                   "its own spectrum, where the absorption-corrected composition is "
+                   "neutral (oxides, nitrides, halides; Van Cappellen 1990), combined with "
+                   "--thickness T,SIGMA by inverse variance when SIGMA is given (default "
+                   "'none': the thickness given)")
+    q.add_argument("--valence", action="append", type=valence, default=None,
+                   metavar="EL=V", help="valence of an element for --thickness-from "
+                   "(anions negative, e.g. Fe=3, C=-4); repeat for several (default: the "
+                   "common ones, psnmf.quantify.electroneutrality.VALENCES, multivalent "
+                   "elements with half their range as an sd)")
+    q.add_argument("--charge-balance-sd", type=float, metavar="SD",
+                   help="relative sd of a phase's charge balance for --thickness-from "
+                   "(default 0.01; 0 for an exactly stoichiometric phase)")
     q.add_argument("--exclude-elements", type=element_list, metavar="EL,...",
                    help="elements fitted but left out of the totals (grid Cu, detector Si)")
     q.add_argument("--beam-current", type=float, metavar="NA",
@@ -161,6 +183,11 @@ def register(subparsers: Any) -> None:
     q.add_argument("--solid-angle", type=float, metavar="SR",
                    help="detector solid angle in sr, for the model's zeta factors or "
                    "cross-sections")
+    q.add_argument("--detector-window-known", action=argparse.BooleanOptionalAction,
+                   default=None,
+                   help="the model's detector window (the file's metadata) is the "
+                   "detector's: the theoretical k-factor sd leaves out the spread over "
+                   "the windows a detector may have (O K: 45%% -> 15%%); default off")
     r = p.add_argument_group(
         "priors (component indices start at 0; each option may be repeated)")
     r.add_argument("--fix-spectrum", action="append", type=_component_value, default=None,
@@ -208,6 +235,15 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["quantify.thickness"], sigma = args.thickness
         if sigma is not None:
             out["quantify.thickness_sigma"] = sigma
+    given = getattr(args, "valence", None) or []
+    if given:
+        valences: dict[str, float] = {}
+        for el, v in given:
+            if el in valences and valences[el] != v:
+                raise ValueError(f"--valence gives {el} twice ({valences[el]:g} and {v:g}); "
+                                 "give each element once.")
+            valences[el] = v
+        out["quantify.valences"] = valences
     for dest, key in PRIOR_OPTIONS.items():
         pairs = getattr(args, dest, None) or []
         if pairs:

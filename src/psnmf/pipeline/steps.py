@@ -402,10 +402,15 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
 
     ``options`` go to :func:`psnmf.quantify.quantify` through the bootstrap (``method``,
     ``k_factors``, ``thickness``, ``thickness_sigma``, ``density``, ``exclude_elements``,
-    ``detection_sigma``...); excluded elements are fitted even when the element list
-    lacks them. The table is ``None`` with fewer than two elements, or when the
+    ``detection_sigma``, ``thickness_from``, ``valences``, ``charge_balance_sd``,
+    ``detector_window_known``...); excluded elements are fitted even when the element
+    list lacks them. The table records the film each component was corrected for
+    (:func:`psnmf.pipeline.summary.thickness_record`: with
+    ``thickness_from="electroneutrality"`` each component's own, measured from its
+    spectrum). The table is ``None`` with fewer than two elements, or when the
     quantification fails (noted).
     """
+    from psnmf.pipeline.summary import thickness_record
     from psnmf.quantify import model_for_signal, read_k_factors
     from psnmf.uncertainty import BUDGET_PARTS, bootstrap
 
@@ -415,8 +420,12 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
     elements += [el for el in excluded if el not in elements]
     if len([el for el in elements if el not in excluded]) < 2:
         return Quantified(None)
+    if opts.get("thickness_from") in ("none", None):  # the config file's word for None
+        opts.pop("thickness_from", None)
+    window_known = bool(opts.get("detector_window_known", False))
     source = ("theoretical (the forward model; relative sd psnmf.quantify.theoretical_k_sd: "
-              "the emission part and the detector window's spread)")
+              + ("the emission part; the detector window known)" if window_known else
+                 "the emission part and the detector window's spread)"))
     if isinstance(opts.get("k_factors"), str | Path):
         source = f"file {opts['k_factors']}"
         opts["k_factors"] = read_k_factors(opts["k_factors"])
@@ -442,7 +451,17 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
                 "thickness_nm": opts.get("thickness", model_for_signal(signal).thickness),
                 "thickness_sigma_nm": opts.get("thickness_sigma"),
                 "density_g_cm3": opts.get("density"), "excluded": excluded,
-                "detection_sigma": opts.get("detection_sigma", 3.0)}
+                "detection_sigma": opts.get("detection_sigma", 3.0),
+                "thickness_from": opts.get("thickness_from"),
+                "valences": dict(opts.get("valences") or {}),
+                "charge_balance_sd": opts.get("charge_balance_sd", 0.01),
+                "detector_window_known": window_known}
+    estimated = opts.get("thickness_from") is not None
+    film = ("the absorption correction uses each component's film mass thickness "
+            "measured from its spectrum by electroneutrality (combined with the thickness "
+            "given when its sd is given; the thickness given where no neutral film exists)"
+            if estimated else
+            "the absorption correction uses the thickness given (none for a thin film)")
     drawn = int(res.replicates.shape[0])
     stopped = ("" if drawn == n_boot else
                f" (of at most {n_boot}: more would not move any interval edge by a tenth "
@@ -453,13 +472,14 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
                 f"{source}; ± one standard deviation and the 95% interval combining, in "
                 f"quadrature, {drawn} parametric bootstrap replicates{stopped} of the "
                 "binned stage (counting noise and NMF spread, psnmf.uncertainty) with the "
-                "k-factor uncertainty (Monte Carlo) and the thickness uncertainty when "
-                "given."),
+                "k-factor uncertainty (Monte Carlo) and "
+                + ("the uncertainty of each component's estimated film." if estimated
+                   else "the thickness uncertainty when given.")),
         note=("Each part of the budget is in summary.json and composition.csv. Elements "
               "whose fitted lines are below 3 sigma are reported below the detection limit; "
-              "elements outside the list are attributed to the continuum; the absorption "
-              "correction uses the thickness given (none for a thin film)."),
+              f"elements outside the list are attributed to the continuum; {film}."),
         parts=parts, options=settings, notes=qnotes,
+        thickness={f"#{j}": thickness_record(q) for j, q in enumerate(res.quantifications)},
     )
     return Quantified(table, res, opts)
 
@@ -469,7 +489,10 @@ def composition_maps(model: PSNMF, quantified: Quantified,
     """Per-pixel compositions of the denoised data with sigma maps
     (:func:`psnmf.quantify.composition_maps`): from the component quantifications, the
     maps and the count scale, the bootstrap replicates of the spectra giving their
-    ``bootstrap`` part. ``None`` without a composition table, or when the maps cannot be
+    ``bootstrap`` part. Components whose film was estimated (``thickness_from``) carry
+    their own mass thickness, and each pixel is corrected for the abundance-weighted one
+    (see :mod:`psnmf.quantify.maps`); ``thickness_sigma`` then applies to the components
+    not estimated. ``None`` without a composition table, or when the maps cannot be
     computed (noted: another method than Cliff-Lorimer, exspy's absorption tables).
     """
     from psnmf.quantify import composition_maps as maps_of

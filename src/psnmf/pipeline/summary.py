@@ -161,6 +161,9 @@ class Composition:
     ``options``: the quantification settings (method, k-factor source, thickness and
     its uncertainty, excluded elements, detection threshold); ``notes``: what the
     numbers leave out or flag (overlaps, k-factors without an uncertainty).
+    ``thickness``: per component (``'#0'``, ...) the film its absorption correction
+    used, :func:`thickness_record` (with ``thickness_from="electroneutrality"`` each
+    component has its own, measured from its spectrum).
     """
 
     rows: list[dict[str, Any]]
@@ -172,6 +175,7 @@ class Composition:
     parts: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    thickness: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     #: Columns of :meth:`csv_text`.
     CSV_COLUMNS = ("component", "element", "status", "at_percent", "sd", "low", "high",
@@ -199,8 +203,29 @@ class Composition:
         return (f"{row['at_percent']:.2f} ± {row['sd']:.2f}",
                 f"[{row['low']:.2f}, {row['high']:.2f}]")
 
+    @property
+    def estimated(self) -> bool:
+        """Whether any component's film was estimated from its spectrum."""
+        return any(t.get("source") == "electroneutrality" for t in self.thickness.values())
+
+    def thickness_cell(self, name: str) -> str:
+        """The film component ``name`` was corrected for: ``"92 ± 14 nm (estimated, weight
+        0.92 against the given)"`` (the estimate's weight in the thickness used),
+        ``"100 nm (given)"``, ``"-"`` without a correction."""
+        t = self.thickness.get(name) or {}
+        if t.get("thickness_nm") is None or not t.get("mass_thickness_kg_m2"):
+            return "-"
+        sd = t.get("thickness_sd_nm")
+        text = f"{t['thickness_nm']:.0f}" + (f" ± {sd:.0f}" if sd else "") + " nm"
+        if t.get("source") != "electroneutrality":
+            return text + " (given)"
+        w = t["weight"]
+        return text + (" (estimated)" if w == 1.0 else
+                       f" (estimated, weight {w:.2f} against the given)")
+
     def to_text(self, indent: str = "  ") -> str:
-        """The phase x element matrix: at.% ± total sd, the interval beneath."""
+        """The phase x element matrix: at.% ± total sd, the interval beneath; the film
+        each component was corrected for when any was estimated."""
         width = max(15, *(len(self.cell(r)[1]) for r in self.rows)) + 1
         lines = [f"{indent}composition, at.% ± sd and {round(100 * self.level)}% interval "
                  f"(error budget: {', '.join(self.parts)})",
@@ -210,6 +235,9 @@ class Composition:
             cells = [self.cell(rows[el]) for el in self.elements]
             lines.append(f"{indent}{name:6s}" + "".join(f"{c[0]:>{width}s}" for c in cells))
             lines.append(f"{indent}{'':6s}" + "".join(f"{c[1]:>{width}s}" for c in cells))
+        if self.estimated:
+            lines.append(f"{indent}film (electroneutrality): " + ", ".join(
+                f"{name} {self.thickness_cell(name)}" for name in self.components))
         lines += [f"{indent}note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -236,6 +264,53 @@ class Composition:
         with atomic_path(path) as tmp:
             Path(tmp).write_text(self.csv_text(), encoding="utf-8")
         return Path(path)
+
+
+def thickness_record(q: Any) -> dict[str, Any]:
+    """The film a component's absorption correction used, JSON-ready.
+
+    Parameters
+    ----------
+    q : psnmf.quantify.Quantification
+        The component's quantification.
+
+    Returns
+    -------
+    dict
+        ``thickness_nm`` and ``thickness_sd_nm`` (None without an sd), ``density_g_cm3``,
+        ``mass_thickness_kg_m2`` and its sd (``rho t``, what the correction uses; None
+        without a correction), ``source`` (``"electroneutrality"`` or ``"given"``), and
+        when estimated (:class:`psnmf.quantify.electroneutrality.NeutralThickness`):
+        ``estimate`` (the spectrum's own neutral mass thickness, kg/m^2: ``value``,
+        ``sd`` and its ``sd_counting``, ``sd_valence``, ``sd_stoichiometry`` parts,
+        ``slope`` of the charge per kg/m^2), ``weight`` of the estimate in the value used
+        (1: the estimate alone; below 1: combined with the thickness given as a prior),
+        ``prior_kg_m2`` and ``prior_sd_kg_m2`` (None without a prior) and the
+        ``valences`` balanced.
+    """
+    mt = q.mass_thickness if q.absorption is not None else None
+    mt_sd = q.mass_thickness_sigma if mt is not None else None
+    rho = q.density
+    out: dict[str, Any] = {
+        "thickness_nm": q.thickness, "thickness_sd_nm": (
+            mt_sd / rho * 1e6 if mt_sd is not None and rho else None),
+        "density_g_cm3": rho, "mass_thickness_kg_m2": mt, "mass_thickness_sd_kg_m2": mt_sd,
+        "source": "given",
+    }
+    neutral = getattr(q, "thickness_estimate", None)
+    if neutral is None:
+        return out
+    e = neutral.estimate
+    out.update(
+        source="electroneutrality",
+        estimate={"value": e.value, "sd": e.sd, "sd_counting": e.sd_counting,
+                  "sd_valence": e.sd_valence, "sd_stoichiometry": e.sd_stoichiometry,
+                  "slope": e.slope},
+        weight=neutral.weight, prior_kg_m2=neutral.prior, prior_sd_kg_m2=neutral.prior_sd,
+        valences={el: float(v) for el, v in zip(q.composition, neutral.valence,
+                                                strict=True)},
+    )
+    return out
 
 
 @dataclass

@@ -86,7 +86,8 @@ def _summary_rows(result: UnmixResult, src: str) -> tuple[list[tuple[str, Any]],
 
 def _composition(comp: Composition | None) -> dict[str, Any] | None:
     """The phase x element matrix (at.% ± sd, interval; sort key at.%, -1 when not
-    quantified) and the error budget rows of the quantified entries."""
+    quantified; the film each component was corrected for when any was estimated from
+    its spectrum) and the error budget rows of the quantified entries."""
     if comp is None:
         return None
     matrix = []
@@ -98,7 +99,10 @@ def _composition(comp: Composition | None) -> dict[str, Any] | None:
             quantified = rows[el]["status"] == "quantified"
             cells.append({"value": value, "interval": interval,
                           "key": rows[el]["at_percent"] if quantified else -1})
-        matrix.append({"name": str(name), "cells": cells})
+        matrix.append({"name": str(name), "cells": cells,
+                       "thickness": comp.thickness_cell(name) if comp.estimated else None,
+                       "thickness_key": (comp.thickness.get(name) or {}).get("thickness_nm")
+                       or -1})
     parts = list(comp.parts)
     budget = [
         {"component": str(r["component"]), "element": r["element"],
@@ -109,6 +113,7 @@ def _composition(comp: Composition | None) -> dict[str, Any] | None:
     ]
     return {"method": comp.method, "level_pct": int(round(100 * comp.level)),
             "elements": list(comp.elements), "matrix": matrix, "parts": parts,
+            "thickness_estimated": comp.estimated,
             "budget": budget, "note": comp.note, "notes": list(comp.notes)}
 
 
