@@ -16,26 +16,31 @@ can matter are kept:
 * :func:`replay_finer_scales` - one replicate: Poisson counts of those pixels drawn from
   the fitted model, abundances solved for the replicate's spectra, and
   :func:`psnmf.engine.pure_pixels.finer_vertex_correction` run on each vertex's reach,
-  coarsest scale first, exactly as the fit ran it on the whole image;
+  coarsest scale first, exactly as the fit ran it on the whole image, then the vertices
+  still kept tried for their faces (:func:`psnmf.engine.pure_pixels.face_vertex_correction`);
 * :func:`fission_rows` - data fission at one scale: the counts of the reach split into two
   independent Poisson halves, the cluster selected on one and its summed counts taken
   from the other.
 
-A pixel outside a vertex's reach lies more than ``n_sd + TAIL_BAND + margin`` noise sd
-below the cluster in the fit, so it cannot join the cluster nor the tail band of a
-replicate unless its noise exceeds ``margin`` sd; the cluster search starts from the share
-of the reach that the image-wide rule's start (:data:`psnmf.engine.pure_pixels.START_FRAC`
-of all the pixels) would take.
+At full resolution the reach of every vertex is the whole image: a face takes every
+pixel rich in its vertex (:func:`psnmf.engine.pure_pixels.face_cluster`), and a vertex
+moved at full resolution may have moved by its faces; the replicate of such a fit costs
+one abundance solve of the image there. Elsewhere, a pixel outside a vertex's reach lies
+more than ``n_sd + TAIL_BAND + margin`` noise sd below the cluster in the fit, so it
+cannot join the cluster nor the tail band of a replicate unless its noise exceeds
+``margin`` sd; the cluster search starts from the share of the reach that the image-wide
+rule's start (:data:`psnmf.engine.pure_pixels.START_FRAC` of all the pixels) would take.
 
 The finer-scale counts of a replicate are drawn independently of its binned counts: the
 clusters are small grains, a small part of the binned data, and a joint draw would need
 the full-resolution image.
 
 What the reach saves depends on the counts per pixel. On the ODS steel at 96 x 96,
-'medium', the carbide's reach is 120 of 2304 pixels at b = 2 and 612 of 9216 at full
-resolution. At 'low' counts a pixel's noise sd is so wide that the reach is the whole
-image: on the thin stack at 128 x 128, 'low' (vertices moved at b = 2 and 1), every pixel
-at both scales, and 8 replicates took 12.8 CPU s against 6.1 for the binned stage alone.
+'medium', the carbide's reach is 120 of 2304 pixels at b = 2 (it moves there, so its
+replicates rarely need full resolution). At 'low' counts a pixel's noise sd is so wide
+that the reach is the whole image: on the thin stack at 128 x 128, 'low' (vertices moved
+at b = 2 and 1), every pixel at both scales, and 8 replicates took 12.8 CPU s against 6.1
+for the binned stage alone.
 A replicate then costs at most one Poisson draw (in bands,
 :func:`psnmf.engine.poisson_nmf.poisson_draw`) and one abundance solve of the image at
 each finer scale.
@@ -55,7 +60,11 @@ from psnmf.engine.pure_pixels import (
     START_FRAC,
     TAIL_BAND,
     abundance_noise,
+    cluster_passes,
+    face_cluster,
+    face_vertex_correction,
     finer_vertex_correction,
+    pixel_noise,
     pure_cluster,
     summed_abundance,
 )
@@ -207,6 +216,9 @@ def scale_reaches(
         found = {int(j): _reach_of(A, S, n, int(j), n_sd, margin)
                  for j in np.flatnonzero(vertices)}
         reach = {j: r for j, (r, _) in found.items()}
+        if scale == 1:  # a vertex's faces take every pixel rich in it: the whole image
+            every = np.flatnonzero(n > 0)
+            reach = {j: every for j in reach}
         pixels = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *reach.values()]))
         rows = {j: np.searchsorted(pixels, r) for j, r in reach.items() if r.size}
         weights = n[pixels, None] * A[pixels]
@@ -254,6 +266,7 @@ def replay_finer_scales(
     max_dispersion: float = 1.5,
     max_tail: float = 1.0,
     min_depth: float = MIN_DEPTH,
+    faces: bool = True,
     max_iter: int = 500,
     tol: float = 1e-7,
     priors: SpectralPriors | None = None,
@@ -265,7 +278,11 @@ def replay_finer_scales(
     model (``Poisson(weights @ model_spectra)``), their abundances are solved for the
     current spectra, and every such vertex gets the cluster tests of the fit on its own
     reach (:func:`psnmf.engine.pure_pixels.finer_vertex_correction`); a vertex that passes
-    moves to the fitted-model spectrum of its cluster's summed counts.
+    moves to the fitted-model spectrum of its cluster's summed counts. With ``faces``, the
+    vertices still not moved after full resolution are then tried for the corner of their
+    faces on the whole image, as the fit tried them
+    (:func:`psnmf.engine.pure_pixels.face_vertex_correction`, the vertices moved so far as
+    anchors); such a move is one more entry of ``steps`` at scale 1.
 
     With ``start_spectra``, a vertex is tried from its row there rather than from the
     replicate's (see :func:`psnmf.uncertainty.bootstrap`, which passes the fit's NMF
@@ -282,6 +299,7 @@ def replay_finer_scales(
     start_spectra : (k, channels), optional
         The rows the vertices tried start from (see above); default ``spectra``.
     n_sd, min_pixels, max_dispersion, max_tail, min_depth : the fit's cluster tests
+    faces : try the vertices without a cluster for their faces at full resolution
     max_iter, tol : of the abundance solves
     priors : SpectralPriors, optional
         Moved spectra get their forbidden windows projected onto continuum curves, as in
@@ -319,6 +337,24 @@ def replay_finer_scales(
             S = np.where(now[:, None], new, S)
         scales[now] = reach.scale
         done |= now
+        left = todo & ~now
+        if faces and reach.scale == 1 and left.any() and done.any():
+            basis = np.where(left[:, None], basis, S)
+            if now.any():  # abundances for the spectra after the clusters' moves
+                A = solve_abundances(X, basis, max_iter=max_iter, tol=tol,
+                                     check_input=False, A_init=A).A
+            rows = reach.rows[int(np.flatnonzero(left)[0])]  # every pixel (scale 1)
+            Tf, moved_f, _ = face_vertex_correction(
+                A[rows], basis, X[rows], left, done, n_sd=n_sd, min_pixels=min_pixels,
+                max_tail=max_tail)
+            if moved_f.any():
+                out.steps.append((reach, X, basis, moved_f))
+                new = Tf @ basis
+                if priors is not None:
+                    new = priors.constrain(new)
+                S = np.where(moved_f[:, None], new, S)
+                scales[moved_f] = 1
+                done |= moved_f
     out.spectra = S
     return out
 
@@ -343,6 +379,7 @@ def fission_rows(
     n_sd: float = 1.5,
     max_iter: int = 500,
     tol: float = 1e-7,
+    rule: dict[str, float] | None = None,
 ) -> dict[int, np.ndarray]:
     """Selection-debiased spectra of the vertices moved at one finer scale.
 
@@ -352,7 +389,11 @@ def fission_rows(
     vertex's pure cluster is selected on one half (the rule of the fit, without its tests)
     and the fitted-model spectrum of the other half's summed counts over the selected
     pixels is taken, both ways. The noise of the summed counts is then independent of the
-    selection.
+    selection. At full resolution, a vertex whose pure cluster on the data fails the
+    cluster tests (``rule``: ``min_pixels``, ``max_dispersion``, ``max_tail``,
+    ``min_depth``; the fit's defaults where not given) moved to the corner of its faces
+    (:func:`psnmf.engine.pure_pixels.face_vertex_correction`): each of its faces is
+    selected on one half and its ratio taken from the other half's summed counts.
 
     Parameters
     ----------
@@ -364,6 +405,7 @@ def fission_rows(
     n_splits : int
     n_sd : width of a cluster in noise sd
     max_iter, tol : of the abundance solves
+    rule : the cluster tests that tell a vertex moved by its faces (see above)
 
     Returns
     -------
@@ -376,6 +418,7 @@ def fission_rows(
     if not js:
         return out
     X = sp.csr_matrix(X)
+    faces = _face_directions(X, S, reach, js, n_sd, rule or {}, max_iter, tol)
     data = np.rint(X.data).astype(np.int64)
     for _ in range(int(n_splits)):
         half = rng.binomial(data, 0.5)
@@ -383,11 +426,66 @@ def fission_rows(
         A = [solve_abundances(P, S, max_iter=max_iter, tol=tol, check_input=False,
                               A_init=reach.start).A for P in parts]
         n = [np.asarray(P.sum(axis=1)).ravel() for P in parts]
+        noise = [pixel_noise(a, S) if faces else None for a in A]
         for sel, avg in ((0, 1), (1, 0)):
             for j in js:
                 r = reach.rows[j]
+                if j in faces:
+                    out[j] += _face_fission_row(A[sel][r], S, parts[sel][r], parts[avg][r],
+                                                j, faces[j], n_sd, noise[sel][r])
+                    continue
                 members = pure_cluster(A[sel][r], S, n[sel][r], j, n_sd=n_sd,
                                        start_frac=float(reach.start_frac[j])).members
                 summed = np.asarray(parts[avg][r[members]].sum(axis=0)).ravel()
                 out[j] += (summed_abundance(summed, S) @ S if members.any() else S[j])
     return {j: row / (2 * int(n_splits)) for j, row in out.items()}
+
+
+def _face_directions(
+    X: sp.csr_matrix, S: np.ndarray, reach: ScaleReach, js: list[int], n_sd: float,
+    rule: dict[str, float], max_iter: int, tol: float,
+) -> dict[int, list[int]]:
+    """At full resolution, the vertices of ``js`` whose pure cluster on the data fails the
+    cluster tests (moved by their faces), each with the faces it moved along (ratio
+    significant, :func:`psnmf.engine.pure_pixels.face_vertex_correction`)."""
+    if reach.scale != 1:
+        return {}
+    A = solve_abundances(X, S, max_iter=max_iter, tol=tol, check_input=False,
+                         A_init=reach.start).A
+    n = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    out: dict[int, list[int]] = {}
+    noise = None
+    for j in js:
+        r = reach.rows[j]
+        c = pure_cluster(A[r], S, n[r], j, n_sd=n_sd, start_frac=float(reach.start_frac[j]))
+        if cluster_passes(c, j, int(rule.get("min_pixels", 20)),
+                   rule.get("max_dispersion", 1.5), rule.get("max_tail", 1.0),
+                   rule.get("min_depth", MIN_DEPTH)):
+            continue
+        if noise is None:
+            noise = pixel_noise(A, S)
+        k = S.shape[0]
+        found = [face_cluster(A[r], S, X[r], j, i, n_sd=n_sd, noise=noise[r])
+                 for i in range(k) if i != j]
+        out[j] = [f.i for f in found if f.size > 0 and f.ratio > 3.0 * f.se]
+    return out
+
+
+def _face_fission_row(
+    A: np.ndarray, S: np.ndarray, X_sel: sp.csr_matrix, X_avg: sp.csr_matrix, j: int,
+    directions: list[int], n_sd: float, noise: np.ndarray,
+) -> np.ndarray:
+    """Vertex ``j`` at the corner of its faces along ``directions``, each face's members
+    selected on one half (``A``, ``X_sel``) and its ratio from the other half's summed
+    counts over them."""
+    row = np.zeros(S.shape[0])
+    row[j] = 1.0
+    for i in directions:
+        f = face_cluster(A, S, X_sel, j, i, n_sd=n_sd, noise=noise)
+        if f.size == 0:
+            continue
+        t = summed_abundance(np.asarray(X_avg[np.flatnonzero(f.members)].sum(axis=0)).ravel(),
+                             S)
+        if t[j] > 0:
+            row[i] = t[i] / t[j]
+    return (row / row.sum()) @ S

@@ -6,7 +6,9 @@
    the corrected spectra.
    With ``vertex_scales='multi'``, :func:`refine_vertices` then looks for the pure
    cluster of every vertex the binned stage kept at the finer scales ``b / 2, ..., 1``
-   (:func:`psnmf.engine.pure_pixels.finer_vertex_correction`).
+   (:func:`psnmf.engine.pure_pixels.finer_vertex_correction`), and moves a vertex still
+   without one to the corner of its faces at full resolution
+   (:func:`psnmf.engine.pure_pixels.face_vertex_correction`).
    With ``never_pure='lines'``, :func:`extrapolate_never_pure` then moves every vertex still
    kept outwards as far as its element line intensities stay non-negative
    (:func:`psnmf.engine.line_vertices.extrapolate_vertices`).
@@ -48,7 +50,13 @@ from psnmf.engine.binning import bin_counts, upsample_maps
 from psnmf.engine.line_vertices import extrapolate_vertices, line_basis
 from psnmf.engine.poisson_nmf import NMFResult, initialise, poisson_nmf, solve_abundances
 from psnmf.engine.priors import SpectralPriors
-from psnmf.engine.pure_pixels import PureCluster, finer_vertex_correction, vertex_correction
+from psnmf.engine.pure_pixels import (
+    Face,
+    PureCluster,
+    face_vertex_correction,
+    finer_vertex_correction,
+    vertex_correction,
+)
 
 __all__ = [
     "BINNED_PARAMS",
@@ -129,6 +137,14 @@ class BinnedFit:
     scale_clusters : dict or None
         After :func:`refine_vertices`: for every finer scale tried, the PureCluster of each
         vertex tried there (``None`` for the others).
+    faces : list or None
+        After :func:`refine_vertices` with faces tried: per vertex without a pure cluster,
+        its Face opposite each other vertex (``None`` for the others).
+    face_moved : ndarray (k,) of bool or None
+        Which vertices moved to the corner of their faces (their ``scales`` entry is 1).
+    before_faces : BinnedFit or None
+        When a vertex moved to its faces: the fit without that step (what
+        :func:`extrapolate_never_pure` starts from, as it treats those vertices itself).
     """
 
     nmf: NMFResult
@@ -140,6 +156,9 @@ class BinnedFit:
     scales: np.ndarray | None = None
     full_maps: np.ndarray | None = None
     scale_clusters: dict[int, list[PureCluster | None]] | None = None
+    faces: list[list[Face] | None] | None = None
+    face_moved: np.ndarray | None = None
+    before_faces: BinnedFit | None = None
 
 
 def fit_binned(
@@ -297,6 +316,7 @@ def refine_vertices(
     max_dispersion: float = 1.5,
     max_tail: float = 1.0,
     min_depth: float = MIN_DEPTH,
+    faces: bool = True,
     max_iter: int = 500,
     tol: float = 1e-7,
     solve_maps: bool = True,
@@ -313,6 +333,13 @@ def refine_vertices(
     the cluster tests of the binned stage, and a cluster centre inside the vertex); a
     vertex moves to the fitted-model spectrum of its cluster's summed counts.
 
+    With ``faces``, every vertex still without a pure cluster is then tried at full
+    resolution for the corner where its faces meet
+    (:func:`psnmf.engine.pure_pixels.face_vertex_correction`): a phase that is never pure
+    but touches two phases with pure clusters - a thin layer between two others - is
+    bounded by its mixing lines with them. Its ``scales`` entry is then 1 and
+    ``face_moved`` says so.
+
     Parameters
     ----------
     counts : CSR (ny * nx, channels) full-resolution counts
@@ -322,6 +349,7 @@ def refine_vertices(
     vertex_sd, min_cluster, max_dispersion, max_tail : the cluster tests, as in
         :func:`fit_binned`
     min_depth : least depth of a cluster inside its vertex, in member-pixel noise sd
+    faces : try the vertices without a pure cluster for the corner of their faces
     max_iter, tol : of the abundance solves at each scale
     solve_maps : re-solve the binned maps for the new spectra (as in :func:`fit_binned`)
     priors : SpectralPriors, optional
@@ -340,6 +368,7 @@ def refine_vertices(
     k = fit.spectra.shape[0]
     scales = np.where(fit.moved, int(bin_factor), 0)
     S, T, full_maps = fit.spectra, fit.transform, None
+    A: np.ndarray | None = None
     tried: dict[int, list[PureCluster | None]] = {}
     frozen = np.zeros(k, dtype=bool)
     if priors is not None and priors.fixed:
@@ -361,11 +390,49 @@ def refine_vertices(
         if priors is not None and moved.any():
             S = priors.constrain(S)
         scales[moved] = scale
-    maps = fit.maps
+        if scale == 1 and moved.any():  # the full-resolution maps no longer fit S
+            A = None
+    plain = _refined(counts, image_shape, bin_factor, fit, S, T, scales, full_maps, tried,
+                     max_iter, solve_maps)
+    todo = (scales == 0) & ~frozen
+    if not (faces and todo.any() and np.any(scales > 0)):
+        return plain
+    if full_maps is None or A is None or int(bin_factor) == 1:
+        A = solve_abundances(counts, S, max_iter=max_iter, tol=tol, check_input=False,
+                             A_init=scale_start(fit.maps, image_shape, bin_factor, 1)).A
+        full_maps = A
+    Tf, face_moved, face_list = face_vertex_correction(
+        A, S, counts, todo, scales > 0, n_sd=vertex_sd, min_pixels=min_cluster,
+        max_tail=max_tail,
+    )
+    plain.faces, plain.face_moved = face_list, face_moved
+    if not face_moved.any():
+        return plain
+    S, T = Tf @ S, Tf @ T
+    if priors is not None:
+        S = priors.constrain(S)
+    scales = scales.copy()
+    scales[face_moved] = 1
+    out = _refined(counts, image_shape, bin_factor, fit, S, T, scales, full_maps, tried,
+                   max_iter, solve_maps)
+    out.faces, out.face_moved, out.before_faces = face_list, face_moved, plain
+    return out
+
+
+def _refined(
+    counts: sp.csr_matrix, image_shape: tuple[int, int], bin_factor: int, fit: BinnedFit,
+    S: np.ndarray, T: np.ndarray, scales: np.ndarray, full_maps: np.ndarray | None,
+    tried: dict[int, list[PureCluster | None]], max_iter: int, solve_maps: bool,
+) -> BinnedFit:
+    """The BinnedFit of :func:`refine_vertices` for the spectra ``S = T @ fit.nmf.S``: the
+    binned stage's fit as is when no vertex moved at a finer scale, else with the binned
+    maps re-solved for ``S``."""
+    k = S.shape[0]
     if not np.any(scales[~fit.moved] > 0):  # nothing moved: the binned stage's fit as is
         return BinnedFit(nmf=fit.nmf, spectra=fit.spectra, maps=fit.maps,
                          transform=fit.transform, moved=fit.moved, clusters=fit.clusters,
                          scales=scales, scale_clusters=tried)
+    maps = fit.maps
     if solve_maps:
         binned = bin_counts(counts, image_shape, bin_factor)
         maps = poisson_nmf(binned, k, A_init=fit.maps, S_init=S, update_S=False,
@@ -388,7 +455,9 @@ def extrapolate_never_pure(
     """Extrapolate the vertices without a pure cluster by their element lines.
 
     The vertices that no pure cluster moved (``fit.moved`` false and, after
-    :func:`refine_vertices`, ``fit.scales`` zero) are moved away from the others as far as
+    :func:`refine_vertices`, ``fit.scales`` zero; a vertex moved to the corner of its faces
+    counts as one: the extrapolation starts from ``fit.before_faces``, for the lines bound
+    such a vertex from outside and its faces from inside) are moved away from the others as far as
     their line-family intensities stay non-negative
     (:func:`psnmf.engine.line_vertices.extrapolate_vertices`), the counts behind each
     vertex being its binned abundances times the binned pixels' counts; the binned maps are
@@ -417,6 +486,8 @@ def extrapolate_never_pure(
         The step of each moved vertex away from each other vertex (zero rows for the
         others).
     """
+    if fit.before_faces is not None:  # the lines, not the faces, move never-pure vertices
+        fit = fit.before_faces
     k = fit.spectra.shape[0]
     kept = ~fit.moved if fit.scales is None else fit.scales == 0
     if priors is not None and priors.fixed:
