@@ -242,12 +242,18 @@ def test_an_unnamed_phase_carries_the_spread_of_the_densities(sample, phase):
     t = ds.model.thickness
     sigma = equivalent_thickness_sd(t, 0.0, rho, sd)
     assert sigma == pytest.approx(t * sd / rho)
-    lo = quantify(ds.spectra[k], list(truth), thickness=t - sigma, **opts).composition
-    hi = quantify(ds.spectra[k], list(truth), thickness=t + sigma, **opts).composition
+    # the part is the correction's change at the fitted intensities (the film's
+    # templates); refitted in the films t -+ sigma it is 2-6 % larger here
+    same = dict(opts, film=q.fit.film)
+    lo = quantify(ds.spectra[k], list(truth), thickness=t - sigma, **same).composition
+    hi = quantify(ds.spectra[k], list(truth), thickness=t + sigma, **same).composition
+    lo_fit = quantify(ds.spectra[k], list(truth), thickness=t - sigma, **opts).composition
+    hi_fit = quantify(ds.spectra[k], list(truth), thickness=t + sigma, **opts).composition
     worst = 0.0
     for el, c in truth.items():
         part = q.uncertainty_budget["thickness"][el]
         assert part == pytest.approx(abs(hi[el] - lo[el]) / 2, rel=1e-6)
+        assert part == pytest.approx(abs(hi_fit[el] - lo_fit[el]) / 2, rel=0.1)
         err = abs(q.composition[el] - c)
         assert err <= 2 * q.uncertainty[el], (el, err, q.uncertainty[el])
         worst = max(worst, err)

@@ -14,6 +14,10 @@ Two steps:
    satisfies the Poisson score equations). Families much weaker than the element's
    strongest one (relative detected intensity below ``min_family_fraction``) are
    tied to the quantification family with the model's ratio.
+   In a film of finite thickness the templates are those of the film (:class:`Film`):
+   each line and each continuum channel absorbed by its own factor, so that a family
+   whose lines straddle an absorption edge of the film (Ti L across the N K edge in
+   TiN) and the continuum's drops at the edges keep their true shapes.
 2. Compositions from the intensities by one of exspy's three methods
    (``EDSTEMSpectrum.quantification``), chosen with ``quantify(method=...)``:
 
@@ -33,6 +37,8 @@ Two steps:
    absorption factor ``A = (1 - exp(-chi)) / chi`` of their line family in a film of
    the current composition, and the composition is recomputed until it changes by
    less than ``tol`` at.%, as exspy does (``absorption_correction=True``).
+   :func:`quantify` then fits the spectrum again with the templates of the film just
+   found, until the composition is that of the film the fit assumed.
 
 Modules
 -------
@@ -131,13 +137,14 @@ from psnmf.quantify.kfactors import (
     theoretical_k_sd,
     window_sd,
 )
-from psnmf.quantify.linefit import LineFit, fit_lines, model_for_signal
+from psnmf.quantify.linefit import Film, LineFit, fit_lines, model_for_signal
 from psnmf.quantify.maps import CompositionMaps, composition_maps
 from psnmf.quantify.methods import METHODS, cliff_lorimer, cross_section, electron_dose, zeta_factor
 from psnmf.quantify.result import Quantification
 
 __all__ = [
     "KFactors",
+    "Film",
     "LineFit",
     "Quantification",
     "METHODS",

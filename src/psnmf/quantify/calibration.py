@@ -15,7 +15,7 @@ from psnmf.physics import (
 from psnmf.quantify._common import positive_or_none
 from psnmf.quantify.absorption import absorption_factors
 from psnmf.quantify.kfactors import KFactors, theoretical_k_sd
-from psnmf.quantify.linefit import fit_lines
+from psnmf.quantify.linefit import Film, _as_spectrum, fit_lines
 
 __all__ = ["calibrate_k_factors"]
 
@@ -37,7 +37,8 @@ def calibrate_k_factors(
     """k-factors from a spectrum of known composition (an internal standard).
 
     The standard (a component spectrum, or the sum of a region of the map, whose
-    composition is known) is fitted with :func:`fit_lines`; each of its elements gets
+    composition is known) is fitted with :func:`fit_lines` (with a thickness, with the
+    line and continuum shapes of its known film, :class:`Film`); each of its elements gets
     ``k_A = C_A A_A / I_A`` (atomic basis, ``A`` the thin-film absorption factor of its
     family in the standard when a thickness is given), scaled so that ``reference``
     has k = 1. Its relative standard deviation combines the counting error of ``I_A``
@@ -92,22 +93,26 @@ def calibrate_k_factors(
         raise ValueError("composition: give the standard's at.% of at least one element")
     std_elements = list(known)
     wanted = list(dict.fromkeys([*(elements or []), *std_elements]))
-    fit = fit_lines(spectrum, std_elements, model=model, total_counts=total_counts,
+    data, m, _ = _as_spectrum(spectrum, model, std_elements)
+    t = positive_or_none("thickness", thickness, "give nm (0 = thin film)", allow_zero=True)
+    t = m.thickness if t is None else t
+    film = None
+    if t > 0:
+        rho = positive_or_none("density", density, "give g/cm^3, e.g. 4.1")
+        rho = m.density_of(known) if rho is None else rho
+        toa = positive_or_none("takeoff_angle", takeoff_angle, "give degrees, e.g. 35")
+        film = Film(known, rho * t * 1e-6, toa)
+    fit = fit_lines(data, std_elements, model=m, total_counts=total_counts, film=film,
                     **fit_options)
     if fit.sigma is None:
         raise ValueError(
             "calibrate_k_factors needs counts for the k-factors' uncertainty: give an "
             "integer spectrum or total_counts (the counts the spectrum stands for)"
         )
-    m = fit.model
-    t = positive_or_none("thickness", thickness, "give nm (0 = thin film)", allow_zero=True)
-    t = m.thickness if t is None else t
     absorb = {el: 1.0 for el in std_elements}
-    if t > 0:
-        rho = positive_or_none("density", density, "give g/cm^3, e.g. 4.1")
-        rho = m.density_of(known) if rho is None else rho
-        toa = positive_or_none("takeoff_angle", takeoff_angle, "give degrees, e.g. 35")
-        absorb = absorption_factors(known, rho * t * 1e-6, m, fit.families, toa)
+    if film is not None:
+        absorb = absorption_factors(known, film.mass_thickness, m, fit.families,
+                                    film.takeoff_angle)
     sd_c = dict(composition_sd or {})
     unknown = [el for el in sd_c if el not in known]
     if unknown:

@@ -438,7 +438,8 @@ def _setup(qs: list[Quantification], density: float | None, takeoff_angle: float
 def _replicate_intensities(replicates: Any, qs: list[Quantification], elements: list[str],
                            fit_options: dict[str, Any] | None) -> np.ndarray | None:
     """Line intensities (n_boot, k, E) per unit spectrum of the replicate spectra, fitted
-    as the components were; an element left out of a component stays out."""
+    as the components were (in the same film); an element left out of a component stays
+    out."""
     if replicates is None:
         return None
     R = np.asarray(replicates, dtype=np.float64)
@@ -451,7 +452,7 @@ def _replicate_intensities(replicates: Any, qs: list[Quantification], elements: 
     for r in range(R.shape[0]):
         for j, q in enumerate(qs):
             fit = fit_lines(R[r, j], q.fit.elements, model=q.fit.model,
-                            families=q.fit.families, **(fit_options or {}))
+                            families=q.fit.families, film=q.fit.film, **(fit_options or {}))
             for e, el in enumerate(elements):
                 if el in q.composition:
                     out[r, j, e] = fit.intensities[el] / fit.scale
