@@ -15,7 +15,7 @@ from psnmf.physics import (
 from psnmf.quantify._common import positive_or_none
 from psnmf.quantify.absorption import absorption_factors
 from psnmf.quantify.kfactors import KFactors, theoretical_k_sd
-from psnmf.quantify.linefit import Film, _as_spectrum, fit_lines
+from psnmf.quantify.linefit import Film, as_spectrum, fit_lines
 
 __all__ = ["calibrate_k_factors"]
 
@@ -93,7 +93,7 @@ def calibrate_k_factors(
         raise ValueError("composition: give the standard's at.% of at least one element")
     std_elements = list(known)
     wanted = list(dict.fromkeys([*(elements or []), *std_elements]))
-    data, m, _ = _as_spectrum(spectrum, model, std_elements)
+    data, m, _ = as_spectrum(spectrum, model, std_elements)
     t = positive_or_none("thickness", thickness, "give nm (0 = thin film)", allow_zero=True)
     t = m.thickness if t is None else t
     film = None

@@ -33,7 +33,7 @@ from psnmf.physics import (
     mass_fractions,
 )
 
-__all__ = ["Film", "LineFit", "fit_lines", "model_for_signal"]
+__all__ = ["Film", "LineFit", "as_spectrum", "fit_lines", "model_for_signal"]
 
 
 @dataclass(frozen=True)
@@ -314,10 +314,11 @@ def model_for_signal(signal: Any) -> EDXModel:
     return EDXModel.for_axis(offset, scale, size, **kw)
 
 
-def _as_spectrum(
+def as_spectrum(
     spectrum: Any, model: EDXModel | None, elements: list[str] | tuple[str, ...] | None
 ) -> tuple[np.ndarray, EDXModel, list[str]]:
-    """Array, model and elements from an array or a HyperSpy signal."""
+    """Array, model and elements of one spectrum given as an array or a HyperSpy signal
+    (the model and the elements from the signal's axis and metadata when not given)."""
     if hasattr(spectrum, "axes_manager") and hasattr(spectrum, "metadata"):
         s = spectrum
         if s.axes_manager.navigation_dimension > 0:
@@ -409,7 +410,7 @@ def fit_lines(
     -------
     LineFit
     """
-    data, model, elements = _as_spectrum(spectrum, model, elements)
+    data, model, elements = as_spectrum(spectrum, model, elements)
     if continuum_degree < 0:
         raise ValueError(f"continuum_degree must be >= 0, got {continuum_degree}")
     families = dict(families or {})
