@@ -564,11 +564,11 @@ def face_cluster(
     noise, with ``r > 0`` (the true vertex lies at ``r`` along the edge from ``j`` to ``i``).
 
     Only the pixels rich enough in ``j`` to carry its ratio are used: ``a_j`` more than
-    ``z_min`` noise sd above zero. The face is the fixed point of
+    ``z_min`` noise sd above zero. The face is the fixed point of::
 
-        r = t_i / t_j, with t the fitted-model abundances of the members' summed counts
-            (:func:`summed_abundance`: no per-pixel clipping at the simplex boundary),
-        members = pixels with ``|a_i - r a_j| <= n_sd * sd(a_i - r a_j)``,
+        r = t_i / t_j       (t: the fitted-model abundances of the members' summed counts,
+                             summed_abundance: no per-pixel clipping at the boundary)
+        members = pixels with |a_i - r a_j| <= n_sd * sd(a_i - r a_j)
 
     started from the ``start_frac`` of those pixels with the lowest ratio ``a_i / a_j``.
     The band is symmetric: pixels on a face scatter to both sides of it, and a band cut
