@@ -63,7 +63,9 @@ def test_a_second_batch_into_the_same_folder_stops_at_once_naming_the_pid(
          *FAST], stderr=subprocess.PIPE, text=True, env=env)
     lock = tmp_path / ".OUT.psnmf-lock"
     deadline = time.monotonic() + 120
-    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+    # the lock file exists from its open(); the holder writes its PID just after the flock
+    while not (lock.exists() and lock.read_text().strip()) and first.poll() is None \
+            and time.monotonic() < deadline:
         time.sleep(0.01)
     assert lock.exists(), "the first batch never took the lock"
     t0 = time.monotonic()
