@@ -240,7 +240,6 @@ def score(
     signal: Any, data: Split, k: int, b: int, *, seed: int | None,
     smoothing_lam: float, pure_spectra: bool, notes: list[str],
     candidate: PSNMF | None = None, priors: dict[str, Any] | None = None,
-    **_final: Any,
 ) -> HeldoutDeviance:
     """Held-out deviance of raw (``X1`` predicts ``X2``), PCA and PSNMF fitted on ``X1``.
 
@@ -255,8 +254,8 @@ def score(
     maps' fit to the counts, not their last digits (measured on a 256 x 256 x 2048 mantle
     map at 120 counts/pixel: the deviance per count is within 4e-5 relative of the
     converged maps', 0.4 % of what the smoothing changes, after 51 sweeps instead of
-    249). ``**_final``, the final fit's iteration caps and smoothing option, is not used:
-    the held-out fit is the search's. All three predictions share one floor.
+    249). The final fit's iteration caps and smoothing option do not enter: the held-out
+    fit is the search's. All three predictions share one floor.
     """
     X1, X2, shape = data.X1, data.X2, data.image_shape
     dev_raw = heldout_deviance(X2, X1, floor=DEVIANCE_FLOOR)

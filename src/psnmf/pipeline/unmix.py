@@ -292,9 +292,10 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     with prog.step("psnmf", f"PSNMF k={k} b={b}"):
         fitted = steps.fit(loaded.signal, data, k, b, **config)
     with prog.step("heldout", "held-out deviance, residual map"):
-        deviance = steps.score(loaded.signal, data, k, b, notes=notes,
+        deviance = steps.score(loaded.signal, data, k, b, seed=seed, notes=notes,
                                smoothing_lam=fitted.model.smoothing_["lam"],
-                               candidate=fits.get((b, k)), **config)
+                               pure_spectra=vertex, candidate=fits.get((b, k)),
+                               priors=estimator_priors)
         resid = steps.residual_map(loaded.signal, data, fitted)
     with prog.step("elements", "elemental maps"):
         elmaps = steps.element_maps(loaded, baseline, fitted, notes)
