@@ -32,13 +32,15 @@ def thin_quantifications(model=THIN, total=1e6):
 
 @pytest.fixture(scope="module")
 def mantle_fit():
-    """The mantle (100 nm film, absorption corrected), 48 x 48, fitted with 6 replicates."""
+    """The mantle (100 nm film, absorption corrected at the thickness given, not refined
+    by the charge balance), 48 x 48, fitted with 6 replicates."""
     data = sim.mantle("medium", seed=0, shape=(48, 48))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = PSNMF(3, 4, random_state=0).fit(data.counts)
         res = bootstrap(model, data.counts, n_boot=6, elements=list(data.elements),
-                        edx_model=data.model, random_state=0, width_tol=None)
+                        edx_model=data.model, random_state=0, width_tol=None,
+                        quantify_options={"thickness_from": None})
     cm = composition_maps(res.quantifications, model.maps_, model.scale_,
                           spectra=model.spectra_, replicate_spectra=res.replicates)
     return data, model, res, cm

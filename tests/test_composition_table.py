@@ -23,7 +23,9 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("comp") / "res"
     res = unmix(ds.to_signal(), n_components=3, bin_factor=4, seed=0, n_boot=4,
                 output_dir=out, quantify_options={"thickness": 100.0, "thickness_sigma": 30.0,
-                                                  "exclude_elements": ["Cu"]}, **FAST)
+                                                  "exclude_elements": ["Cu"],
+                                                  # the thickness given, not refined
+                                                  "thickness_from": "none"}, **FAST)
     return ds, res, out
 
 

@@ -12,7 +12,12 @@ import pytest
 from psnmf import simulate as sim
 from psnmf.physics import EDXModel
 from psnmf.quantify import quantify
-from psnmf.quantify.electroneutrality import VALENCES, neutral_rows, valences_of
+from psnmf.quantify.electroneutrality import (
+    VALENCES,
+    main_anion,
+    neutral_rows,
+    valences_of,
+)
 
 
 def _film(sample: str, thickness: float) -> sim.SimulatedDataset:
@@ -72,7 +77,7 @@ def test_thickness_fifty_percent_off_is_corrected_by_the_estimate(mantle_counts,
         truth = ds.compositions[phase]
         opts = dict(model=ds.model, density=ds.densities[phase], thickness=given,
                     thickness_sigma=50.0, k_factor_sd=0, detection_sigma=None)
-        alone = quantify(spectra[k], list(truth), **opts)
+        alone = quantify(spectra[k], list(truth), thickness_from="none", **opts)
         q = quantify(spectra[k], list(truth), thickness_from="electroneutrality", **opts)
         assert set(q.uncertainty_budget) == {"counting", "thickness"}
         for el, c in truth.items():
@@ -117,7 +122,7 @@ def test_the_k_factor_part_re_estimates_the_thickness():
     els = ["Mg", "Al", "O"]
     opts = dict(model=ds.model, density=3.58, total_counts=1e6, detection_sigma=None)
     q = quantify(ds.spectra[k], els, thickness_from="electroneutrality", **opts)
-    held = quantify(ds.spectra[k], els, thickness=100.0, **opts)
+    held = quantify(ds.spectra[k], els, thickness=100.0, thickness_from="none", **opts)
     assert q.uncertainty_budget["k_factors"]["O"] < held.uncertainty_budget["k_factors"]["O"]
     kf = ds.model.k_factors(els, {el: q.fit.families[el] for el in els})
     rng = np.random.default_rng(2)
@@ -160,20 +165,30 @@ def test_rows_are_solved_as_each_alone():
 
 
 def test_valences_stated_or_assumed_and_phases_without_one():
-    """TiN: the default Ti +4 (of 4/3) is noted with its sd; Ti +3 stated gives the
-    neutral 50/50. A metal (Si substrate) and a phase with an element without a valence
-    (carbon of a support film) keep the thickness given, with a note; bad valences are
-    refused naming the input."""
+    """TiN: a nitride, so Ti takes its nitride state +3 (not the +4 of TiO2, which
+    would balance Ti 43 / N 57): the neutral 50/50, as with Ti +3 stated; Ti +4 stated
+    moves it. In an oxide Ti is +4 (of 4/3, with its sd). A metal (Si substrate) and a
+    phase with an element without a valence (carbon of a support film) keep the
+    thickness given, with a note; bad valences are refused naming the input."""
     ds = _film("thin_layer", 50.0)
     opts = dict(model=ds.model, total_counts=1e6, detection_sigma=None, k_factor_sd=0,
                 thickness_from="electroneutrality")
     tin = ds.spectra[ds.phase_names.index("TiN")]
     q = quantify(tin, ["Ti", "N"], density=5.22, **opts)
-    assert any("Ti +4 (of 4/3)" in n for n in q.notes)
-    assert q.thickness_estimate.estimate.sd_valence > 0
+    assert q.composition == pytest.approx({"Ti": 50.0, "N": 50.0}, abs=0.02)
+    assert q.thickness_estimate.estimate.sd_valence == 0.0
+    assert not any("valences assumed" in n for n in q.notes)
     q3 = quantify(tin, ["Ti", "N"], density=5.22, valences={"Ti": 3}, **opts)
     assert q3.composition == pytest.approx({"Ti": 50.0, "N": 50.0})
-    assert q3.thickness_estimate.estimate.sd_valence == 0.0
+    assert q3.composition == pytest.approx(q.composition)
+    q4 = quantify(tin, ["Ti", "N"], density=5.22, valences={"Ti": 4}, **opts)
+    assert q4.composition["N"] > 55.0                     # the oxide's Ti +4 is wrong here
+    assert main_anion(["Ti", "O", "N"], [50, 10, 40]) == "N"
+    assert main_anion(["Ti", "O", "N"], [34, 50, 16]) == "O"
+    v, sd, assumed = valences_of(["Ti", "O"], anion="O")
+    assert list(v) == [4, -2] and list(sd) == [0.5, 0] and assumed == ["Ti"]
+    v, sd, assumed = valences_of(["Ti", "Zr", "N"], anion="N")
+    assert list(v) == [3, 3, -3] and list(sd) == [0, 0.5, 0] and assumed == ["Zr"]
     si = quantify(ds.spectra[ds.phase_names.index("Si")], ["Si"], **opts)
     assert si.thickness_estimate is None and si.thickness == 50.0
     assert any("an anion and a cation" in n for n in si.notes)
@@ -191,3 +206,59 @@ def test_valences_stated_or_assumed_and_phases_without_one():
         quantify(tin, ["Ti", "N"], **dict(opts, thickness_from="guess"))
     with pytest.raises(ValueError, match="absorption_correction=False"):
         quantify(tin, ["Ti", "N"], absorption_correction=False, **opts)
+
+
+def test_auto_refines_a_thickness_given_with_its_sd_and_nothing_else():
+    """``thickness_from="auto"`` (the default): a thickness given with an sd, 50 % off,
+    is refined by the charge balance (8YSZ at 100 nm given as 50 +- 50 nm: within 0.1
+    at.%, where the thickness alone leaves 5.7). It changes nothing where the estimate has
+    no footing: a thickness without an sd (compared in a note; Cu2O, whose Cu the table
+    takes as +2, would get a 430 nm film and 17 at.% of O too many from the estimate
+    alone), a thin film, a metal, and an estimate that disagrees with the prior beyond 3
+    sd (a component mixing Pd metal, counted as Pd2+, with TiO2: O 3.8 at.% too high
+    combined with 50 +- 10 nm, 12 from the estimate alone)."""
+    ds = _film("ceramic", 100.0)
+    k = ds.phase_names.index("8YSZ")
+    truth = ds.compositions["8YSZ"]
+    opts = dict(model=ds.model, density=5.95, total_counts=1e6, k_factor_sd=0,
+                detection_sigma=None)
+    off = dict(opts, thickness=50.0, thickness_sigma=50.0)
+    auto = quantify(ds.spectra[k], list(truth), **off)
+    alone = quantify(ds.spectra[k], list(truth), thickness_from="none", **off)
+    assert auto.thickness_estimate is not None and 0 < auto.thickness_estimate.weight < 1
+    assert max(abs(auto.composition[el] - c) for el, c in truth.items()) < 0.1
+    assert max(abs(alone.composition[el] - c) for el, c in truth.items()) > 5.0
+
+    def same_as_given(q, given, note):
+        assert q.thickness_estimate is None and q.composition == given.composition
+        assert q.thickness == given.thickness
+        assert any(note in n for n in q.notes), q.notes
+
+    thin = dict(opts, thickness=0.0)
+    q = quantify(ds.spectra[k], list(truth), **thin)
+    assert q.thickness_estimate is None and q.absorption is None and q.notes == []
+    film = EDXModel(thickness=50.0, density=6.0)
+    cu2o = {"Cu": 66.67, "O": 33.33}
+    spec = film.phase_spectrum(cu2o)
+    given = dict(model=film, total_counts=1e6, k_factor_sd=0)
+    q = quantify(spec, ["Cu", "O"], **given)
+    same_as_given(q, quantify(spec, ["Cu", "O"], thickness_from="none", **given),
+                  "has no sd to weigh it against")
+    assert q.composition == pytest.approx(cu2o, abs=0.2)
+    forced = quantify(spec, ["Cu", "O"], thickness_from="electroneutrality", **given)
+    assert forced.composition["O"] - cu2o["O"] > 10.0   # the table's Cu +2, believed
+    mix = {"Pd": 30.0, "Ti": 23.33, "O": 46.67}
+    spec = film.phase_spectrum(mix)
+    given = dict(given, thickness_sigma=10.0)
+    q = quantify(spec, list(mix), **given)
+    same_as_given(q, quantify(spec, list(mix), thickness_from="none", **given),
+                  "disagrees with the thickness given")
+    assert q.composition == pytest.approx(mix, abs=0.1)
+    forced = quantify(spec, list(mix), thickness_from="electroneutrality", **given)
+    assert forced.composition["O"] - mix["O"] > 3.0     # combined with 50 +- 10 nm
+    metal = EDXModel(thickness=50.0, density=8.9)
+    spec = metal.phase_spectrum({"Ni": 80, "Cr": 20})
+    same_as_given(quantify(spec, ["Ni", "Cr"], model=metal, thickness_sigma=10.0),
+                  quantify(spec, ["Ni", "Cr"], model=metal, thickness_sigma=10.0,
+                           thickness_from="none"),
+                  "an anion and a cation")

@@ -46,7 +46,7 @@ Modules
 k-factors), :mod:`~psnmf.quantify.linefit` (the line fit), :mod:`~psnmf.quantify.methods`
 (CL, zeta, cross-section formulas), :mod:`~psnmf.quantify.absorption` (thin-film
 absorption), :mod:`~psnmf.quantify.electroneutrality` (the film's mass thickness from
-the charge balance of an ionic phase, ``quantify(thickness_from="electroneutrality")``),
+the charge balance of an ionic phase, ``quantify(thickness_from=...)``),
 :mod:`~psnmf.quantify.calibration` (k-factors from an internal standard),
 :mod:`~psnmf.quantify.result` (:class:`Quantification`), :mod:`~psnmf.quantify.core`
 (:func:`quantify`, which puts them together) and :mod:`~psnmf.quantify.maps`
@@ -73,10 +73,12 @@ family), and iterates to ``tol``. ``database="exspy"`` with ``density=None``
 reproduces exspy's choices.
 
 A thickness given can be far off (a log-ratio EELS thickness, a guessed one). For an ionic
-phase (oxide, nitride, halide) ``thickness_from="electroneutrality"`` measures the
-absorbing mass thickness from the spectrum itself (Van Cappellen 1990): the one at which
-the corrected composition is neutral with the elements' valences; a thickness given with
-an sd is combined with it as a prior (exspy's correction takes the thickness given).
+phase (oxide, nitride, halide) the spectrum itself measures the absorbing mass thickness
+(Van Cappellen 1990): the one at which the corrected composition is neutral with the
+elements' valences. By default (``thickness_from="auto"``) it refines a thickness given
+with its sd (combined by inverse variance, unless they disagree by more than 3 sd);
+``thickness_from="electroneutrality"`` uses it also without an sd or without a thickness,
+``"none"`` never (exspy's correction takes the thickness given).
 
 Uncertainties come from counting statistics: the covariance of the fitted
 coefficients is the inverse Fisher information of the Poisson likelihood,

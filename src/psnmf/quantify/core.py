@@ -7,6 +7,7 @@ import functools
 import math
 import os
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,12 @@ from psnmf.quantify.absorption import (
     film_density,
     iterate_one,
 )
-from psnmf.quantify.electroneutrality import NeutralThickness, neutral_k_spread, neutral_thickness
+from psnmf.quantify.electroneutrality import (
+    MAX_MASS_THICKNESS,
+    NeutralThickness,
+    neutral_k_spread,
+    neutral_thickness,
+)
 from psnmf.quantify.kfactors import (
     KFactors,
     k_factor_draws,
@@ -68,7 +74,7 @@ def quantify(
     max_absorption_iter: int = 100,
     k_factor_sd: float | dict[str, float] | None = None,
     detector_window_known: bool = False,
-    thickness_from: str | None = None,
+    thickness_from: str | None = "auto",
     valences: dict[str, float] | None = None,
     charge_balance_sd: float = 0.01,
     exclude_elements: list[str] | tuple[str, ...] | None = None,
@@ -161,22 +167,35 @@ def quantify(
         or the detector's data sheet) is the real detector's: the theoretical k-factor sd
         leaves out its window part (:func:`theoretical_k_sd`), which is the spread of the
         efficiency over the windows a detector may have (O K: 45 % -> 15 %).
-    thickness_from : {None, "electroneutrality"}
-        CL: ``"electroneutrality"`` measures the film's mass thickness from the spectrum
-        itself, as the one at which the absorption-corrected composition is neutral
-        (Van Cappellen 1990; :mod:`psnmf.quantify.electroneutrality`), instead of trusting
-        ``thickness`` and ``density``: the anion's K line is the most absorbed, so the
-        charge balance measures the absorption path. A ``thickness`` (or the model's)
-        with a ``thickness_sigma`` (or a density's spread) is a prior, combined with the
-        estimate by inverse variance; without an sd it is only compared (noted). The
-        ``"thickness"`` part of the uncertainty is then that of the mass thickness used
-        (counting, valences, stoichiometry, and the prior); the ``"k_factors"`` part
-        estimates it again for every draw. A phase without an anion or a cation, or with
-        an element that has no valence, keeps the thickness given (noted).
+    thickness_from : {"auto", "electroneutrality", "none"} or None
+        CL: where the film's mass thickness comes from. ``"electroneutrality"``
+        measures it from the spectrum itself, as the one at which the
+        absorption-corrected composition is neutral (Van Cappellen 1990;
+        :mod:`psnmf.quantify.electroneutrality`), instead of trusting ``thickness`` and
+        ``density``: the anion's K line is the most absorbed, so the charge balance
+        measures the absorption path. A ``thickness`` (or the model's) with a
+        ``thickness_sigma`` (or a density's spread) is a prior, combined with the
+        estimate by inverse variance; without an sd the estimate replaces it (noted);
+        without a thickness the estimate alone corrects the film. The ``"thickness"``
+        part of the uncertainty is then that of the mass thickness used (counting,
+        valences, stoichiometry, and the prior); the ``"k_factors"`` part estimates it
+        again for every draw. A phase without an anion or a cation, or with an element
+        that has no valence, keeps the thickness given (noted).
+        ``"auto"`` (the default) estimates it only to refine a thickness given with an
+        sd (``thickness_sigma``, or a density's spread), where the correction is on:
+        without an sd, or where the estimate and the prior disagree by more than 3 sd,
+        the thickness given is used (noted); a thin film (no thickness) stays one. The
+        estimate alone rests on the valence table and on the phase being one
+        stoichiometric compound; a valence not the table's (Cu2O, Cu +1) or a component
+        mixing a metal with an oxide would put a spurious film of hundreds of nm on it
+        (10-17 at.% off, measured), which a thickness given with its sd guards against.
+        ``"none"`` (or None): the thickness given alone.
     valences : dict, optional
         Element -> valence (anions negative, ``{"Fe": 3}``) for ``thickness_from``;
-        default :data:`psnmf.quantify.electroneutrality.VALENCES`, whose multivalent
-        elements (Fe, Ti, U, Ce, ...) carry half their range as an sd unless stated here.
+        default :data:`psnmf.quantify.electroneutrality.VALENCES` (in a nitride
+        :data:`~psnmf.quantify.electroneutrality.NITRIDE_VALENCES`: Ti +3 in TiN), whose
+        multivalent elements (Fe, Ti, U, Ce, ...) carry half their range as an sd unless
+        stated here.
     charge_balance_sd : float
         Relative sd of a phase's charge balance (0.01: 1 % of its anion charge) for
         ``thickness_from``: the departure of a real phase from its nominal valences
@@ -219,106 +238,95 @@ def quantify(
     >>> round(q.composition["O"], 1), q.thickness
     (50.0, 100.0)
     """
-    call = {name: value for name, value in locals().items()
-            if name not in ("fit_options", "film")}
+    call = _Call(**{name: value for name, value in locals().items()
+                    if name not in ("fit_options", "film")})
     if film is not None:
-        return _one_fit(**call, film=film, final=True, **fit_options)
-    q = _one_fit(**call, film=None, final=False, **fit_options)
+        return _one_fit(call, film, True, fit_options)
+    q = _one_fit(call, None, False, fit_options)
     if q.absorption is None:
         return q                   # thin: no film to find, the budget is in
+    # the mass thickness of the templates: where it is estimated (electroneutrality) the
+    # fixed point of "templates of x -> neutral mass thickness g(x)", found by secant steps
+    # (the plain iteration contracts by only ~0.7 a fit in TiN); given, g does not depend
+    # on x beyond the composition
+    x = float(q.mass_thickness or 0.0)
+    x_prev, h_prev = 0.0, x                  # the thin templates' fit: g(0) = x
     for _ in range(MAX_FILM_PASSES - 1):
-        film = Film(q.composition, float(q.mass_thickness or 0.0), takeoff_angle)
+        film = Film(q.composition, x, takeoff_angle)
         if not film.mass_thickness:
             break
-        new = _one_fit(**call, film=film, final=False, **fit_options)
+        new = _one_fit(call, film, False, fit_options)
         change = max(abs(new.composition.get(el, 0.0) - c) for el, c in q.composition.items())
         q = new
-        if change < tol:
+        g = float(q.mass_thickness or 0.0)
+        if q.thickness_estimate is None:
+            x = g
+            if change < tol:
+                break
+            continue
+        h = g - x
+        if change < tol and abs(h) <= FILM_RTOL * x:
             break
+        step = x - h * (x - x_prev) / (h - h_prev) if h != h_prev else g
+        x_prev, h_prev = x, h
+        x = step if 0.0 < step <= MAX_MASS_THICKNESS else g
     else:
         warnings.warn(
             f"quantify: the film of the line templates still changed the composition by "
             f"{change:.2g} at.% after {MAX_FILM_PASSES} fits (tol {tol:g})", stacklevel=2)
     # the film found, with the error budget
-    film = Film(q.composition, float(q.mass_thickness or 0.0), takeoff_angle)
-    return _one_fit(**call, film=film, final=True, **fit_options)
+    film = Film(q.composition, x, takeoff_angle)
+    return _one_fit(call, film, True, fit_options)
 
 
 #: Most fits :func:`quantify` makes to find the film its templates are absorbed in (one
 #: more, in the film found, gives the result and its error budget).
 MAX_FILM_PASSES = 10
+#: Relative change of an estimated mass thickness (electroneutrality) at which the film
+#: of the templates is found (with the composition's ``tol``).
+FILM_RTOL = 1e-6
 
 
-def _one_fit(
-    spectrum: Any,
-    elements: list[str] | tuple[str, ...] | None = None,
-    model: EDXModel | None = None,
-    k_factors: dict[str, float] | KFactors | str | os.PathLike[str] | None = None,
-    k_factor_basis: str = "atomic",
-    families: dict[str, str] | None = None,
-    total_counts: float | None = None,
-    *,
-    method: str = "CL",
-    thickness: float | None = None,
-    density: float | None = None,
-    phase: str | None = None,
-    takeoff_angle: float | None = None,
-    thickness_sigma: float | None = None,
-    absorption_correction: bool | None = None,
-    zeta_factors: dict[str, float] | None = None,
-    cross_sections: dict[str, float] | None = None,
-    solid_angle: float | None = None,
-    beam_current: float | None = None,
-    live_time: float | None = None,
-    probe_area: float | None = None,
-    database: str = "xraylib",
-    tol: float = 1e-6,
-    max_absorption_iter: int = 100,
-    k_factor_sd: float | dict[str, float] | None = None,
-    detector_window_known: bool = False,
-    thickness_from: str | None = None,
-    valences: dict[str, float] | None = None,
-    charge_balance_sd: float = 0.01,
-    exclude_elements: list[str] | tuple[str, ...] | None = None,
-    detection_sigma: float | None = 3.0,
-    n_draws: int = 4000,
-    film: Film | None = None,
-    final: bool = True,
-    **fit_options: Any,
-) -> Quantification:
-    """One fit of :func:`quantify` (its arguments), with the templates of ``film``.
+class _Call(SimpleNamespace):
+    """The arguments of a :func:`quantify` call by name (but ``film`` and the fit options),
+    as :func:`_one_fit` reads them."""
+
+
+def _one_fit(o: _Call, film: Film | None, final: bool,
+             fit_options: dict[str, Any]) -> Quantification:
+    """One fit of :func:`quantify` (its arguments ``o``), with the templates of ``film``.
 
     Not ``final`` and correcting for absorption: a pass towards the film, without the
     error budget (it is computed once, in the film found).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
-    if database not in ("xraylib", "exspy"):
-        raise ValueError(f"database must be 'xraylib' or 'exspy', got {database!r}")
-    if not (isinstance(tol, int | float) and tol > 0):
-        raise ValueError(f"tol must be a positive number of at.%, got {tol!r}")
+    if o.method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {o.method!r}")
+    if o.database not in ("xraylib", "exspy"):
+        raise ValueError(f"database must be 'xraylib' or 'exspy', got {o.database!r}")
+    if not (isinstance(o.tol, int | float) and o.tol > 0):
+        raise ValueError(f"tol must be a positive number of at.%, got {o.tol!r}")
     table: KFactors | None
-    if k_factors is None:
+    if o.k_factors is None:
         table = None
-    elif isinstance(k_factors, KFactors):
-        table = k_factors
-    elif isinstance(k_factors, dict):
-        table = KFactors(values=dict(k_factors), basis=k_factor_basis)
+    elif isinstance(o.k_factors, KFactors):
+        table = o.k_factors
+    elif isinstance(o.k_factors, dict):
+        table = KFactors(values=dict(o.k_factors), basis=o.k_factor_basis)
     else:
-        table = read_k_factors(k_factors)
+        table = read_k_factors(o.k_factors)
     fams = dict(table.families()) if table is not None else {}
-    fams.update(families or {})
+    fams.update(o.families or {})
     fit = fit_lines(
-        spectrum, elements, model=model, families=fams, total_counts=total_counts, film=film,
-        **fit_options
+        o.spectrum, o.elements, model=o.model, families=fams, total_counts=o.total_counts,
+        film=film, **fit_options
     )
     model_used = fit.model
-    toa = positive_or_none("takeoff_angle", takeoff_angle, "give degrees, e.g. 35")
+    toa = positive_or_none("takeoff_angle", o.takeoff_angle, "give degrees, e.g. 35")
     if toa is not None and toa > 90:
-        raise ValueError(f"takeoff_angle must be <= 90 degrees, got {takeoff_angle!r}")
+        raise ValueError(f"takeoff_angle must be <= 90 degrees, got {o.takeoff_angle!r}")
     toa = model_used.takeoff_angle if toa is None else toa
     lines = {el: model_used.line_label(el, fam) for el, fam in fit.families.items()}
-    excluded = _subset("exclude_elements", exclude_elements, fit.elements)
+    excluded = _subset("exclude_elements", o.exclude_elements, fit.elements)
     significance = None
     if fit.sigma is not None:
         significance = {
@@ -326,8 +334,8 @@ def _one_fit(
             for el in fit.elements
         }
     below: list[str] = []
-    if detection_sigma is not None:
-        dsig = positive_or_none("detection_sigma", detection_sigma, "e.g. 3 (sigma)")
+    if o.detection_sigma is not None:
+        dsig = positive_or_none("detection_sigma", o.detection_sigma, "e.g. 3 (sigma)")
         if significance is not None:
             below = [el for el in fit.elements
                      if el not in excluded and significance[el] < float(dsig)]
@@ -342,14 +350,14 @@ def _one_fit(
     cov = None if fit.covariance is None else fit.covariance[np.ix_(idx, idx)]
     fams_incl = {el: fit.families[el] for el in incl}
     aw = None
-    if database == "exspy":
+    if o.database == "exspy":
         db = exspy_tables().elements
         aw = {el: float(db[el]["General_properties"]["atomic_weight"]) for el in fit.elements}
 
     @functools.cache
     def tables() -> AbsorptionTables:
         # tabulated once, when a correction needs it
-        return absorption_tables(model_used, fams_incl, incl, toa, database)
+        return absorption_tables(model_used, fams_incl, incl, toa, o.database)
 
     rho: float | None = None
     t_used: float | None = None
@@ -357,52 +365,53 @@ def _one_fit(
     extra: dict[str, Any] = {}
     notes: list[str] = []
     neutral: NeutralThickness | None = None
-    if method == "CL":
+    if o.method == "CL":
         if table is None:
             kf_all = model_used.k_factors(fit.elements, fit.families)
         else:
             kf_all = table.atomic()
         kf = {el: kf_all[el] for el in incl if el in kf_all}
         t = positive_or_none(
-            "thickness", thickness, "give the specimen thickness in nm (0 = thin film)",
+            "thickness", o.thickness, "give the specimen thickness in nm (0 = thin film)",
             allow_zero=True,
         )
         t_used = model_used.thickness if t is None else t
         sigma_t = positive_or_none(
-            "thickness_sigma", thickness_sigma, "give the thickness uncertainty in nm",
+            "thickness_sigma", o.thickness_sigma, "give the thickness uncertainty in nm",
             allow_zero=True,
         )
         rho_given, rho_sd = film_density(
-            model_used, positive_or_none("density", density, "give g/cm^3, e.g. 4.1"), phase)
-        if thickness_from not in (None, "electroneutrality"):
-            raise ValueError(f"thickness_from must be None or 'electroneutrality', got "
-                             f"{thickness_from!r}")
-        valences = dict(valences or {})
+            model_used, positive_or_none("density", o.density, "give g/cm^3, e.g. 4.1"), o.phase)
+        mode = _thickness_mode(o.thickness_from)
+        valences = dict(o.valences or {})
         _subset("valences", list(valences), fit.elements)
-        if thickness_from is not None and absorption_correction is False:
+        if mode == "electroneutrality" and o.absorption_correction is False:
             raise ValueError("thickness_from='electroneutrality' estimates the film for the "
-                             "absorption correction: drop absorption_correction=False")
-        cbs = positive_or_none("charge_balance_sd", charge_balance_sd,
+                             "absorption correction: drop absorption_correction=False "
+                             "(or thickness_from='none')")
+        cbs = positive_or_none("charge_balance_sd", o.charge_balance_sd,
                                "give a relative sd of the charge balance, e.g. 0.01",
                                allow_zero=True) or 0.0
-        correct = (t_used > 0) if absorption_correction is None else bool(absorption_correction)
-        if correct and t_used == 0 and absorption_correction:
+        correct = (t_used > 0) if o.absorption_correction is None else bool(o.absorption_correction)
+        if correct and t_used == 0 and o.absorption_correction:
             raise ValueError(
                 "absorption_correction=True with Cliff-Lorimer needs thickness > 0 (nm)"
             )
         # the thickness and the density's spread (a component whose phase is not named)
         sigma_eq = equivalent_thickness_sd(t_used, sigma_t or 0.0, rho_given,
                                            rho_sd if correct else 0.0)
-        if thickness_from is not None:
+        if mode == "auto" and not correct:
+            mode = None          # a thin film: nothing to correct
+        if mode is not None:
             missing_k = [el for el in incl if el not in kf]
             if missing_k:
                 raise ValueError(f"no k-factor for {missing_k}; add them to the k-factor "
                                  "file or omit k_factors to use the model's")
             neutral = neutral_thickness(
                 incl, kf, intens, cov, {el: valences[el] for el in incl if el in valences},
-                cbs, tables(), tol, max_absorption_iter,
+                cbs, tables(), o.tol, o.max_absorption_iter,
                 t_used, sigma_eq,
-                rho_given, notes)
+                rho_given, notes, auto=mode == "auto")
         estimate = None if neutral is None else neutral.estimate
         if neutral is not None:
             correct = True
@@ -423,7 +432,7 @@ def _one_fit(
                     return comp, float(mt)
                 return comp, float(tables().mass_thickness(tables().row(comp), rho_given, t_nm)[0])
 
-            return iterate_one(step, tables(), tol, max_absorption_iter)
+            return iterate_one(step, tables(), o.tol, o.max_absorption_iter)
 
         if estimate is not None:
             comp0, a_used, rho_t, n_abs = solve(t_used, mt_fixed)
@@ -458,31 +467,31 @@ def _one_fit(
         if estimate is not None:
             extra["mass_thickness_sigma"] = mt_sd
     else:
-        if thickness_sigma is not None:
+        if o.thickness_sigma is not None:
             raise ValueError(
-                f"thickness_sigma applies to method='CL'; method={method!r} measures the "
+                f"thickness_sigma applies to method='CL'; method={o.method!r} measures the "
                 "mass thickness from the data"
             )
-        if beam_current is None or live_time is None:
+        if o.beam_current is None or o.live_time is None:
             raise ValueError(
-                f"method={method!r} needs beam_current (nA) and live_time (s) for the "
+                f"method={o.method!r} needs beam_current (nA) and live_time (s) for the "
                 "electron dose"
             )
-        correct = True if absorption_correction is None else bool(absorption_correction)
+        correct = True if o.absorption_correction is None else bool(o.absorption_correction)
         light = correct and not final
-        omega = positive_or_none("solid_angle", solid_angle, "give the detector's sr")
-        given = zeta_factors if method == "zeta" else cross_sections
+        omega = positive_or_none("solid_angle", o.solid_angle, "give the detector's sr")
+        given = o.zeta_factors if o.method == "zeta" else o.cross_sections
         if given is None and omega is None:
-            name = "zeta_factors" if method == "zeta" else "cross_sections"
+            name = "zeta_factors" if o.method == "zeta" else "cross_sections"
             raise ValueError(
-                f"method={method!r}: give {name} (element -> value) or the detector "
+                f"method={o.method!r}: give {name} (element -> value) or the detector "
                 "solid_angle (sr) to use the model's"
             )
-        if method == "zeta":
+        if o.method == "zeta":
             factors = dict(given) if given is not None else model_used.zeta_factors(
                 fit.elements, fit.families, float(omega)
             )
-            dose = electron_dose(beam_current, live_time)
+            dose = electron_dose(o.beam_current, o.live_time)
 
             def step(a: dict[str, float] | None) -> tuple[dict[str, float], float]:
                 comp, _, rt, _ = zeta_factor(intens, factors, dose, None, a, aw)
@@ -492,22 +501,23 @@ def _one_fit(
             factors = dict(given) if given is not None else model_used.cross_sections(
                 fit.elements, fit.families, float(omega)
             )
-            if probe_area is None:
+            if o.probe_area is None:
                 raise ValueError("method='cross_section' needs probe_area (nm^2)")
-            dose = electron_dose(beam_current, live_time, probe_area)
+            dose = electron_dose(o.beam_current, o.live_time, o.probe_area)
             weights = aw or {el: atomic_weight(el) for el in fit.elements}
 
             def step(a: dict[str, float] | None) -> tuple[dict[str, float], float]:
                 comp, _, atoms = cross_section(intens, factors, dose, None, a)
                 mass = sum(n * weights[el] * 1e-3 / sc.Avogadro for el, n in atoms.items())
-                return comp, mass / (float(probe_area) * 1e-18)
+                return comp, mass / (float(o.probe_area) * 1e-18)
 
         if correct:
-            _, a_used, mass_thickness, n_abs = iterate_one(step, tables(), tol, max_absorption_iter)
+            _, a_used, mass_thickness, n_abs = iterate_one(step, tables(), o.tol,
+                                                           o.max_absorption_iter)
         else:
             a_used, n_abs = None, 0
             mass_thickness = step(None)[1]
-        if method == "zeta":
+        if o.method == "zeta":
             comp, unc, mass_thickness, extra["mass_thickness_sigma"] = zeta_factor(
                 intens, factors, dose, cov, a_used, aw
             )
@@ -517,27 +527,27 @@ def _one_fit(
             comp, unc, extra["atoms"] = cross_section(intens, factors, dose, cov, a_used)
             kf_all = {el: 1.0 / v for el, v in factors.items()}
         kf = {el: kf_all[el] for el in comp}
-        rho = positive_or_none("density", density, "give g/cm^3") or model_used.density
+        rho = positive_or_none("density", o.density, "give g/cm^3") or model_used.density
         if rho is not None:
             t_used = mass_thickness / rho * 1e6
-    from_model = {"CL": table is None, "zeta": zeta_factors is None,
-                  "cross_section": cross_sections is None}[method]
-    k_sd = _k_factor_sd(k_factor_sd, incl, fit.families, model_used, table, from_model,
-                        method, notes, bool(detector_window_known))
+    from_model = {"CL": table is None, "zeta": o.zeta_factors is None,
+                  "cross_section": o.cross_sections is None}[o.method]
+    k_sd = _k_factor_sd(o.k_factor_sd, incl, fit.families, model_used, table, from_model,
+                        o.method, notes, bool(o.detector_window_known))
     a_eff = a_used or {}
     scaled = {el: intens[el] / a_eff.get(el, 1.0) for el in comp}
     if any(v > 0 for v in k_sd.values()) and not light:
         if neutral is not None:
-            draws = k_factor_draws(np.array([k_sd.get(el, 0.0) for el in incl]), n_draws)
+            draws = k_factor_draws(np.array([k_sd.get(el, 0.0) for el in incl]), o.n_draws)
             budget["k_factors"] = neutral_k_spread(neutral, incl, kf, intens, draws, tables(),
-                                                   tol, max_absorption_iter)
+                                                   o.tol, o.max_absorption_iter)
         else:
-            budget["k_factors"] = k_factor_spread(scaled, kf, k_sd, n_draws)
+            budget["k_factors"] = k_factor_spread(scaled, kf, k_sd, o.n_draws)
     limits: dict[str, float | None] = {}
     if below:
         total = sum(kf[el] * scaled[el] for el in comp)
         a_below = (absorption_factors(comp, mass_thickness, model_used,
-                                      {el: fit.families[el] for el in below}, toa, database)
+                                      {el: fit.families[el] for el in below}, toa, o.database)
                    if a_used is not None else {})
         for el in below:
             if el not in kf_all:
@@ -558,7 +568,7 @@ def _one_fit(
         intensities=fit.intensities,
         intensity_sigma=fit.sigma,
         fit=fit,
-        method=method,
+        method=o.method,
         absorption=a_used,
         thickness=t_used,
         density=rho,
@@ -575,6 +585,20 @@ def _one_fit(
         **extra,
     )
     return result
+
+
+#: The values of ``quantify(thickness_from=...)``; ``None`` is ``"none"``.
+THICKNESS_FROM = ("auto", "electroneutrality", "none")
+
+
+def _thickness_mode(value: Any) -> str | None:
+    """``thickness_from`` checked: ``"auto"``, ``"electroneutrality"`` or ``None``."""
+    if value is None or value == "none":
+        return None
+    if value not in THICKNESS_FROM:
+        raise ValueError(f"thickness_from must be one of {list(THICKNESS_FROM)} (or None), "
+                         f"got {value!r}")
+    return str(value)
 
 
 def _subset(name: str, values: Any, elements: list[str]) -> list[str]:

@@ -51,7 +51,7 @@ The sigma of a pixel's composition holds four independent parts, added in quadra
 
 Mass thicknesses estimated from the data
 ----------------------------------------
-Components quantified with ``thickness_from="electroneutrality"`` each have their own
+Components whose film was estimated from their charge balance (``thickness_from``) have their own
 mass thickness ``(rho t)_q`` (:attr:`Quantification.mass_thickness`), measured from their
 spectrum. A pixel is then corrected for the abundance-weighted mass thickness
 ``sum_q A_iq (rho t)_q`` (held fixed in its absorption loop, as the component's is), with
