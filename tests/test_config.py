@@ -150,7 +150,7 @@ def test_command_line_overrides_the_file(tmp_path):
     ("energy_range = [15, 0.2]", ["key 'energy_range'", "LO below HI"]),
     ("[quantify]\nmethod = \"XYZ\"", ["key 'quantify.method'", '"CL"', "[quantify] table"]),
     ("[quantify]\nthickness_from = \"charge\"",
-     ["key 'quantify.thickness_from'", '"none", "electroneutrality"',
+     ["key 'quantify.thickness_from'", '"auto", "electroneutrality", "none"',
       'Fix: e.g. thickness_from = "electroneutrality"']),
     ("[quantify]\nvalences = { fe = 3 }",
      ["key 'quantify.valences'", "'fe' is not a chemical symbol", "valences = { Fe = 3 }"]),
@@ -256,7 +256,8 @@ def test_k_factor_tables_round_trip():
 def test_film_keys_of_the_quantification():
     """thickness_from, valences, charge_balance_sd and detector_window_known: read from
     the file, given to quantify only when set, written back, and taken from a library
-    call (where None and "none" both mean no estimate)."""
+    call (where None and "none" both mean no estimate, passed on as None: quantify's
+    default is "auto")."""
     text = ('[quantify]\nthickness_from = "electroneutrality"\nvalences = { Fe = 3, C = -4 }\n'
             'charge_balance_sd = 0.02\ndetector_window_known = true\n')
     cfg = RunConfig.from_text(text)
@@ -271,14 +272,17 @@ def test_film_keys_of_the_quantification():
     assert default.unmix_kwargs()["quantify_options"] == {"method": "CL"}
     assert (default["quantify.thickness_from"], default["quantify.valences"],
             default["quantify.charge_balance_sd"],
-            default["quantify.detector_window_known"]) == ("none", {}, 0.01, False)
+            default["quantify.detector_window_known"]) == ("auto", {}, 0.01, False)
     for value in (None, "none"):
         call = RunConfig.from_unmix_call({"quantify_options": {"thickness_from": value}})
-        assert "thickness_from" not in call.unmix_kwargs()["quantify_options"]
+        assert call.unmix_kwargs()["quantify_options"]["thickness_from"] is None
+        assert 'thickness_from = "none"' in call.to_toml()
+    call = RunConfig.from_unmix_call({"quantify_options": {"thickness_from": "auto"}})
+    assert "thickness_from" not in call.unmix_kwargs()["quantify_options"]
     call = RunConfig.from_unmix_call({"quantify_options": {
         "thickness_from": "electroneutrality", "valences": {"U": 4}, "charge_balance_sd": 0}})
     assert call.unmix_kwargs()["quantify_options"]["valences"] == {"U": 4.0}
     assert call["quantify.charge_balance_sd"] == 0.0  # an exactly stoichiometric phase
     with pytest.raises(ConfigError, match="quantify.valences"):
         RunConfig.from_unmix_call({"quantify_options": {"valences": {"Q": 2}}})
-    assert "thickness_from = \"none\"" in describe()
+    assert "thickness_from = \"auto\"" in describe()

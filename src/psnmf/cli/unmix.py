@@ -31,8 +31,8 @@ examples:
   psnmf unmix sample.spd --seed 1 --overwrite --quiet
   psnmf unmix sample.bcf --write-denoised         # also the dense denoised cubes
   psnmf unmix sample.bcf --thickness 80,20 --exclude-elements Cu --k-factors k.csv
-  psnmf unmix oxide.bcf --thickness 80,40 --thickness-from electroneutrality \
-      --valence Fe=3 --detector-window-known   # film from the charge balance
+  psnmf unmix oxide.bcf --thickness 80,40 --valence Fe=3 \
+      --detector-window-known   # 80 +- 40 nm refined by the charge balance (default)
   psnmf unmix sample.bcf -k 3 --fix-spectrum 0=olivine.msa --forbid 1=Fe,Mg \
       --roi 2=grain.png --mask-pixels vacuum.npy   # priors (component 0 is the first)
   psnmf unmix a.bcf b.emd c.hspy -o OUT           # OUT/a/, OUT/b/, OUT/c/, OUT/index.html
@@ -66,7 +66,7 @@ are relative to its folder. Unknown keys and bad values are refused. Keys:
   smoothing = "auto"   vertex = true   n_boot = 20   write_denoised = false
   report = true   output = "auto"   overwrite = false   quiet = false   verbose = false
   [quantify] method = "CL"   k_factors = "theoretical"   thickness = "auto"
-  thickness_sigma = "none"   density = "auto"   thickness_from = "none"
+  thickness_sigma = "none"   density = "auto"   thickness_from = "auto"
   valences = {} (or { Fe = 3, C = -4 })   charge_balance_sd = 0.01
   exclude_elements = []   detection_sigma = 3.0   detector_window_known = false
   beam_current, live_time, probe_area, solid_angle = "none"   takeoff_angle = "auto"
@@ -158,12 +158,14 @@ def register(subparsers: Any) -> None:
                    "file's, else a thin film)")
     q.add_argument("--density", type=float, metavar="RHO",
                    help="specimen density in g/cm^3 for the absorption correction")
-    q.add_argument("--thickness-from", choices=("none", "electroneutrality"),
-                   help="'electroneutrality': each component's film mass thickness from "
-                   "its own spectrum, where the absorption-corrected composition is "
-                   "neutral (oxides, nitrides, halides; Van Cappellen 1990), combined with "
-                   "--thickness T,SIGMA by inverse variance when SIGMA is given (default "
-                   "'none': the thickness given)")
+    q.add_argument("--thickness-from", choices=("auto", "electroneutrality", "none"),
+                   help="'auto' (default): --thickness T,SIGMA is refined, for each ionic "
+                   "component, by the film mass thickness its own spectrum gives where the "
+                   "absorption-corrected composition is neutral (oxides, nitrides, halides; "
+                   "Van Cappellen 1990), combined by inverse variance unless they disagree "
+                   "by over 3 SIGMA; without SIGMA the thickness given is used (the estimate "
+                   "noted). 'electroneutrality': the estimate also without SIGMA (it "
+                   "replaces T) or without a thickness. 'none': the thickness given alone")
     q.add_argument("--valence", action="append", type=valence, default=None,
                    metavar="EL=V", help="valence of an element for --thickness-from "
                    "(anions negative, e.g. Fe=3, C=-4); repeat for several (default: the "

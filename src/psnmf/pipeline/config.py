@@ -501,10 +501,11 @@ KEYS: dict[str, Key] = _keys(
         "standard deviation of the thickness in nm", table=_Q),
     Key("density", _number(strict=True, none="auto", example="4.1"), "auto",
         "density in g/cm^3 (\"auto\": from the composition)", table=_Q),
-    Key("thickness_from", _choice("none", "electroneutrality", none="none",
-                                      example="electroneutrality"), "none",
-        "\"electroneutrality\": the film's mass thickness from the spectrum's charge "
-        "balance (\"none\": the thickness given)", table=_Q),
+    Key("thickness_from", _choice("auto", "electroneutrality", "none", none="none",
+                                      example="electroneutrality"), "auto",
+        "\"auto\": a thickness given with its sd refined by each ionic component's charge "
+        "balance; \"electroneutrality\": the film from the charge balance also without an sd "
+        "or a thickness; \"none\": the thickness given", table=_Q),
     Key("valences", _valences(), {},
         "element = valence for thickness_from (anions negative; default the common ones)",
         table=_Q),

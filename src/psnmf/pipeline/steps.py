@@ -403,11 +403,11 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
     ``k_factors``, ``thickness``, ``thickness_sigma``, ``density``, ``exclude_elements``,
     ``detection_sigma``, ``thickness_from``, ``valences``, ``charge_balance_sd``,
     ``detector_window_known``...); excluded elements are fitted even when the element
-    list lacks them. The table records the film each component was corrected for
-    (:func:`psnmf.pipeline.summary.thickness_record`: with
-    ``thickness_from="electroneutrality"`` each component's own, measured from its
-    spectrum). The table is ``None`` with fewer than two elements, or when the
-    quantification fails (noted).
+    list lacks them. ``thickness_from`` is ``"auto"`` unless given (``"none"`` or None:
+    the thickness given alone). The table records the film each component was corrected
+    for (:func:`psnmf.pipeline.summary.thickness_record`: an ionic component's own,
+    measured from its spectrum, where it was estimated). The table is ``None`` with fewer
+    than two elements, or when the quantification fails (noted).
     """
     from psnmf.pipeline.summary import thickness_record
     from psnmf.quantify import model_for_signal, read_k_factors
@@ -419,8 +419,10 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
     elements += [el for el in excluded if el not in elements]
     if len([el for el in elements if el not in excluded]) < 2:
         return Quantified(None)
-    if opts.get("thickness_from") in ("none", None):  # the config file's word for None
-        opts.pop("thickness_from", None)
+    # explicit, so that the bootstrap's replicates keep thickness_sigma where it weighs
+    # the thickness given against an estimate; "none" is the config file's word for None
+    from_ = opts.get("thickness_from", "auto")
+    opts["thickness_from"] = None if from_ in ("none", None) else from_
     window_known = bool(opts.get("detector_window_known", False))
     source = ("theoretical (the forward model; relative sd psnmf.quantify.theoretical_k_sd: "
               + ("the emission part; the detector window known)" if window_known else
@@ -455,10 +457,11 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
                 "valences": dict(opts.get("valences") or {}),
                 "charge_balance_sd": opts.get("charge_balance_sd", 0.01),
                 "detector_window_known": window_known}
-    estimated = opts.get("thickness_from") is not None
-    film = ("the absorption correction uses each component's film mass thickness "
-            "measured from its spectrum by electroneutrality (combined with the thickness "
-            "given when its sd is given; the thickness given where no neutral film exists)"
+    estimated = any(q.thickness_estimate is not None for q in res.quantifications)
+    film = ("the absorption correction uses, for the ionic components, the film mass "
+            "thickness measured from each one's spectrum by electroneutrality (combined "
+            "with the thickness given when its sd is given), the thickness given for the "
+            "others (the notes say why)"
             if estimated else
             "the absorption correction uses the thickness given (none for a thin film)")
     drawn = int(res.replicates.shape[0])
