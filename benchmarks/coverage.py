@@ -436,9 +436,10 @@ def main(argv: list[str] | None = None) -> int:
                         "whose k-factors are exact; the theoretical one otherwise)")
     p.add_argument("--thickness-from", default="auto",
                    choices=["auto", "electroneutrality", "none"],
-                   help="quantify(thickness_from=...): 'auto' (the default) estimates an "
-                        "ionic phase's film from its charge balance where a thickness is "
-                        "given (its prior); 'electroneutrality' also without one; 'none' "
+                   help="quantify(thickness_from=...): 'auto' (the default) refines a "
+                        "thickness given with its sd (here the density spread, or "
+                        "--thickness-sigma) by an ionic phase's charge balance; "
+                        "'electroneutrality' also without an sd or a thickness; 'none' "
                         "takes the thickness given")
     p.add_argument("--no-thickness", action="store_true",
                    help="quantify the film's data as a thin film (no thickness given, as "
