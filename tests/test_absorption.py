@@ -208,7 +208,8 @@ def test_thickness_fifty_percent_off_and_its_uncertainty(mantle_truth):
         for t in (50.0, 150.0):
             q = quantify(ds.spectra[k], els, model=ds.model, density=ds.densities[phase],
                          thickness=t, thickness_sigma=50.0, total_counts=1e6,
-                         k_factor_sd=0, detection_sigma=None)
+                         k_factor_sd=0, detection_sigma=None,
+                         thickness_from="none")  # the thickness given, not refined
             assert set(q.uncertainty_budget) == {"counting", "thickness"}
             for el, c in truth.items():
                 parts = [q.uncertainty_budget[p][el] for p in ("counting", "thickness")]
@@ -236,7 +237,8 @@ def test_an_unnamed_phase_carries_the_spread_of_the_densities(sample, phase):
     assert (rho, sd) == pytest.approx((dens.mean(), dens.std()))
     assert film_density(ds.model, phase=phase) == (ds.densities[phase], 0.0)
     assert film_density(ds.model, density=3.0, phase=phase) == (3.0, 0.0)
-    opts = dict(model=ds.model, total_counts=1e6, detection_sigma=None, k_factor_sd=0)
+    opts = dict(model=ds.model, total_counts=1e6, detection_sigma=None, k_factor_sd=0,
+                thickness_from="none")  # the thickness given, not refined
     q = quantify(ds.spectra[k], list(truth), **opts)
     assert q.density == pytest.approx(rho) and any("spread" in n for n in q.notes)
     t = ds.model.thickness

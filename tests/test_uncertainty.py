@@ -19,6 +19,7 @@ from psnmf.uncertainty import (
     coverage,
     debiased_spectra,
     edge_error,
+    sd_upper_factor,
 )
 
 PURE = {"spectra": "pure", "smoothing": None}  # the bootstrap resamples the binned stage
@@ -243,19 +244,31 @@ def test_edge_error_is_the_spread_of_the_interval_edges():
     assert edge_error(np.zeros(8), 0.0) == 0.0
 
 
+def test_sd_upper_factor_bounds_the_true_sd_at_its_confidence():
+    """The stopping rule's bound on the replicates' sd: the true sd exceeds the bound of
+    ``n`` draws in ``1 - confidence`` of repeated sets."""
+    rng = np.random.default_rng(1)
+    for n in (4, 8, 20):
+        sd = rng.normal(0.0, 1.0, size=(40000, n)).std(axis=1, ddof=1)
+        for conf in (0.8, 0.95):
+            above = np.mean(1.0 > sd * sd_upper_factor(n, conf))
+            assert above == pytest.approx(1.0 - conf, abs=0.01)
+
+
 def test_the_stopping_rule_stops_where_the_k_factors_dominate():
     """Medium counts: the theoretical k-factors' sd is 10-50x the bootstrap's, so the
-    intervals are settled at ``min_boot`` replicates; their edges stay within the rule's
+    intervals are settled before ``n_boot`` replicates; their edges stay within the rule's
     tolerance of those from every replicate."""
     ds = mantle("medium", seed=100, shape=(60, 60))
     m = PSNMF(3, 4, random_state=0, **PURE).fit(ds.counts)
     kw = {"elements": list(ds.elements), "edx_model": ds.model, "random_state": 0}
     stopped = bootstrap(m, ds.counts, n_boot=20, **kw)
     full = bootstrap(m, ds.counts, n_boot=20, width_tol=None, **kw)
-    assert stopped.replicates.shape[0] == 8 and full.replicates.shape[0] == 20
-    assert len(stopped.composition_replicates) == 8
+    n = stopped.replicates.shape[0]
+    assert 4 <= n < 20 and full.replicates.shape[0] == 20
+    assert len(stopped.composition_replicates) == n
     assert stopped.debiased_replicates.shape == stopped.replicates.shape
-    np.testing.assert_array_equal(stopped.replicates, full.replicates[:8])
+    np.testing.assert_array_equal(stopped.replicates, full.replicates[:n])
     a, b = composition_intervals(stopped), composition_intervals(full)
     for j in range(3):
         assert set(a[j]) == set(b[j])

@@ -116,13 +116,18 @@ Each replicate is quantified as it is drawn, and the bootstrap stops (``width_to
 quantified element of every component, the Monte Carlo error of the interval's edges
 (:func:`edge_error`: the error of the bootstrap sd as it enters the half-width, and of the
 bias-corrected centre) is at most a tenth of the half-width, or :data:`WIDTH_ATOL` at.%.
-With theoretical k-factors their part dominates wherever the counts are high, and the
-bootstrap part is then known well enough from a few replicates; where the bootstrap
-part dominates (low counts, or exact k-factors given), every replicate is drawn. Measured
-by ``benchmarks/coverage.py`` (60 x 60, 4 seeds, at most 20 replicates, mantle and
-eutectic at both presets, both physics): the rule stopped at 8 replicates on the mantle
-'medium' maps and at 13-19 on the eutectic 'medium' ones, drew 20 at 'low', and the full
-budget covered 303 of 304 true compositions (99.7 %).
+The replicates' sd enters the rule at its upper confidence bound
+(:data:`SD_BOUND_CONFIDENCE`), because a sd from a few replicates may be far below the
+truth. With theoretical k-factors their part dominates wherever the counts are high, and
+the bootstrap part is then known well enough from a few replicates (from ``min_boot = 4``
+on); where the bootstrap part dominates (low counts, or exact k-factors given), every
+replicate is drawn. Measured by ``benchmarks/coverage.py --physics other`` (60 x 60, 4
+seeds, at most 20 replicates, theoretical k-factors): the rule stopped at 11.0 replicates
+on average on the mantle 'medium' maps and at 16.2 on the eutectic 'medium' ones, drew 20
+at 'low', and the full budget covered 152 of 152 true compositions. On the 180 x 180
+mantle map of ``benchmarks/unmix_scale.py`` (147 counts/pixel) it stops at 4. (A plug-in
+sd with at least 8 replicates stopped at 8 on the mantle and 13-19 on the eutectic
+'medium' maps, and covered 303 of 304 with both physics.)
 """
 
 from __future__ import annotations
@@ -134,7 +139,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
 from psnmf.engine import _kernels as kernels
 from psnmf.engine.binning import bin_counts
@@ -149,6 +154,11 @@ from psnmf.engine.scale_replay import (
 )
 from psnmf.engine.two_stage import binned_kwargs, fit_binned
 from psnmf.metrics import match_components
+
+#: Replicates whose mean NMF spectra centre the finer-scale replays (:func:`bootstrap`,
+#: :func:`_shifted_start`): the centre's error, shared by every replicate, is the
+#: replicates' sd over its square root.
+CENTRE_REPLICATES = 8
 
 #: Most bootstrap replicates fitted at once (:func:`bootstrap`): each holds its own counts
 #: and NMF buffers, so more would raise the run's peak memory (which the memory estimate of
@@ -165,6 +175,8 @@ __all__ = [
     "BUDGET_PARTS",
     "edge_error",
     "format_composition_rows",
+    "sd_upper_factor",
+    "SD_BOUND_CONFIDENCE",
     "WIDTH_ATOL",
 ]
 
@@ -366,7 +378,7 @@ def _replicate_options(options: dict[str, Any] | None) -> dict[str, Any]:
     correct for another film than the estimate (measured: CaPv's O 2.6 at.% apart on a
     32 x 32 mantle map with 50 +- 50 nm given for a 100 nm film)."""
     opts = dict(options or {})
-    estimated = opts.get("thickness_from") not in (None, "none")
+    estimated = opts.get("thickness_from", "auto") not in (None, "none")  # quantify's default
     return {k: v for k, v in opts.items()
             if k not in _BUDGET_OPTIONS or (estimated and k == "thickness_sigma")}
 
@@ -588,7 +600,7 @@ def bootstrap(
     warm_start: bool = True,
     quantify_options: dict[str, Any] | None = None,
     width_tol: float | None = 0.1,
-    min_boot: int = 8,
+    min_boot: int = 4,
 ) -> BootstrapResult:
     """Parametric bootstrap of a fitted :class:`psnmf.PSNMF`.
 
@@ -635,8 +647,10 @@ def bootstrap(
         k-factor part dominates the budget (theoretical k-factors) that happens at
         ``min_boot``; where the bootstrap dominates, ``n_boot`` replicates are drawn as
         without the rule. ``None``: always ``n_boot``. Only with ``elements``.
-    min_boot : int, default 8
-        Fewest replicates before the rule may stop.
+    min_boot : int, default 4
+        Fewest replicates before the rule may stop. With vertices moved at a finer scale
+        the binned stages of at least :data:`CENTRE_REPLICATES` replicates are fitted
+        first (their mean centres the replays), whichever number the rule stops at.
 
     Returns
     -------
@@ -751,11 +765,12 @@ def bootstrap(
     # each replicate draws from its own generator, so replicates are fitted side by side
     # (kernels.map_threads) and the result does not depend on the number of cores; they
     # are taken in order, and the stopping rule discards any drawn after it stops. With
-    # finer-scale moves, the binned stages of the first min_boot replicates come first:
-    # their mean NMF spectra centre every replicate's NMF error (_shifted_start)
+    # finer-scale moves, the binned stages of the first CENTRE_REPLICATES (or min_boot)
+    # replicates come first: their mean NMF spectra centre every replicate's NMF error
+    # (_shifted_start)
     rep_rngs = rng.spawn(n_boot)
     workers = min(kernels.available_cores(), BOOT_THREADS)
-    pilot = min(int(min_boot), n_boot) if reaches else 0
+    pilot = min(max(int(min_boot), CENTRE_REPLICATES), n_boot) if reaches else 0
     parts: list[Any] = kernels.map_threads(binned_part, rep_rngs[:pilot], workers)
     centre = (np.mean([p.nmf_spectra for p in parts], axis=0) if parts
               else model.nmf_spectra_)
@@ -860,10 +875,35 @@ def edge_error(values: np.ndarray, systematic_sd: float, level: float = 0.95) ->
     return float(math.hypot(half, b / math.sqrt(n)))
 
 
+#: One-sided confidence of the upper bound on the bootstrap sd that the stopping rule
+#: uses (:func:`sd_upper_factor`).
+SD_BOUND_CONFIDENCE = 0.8
+
+
+def sd_upper_factor(n: int, confidence: float = SD_BOUND_CONFIDENCE) -> float:
+    """Factor from the sd of ``n`` normal draws to its one-sided upper confidence bound.
+
+    ``sqrt((n - 1) / q)`` with ``q`` the ``1 - confidence`` quantile of chi-squared with
+    ``n - 1`` degrees of freedom: 2.92 at ``n = 4``, 1.80 at 8, 1.37 at 20.
+
+    >>> round(sd_upper_factor(4), 2), round(sd_upper_factor(8), 2)
+    (2.92, 1.8)
+    """
+    return math.sqrt((n - 1) / float(chi2.ppf(1.0 - confidence, n - 1)))
+
+
 def _edges_settled(res: BootstrapResult, width_tol: float, level: float = 0.95) -> bool:
     """Whether every quantified element's interval edges (estimate and debiased
     replicates) have a Monte Carlo error within ``width_tol`` of the half-width, or
-    :data:`WIDTH_ATOL` at.% (the stopping rule of :func:`bootstrap`)."""
+    :data:`WIDTH_ATOL` at.% (the stopping rule of :func:`bootstrap`).
+
+    The replicates' spread is taken at its upper confidence bound
+    (:func:`sd_upper_factor`): from a few replicates the sd is itself uncertain (a 4-draw
+    sd is below a third of the truth one time in twenty), and an underestimate would both
+    shrink the edges' error and hide the bootstrap's share of the interval. The rule
+    therefore stops early only where even that bound leaves the bootstrap part small
+    beside the systematic one.
+    """
     z = float(norm.ppf(0.5 + level / 2.0))
     sets = [res.composition_replicates or []]
     if res.debiased_composition_replicates:
@@ -874,6 +914,7 @@ def _edges_settled(res: BootstrapResult, width_tol: float, level: float = 0.95) 
             s = math.sqrt(_systematic_var(q, el))
             for reps in sets:
                 v = np.array([rep[j].get(el, 0.0) for rep in reps])
+                v = v.mean() + (v - v.mean()) * sd_upper_factor(v.size)
                 half = z * math.hypot(float(v.std(ddof=1)), s)
                 if edge_error(v, s, level) > max(width_tol * half, WIDTH_ATOL):
                     return False
