@@ -876,7 +876,9 @@ def edge_error(values: np.ndarray, systematic_sd: float, level: float = 0.95) ->
 
 
 #: One-sided confidence of the upper bound on the bootstrap sd that the stopping rule
-#: uses (:func:`sd_upper_factor`).
+#: uses (:func:`sd_upper_factor`): the true sd is above it one time in five. At 0.95 the
+#: rule drew 12.8 replicates on average where 0.8 draws 11.0 (mantle 'medium', 60 x 60,
+#: theoretical k-factors), both covering every composition.
 SD_BOUND_CONFIDENCE = 0.8
 
 
@@ -884,10 +886,11 @@ def sd_upper_factor(n: int, confidence: float = SD_BOUND_CONFIDENCE) -> float:
     """Factor from the sd of ``n`` normal draws to its one-sided upper confidence bound.
 
     ``sqrt((n - 1) / q)`` with ``q`` the ``1 - confidence`` quantile of chi-squared with
-    ``n - 1`` degrees of freedom: 2.92 at ``n = 4``, 1.80 at 8, 1.37 at 20.
+    ``n - 1`` degrees of freedom. At the default confidence 0.8: 1.73 at ``n = 4``, 1.35
+    at 8, 1.18 at 20 (at 0.95: 2.92, 1.80, 1.37).
 
     >>> round(sd_upper_factor(4), 2), round(sd_upper_factor(8), 2)
-    (2.92, 1.8)
+    (1.73, 1.35)
     """
     return math.sqrt((n - 1) / float(chi2.ppf(1.0 - confidence, n - 1)))
 
