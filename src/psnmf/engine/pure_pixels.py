@@ -52,7 +52,6 @@ import numpy as np
 from scipy.stats import norm
 
 __all__ = [
-    "MIN_OWN",
     "START_FRAC",
     "Face",
     "TAIL_BAND",
@@ -423,35 +422,11 @@ def summed_abundance(
     return t
 
 
-#: Least abundance of its own vertex in a finer-scale pure cluster under the majority
-#: rule (:func:`cluster_passes` with ``min_own``; the re-seed of
-#: :func:`psnmf.engine.two_stage.refine_vertices` uses it).
-MIN_OWN = 0.5
-
-
 def cluster_passes(c: PureCluster, j: int, min_pixels: int, max_dispersion: float,
-                   max_tail: float, min_depth: float, min_own: float = 0.0) -> bool:
-    """The cluster tests of :func:`vertex_correction`, plus two on where the cluster lies
-    in vertex ``j`` (:func:`finer_vertex_correction`).
-
-    * Depth: the cluster centre lies more than ``min_depth`` member-pixel noise sd inside
-      the vertex (``1 - t_j > min_depth * noise_sd``).
-    * Majority (with ``min_own`` > 0, e.g. :data:`MIN_OWN`): the cluster holds more than
-      ``min_own`` of its own vertex (``t_j > min_own``). The pure cluster of a phase is
-      made of that phase; a cluster whose mean is mostly other vertices is a mixture,
-      and moving the vertex to it puts a mixture in the phase's place. Where no pixel
-      holds much of a vertex (a vertex that the data hardly use, far outside the cloud),
-      the counting noise of single pixels at full resolution spans the whole range of its
-      abundance, so the fixed point of :func:`pure_cluster` can take the whole image,
-      which scatters like noise and has no tail below it (on the thin stack at 'low',
-      128 x 128: 16,384 members, ``t_j`` = 0.034). The default (0) leaves the rule to
-      callers that also replace such a vertex
-      (:func:`psnmf.engine.two_stage.refine_vertices` with ``reseed``): kept at its NMF
-      position instead, the vertex above made every map of that sample 5-76 % worse.
-    """
+            max_tail: float, min_depth: float) -> bool:
+    """The cluster tests of :func:`vertex_correction`, plus its depth inside vertex ``j``
+    (:func:`finer_vertex_correction`)."""
     if not (c.size >= min_pixels and c.dispersion <= max_dispersion and c.tail < max_tail):
-        return False
-    if min_own > 0 and not c.abundances[j] > min_own:
         return False
     return bool(1.0 - c.abundances[j] > min_depth * c.noise_sd)
 
@@ -467,7 +442,6 @@ def finer_vertex_correction(
     max_dispersion: float = 1.5,
     max_tail: float = 1.0,
     min_depth: float = 1.0,
-    min_own: float = 0.0,
     start_frac: float | np.ndarray = START_FRAC,
 ) -> tuple[np.ndarray, np.ndarray, list[PureCluster | None]]:
     """Move vertices to pure clusters found at a finer scale than the binned stage's.
@@ -483,11 +457,8 @@ def finer_vertex_correction(
     clipped: the data show no pure cluster inside the vertex, and the vertex - bounded by
     the non-negativity of the spectra - is already at the phase's spectrum as closely as
     the pure pixels can say (on small Cr-spinel grains, moving it to its cluster made its
-    angle 5-20 % worse). With ``min_own``, the cluster must also hold more than that of
-    its own vertex (:func:`cluster_passes`): a vertex far outside the data can otherwise
-    get the whole image as its "cluster". A vertex that passes moves to
-    ``summed_abundance(sum of the members' counts) @ S``, the fitted-model spectrum of the
-    cluster.
+    angle 5-20 % worse). A vertex that passes moves to ``summed_abundance(sum of the
+    members' counts) @ S``, the fitted-model spectrum of the cluster.
 
     Parameters
     ----------
@@ -498,8 +469,6 @@ def finer_vertex_correction(
     n_sd, min_pixels, max_dispersion, max_tail : as in :func:`vertex_correction`
     min_depth : float
         Least depth of the cluster centre inside the vertex, in member-pixel noise sd.
-    min_own : float
-        Least share of its own vertex in the cluster (0: no such test).
     start_frac : float or (k,) array
         Start of each cluster search (:func:`pure_cluster`), per component when an array:
         on a subset of the pixels (:mod:`psnmf.engine.scale_replay`) the fraction that
@@ -520,7 +489,7 @@ def finer_vertex_correction(
     for j in np.flatnonzero(np.asarray(candidates, dtype=bool)):
         c = pure_cluster(A, S, counts, j, n_sd=n_sd, start_frac=float(frac[j]))
         clusters[j] = c
-        if cluster_passes(c, j, min_pixels, max_dispersion, max_tail, min_depth, min_own):
+        if cluster_passes(c, j, min_pixels, max_dispersion, max_tail, min_depth):
             summed = np.asarray(X[np.flatnonzero(c.members)].sum(axis=0)).ravel()
             T[j] = summed_abundance(summed, S)
             moved[j] = True

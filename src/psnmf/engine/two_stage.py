@@ -9,10 +9,6 @@
    (:func:`psnmf.engine.pure_pixels.finer_vertex_correction`), and moves a vertex still
    without one to the corner of its faces at full resolution
    (:func:`psnmf.engine.pure_pixels.face_vertex_correction`).
-   With ``reseed`` (off by default), a vertex that the data hardly use (no cluster at any
-   scale holds much of it) is re-seeded from the binned pixels the fit explains worst
-   and the binned NMF continued (:func:`reseed_start`); the new fit is kept where its
-   likelihood is higher.
    With ``never_pure='lines'``, :func:`extrapolate_never_pure` then moves every vertex still
    kept outwards as far as its element line intensities stay non-negative
    (:func:`psnmf.engine.line_vertices.extrapolate_vertices`).
@@ -55,7 +51,6 @@ from psnmf.engine.line_vertices import extrapolate_vertices, line_basis
 from psnmf.engine.poisson_nmf import NMFResult, initialise, poisson_nmf, solve_abundances
 from psnmf.engine.priors import SpectralPriors
 from psnmf.engine.pure_pixels import (
-    MIN_OWN,
     Face,
     PureCluster,
     face_vertex_correction,
@@ -70,19 +65,14 @@ __all__ = [
     "START_MIX",
     "VERTEX_SCALES",
     "NEVER_PURE_MODES",
-    "MAX_UNUSED",
-    "RESEED_FRAC",
     "BinnedFit",
-    "binned_deviance",
     "binned_kwargs",
     "extrapolate_never_pure",
     "fit_binned",
     "finer_scales",
     "fit_full",
     "refine_vertices",
-    "reseed_start",
     "scale_start",
-    "unused_vertices",
     "stage2_start",
 ]
 
@@ -107,12 +97,6 @@ RESOLVE_TOL = 1e-6
 #: Least depth of a finer-scale cluster inside its vertex, in member-pixel noise sd
 #: (:func:`refine_vertices`).
 MIN_DEPTH = 1.0
-#: Share of the binned pixels, those the fit explains worst, whose summed counts re-seed
-#: a vertex the data do not use (:func:`reseed_start`).
-RESEED_FRAC = 0.05
-#: Largest share of a vertex in its pure cluster at every scale for which the vertex is
-#: unused (:func:`unused_vertices`).
-MAX_UNUSED = 0.25
 
 
 def binned_kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -161,11 +145,6 @@ class BinnedFit:
     before_faces : BinnedFit or None
         When a vertex moved to its faces: the fit without that step (what
         :func:`extrapolate_never_pure` starts from, as it treats those vertices itself).
-    reseeded : ndarray (k,) of bool or None
-        After :func:`refine_vertices`: the vertex re-seeded (:func:`reseed_start`) when the
-        re-seeded binned NMF was kept; ``nmf`` is then that NMF.
-    before_reseed : BinnedFit or None
-        With ``reseeded``: the refined fit of the first binned NMF.
     """
 
     nmf: NMFResult
@@ -180,8 +159,6 @@ class BinnedFit:
     faces: list[list[Face] | None] | None = None
     face_moved: np.ndarray | None = None
     before_faces: BinnedFit | None = None
-    reseeded: np.ndarray | None = None
-    before_reseed: BinnedFit | None = None
 
 
 def fit_binned(
@@ -340,9 +317,7 @@ def refine_vertices(
     max_tail: float = 1.0,
     min_depth: float = MIN_DEPTH,
     faces: bool = True,
-    reseed: bool = False,
     max_iter: int = 500,
-    binned_max_iter: int = 2000,
     tol: float = 1e-7,
     solve_maps: bool = True,
     priors: SpectralPriors | None = None,
@@ -365,34 +340,6 @@ def refine_vertices(
     bounded by its mixing lines with them. Its ``scales`` entry is then 1 and
     ``face_moved`` says so.
 
-    With ``reseed``, a finer-scale cluster must also hold its own vertex in the majority
-    (:func:`psnmf.engine.pure_pixels.cluster_passes` with ``min_own`` =
-    :data:`psnmf.engine.pure_pixels.MIN_OWN`), and a vertex that the data hardly use
-    (:func:`unused_vertices`: no scale's cluster of it holds more than a quarter of it)
-    is re-seeded: the binned NMF is
-    continued from its factors with that vertex replaced by the summed counts of the
-    binned pixels it explains worst (:func:`reseed_start`), and that NMF gets the
-    pure-pixel correction and this refinement (without a second re-seed). The re-seeded
-    fit is kept when its binned NMF has the lower Poisson deviance: it is the better
-    local optimum of the same likelihood. NMF's multiplicative updates can stop with a
-    vertex on a direction that no phase takes, while a phase of few pixels shares a
-    vertex with a neighbour: on the thin stack at 'low' (128 x 128) the fourth vertex
-    was a nearly flat spectrum (its richest cluster 7 % of it) and SiO2 and HfO2 shared
-    one vertex; re-seeded, the binned deviance fell by 1,200 and HfO2 and SiO2 got
-    vertices of their own.
-
-    ``reseed`` is off by default. Measured with ``benchmarks/scenarios_oracle.py`` (the
-    eight samples, 96 and 128 px, seeds 0-1, both presets, per-pixel maps): 62 of 64
-    datasets identical; on the thin stack at 'low', 128 x 128 (ratios to the oracle,
-    seeds 0 / 1) HfO2's angle 3.79 / 3.82 -> 1.29 / 1.15 and map MSE 2.18 / 2.08 -> 1.27,
-    SiO2's map 4.38 / 4.25 -> 1.68 / 1.63 and angle 11.3 / 10.7 -> 10.8 / 10.4, but the
-    TiN map 1.17 / 1.06 -> 1.25 / 1.24 and the Si map 1.49 / 1.46 -> 1.51 / 1.53: SiO2
-    keeps NMF's wide vertex (47 degrees off, as at 96 x 96 without the re-seed), whose
-    per-pixel abundances take from TiN and Si. Moved to the corner of its face with Si,
-    the TiN map was at 1.07, but no test on the faces tells that corner (the layer's
-    richest pixels are 0.88 SiO2) from those of phases that are never more than half of
-    a pixel (Y2Ti2O7, Pt), where it is wrong.
-
     Parameters
     ----------
     counts : CSR (ny * nx, channels) full-resolution counts
@@ -403,11 +350,7 @@ def refine_vertices(
         :func:`fit_binned`
     min_depth : least depth of a cluster inside its vertex, in member-pixel noise sd
     faces : try the vertices without a pure cluster for the corner of their faces
-    reseed : apply the majority rule and re-seed a vertex that the data do not use (see
-        above)
-    max_iter, tol : of the abundance solves at each scale (``tol`` also of a re-seeded
-        binned NMF)
-    binned_max_iter : iteration cap of a re-seeded binned NMF
+    max_iter, tol : of the abundance solves at each scale
     solve_maps : re-solve the binned maps for the new spectra (as in :func:`fit_binned`)
     priors : SpectralPriors, optional
         Fixed vertices are never tried; a moved spectrum has its forbidden windows
@@ -418,142 +361,10 @@ def refine_vertices(
     BinnedFit
         ``spectra``, ``transform`` (still ``spectra = transform @ nmf.S``) and ``maps``
         updated; ``scales`` says where each vertex moved and ``scale_clusters`` what was
-        found at each scale; ``moved`` and ``clusters`` are the binned stage's (of the
-        re-seeded NMF where ``reseeded`` is set).
+        found at each scale; ``moved`` and ``clusters`` are the binned stage's.
     """
     if fit.clusters is None:
         return fit
-    rule = {"vertex_sd": vertex_sd, "min_cluster": min_cluster,
-            "max_dispersion": max_dispersion, "max_tail": max_tail}
-    out = _refine_once(counts, image_shape, bin_factor, fit, min_depth=min_depth,
-                       min_own=MIN_OWN if reseed else 0.0, faces=faces, max_iter=max_iter,
-                       tol=tol, solve_maps=solve_maps, priors=priors, **rule)
-    if not reseed:
-        return out
-    frozen = np.zeros(fit.spectra.shape[0], dtype=bool)
-    if priors is not None and priors.fixed:
-        frozen = priors.rows(*fit.spectra.shape)[0]
-    own = _own_share(out)
-    unused = (own <= MAX_UNUSED) & ~frozen
-    if not unused.any():
-        return out
-    j = int(np.flatnonzero(unused)[np.argmin(own[unused])])
-    binned = bin_counts(counts, image_shape, bin_factor)
-    A0, S0, _ = reseed_start(binned, fit, j)
-    new = fit_binned(binned, fit.spectra.shape[0], start=(A0, S0), max_iter=binned_max_iter,
-                     tol=tol, solve_maps=solve_maps, priors=priors, **rule)
-    if not (binned_deviance(binned, new.nmf.A, new.nmf.S).sum()
-            < binned_deviance(binned, fit.nmf.A, fit.nmf.S).sum()):
-        return out
-    better = _refine_once(counts, image_shape, bin_factor, new, min_depth=min_depth,
-                          min_own=MIN_OWN, faces=faces, max_iter=max_iter, tol=tol,
-                          solve_maps=solve_maps, priors=priors, **rule)
-    better.reseeded = np.arange(fit.spectra.shape[0]) == j
-    better.before_reseed = out
-    return better
-
-
-def binned_deviance(X: sp.csr_matrix, A: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """Poisson deviance of each pixel of ``X`` under the simplex model ``n_p A_p S``.
-
-    ``n_p`` is the pixel's total counts, so the model's total equals the data's and the
-    deviance is ``2 sum_c x log(x / mu)`` over the channels with counts.
-    """
-    X = sp.csr_matrix(X)
-    n = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-    mu = n[rows] * np.einsum("ik,ki->i", A[rows], S[:, X.indices])
-    with np.errstate(divide="ignore"):
-        term = X.data * np.log(X.data / np.maximum(mu, 1e-300))
-    return 2.0 * np.bincount(rows, weights=term, minlength=X.shape[0])
-
-
-def unused_vertices(fit: BinnedFit) -> np.ndarray:
-    """The vertices of a refined fit that no cluster moved and that the data do not use.
-
-    A vertex is unused when it kept its NMF position (``scales`` 0, no face move) and its
-    pure cluster at every scale tried (the binned stage's and each finer scale's) holds it
-    at no more than :data:`MAX_UNUSED` (0.25): nowhere in the image does a group of
-    pixels hold more than a quarter of that vertex's spectrum. Such a vertex is not a
-    phase's spectrum pushed outwards by NMF's flat likelihood but a direction the data
-    barely take. Measured (96 and 128 px, seeds 0-1, both presets, with the majority rule
-    of :func:`refine_vertices`' ``reseed``) on the thin stack, the ODS steel, the
-    catalyst, the nanoparticles and the small grains at 'medium': the vertices without a
-    pure cluster hold 0.44-1.0 of themselves in their richest cluster (Pt particles,
-    never more than 0.48 of a pixel: 0.44-0.51; the SiO2 layer at 96 x 96: 0.445), the
-    nearly flat fourth vertex of the thin stack at 'low', 128 x 128: 0.067-0.073; the
-    threshold lies between.
-    """
-    return _own_share(fit) <= MAX_UNUSED
-
-
-def _own_share(fit: BinnedFit) -> np.ndarray:
-    """Per vertex that kept its NMF position, the largest share of it in its pure cluster
-    over the scales tried (``inf`` for the others)."""
-    k = fit.spectra.shape[0]
-    out = np.full(k, np.inf)
-    if fit.clusters is None or fit.scales is None:
-        return out
-    for j in np.flatnonzero(fit.scales == 0):
-        found = [fit.clusters[j]] + [cl[j] for cl in (fit.scale_clusters or {}).values()]
-        own = [c.abundances[j] for c in found if c is not None and c.size > 0]
-        if own:
-            out[j] = max(own)
-    return out
-
-
-def reseed_start(
-    binned: sp.csr_matrix, fit: BinnedFit, j: int, *, frac: float = RESEED_FRAC,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A start of the binned NMF with vertex ``j`` replaced by what the fit misses.
-
-    The binned pixels are ranked by their Poisson deviance under the fit (``fit.maps``,
-    ``fit.spectra``); the summed counts of the worst ``frac`` of them, normalised, replace
-    the NMF spectrum of vertex ``j`` (:func:`refine_vertices` passes the unused vertex its
-    clusters hold least: one at a time, as two would get the same start), and the
-    abundances are solved for the new spectra. A phase
-    that the simplex does not enclose is fitted worst where it is richest, so the start
-    lies towards it; the NMF then moves the vertex where the likelihood takes it. The
-    seed only starts the NMF: on the thin stack at 'low' (128 x 128, seed 0) the worst
-    2, 5 and 10 % of the pixels led to the same optimum (binned deviance within 25 of
-    each other, 1,200 below the first NMF's).
-
-    Returns
-    -------
-    A0 : (binned pixels, k) abundances for ``S0``
-    S0 : (k, channels) the NMF's spectra with the vertex replaced
-    deviance : (binned pixels,) each pixel's deviance under the fit
-    """
-    dev = binned_deviance(binned, fit.maps, fit.spectra)
-    m = max(1, int(round(frac * binned.shape[0])))
-    worst = np.argsort(dev, kind="stable")[-m:]
-    seed = np.asarray(binned[worst].sum(axis=0), dtype=np.float64).ravel()
-    S0 = np.array(fit.nmf.S, dtype=np.float64)
-    if seed.sum() > 0:
-        S0[j] = seed / seed.sum()
-    A0 = solve_abundances(binned, S0, max_iter=200, tol=1e-6, check_input=False).A
-    return A0, S0, dev
-
-
-def _refine_once(
-    counts: sp.csr_matrix,
-    image_shape: tuple[int, int],
-    bin_factor: int,
-    fit: BinnedFit,
-    *,
-    vertex_sd: float,
-    min_cluster: int,
-    max_dispersion: float,
-    max_tail: float,
-    min_depth: float,
-    min_own: float,
-    faces: bool,
-    max_iter: int,
-    tol: float,
-    solve_maps: bool,
-    priors: SpectralPriors | None,
-) -> BinnedFit:
-    """:func:`refine_vertices` without the re-seed: the finer scales, then the faces."""
     k = fit.spectra.shape[0]
     scales = np.where(fit.moved, int(bin_factor), 0)
     S, T, full_maps = fit.spectra, fit.transform, None
@@ -574,7 +385,6 @@ def _refine_once(
         Ts, moved, tried[scale] = finer_vertex_correction(
             A, S, Xs, todo, n_sd=vertex_sd, min_pixels=min_cluster,
             max_dispersion=max_dispersion, max_tail=max_tail, min_depth=min_depth,
-            min_own=min_own,
         )
         S, T = Ts @ S, Ts @ T
         if priors is not None and moved.any():
