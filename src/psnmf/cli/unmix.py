@@ -159,13 +159,15 @@ def register(subparsers: Any) -> None:
     q.add_argument("--density", type=float, metavar="RHO",
                    help="specimen density in g/cm^3 for the absorption correction")
     q.add_argument("--thickness-from", choices=("auto", "electroneutrality", "none"),
-                   help="'auto' (default): --thickness T,SIGMA is refined, for each ionic "
-                   "component, by the film mass thickness its own spectrum gives where the "
-                   "absorption-corrected composition is neutral (oxides, nitrides, halides; "
-                   "Van Cappellen 1990), combined by inverse variance unless they disagree "
-                   "by over 3 SIGMA; without SIGMA the thickness given is used (the estimate "
-                   "noted). 'electroneutrality': the estimate also without SIGMA (it "
-                   "replaces T) or without a thickness. 'none': the thickness given alone")
+                   help="'auto' (default): where a thickness is in effect, each ionic "
+                   "component's film mass thickness is refined by the one its own spectrum "
+                   "gives where the absorption-corrected composition is neutral (oxides, "
+                   "nitrides, halides; Van Cappellen 1990), by inverse variance with the "
+                   "thickness given and its sd (SIGMA of --thickness T,SIGMA, and the spread "
+                   "of the sample's densities unless --density is given); with no sd, or "
+                   "where the two disagree by over 3 sd, the thickness given is used (the "
+                   "estimate noted). 'electroneutrality': the estimate also without an sd "
+                   "(it replaces T) or without a thickness. 'none': the thickness given alone")
     q.add_argument("--valence", action="append", type=valence, default=None,
                    metavar="EL=V", help="valence of an element for --thickness-from "
                    "(anions negative, e.g. Fe=3, C=-4); repeat for several (default: the "

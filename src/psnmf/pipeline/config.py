@@ -503,9 +503,10 @@ KEYS: dict[str, Key] = _keys(
         "density in g/cm^3 (\"auto\": from the composition)", table=_Q),
     Key("thickness_from", _choice("auto", "electroneutrality", "none", none="none",
                                       example="electroneutrality"), "auto",
-        "\"auto\": a thickness given with its sd refined by each ionic component's charge "
-        "balance; \"electroneutrality\": the film from the charge balance also without an sd "
-        "or a thickness; \"none\": the thickness given", table=_Q),
+        "\"auto\": a thickness in effect refined by each ionic component's charge balance, "
+        "weighed by its sd (thickness_sigma, the densities' spread unless density is given); "
+        "\"electroneutrality\": the film from the charge balance also without an sd or a "
+        "thickness; \"none\": the thickness given", table=_Q),
     Key("valences", _valences(), {},
         "element = valence for thickness_from (anions negative; default the common ones)",
         table=_Q),
