@@ -911,13 +911,14 @@ def _edges_settled(res: BootstrapResult, width_tol: float, level: float = 0.95) 
     sets = [res.composition_replicates or []]
     if res.debiased_composition_replicates:
         sets.append(res.debiased_composition_replicates)
+    bounds = [(reps, sd_upper_factor(len(reps))) for reps in sets]  # once per set
     for j, comp in enumerate(res.compositions or []):
         q = res.quantifications[j] if res.quantifications is not None else None
         for el in comp:
             s = math.sqrt(_systematic_var(q, el))
-            for reps in sets:
+            for reps, factor in bounds:
                 v = np.array([rep[j].get(el, 0.0) for rep in reps])
-                v = v.mean() + (v - v.mean()) * sd_upper_factor(v.size)
+                v = v.mean() + (v - v.mean()) * factor
                 half = z * math.hypot(float(v.std(ddof=1)), s)
                 if edge_error(v, s, level) > max(width_tol * half, WIDTH_ATOL):
                     return False
