@@ -13,7 +13,10 @@ from psnmf import simulate as sim
 from psnmf.physics import EDXModel
 from psnmf.quantify import quantify
 from psnmf.quantify.electroneutrality import (
+    MAX_DISAGREEMENT,
     VALENCES,
+    combine_log,
+    log_normal_prior,
     main_anion,
     neutral_rows,
     valences_of,
@@ -262,3 +265,73 @@ def test_auto_refines_a_thickness_given_with_its_sd_and_nothing_else():
                   quantify(spec, ["Ni", "Cr"], model=metal, thickness_sigma=10.0,
                            thickness_from="none"),
                   "an anion and a cation")
+
+
+def test_the_prior_is_log_normal_in_the_mass_thickness():
+    """A thickness given with its sd is a log-normal prior (median the thickness times
+    the density, log sd the relative sd), combined with the estimate and tested in log
+    mass thickness: a factor 2 above or below the prior is the same number of sd (a
+    Gaussian in ``rho t`` puts the half 1 sd off and the double 1 sd off only when its sd
+    is the prior's value)."""
+    mu, s = log_normal_prior(2.0e-4, 50.0, 25.0)
+    assert math.exp(mu) == pytest.approx(2.0e-4) and s == 0.5
+    up = combine_log(4.0e-4, 4.0e-5, mu, s)
+    down = combine_log(1.0e-4, 1.0e-5, mu, s)
+    assert up[3] == pytest.approx(-down[3]) and up[3] > 0
+    s_e = 0.1
+    w = s**2 / (s**2 + s_e**2)
+    assert up[2] == pytest.approx(w)
+    assert up[0] == pytest.approx(math.exp(w * math.log(4.0e-4) + (1 - w) * mu))
+    assert up[1] == pytest.approx((1 / s_e**2 + 1 / s**2) ** -0.5)
+    assert up[3] == pytest.approx(math.log(2.0) / math.hypot(s_e, s))
+
+
+def test_auto_takes_an_estimate_a_factor_off_the_prior_and_sets_a_mixed_one_aside():
+    """The thin layer's phases at 60 nm (noise-free), each quantified as an unnamed
+    component (the mean of the sample's phase densities, 4.86 +- 3.03 g/cm^3).
+
+    * HfO2 with its thickness given at 25 +- 25 nm: its estimate, 5.8e-4 kg/m^2, is 4.8 x
+      the prior's median (25 nm x 4.86), 1.3 sd in log mass thickness, so 'auto' uses it
+      and recovers the composition (the Gaussian prior put it 3.1 sd off and set it
+      aside: Hf 5 at.% too high).
+    * SiO2 mixed with 10 % of the Si substrate's spectrum (an unmixing error: cations in
+      excess) has an estimate 5.6 x its film (7.4e-4 kg/m^2 for 1.3e-4); with the density
+      given (2.2) and 50 +- 25 nm it is 3.8 sd off and set aside. With 25 +- 25 nm and an
+      unnamed component's density spread (log sd 1.18) it is 1.5 sd off and used: no test
+      on the prior can tell it from HfO2's, 4.8 x the median; its composition is then
+      SiO2's, the charge balance of a binary oxide being its stoichiometry."""
+    spec = sim.load_sample("thin_layer")
+    ds = sim.sample_dataset("thin_layer", shape=(40, 40), seed=0, model=EDXModel.from_dict(
+        dict(spec["model"], thickness=60.0)))
+    opts = dict(model=ds.model, total_counts=1e6, k_factor_sd=0, detection_sigma=None)
+    hfo2 = ds.spectra[ds.phase_names.index("HfO2")]
+    off = dict(opts, thickness=25.0, thickness_sigma=25.0)
+    q = quantify(hfo2, ["Hf", "O"], **off)
+    alone = quantify(hfo2, ["Hf", "O"], thickness_from="none", **off)
+    n = q.thickness_estimate
+    assert n is not None and 1.0 < n.disagreement < MAX_DISAGREEMENT
+    assert n.value == pytest.approx(9.68 * 60e-6, rel=0.03)     # the film, refined
+    assert n.prior == pytest.approx(4.86 * 25e-6, rel=0.01)
+    assert n.prior_log_sd == pytest.approx(math.hypot(1.0, 3.03 / 4.86), rel=0.01)
+    assert q.composition == pytest.approx({"Hf": 33.33, "O": 66.67}, abs=0.05)
+    assert alone.composition["Hf"] - 33.33 > 4.5
+    lo, hi = n.bounds()
+    assert lo * hi == pytest.approx(n.value**2) and hi / n.value == pytest.approx(
+        math.exp(n.log_sd))
+    # the Gaussian in rho t that the log-normal replaced: more than 3 sd apart
+    e = n.estimate
+    assert (e.value - n.prior) / math.hypot(e.sd, n.prior_log_sd * n.prior) > 3.0
+    si, sio2 = (ds.spectra[ds.phase_names.index(p)] for p in ("Si", "SiO2"))
+    mixed = 0.9 * sio2 / sio2.sum() + 0.1 * si / si.sum()
+    given = dict(opts, thickness=50.0, thickness_sigma=25.0, density=2.2)
+    q = quantify(mixed, ["Si", "O"], **given)
+    assert q.thickness_estimate is None
+    assert any("disagrees with the thickness given" in note for note in q.notes)
+    assert q.composition == quantify(mixed, ["Si", "O"], thickness_from="none",
+                                     **given).composition
+    forced = quantify(mixed, ["Si", "O"], thickness_from="electroneutrality", **given)
+    assert forced.thickness_estimate.estimate.value > 5.0 * 2.2 * 60e-6
+    loose = quantify(mixed, ["Si", "O"], **off)
+    assert loose.thickness_estimate is not None
+    assert loose.thickness_estimate.disagreement < MAX_DISAGREEMENT
+    assert loose.composition == pytest.approx({"Si": 33.33, "O": 66.67}, abs=0.1)

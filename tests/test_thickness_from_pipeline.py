@@ -6,6 +6,7 @@ say which film each component was corrected for."""
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 import warnings
 
@@ -101,13 +102,14 @@ def test_summary_json_carries_each_components_film(run):
         parts = [t["estimate"][p] for p in ("sd_counting", "sd_valence", "sd_stoichiometry")]
         assert t["estimate"]["sd"] == pytest.approx(sum(p * p for p in parts) ** 0.5)
         assert t["estimate"]["sd_valence"] == 0.0  # every valence stated
-        assert 0.5 < t["weight"] < 1.0 and t["weight"] == pytest.approx(e.weight)
+        assert 0.0 < t["weight"] < 1.0 and t["weight"] == pytest.approx(e.weight)
         assert t["prior_kg_m2"] == pytest.approx(e.prior)
         assert t["valences"]["Fe"] == 2.0 and t["valences"]["O"] == -2.0
-        # the value used is the inverse-variance mean of the estimate and the prior
+        # the value used is the inverse-variance mean of the estimate and the log-normal
+        # prior in log mass thickness
         w = t["weight"]
-        assert t["mass_thickness_kg_m2"] == pytest.approx(
-            w * t["estimate"]["value"] + (1 - w) * t["prior_kg_m2"])
+        assert t["mass_thickness_kg_m2"] == pytest.approx(math.exp(
+            w * math.log(t["estimate"]["value"]) + (1 - w) * math.log(t["prior_kg_m2"])))
         if t["weight"] > 0.9:  # well measured: near the true 100 nm, not the given 50
             assert 80.0 < t["thickness_nm"] < 120.0
             well += 1

@@ -76,7 +76,9 @@ A thickness given can be far off (a log-ratio EELS thickness, a guessed one). Fo
 phase (oxide, nitride, halide) the spectrum itself measures the absorbing mass thickness
 (Van Cappellen 1990): the one at which the corrected composition is neutral with the
 elements' valences. By default (``thickness_from="auto"``) it refines a thickness given
-with its sd (combined by inverse variance, unless they disagree by more than 3 sd);
+with its sd, a log-normal prior on the mass thickness (a thickness and a density are
+known to within a factor): combined by inverse variance in log mass thickness, unless
+they disagree there by more than 3 sd;
 ``thickness_from="electroneutrality"`` uses it also without an sd or without a thickness,
 ``"none"`` never (exspy's correction takes the thickness given).
 

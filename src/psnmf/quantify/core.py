@@ -168,27 +168,34 @@ def quantify(
         leaves out its window part (:func:`theoretical_k_sd`), which is the spread of the
         efficiency over the windows a detector may have (O K: 45 % -> 15 %).
     thickness_from : {"auto", "electroneutrality", "none"} or None
-        CL: where the film's mass thickness comes from. ``"electroneutrality"``
-        measures it from the spectrum itself, as the one at which the
-        absorption-corrected composition is neutral (Van Cappellen 1990;
+        CL: where the film's mass thickness comes from. ``"electroneutrality"`` measures
+        it from the spectrum itself, as the one at which the absorption-corrected
+        composition is neutral (Van Cappellen 1990;
         :mod:`psnmf.quantify.electroneutrality`), instead of trusting ``thickness`` and
         ``density``: the anion's K line is the most absorbed, so the charge balance
         measures the absorption path. A ``thickness`` (or the model's) with a
-        ``thickness_sigma`` (or a density's spread) is a prior, combined with the
-        estimate by inverse variance; without an sd the estimate replaces it (noted);
-        without a thickness the estimate alone corrects the film. The ``"thickness"``
-        part of the uncertainty is then that of the mass thickness used (counting,
-        valences, stoichiometry, and the prior); the ``"k_factors"`` part estimates it
-        again for every draw. A phase without an anion or a cation, or with an element
-        that has no valence, keeps the thickness given (noted).
+        ``thickness_sigma`` (or a density's spread) is a log-normal prior on the mass
+        thickness (median the thickness times the density, log sd the relative sd:
+        ``50 +- 25 nm`` is a factor ``exp(0.5)`` either way at one sd), combined with the
+        estimate by inverse variance in log mass thickness; without an sd the estimate
+        replaces it (noted); without a thickness the estimate alone corrects the film.
+        The ``"thickness"`` part of the uncertainty is then that of the mass thickness
+        used (counting, valences, stoichiometry, and the prior; one log sd either side,
+        a factor); the ``"k_factors"`` part estimates it again for every draw. A phase
+        without an anion or a cation, or with an element that has no valence, keeps the
+        thickness given (noted).
         ``"auto"`` (the default) estimates it only to refine a thickness given with an
         sd (``thickness_sigma``, or a density's spread), where the correction is on:
-        without an sd, or where the estimate and the prior disagree by more than 3 sd,
-        the thickness given is used (noted); a thin film (no thickness) stays one. The
-        estimate alone rests on the valence table and on the phase being one
-        stoichiometric compound; a valence not the table's (Cu2O, Cu +1) or a component
-        mixing a metal with an oxide would put a spurious film of hundreds of nm on it
-        (10-17 at.% off, measured), which a thickness given with its sd guards against.
+        without an sd, or where the estimate and the prior disagree by more than 3 sd of
+        log mass thickness, the thickness given is used (noted); a thin film (no
+        thickness) stays one. The estimate alone rests on the valence table and on the
+        phase being one stoichiometric compound; a valence not the table's (Cu2O, Cu +1)
+        or a component mixing a metal with an oxide would put a spurious film of
+        hundreds of nm on it (10-17 at.% off, measured), which a thickness given with
+        its sd guards against as far as that sd allows: a factor 7 is 3.9 sd of a
+        thickness given to 50 % (``50 +- 25 nm``, density known) but 1.6 sd of
+        ``25 +- 25 nm`` for an unnamed component (log sd 1.18 with the density's
+        spread), which is used.
         ``"none"`` (or None): the thickness given alone.
     valences : dict, optional
         Element -> valence (anions negative, ``{"Fe": 3}``) for ``thickness_from``;
@@ -436,9 +443,10 @@ def _one_fit(o: _Call, film: Film | None, final: bool,
 
         if estimate is not None:
             comp0, a_used, rho_t, n_abs = solve(t_used, mt_fixed)
-            if mt_sd > 0 and not light:
-                lo = solve(t_used, max(mt_fixed - mt_sd, 0.0))[0]
-                hi = solve(t_used, mt_fixed + mt_sd)[0]
+            if mt_sd > 0 and not light:   # one log sd either side: a factor, positive
+                mt_lo, mt_hi = neutral.bounds()  # type: ignore[union-attr]
+                lo = solve(t_used, mt_lo)[0]
+                hi = solve(t_used, mt_hi)[0]
                 budget["thickness"] = {el: abs(hi[el] - lo[el]) / 2.0 for el in comp0}
         else:
             comp0, a_used, rho_t, n_abs = solve(t_used)

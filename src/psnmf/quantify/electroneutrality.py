@@ -36,6 +36,24 @@ What it assumes, and what the uncertainty carries
 The counting sd of ``rho t`` is that of the charge, ``sqrt(v^T Cov_C v)`` (delta
 method on the composition covariance), divided by ``|dq / d(rho t)|``; the valence and
 stoichiometry sds add to the charge's sd in quadrature.
+
+A thickness given as the prior: log-normal
+------------------------------------------
+A thickness given with an sd (and a density with its spread) is a prior on the mass
+thickness, combined with the estimate in log mass thickness (:func:`log_normal_prior`,
+:func:`combine_log`). A thickness and a density are known to within a factor, not to
+within a number of kg/m^2: ``50 +- 50 nm`` says "somewhere from about half to about
+twice", and a Gaussian in ``rho t`` would put 16 % of its weight on films of negative
+thickness and call a film three times the thickness given (a density 2 x the mean of an
+unnamed component's phases, the thickness 1.5 x) more than 3 sd off. The prior's median
+is the thickness given times the density, its log sd the relative sds of the thickness
+and the density in quadrature, ``s_p^2 = (sigma_t / t)^2 + (sigma_rho / rho)^2`` (the
+Gaussian's relative sd, to first order); the estimate's log sd is its relative sd,
+``s_e = sd / value`` (delta method). The mass thickness used is the inverse-variance
+mean in log space, ``ln m = w ln m_e + (1 - w) ln m_p``, ``w = s_p^2 / (s_p^2 + s_e^2)``,
+with log sd ``1 / sqrt(1 / s_e^2 + 1 / s_p^2)``; the two disagree by
+``z = (ln m_e - ln m_p) / sqrt(s_e^2 + s_p^2)`` sd, tested against
+:data:`MAX_DISAGREEMENT`.
 """
 
 from __future__ import annotations
@@ -49,7 +67,8 @@ import numpy as np
 from psnmf.quantify.absorption import AbsorptionTables
 
 __all__ = ["VALENCES", "NITRIDE_VALENCES", "common_valences", "main_anion", "valences_of",
-           "neutral_rows", "neutral_thickness", "MassThicknessEstimate", "NeutralThickness"]
+           "neutral_rows", "neutral_thickness", "MassThicknessEstimate", "NeutralThickness",
+           "log_normal_prior", "combine_log", "MAX_DISAGREEMENT"]
 
 #: Common oxidation states in oxides, nitrides and halides (first: the one assumed when
 #: the user states none). Anions negative. Elements absent (C, Si in silicides, metals in
@@ -84,8 +103,9 @@ NITRIDE_VALENCES: dict[str, tuple[int, ...]] = {
     "Ti": (3,), "Zr": (3, 4), "Hf": (3, 4), "V": (3,), "Nb": (3,), "Ta": (3, 5), "Cr": (3,),
 }
 
-#: Disagreement (in sd) between the estimate and the thickness given beyond which the
-#: estimate is noted as suspect, and not used by ``thickness_from="auto"``.
+#: Disagreement (in sd of log mass thickness, :func:`combine_log`) between the estimate
+#: and the thickness given beyond which the estimate is noted as suspect, and not used by
+#: ``thickness_from="auto"``.
 MAX_DISAGREEMENT = 3.0
 
 #: Largest mass thickness (kg/m^2) searched: 0.5 mg/cm^2, about 1.2 um of a 4 g/cm^3
@@ -347,6 +367,78 @@ def estimate_one(
     )
 
 
+def log_normal_prior(mass_thickness: float, thickness: float,
+                     thickness_sd: float) -> tuple[float, float]:
+    """The log-normal prior on the mass thickness of a thickness given with its sd.
+
+    Parameters
+    ----------
+    mass_thickness : float
+        The thickness given times the density (kg/m^2): the prior's median.
+    thickness, thickness_sd : float
+        The thickness given (nm, > 0) and its sd (nm), the density's spread included
+        (:func:`psnmf.quantify.equivalent_thickness_sd`, whose relative sd is that of
+        thickness and density in quadrature).
+
+    Returns
+    -------
+    log_median, log_sd : float
+        ``ln(mass_thickness)`` and ``thickness_sd / thickness``: a factor ``exp(log_sd)``
+        either way at one sd, what a thickness known "to within 50 %" or a density known
+        to within a factor states, with no weight on films of negative thickness.
+
+    Examples
+    --------
+    >>> mu, s = log_normal_prior(2.5e-4, 50.0, 25.0)
+    >>> round(math.exp(mu), 6), s
+    (0.00025, 0.5)
+    """
+    return math.log(mass_thickness), float(thickness_sd) / float(thickness)
+
+
+def combine_log(value: float, sd: float, log_prior: float,
+                log_prior_sd: float) -> tuple[float, float, float, float]:
+    """An estimate ``value +- sd`` combined with a log-normal prior, in log space.
+
+    The estimate's log sd is its relative sd (delta method, ``sd / value``); the log mass
+    thickness used is the inverse-variance mean of the two logs.
+
+    Parameters
+    ----------
+    value, sd : float
+        The estimate (kg/m^2, > 0) and its sd.
+    log_prior, log_prior_sd : float
+        The prior's log median and log sd (:func:`log_normal_prior`), sd > 0.
+
+    Returns
+    -------
+    value, log_sd : float
+        The mass thickness used (kg/m^2, the combined median) and its log sd.
+    weight : float
+        Weight of the estimate's log, ``s_p^2 / (s_p^2 + s_e^2)``.
+    z : float
+        Their disagreement in sd, ``(ln value - log_prior) / sqrt(s_e^2 + s_p^2)``.
+
+    Examples
+    --------
+    A film twice the prior's median, estimated to 10 %, with the prior known to a factor
+    ``e``: the estimate dominates, 0.7 sd apart.
+
+    >>> m, s, w, z = combine_log(2.0, 0.2, 0.0, 1.0)
+    >>> round(m, 3), round(s, 3), round(w, 3), round(z, 2)
+    (1.986, 0.1, 0.99, 0.69)
+    """
+    if not (value > 0 and math.isfinite(sd)):
+        return math.exp(log_prior), log_prior_sd, 0.0, 0.0
+    s_e = sd / value
+    le = math.log(value)
+    w = log_prior_sd**2 / (log_prior_sd**2 + s_e**2)
+    log_m = w * le + (1.0 - w) * log_prior
+    log_sd = 1.0 / math.sqrt(1.0 / s_e**2 + 1.0 / log_prior_sd**2) if s_e > 0 else 0.0
+    z = (le - log_prior) / math.hypot(s_e, log_prior_sd)
+    return math.exp(log_m), log_sd, w, z
+
+
 @dataclass(frozen=True)
 class NeutralThickness:
     """The mass thickness a correction uses when it is estimated from the data.
@@ -356,13 +448,15 @@ class NeutralThickness:
     estimate : MassThicknessEstimate
         The neutral mass thickness of the spectrum alone.
     value, sd : float
-        The mass thickness used (kg/m^2) and its sd: the estimate's, or the
-        inverse-variance mean of the estimate and the thickness given with its sd (a
-        prior), ``1 / sd^2 = 1 / sd_e^2 + 1 / sd_p^2``.
+        The mass thickness used (kg/m^2) and its sd (``value * log_sd``, the log sd as a
+        linear sd to first order): the estimate's, or the inverse-variance mean of the
+        estimate and the thickness given with its sd (a log-normal prior) in log space,
+        ``1 / s^2 = 1 / s_e^2 + 1 / s_p^2`` (see the module docstring).
     weight : float
-        Weight of the estimate in ``value`` (1: the estimate alone).
+        Weight of the estimate's log in ``ln value`` (1: the estimate alone).
     prior, prior_sd : float or None
-        The mass thickness of the thickness given and its sd (kg/m^2), when a prior.
+        The mass thickness of the thickness given (the prior's median, kg/m^2) and its sd
+        (``prior * prior_log_sd``, kg/m^2), when a prior.
     valence : ndarray
         The valences used (order of the quantified elements).
     fallback : float
@@ -370,6 +464,13 @@ class NeutralThickness:
         uses where no neutral film exists (a Monte Carlo draw of the k-factors that puts
         the anion in excess even without absorption), as :func:`quantify` does for the
         spectrum.
+    log_sd : float
+        The log sd of ``value`` (its relative sd): the film's interval is
+        ``value * exp(-+ log_sd)`` (:meth:`bounds`).
+    prior_log_sd : float or None
+        The prior's log sd, ``thickness_sd / thickness`` (:func:`log_normal_prior`).
+    disagreement : float or None
+        The estimate and the prior apart, in sd of log mass thickness (:func:`combine_log`).
     """
 
     estimate: MassThicknessEstimate
@@ -380,15 +481,26 @@ class NeutralThickness:
     prior_sd: float | None
     valence: np.ndarray
     fallback: float
+    log_sd: float = 0.0
+    prior_log_sd: float | None = None
+    disagreement: float | None = None
+
+    def bounds(self) -> tuple[float, float]:
+        """The mass thicknesses one sd either side of ``value`` (kg/m^2): ``value *
+        exp(-+ log_sd)``, the thickness part of the error budget (positive, asymmetric as
+        a factor is)."""
+        return self.value * math.exp(-self.log_sd), self.value * math.exp(self.log_sd)
 
     def combine(self, estimates: np.ndarray, status: np.ndarray) -> np.ndarray:
         """Mass thicknesses used for other estimates (Monte Carlo draws): combined with
-        the prior with the same weights, the thickness given where ``status`` says no
-        neutral film exists."""
+        the prior with the same weights in log space, the thickness given where
+        ``status`` says no neutral film exists."""
         m = np.asarray(estimates, dtype=np.float64)
+        ok = (np.asarray(status) == 0) & (m > 0)
         if self.prior is not None:
-            m = self.weight * m + (1.0 - self.weight) * self.prior
-        return np.where(np.asarray(status) == 0, m, self.fallback)
+            w = self.weight
+            m = np.exp(w * np.log(np.where(ok, m, 1.0)) + (1.0 - w) * math.log(self.prior))
+        return np.where(ok, m, self.fallback)
 
 
 def neutral_thickness(
@@ -427,7 +539,10 @@ def neutral_thickness(
         Convergence of the loops.
     thickness, thickness_sd : float or None, float
         The thickness given (nm; the model's by default) and its sd (nm, with the
-        density's spread): a prior when both are > 0. A thickness without an sd is
+        density's spread): a log-normal prior when both are > 0 (median the thickness
+        given times the density, log sd ``thickness_sd / thickness``;
+        :func:`log_normal_prior`), combined with the estimate in log space
+        (:func:`combine_log`). A thickness without an sd is
         replaced by the estimate (its difference noted), and used where a k-factor draw
         has no neutral film (:attr:`NeutralThickness.fallback`); with ``auto`` it is
         kept instead.
@@ -440,11 +555,13 @@ def neutral_thickness(
         The estimate of ``quantify(thickness_from="auto")``: it refines a thickness given
         with an sd and nothing else. None (the thickness given is used, noted) where the
         thickness given has no sd, or where the estimate and the prior disagree by more
-        than :data:`MAX_DISAGREEMENT` sd: the charge balance then rests on an assumption
-        the data contradict (a valence, the stoichiometry: Cu2O with the table's Cu +2,
-        a component mixing a metal with an oxide), which would put a spurious film of
-        several hundred nm on a phase and move its composition by 10-17 at.% (measured
-        on noise-free Cu2O and Pd + TiO2 at 50 nm).
+        than :data:`MAX_DISAGREEMENT` sd in log mass thickness: the charge balance then
+        rests on an assumption the data contradict (a valence, the stoichiometry: Cu2O
+        with the table's Cu +2, a component mixing a metal with an oxide), which would
+        put a spurious film of several hundred nm on a phase and move its composition by
+        10-17 at.% (measured on noise-free Cu2O and Pd + TiO2 at 50 nm). The test is as
+        strict as the prior is narrow: a factor 7 is 3.9 sd from ``50 +- 25 nm`` (log sd
+        0.5), 1.6 sd from ``25 +- 25 nm`` of an unnamed component (log sd 1.18).
 
     Returns
     -------
@@ -488,9 +605,11 @@ def neutral_thickness(
     comp = _compositions(k[None, :] / tables.factors(_compositions(k[None, :], i),
                                                      np.array([est.value])), i)
     rho = float(tables.density(comp, density)[0])
+    alone_log_sd = est.sd / est.value if est.value > 0 else math.inf
     if thickness is None or thickness <= 0:
         notes.append(msg)
-        return NeutralThickness(est, est.value, est.sd, 1.0, None, None, v, 0.0)
+        return NeutralThickness(est, est.value, est.sd, 1.0, None, None, v, 0.0,
+                                alone_log_sd)
     prior = rho * thickness * 1e-6
     diff = (est.value - prior) / rho * 1e6
     if thickness_sd <= 0:
@@ -501,23 +620,24 @@ def neutral_thickness(
             return None
         notes.append(f"{msg}; replaces the thickness given, {thickness:.4g} nm (no sd given), "
                      f"off by {diff:+.3g} nm")
-        return NeutralThickness(est, est.value, est.sd, 1.0, None, None, v, prior)
-    prior_sd = rho * thickness_sd * 1e-6
-    w = prior_sd**2 / (prior_sd**2 + est.sd**2)
-    value = w * est.value + (1 - w) * prior
-    sd = 1.0 / math.sqrt(1.0 / est.sd**2 + 1.0 / prior_sd**2)
-    z = (est.value - prior) / math.hypot(est.sd, prior_sd)
+        return NeutralThickness(est, est.value, est.sd, 1.0, None, None, v, prior,
+                                alone_log_sd)
+    log_prior, log_prior_sd = log_normal_prior(prior, thickness, thickness_sd)
+    value, log_sd, w, z = combine_log(est.value, est.sd, log_prior, log_prior_sd)
+    sd = value * log_sd
     if auto and abs(z) > MAX_DISAGREEMENT:
         notes.append(f"{msg}: not used, it disagrees with the thickness given {thickness:.4g} "
-                     f"+- {thickness_sd:.3g} nm by {z:.1f} sd (a valence, the stoichiometry, a "
-                     "component mixing phases, or the thickness given is off); the thickness "
-                     "given is used")
+                     f"+- {thickness_sd:.3g} nm by {z:.1f} sd of log mass thickness (a valence, "
+                     "the stoichiometry, a component mixing phases, or the thickness given is "
+                     "off); the thickness given is used")
         return None
     notes.append(f"{msg}, combined with the thickness given {thickness:.4g} +- "
-                 f"{thickness_sd:.3g} nm (weight {w:.2f} on the estimate)"
+                 f"{thickness_sd:.3g} nm (log-normal, weight {w:.2f} on the estimate, "
+                 f"{z:+.1f} sd apart)"
                  + (f"; they disagree by {z:.1f} sd: check the thickness given"
                     if abs(z) > MAX_DISAGREEMENT else ""))
-    return NeutralThickness(est, value, sd, w, prior, prior_sd, v, prior)
+    return NeutralThickness(est, value, sd, w, prior, prior * log_prior_sd, v, prior,
+                            log_sd, log_prior_sd, z)
 
 
 def neutral_k_spread(
