@@ -180,18 +180,26 @@ def browser():
 
 class Page:
     """A report opened in a fresh page, with every console error, page error and request
-    for anything but the file itself or a ``data:``/``blob:`` URI recorded."""
+    for anything but the file itself, a PNG file beside it (its figures) or a
+    ``data:``/``blob:`` URI recorded."""
 
     def __init__(self, browser, path: Path):
         self.page = browser.new_page(viewport={"width": 1300, "height": 1000})
         self.errors: list[str] = []
         self.requests: list[str] = []
+        folder = path.resolve().parent.as_uri() + "/"
+
+        def allowed(url: str) -> bool:
+            beside = url.startswith(folder) and "/" not in url[len(folder):]
+            return (url.startswith(("data:", "blob:")) or url == path.resolve().as_uri()
+                    or (beside and url.endswith(".png")))
+
         self.page.on("console", lambda m: self.errors.append(f"console: {m.text}")
                      if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
         self.page.on("requestfailed", lambda r: self.errors.append(f"failed: {r.url[:100]}"))
-        self.page.on("request", lambda r: None if r.url.startswith(("data:", "blob:"))
-                     or r.url == path.resolve().as_uri() else self.requests.append(r.url))
+        self.page.on("request", lambda r: None if allowed(r.url)
+                     else self.requests.append(r.url))
         self.page.goto(path.resolve().as_uri())
         self.page.wait_for_selector("#interactive-check[data-ok=true]", state="attached",
                                     timeout=30_000)
