@@ -22,6 +22,12 @@ FAST = {"max_iter": 100, "max_iter_full": 30, "progress": False, "n_boot": 0}
 pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"real data not found at {REAL}")
 
 
+#: Relative difference allowed between a model rebuilt from float32 factors (the HyperSpy
+#: decomposition files) and the float64 one: float32's precision, 6e-8 a value, times a
+#: margin for the sums of the products.
+F32 = 1e-6
+
+
 def _rel(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
@@ -55,15 +61,17 @@ def test_psnmf_factors_rebuild_the_denoised_cube(dense_run):
         hs.load(out / "pca_decomposition.hspy").get_decomposition_factors(),
         hs.load(out / "pca_decomposition.hspy").get_decomposition_loadings(), chunk_bytes=1)
     assert pca_blocks.data.numblocks[0] == 64
-    assert _rel(pca_blocks.data.compute(), res.pca.cube()) < 1e-14
+    # the decomposition files hold float32 factors: float32 precision
+    assert _rel(pca_blocks.data.compute(), res.pca.cube()) < F32
     assert type(lazy).__name__ == "LazyEDSTEMSpectrum"
     axis = lazy.axes_manager.signal_axes[0]
     ref = res.signal.axes_manager.signal_axes[0]
     assert (axis.offset, axis.scale, axis.size) == pytest.approx((ref.offset, ref.scale, ref.size))
-    # HyperSpy's route: the decomposition file's get_decomposition_model()
+    # HyperSpy's route: the decomposition file's get_decomposition_model(), to float32
+    # precision (its factors are float32)
     dec = hs.load(out / "psnmf_decomposition.hspy", lazy=True)
     model = dec.get_decomposition_model()
-    assert _rel(model.data.compute(), exact) < 1e-14
+    assert _rel(model.data.compute(), exact) < F32
     assert dec.learning_results.factors.shape == (exact.shape[-1], 3)
     # the result's own lazy cube
     np.testing.assert_array_equal(np.asarray(res.denoised.data), exact)
@@ -76,10 +84,10 @@ def test_pca_factors_rebuild_the_pca_cube(dense_run):
     ref = res.pca.cube()
     dec = hs.load(out / "pca_decomposition.hspy", lazy=True)
     assert dec.learning_results.poissonian_noise_normalized
-    assert _rel(dec.get_decomposition_model().data.compute(), ref) < 1e-14
+    assert _rel(dec.get_decomposition_model().data.compute(), ref) < F32
     rebuilt = denoised_from_factors(dec.get_decomposition_factors(),
                                     dec.get_decomposition_loadings())
-    assert _rel(rebuilt.data.compute(), ref) < 1e-14
+    assert _rel(rebuilt.data.compute(), ref) < F32
     # and it is HyperSpy's PCA of the same data (in memory: the run's signal of a file is lazy)
     s = res.signal.deepcopy()
     if s._lazy:
@@ -154,3 +162,58 @@ def test_pca_failure_is_reported_not_raised():
     baseline = steps.pca(signal, 200, 0, notes)
     assert baseline.factors is None and baseline.denoised is None
     assert notes and "PCA baseline could not be computed" in notes[0]
+
+
+def test_default_folder_holds_no_cube_and_each_figure_once(tmp_path):
+    """The default results of a small simulated run hold no dense cube (neither as a file
+    nor as a decomposition's placeholder data: that dataset has no chunk written), each
+    figure's bytes once (the page refers to the PNG files beside it, it embeds none), the
+    precisions the documentation gives, and no more bytes than the free-space check
+    asked for."""
+    import re
+
+    import hyperspy.api as hs
+
+    import psnmf.simulate
+    from psnmf.pipeline import steps
+
+    signal = psnmf.simulate.mantle("medium", seed=0, shape=(40, 56)).to_signal()
+    out = tmp_path / "res"
+    res = unmix(signal, n_components=3, bin_factor=4, output_dir=out, seed=0,
+                **{**FAST, "n_boot": 2})
+    shape = res.signal.data.shape
+    sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
+    assert not set(sizes) & set(steps.DENSE_FILES.values())
+    dtypes = {}
+    for name in sizes:
+        if name.endswith(".hspy"):
+            with h5py.File(out / name, "r") as f:
+                (group,) = f["Experiments"].values()
+                dtypes[name] = group["data"].dtype
+                if name.endswith("_decomposition.hspy"):
+                    assert group["data"].shape == shape
+                    assert group["data"].id.get_storage_size() == 0  # nothing written
+                    lr = group["learning_results"]
+                    dtypes[name] = (lr["factors"].dtype, lr["loadings"].dtype)
+    assert dtypes == {
+        "component_spectra.hspy": np.float64, "component_maps.hspy": np.float64,
+        "count_scale.hspy": np.float64, "residual_map.hspy": np.float32,
+        "psnmf_decomposition.hspy": (np.float32, np.float32),
+        "pca_decomposition.hspy": (np.float32, np.float32),
+        "composition_maps.hspy": np.float32, "composition_sigma_maps.hspy": np.float16}
+    # the sigma maps: the run's to float16's rounding (half a unit in the last place)
+    sigma = hs.load(out / "composition_sigma_maps.hspy")
+    ref = res.composition_maps.sigma
+    assert sigma.data.shape == ref.shape
+    np.testing.assert_array_equal(np.isnan(sigma.data), np.isnan(ref))
+    np.testing.assert_allclose(sigma.data.astype(np.float64), ref, rtol=2.0**-11, atol=0)
+    # the page: no figure inside, every figure a file of the folder
+    text = (out / "report.html").read_text()
+    assert "data:image" not in text and "iVBORw0KGgo" not in text  # no (base64) PNG
+    srcs = re.findall(r'<img [^>]*src="([^"]*)"', re.sub(r"<script\b.*?</script>", "", text,
+                                                          flags=re.S))
+    pngs = {name for name in sizes if name.endswith(".png")}
+    assert sorted(srcs) == sorted(pngs) and len(pngs) >= 9
+    assert sum(sizes.values()) <= steps.result_bytes(
+        shape, 3, write_denoised=False, report=True,
+        n_lines=len(res.summary.input.xray_lines_mapped or ()))

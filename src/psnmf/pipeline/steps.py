@@ -544,12 +544,16 @@ def write_signals(result: UnmixResult, out: Path, *,
     * ``residual_map.hspy`` (y, x): each pixel's standardised deviance under the fit
       (:class:`psnmf.residuals.Residuals`), high where the model misses something.
     * ``psnmf_decomposition.hspy`` and ``pca_decomposition.hspy``: HyperSpy decompositions
-      (see :func:`psnmf.hyperspy.decomposition_signal`): ``hs.load(path, lazy=True)
-      .get_decomposition_model()`` is the denoised cube; ``get_decomposition_factors()`` /
-      ``get_decomposition_loadings()`` the factors (PCA: the ``k`` components used).
-    * ``composition_maps.hspy`` and ``composition_sigma_maps.hspy`` (element | y, x),
-      float32: the denoised data's at.% per pixel and its standard deviation (when the
-      run computed them, :func:`composition_maps`); the elements in
+      (see :func:`psnmf.hyperspy.decomposition_signal`), factors and loadings in float32,
+      the placeholder cube not written (:func:`psnmf.hyperspy.save_decomposition`):
+      ``hs.load(path, lazy=True).get_decomposition_model()`` is the denoised cube to
+      float32 precision (relative ~1e-7, as the float32 ``denoised.hspy``);
+      ``get_decomposition_factors()`` / ``get_decomposition_loadings()`` the factors
+      (PCA: the ``k`` components used).
+    * ``composition_maps.hspy`` (float32) and ``composition_sigma_maps.hspy`` (float16:
+      a standard deviation to 3 significant digits, relative rounding at most 2**-11)
+      (element | y, x): the denoised data's at.% per pixel and its standard deviation
+      (when the run computed them, :func:`composition_maps`); the elements in
       ``metadata.Sample.elements``, in the order of the navigation axis.
     * with ``write_denoised``: ``denoised.hspy`` and ``pca_denoised.hspy``, float32,
       written chunk by chunk from the factors (gzip-compressed HDF5 chunks).
@@ -579,21 +583,34 @@ def write_signals(result: UnmixResult, out: Path, *,
             cm.composition, cm.elements, template, "PSNMF composition maps (at.%)")
         signals_out["composition_sigma"] = composition_signal(
             cm.sigma, cm.elements, template,
-            "PSNMF composition sigma maps (at.%, one standard deviation)")
+            "PSNMF composition sigma maps (at.%, one standard deviation)", dtype=np.float16)
     if write_denoised:
         for role, cube in (("denoised", result.denoised), ("pca_denoised", result.pca_denoised)):
             if cube is not None:
                 signals_out[role] = _float32(cube)
         names.update(DENSE_FILES)
-    return {role: _save(sig, out / names[role]) for role, sig in signals_out.items()}
+
+    def save(role: str, sig: Any) -> Path:
+        if role not in DECOMPOSITION_ROLES:
+            return _save(sig, out / names[role])
+        with io.atomic_path(out / names[role]) as tmp:
+            signals.save_decomposition(sig, tmp)
+        return out / names[role]
+
+    return {role: save(role, sig) for role, sig in signals_out.items()}
+
+
+#: The roles of :data:`FACTOR_FILES` written by :func:`psnmf.hyperspy.save_decomposition`.
+DECOMPOSITION_ROLES = ("psnmf_decomposition", "pca_decomposition")
 
 
 def composition_signal(data: np.ndarray, elements: list[str], template: Any,
-                       title: str) -> Any:
-    """(elements, ny, nx) at.% maps as a float32 Signal2D (element | y, x) with the
-    template's spatial axes: navigation axis ``Element``, the elements in
-    ``metadata.Sample.elements``, quantity ``Composition (at.%)``."""
-    out = signals.maps_signal(np.moveaxis(np.asarray(data, dtype=np.float32), 0, -1),
+                       title: str, dtype: Any = np.float32) -> Any:
+    """(elements, ny, nx) at.% maps as a Signal2D (element | y, x) in ``dtype`` (float32;
+    float16 for the sigma maps) with the template's spatial axes: navigation axis
+    ``Element``, the elements in ``metadata.Sample.elements``, quantity
+    ``Composition (at.%)``."""
+    out = signals.maps_signal(np.moveaxis(np.asarray(data, dtype=dtype), 0, -1),
                               template, title=title)
     axis = out.axes_manager.navigation_axes[0]
     axis.name = "Element"
@@ -615,12 +632,18 @@ def results_folder(output_dir: str | Path | None, *, overwrite: bool, path_or_si
                             command=command)
 
 
-#: Fixed room kept for the figures and ``report.html``, in bytes: the page inlines BokehJS
-#: (1.7 MB); small figures (spectra, tables) take about 1 MB.
-REPORT_BYTES = 3 * 2**20
-#: PNG bytes per map pixel of a figure, as an upper bound: 512 x 512 x 1980 with k = 3 and
-#: ten element maps of three kinds measured 5.5 MB of PNG (0.64 bytes per map pixel).
-PNG_BYTES_PER_PIXEL = 0.8
+#: Fixed room kept for ``report.html`` and the figures that are not maps, in bytes: the
+#: page's BokehJS (gzip-compressed, 0.6 MB), its text and tables, and the spectra,
+#: deviance, scree, sweep, smoothing and loss figures (about 0.2 MB as 8-bit PNG).
+REPORT_BYTES = 2 * 2**20
+#: PNG bytes per pixel of a map panel of a figure, as an upper bound: the figures are
+#: 8-bit palette PNGs (one byte a pixel before zlib, which compresses the panels' repeated
+#: and smooth pixels). Measured: 0.13 bytes per map pixel for the 34 panels of a
+#: 512 x 512 x 1980 map with k = 3 and six elements, 0.6 for the same at 180 x 180.
+PNG_BYTES_PER_PIXEL = 1.0
+#: Most pixels of one map panel of a figure (about 3.2 inches a side at 110 dpi): a map
+#: with more pixels is drawn resampled to its panel.
+PANEL_PIXELS = 360 * 360
 #: Room per ``.hspy`` file for HDF5 structure and metadata, in bytes.
 HSPY_OVERHEAD = 64 * 2**10
 
@@ -639,29 +662,35 @@ def output_names(*, write_denoised: bool = True) -> set[str]:
 def report_bytes(shape: Sequence[int], k: int, n_lines: int) -> int:
     """An upper estimate of the bytes of the figures and ``report.html``.
 
-    :data:`REPORT_BYTES`, the map figures (:data:`PNG_BYTES_PER_PIXEL` per map pixel, written
-    as PNG files and embedded base64 in the page) and, base64-encoded, the interactive page's
-    data (:mod:`psnmf.report.explorer`): the raw region spectra (at most
-    :data:`~psnmf.report.explorer.RAW_BUDGET_BYTES`), the ``k`` component maps, the
-    residual map and the ``n_lines`` element maps of three kinds (at most
-    :data:`~psnmf.report.explorer.MAX_IMAGE_SIDE` pixels a side, float32) and ``k``
-    float32 weights per region.
+    :data:`REPORT_BYTES`, the map panels of the figures (:data:`PNG_BYTES_PER_PIXEL` per
+    pixel of a panel, at most :data:`PANEL_PIXELS` of them: the ``k`` component maps,
+    the residual map and the ``n_lines`` element maps of three kinds; written once, as
+    PNG files the page refers to) and, base64-encoded, the interactive page's data
+    (:mod:`psnmf.report.explorer`): the raw region spectra (at most
+    :data:`~psnmf.report.explorer.RAW_BUDGET_BYTES`), ``k`` float32 weights per region,
+    and the ``k`` component maps and ``n_lines`` element maps of three kinds as one byte
+    a pixel (:func:`psnmf.report.interactive.map_codes`, at most
+    :data:`~psnmf.report.explorer.MAX_IMAGE_SIDE` pixels a side). Bokeh gzip-compresses
+    the arrays, which only makes them smaller.
 
     Examples
     --------
-    >>> report_bytes((512, 512, 2048), 3, 10) < 60 * 2**20
+    >>> report_bytes((512, 512, 2048), 3, 10) < 20 * 2**20
     True
     """
     from psnmf.report import explorer
 
     ny, nx, ne = (int(n) for n in shape)
-    side = explorer.MAX_IMAGE_SIDE
-    shown = min(ny, side) * min(nx, side)
-    raw = min(explorer.RAW_BUDGET_BYTES, 4 * ny * nx * min(ne, explorer.MAX_DISPLAY_CHANNELS))
-    maps = k + 1 + 3 * n_lines
-    data = raw + 4 * shown * maps + 4 * k * min(ny * nx, side * side)
-    figures = PNG_BYTES_PER_PIXEL * ny * nx * maps
-    return int(REPORT_BYTES + figures * (1 + 4 / 3) + data * 4 / 3)
+    d = explorer.display_factor((ny, nx), explorer.MAX_IMAGE_SIDE)
+    shown = -(-ny // d) * -(-nx // d)
+    budget = explorer.RAW_BUDGET_BYTES
+    raw = min(budget, 4 * ny * nx * min(ne, explorer.MAX_DISPLAY_CHANNELS))
+    # a region holds at least 4 bytes of the budget (its row pointer, or its channels)
+    regions = min(ny * nx, budget // 4 + 1)
+    data = raw + 4 * k * regions + shown * (k + 3 * n_lines)
+    panels = k + 1 + 3 * n_lines
+    figures = PNG_BYTES_PER_PIXEL * min(ny * nx, PANEL_PIXELS) * panels
+    return int(REPORT_BYTES + figures + data * 4 / 3)
 
 
 def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
@@ -669,13 +698,14 @@ def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
     """An upper estimate of the bytes :func:`write_signals` (and the report) write.
 
     ``shape`` is ``(ny, nx, ne)``. The factor files hold float64 spectra ``(k, ne)``, maps
-    ``(k, ny, nx)`` and the count scale, the two decompositions their factors and loadings
-    (PCA: ``k`` of each) and a gzip-compressed placeholder cube of zeros (counted at 1 % of
-    its float64 size); the dense cubes (``write_denoised``) 4 bytes per value each before
-    compression; the composition and sigma maps float32 per mapped element (at most
-    ``n_lines``) and pixel, and their figure (:data:`PNG_BYTES_PER_PIXEL` per panel pixel,
-    twice: the PNG and its base64 copy in the page); the report :func:`report_bytes`
-    (with ``n_lines`` element maps).
+    ``(k, ny, nx)`` and the count scale, and the float32 residual map; the two
+    decompositions their float32 factors and loadings (PCA: ``k`` of each), their
+    placeholder cube not written; the dense cubes (``write_denoised``) 4 bytes per value
+    each before compression; the composition maps float32 and their sigma maps float16
+    per mapped element (at most ``n_lines``) and pixel, and their figure (two panels per
+    element, :data:`PNG_BYTES_PER_PIXEL` per panel pixel); the report
+    :func:`report_bytes` (with ``n_lines`` element maps). gzip never grows a chunk by
+    more than a few bytes, which :data:`HSPY_OVERHEAD` covers.
 
     Examples
     --------
@@ -684,11 +714,11 @@ def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
     """
     ny, nx, ne = (int(n) for n in shape)
     pixels = ny * nx
-    factors = 8 * (k * ne + k * pixels + 2 * pixels)  # + the residual map
-    decompositions = 2 * (8 * k * (ne + pixels) + 0.01 * 8 * pixels * ne)
+    factors = 8 * (k * ne + k * pixels + pixels) + 4 * pixels
+    decompositions = 2 * 4 * k * (ne + pixels)
     dense = 2 * 4 * pixels * ne if write_denoised else 0
-    compositions = 2 * 4 * n_lines * pixels
-    composition_figure = PNG_BYTES_PER_PIXEL * 2 * n_lines * pixels * (1 + 4 / 3)
+    compositions = (4 + 2) * n_lines * pixels
+    composition_figure = PNG_BYTES_PER_PIXEL * 2 * n_lines * min(pixels, PANEL_PIXELS)
     files = (len(FACTOR_FILES) + len(COMPOSITION_FILES)
              + (len(DENSE_FILES) if write_denoised else 0))
     return int(factors + decompositions + dense + compositions + files * HSPY_OVERHEAD
