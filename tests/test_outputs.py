@@ -118,8 +118,9 @@ def test_write_denoised_gives_float32_chunked_compressed_cubes(dense_run):
 def test_default_folder_is_smaller_than_the_input(tmp_path):
     """The default outputs (factors, figures, report) of a real file take less disk.
 
-    The report has a fixed part of about 2.5 MB (BokehJS and the PNG figures), so the
-    file here is the 6.7 MB Velox map; a 2.7 MB input would be outgrown by that part."""
+    The report has a fixed part of about 0.75 MB (BokehJS compressed, 0.6 MB, and the
+    figures that are not maps), and each map panel of a figure up to ~0.1 MB: the file
+    here is the 6.7 MB Velox map."""
     src = REAL / "example_velox_EELS_EDS.emd"
     out = tmp_path / "res"
     res = unmix(src, n_components=3, bin_factor=5, output_dir=out, seed=0, **FAST)
@@ -197,16 +198,20 @@ def test_default_folder_holds_no_cube_and_each_figure_once(tmp_path):
                     dtypes[name] = (lr["factors"].dtype, lr["loadings"].dtype)
     assert dtypes == {
         "component_spectra.hspy": np.float64, "component_maps.hspy": np.float64,
-        "count_scale.hspy": np.float64, "residual_map.hspy": np.float32,
+        "count_scale.hspy": np.float64, "residual_map.hspy": np.float16,
         "psnmf_decomposition.hspy": (np.float32, np.float32),
         "pca_decomposition.hspy": (np.float32, np.float32),
         "composition_maps.hspy": np.float32, "composition_sigma_maps.hspy": np.float16}
-    # the sigma maps: the run's to float16's rounding (half a unit in the last place)
+    # the sigma and residual maps: the run's to float16's rounding (half a unit in the
+    # last place: 2**-11 relative, 2**-25 absolute below float16's normal range)
     sigma = hs.load(out / "composition_sigma_maps.hspy")
     ref = res.composition_maps.sigma
     assert sigma.data.shape == ref.shape
     np.testing.assert_array_equal(np.isnan(sigma.data), np.isnan(ref))
-    np.testing.assert_allclose(sigma.data.astype(np.float64), ref, rtol=2.0**-11, atol=0)
+    for got, want in ((sigma.data, ref), (hs.load(out / "residual_map.hspy").data,
+                                          res.residuals.z)):
+        np.testing.assert_allclose(got.astype(np.float64), want, rtol=2.0**-11,
+                                   atol=2.0**-25)
     # the page: no figure inside, every figure a file of the folder
     text = (out / "report.html").read_text()
     assert "data:image" not in text and "iVBORw0KGgo" not in text  # no (base64) PNG

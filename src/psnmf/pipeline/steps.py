@@ -542,7 +542,8 @@ def write_signals(result: UnmixResult, out: Path, *,
       ``count_scale.hspy`` (y, x): ``psnmf.hyperspy.denoised_from_factors(spectra, maps,
       scale)`` rebuilds the PSNMF-denoised cube.
     * ``residual_map.hspy`` (y, x): each pixel's standardised deviance under the fit
-      (:class:`psnmf.residuals.Residuals`), high where the model misses something.
+      (:class:`psnmf.residuals.Residuals`), high where the model misses something;
+      float16, as the sigma maps (:func:`_float16`): a score to 3 significant digits.
     * ``psnmf_decomposition.hspy`` and ``pca_decomposition.hspy``: HyperSpy decompositions
       (see :func:`psnmf.hyperspy.decomposition_signal`), factors and loadings in float32,
       the placeholder cube not written (:func:`psnmf.hyperspy.save_decomposition`):
@@ -550,8 +551,8 @@ def write_signals(result: UnmixResult, out: Path, *,
       float32 precision (relative ~1e-7, as the float32 ``denoised.hspy``);
       ``get_decomposition_factors()`` / ``get_decomposition_loadings()`` the factors
       (PCA: the ``k`` components used).
-    * ``composition_maps.hspy`` (float32) and ``composition_sigma_maps.hspy`` (float16:
-      a standard deviation to 3 significant digits, relative rounding at most 2**-11)
+    * ``composition_maps.hspy`` (float32) and ``composition_sigma_maps.hspy`` (float16,
+      :func:`_float16`: a standard deviation to 3 significant digits)
       (element | y, x): the denoised data's at.% per pixel and its standard deviation
       (when the run computed them, :func:`composition_maps`); the elements in
       ``metadata.Sample.elements``, in the order of the navigation axis.
@@ -568,7 +569,8 @@ def write_signals(result: UnmixResult, out: Path, *,
     }
     if result.residuals is not None:
         signals_out["residuals"] = signals.scale_signal(
-            result.residuals.z, template, title="PSNMF standardised residual deviance")
+            _float16(result.residuals.z), template,
+            title="PSNMF standardised residual deviance")
     if result.pca is not None:
         pf = result.pca
         signals_out["pca_decomposition"] = signals.decomposition_signal(
@@ -582,7 +584,7 @@ def write_signals(result: UnmixResult, out: Path, *,
         signals_out["composition_maps"] = composition_signal(
             cm.composition, cm.elements, template, "PSNMF composition maps (at.%)")
         signals_out["composition_sigma"] = composition_signal(
-            cm.sigma, cm.elements, template,
+            _float16(cm.sigma), cm.elements, template,
             "PSNMF composition sigma maps (at.%, one standard deviation)", dtype=np.float16)
     if write_denoised:
         for role, cube in (("denoised", result.denoised), ("pca_denoised", result.pca_denoised)):
@@ -602,6 +604,21 @@ def write_signals(result: UnmixResult, out: Path, *,
 
 #: The roles of :data:`FACTOR_FILES` written by :func:`psnmf.hyperspy.save_decomposition`.
 DECOMPOSITION_ROLES = ("psnmf_decomposition", "pca_decomposition")
+
+
+def _float16(a: np.ndarray) -> np.ndarray:
+    """``a`` in float16, for the maps that are spreads and scores (sigma, residual): 11
+    significant bits (relative rounding at most 2**-11, 3 significant digits) at half the
+    bytes of float32; values beyond float16's range (+-65504) are stored as its bounds,
+    NaN kept.
+
+    Examples
+    --------
+    >>> _float16(np.array([0.1234567, 1e6, np.nan])).tolist()
+    [0.12347412109375, 65504.0, nan]
+    """
+    top = float(np.finfo(np.float16).max)
+    return np.clip(np.asarray(a, dtype=np.float64), -top, top).astype(np.float16)
 
 
 def composition_signal(data: np.ndarray, elements: list[str], template: Any,
@@ -698,7 +715,7 @@ def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
     """An upper estimate of the bytes :func:`write_signals` (and the report) write.
 
     ``shape`` is ``(ny, nx, ne)``. The factor files hold float64 spectra ``(k, ne)``, maps
-    ``(k, ny, nx)`` and the count scale, and the float32 residual map; the two
+    ``(k, ny, nx)`` and the count scale, and the float16 residual map; the two
     decompositions their float32 factors and loadings (PCA: ``k`` of each), their
     placeholder cube not written; the dense cubes (``write_denoised``) 4 bytes per value
     each before compression; the composition maps float32 and their sigma maps float16
@@ -714,7 +731,7 @@ def result_bytes(shape: Sequence[int], k: int, *, write_denoised: bool,
     """
     ny, nx, ne = (int(n) for n in shape)
     pixels = ny * nx
-    factors = 8 * (k * ne + k * pixels + pixels) + 4 * pixels
+    factors = 8 * (k * ne + k * pixels + pixels) + 2 * pixels
     decompositions = 2 * 4 * k * (ne + pixels)
     dense = 2 * 4 * pixels * ne if write_denoised else 0
     compositions = (4 + 2) * n_lines * pixels
