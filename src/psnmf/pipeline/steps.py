@@ -543,7 +543,8 @@ def write_signals(result: UnmixResult, out: Path, *,
       scale)`` rebuilds the PSNMF-denoised cube.
     * ``residual_map.hspy`` (y, x): each pixel's standardised deviance under the fit
       (:class:`psnmf.residuals.Residuals`), high where the model misses something;
-      float16, as the sigma maps (:func:`_float16`): a score to 3 significant digits.
+      float16 as the sigma maps (:func:`_float16`, float32 where a value is beyond
+      float16's range): a score to 3 significant digits.
     * ``psnmf_decomposition.hspy`` and ``pca_decomposition.hspy``: HyperSpy decompositions
       (see :func:`psnmf.hyperspy.decomposition_signal`), factors and loadings in float32,
       the placeholder cube not written (:func:`psnmf.hyperspy.save_decomposition`):
@@ -552,7 +553,8 @@ def write_signals(result: UnmixResult, out: Path, *,
       ``get_decomposition_factors()`` / ``get_decomposition_loadings()`` the factors
       (PCA: the ``k`` components used).
     * ``composition_maps.hspy`` (float32) and ``composition_sigma_maps.hspy`` (float16,
-      :func:`_float16`: a standard deviation to 3 significant digits)
+      :func:`_float16`: a standard deviation to 3 significant digits; float32 where one
+      is beyond float16's range)
       (element | y, x): the denoised data's at.% per pixel and its standard deviation
       (when the run computed them, :func:`composition_maps`); the elements in
       ``metadata.Sample.elements``, in the order of the navigation axis.
@@ -581,11 +583,12 @@ def write_signals(result: UnmixResult, out: Path, *,
     names = {**FACTOR_FILES, **COMPOSITION_FILES}
     cm = result.composition_maps
     if cm is not None:
+        sigma = _float16(cm.sigma)
         signals_out["composition_maps"] = composition_signal(
             cm.composition, cm.elements, template, "PSNMF composition maps (at.%)")
         signals_out["composition_sigma"] = composition_signal(
-            _float16(cm.sigma), cm.elements, template,
-            "PSNMF composition sigma maps (at.%, one standard deviation)", dtype=np.float16)
+            sigma, cm.elements, template,
+            "PSNMF composition sigma maps (at.%, one standard deviation)", dtype=sigma.dtype)
     if write_denoised:
         for role, cube in (("denoised", result.denoised), ("pca_denoised", result.pca_denoised)):
             if cube is not None:
@@ -607,18 +610,22 @@ DECOMPOSITION_ROLES = ("psnmf_decomposition", "pca_decomposition")
 
 
 def _float16(a: np.ndarray) -> np.ndarray:
-    """``a`` in float16, for the maps that are spreads and scores (sigma, residual): 11
+    """``a`` in float16 for the maps that are spreads and scores (sigma, residual): 11
     significant bits (relative rounding at most 2**-11, 3 significant digits) at half the
-    bytes of float32; values beyond float16's range (+-65504) are stored as its bounds,
-    NaN kept.
+    bytes of float32. Where a finite value lies beyond float16's range (+-65504) the maps
+    stay float32 instead: no value is clipped.
 
     Examples
     --------
-    >>> _float16(np.array([0.1234567, 1e6, np.nan])).tolist()
-    [0.12347412109375, 65504.0, nan]
+    >>> _float16(np.array([0.1234567, 2.0, np.nan])).tolist()
+    [0.12347412109375, 2.0, nan]
+    >>> _float16(np.array([0.5, 1e6])).dtype
+    dtype('float32')
     """
-    top = float(np.finfo(np.float16).max)
-    return np.clip(np.asarray(a, dtype=np.float64), -top, top).astype(np.float16)
+    a = np.asarray(a)
+    finite = np.abs(a[np.isfinite(a)])
+    fits = finite.size == 0 or float(finite.max()) <= float(np.finfo(np.float16).max)
+    return a.astype(np.float16 if fits else np.float32)
 
 
 def composition_signal(data: np.ndarray, elements: list[str], template: Any,
