@@ -47,7 +47,8 @@ for p in sorted(out.iterdir()):
 # * ``psnmf_decomposition.hspy``, ``pca_decomposition.hspy``: the same as HyperSpy
 #   decompositions; ``hs.load(p, lazy=True).get_decomposition_model()`` is the denoised
 #   cube. (``write_denoised=True``, ``--write-denoised``, also writes the dense cubes.)
-# * the figures and ``report.html``, which embeds them (one file, opens offline);
+# * the figures (PNG) and ``report.html``, which shows them (opens offline; keep the
+#   folder together);
 # * ``summary.json``: every number of the run.
 summary = json.loads((out / "summary.json").read_text())
 print(list(summary))

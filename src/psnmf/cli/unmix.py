@@ -49,7 +49,7 @@ hs.load(path, lazy=True).get_decomposition_model() is the denoised cube); with
 --write-denoised also denoised.hspy and pca_denoised.hspy (float32, compressed). And
 component_spectra/maps.png, element_maps.png (raw vs PCA vs PSNMF), scree.png,
 deviance.png, sweep.png, config.toml (every parameter of the run), summary.json and
-report.html (self-contained).
+report.html (opens offline; shows the PNG files beside it).
 
 Several files: one results folder each in OUT (-o, required), named by the file's
 stem (files sharing a stem: <stem>_<extension>, then numbered), and OUT/index.html
@@ -109,8 +109,8 @@ def register(subparsers: Any) -> None:
             "Read an EDX spectrum image, choose the number of components and the bin "
             "factor by held-out Poisson deviance (unless given), run PSNMF, compare it with "
             "HyperSpy's PCA denoising, and write the denoised data, component spectra and "
-            "maps, elemental maps, config.toml, summary.json and a self-contained "
-            "report.html. Several files: one results folder each and an index page."
+            "maps, elemental maps, config.toml, summary.json and an HTML report "
+            "(report.html, with the PNG figures beside it). Several files: one results folder each and an index page."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
