@@ -110,7 +110,8 @@ def register(subparsers: Any) -> None:
             "factor by held-out Poisson deviance (unless given), run PSNMF, compare it with "
             "HyperSpy's PCA denoising, and write the denoised data, component spectra and "
             "maps, elemental maps, config.toml, summary.json and an HTML report "
-            "(report.html, with the PNG figures beside it). Several files: one results folder each and an index page."
+            "(report.html, with the PNG figures beside it). Several files: one results "
+            "folder each and an index page."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -178,7 +178,8 @@ def unmix(
     TV weight was chosen), ``sweep.png`` (when b or k was chosen), ``config.toml`` (every
     parameter of the run, from which ``psnmf unmix --config config.toml`` runs it again, see
     :mod:`psnmf.pipeline.config`), ``summary.json`` and
-    ``report.html`` (it shows the PNG files beside it), listed with their sizes and checksums in ``.psnmf-manifest.json``.
+    ``report.html`` (it shows the PNG files beside it), listed with their sizes and
+    checksums in ``.psnmf-manifest.json``.
 
     The results appear as one set (:class:`psnmf.io.ResultsFolder`): the folder is locked
     for the run (a second run into it stops at once), the files are written into a hidden
