@@ -190,9 +190,11 @@ class _Setup:
     tol: float
     max_iter: int
     tables: AbsorptionTables | None = None  # absorption data of the mapped elements
-    # per component (k,), kg/m^2, when estimated: the mass thickness and its sd used
+    # per component (k,), kg/m^2, when estimated: the mass thickness and its sd used,
+    # and the mass thicknesses of the thickness part (one sd below and above)
     mass_thickness: np.ndarray | None = None
     mass_thickness_sd: np.ndarray | None = None
+    mass_thickness_bounds: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def composition_maps(
@@ -339,17 +341,27 @@ def _corrected(s: _Setup) -> bool:
 
 
 def _estimated_sd(qs: list[Quantification], s: _Setup, sd_given: float) -> None:
-    """The sd of each component's mass thickness (kg/m^2) into ``s.mass_thickness_sd``:
-    the estimate's (:attr:`Quantification.mass_thickness_sigma`), else the thickness sd
-    given with the density's spread, times the component's density."""
-    sd = np.zeros(len(qs))
+    """The sd of each component's mass thickness (kg/m^2) into ``s.mass_thickness_sd``,
+    and the mass thicknesses of its thickness part into ``s.mass_thickness_bounds``, as
+    the component table has them: an estimated film's sd
+    (:attr:`Quantification.mass_thickness_sigma`) and its interval one log sd either side
+    (:meth:`psnmf.quantify.electroneutrality.NeutralThickness.bounds`); a film given, the
+    thickness sd given with the density's spread, times the component's density, and its
+    interval one sd either side."""
+    k = len(qs)
+    sd, lo, hi = np.zeros(k), np.zeros(k), np.zeros(k)
+    mt = np.asarray(s.mass_thickness, dtype=np.float64)
     for j, q in enumerate(qs):
         if q.thickness_estimate is not None:
             sd[j] = float(q.mass_thickness_sigma or 0.0)
-        elif q.absorption is not None and q.thickness and q.density:
+            lo[j], hi[j] = q.thickness_estimate.bounds() if sd[j] > 0 else (mt[j], mt[j])
+            continue
+        if q.absorption is not None and q.thickness and q.density:
             sd[j] = q.density * 1e-6 * equivalent_thickness_sd(
                 float(q.thickness), sd_given, s.density, s.density_sd)
+        lo[j], hi[j] = max(mt[j] - sd[j], 0.0), mt[j] + sd[j]
     s.mass_thickness_sd = sd
+    s.mass_thickness_bounds = (lo, hi)
 
 
 def _check_maps(maps: Any, scale: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -507,9 +519,9 @@ def _block(w: np.ndarray, s: _Setup, S: np.ndarray | None, reps: np.ndarray | No
     n = w.sum(axis=1)
     t = w / n[:, None]
     x = t @ s.intensities                               # (P, E), per count
-    mt = mt_sd = None
-    if s.mass_thickness is not None and s.mass_thickness_sd is not None:
-        mt, mt_sd = t @ s.mass_thickness, t @ s.mass_thickness_sd
+    mt = None
+    if s.mass_thickness is not None:
+        mt = t @ s.mass_thickness
     comp, factors = _solve(x, s, s.thickness, mt)
     kp = s.k / factors                                  # (P, E) effective k-factors
     parts: dict[str, np.ndarray] = {}
@@ -529,10 +541,10 @@ def _block(w: np.ndarray, s: _Setup, S: np.ndarray | None, reps: np.ndarray | No
     cross = (f * f) @ (s.k_sd**2)
     parts["k_factors"] = 100.0 * np.sqrt(np.maximum(
         f * f * (s.k_sd**2 * (1 - 2 * f) + cross[:, None]), 0.0))
-    if mt is not None and mt_sd is not None:
-        if sigma_t:
-            lo = _solve(x, s, 0.0, np.maximum(mt - mt_sd, 0.0))[0]
-            hi = _solve(x, s, 0.0, mt + mt_sd)[0]
+    if mt is not None and s.mass_thickness_bounds is not None:
+        if sigma_t:  # each pixel's film: its components' bounds, abundance-weighted
+            lo = _solve(x, s, 0.0, t @ s.mass_thickness_bounds[0])[0]
+            hi = _solve(x, s, 0.0, t @ s.mass_thickness_bounds[1])[0]
             parts["thickness"] = np.abs(hi - lo) / 2.0
     elif sigma_t and s.thickness > 0:
         lo = _solve(x, s, max(s.thickness - sigma_t, 0.0))[0]
