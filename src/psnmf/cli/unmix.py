@@ -163,10 +163,11 @@ def register(subparsers: Any) -> None:
                    help="'auto' (default): where a thickness is in effect, each ionic "
                    "component's film mass thickness is refined by the one its own spectrum "
                    "gives where the absorption-corrected composition is neutral (oxides, "
-                   "nitrides, halides; Van Cappellen 1990), by inverse variance with the "
-                   "thickness given and its sd (SIGMA of --thickness T,SIGMA, and the spread "
-                   "of the sample's densities unless --density is given); with no sd, or "
-                   "where the two disagree by over 3 sd, the thickness given is used (the "
+                   "nitrides, halides; Van Cappellen 1990), by inverse variance in log mass "
+                   "thickness with the thickness given and its sd as a log-normal prior "
+                   "(SIGMA of --thickness T,SIGMA, and the spread of the sample's densities "
+                   "unless --density is given); with no sd, or where the two disagree by "
+                   "over 3 sd of log mass thickness, the thickness given is used (the "
                    "estimate noted). 'electroneutrality': the estimate also without an sd "
                    "(it replaces T) or without a thickness. 'none': the thickness given alone")
     q.add_argument("--valence", action="append", type=valence, default=None,

@@ -504,7 +504,8 @@ KEYS: dict[str, Key] = _keys(
     Key("thickness_from", _choice("auto", "electroneutrality", "none", none="none",
                                       example="electroneutrality"), "auto",
         "\"auto\": a thickness in effect refined by each ionic component's charge balance, "
-        "weighed by its sd (thickness_sigma, the densities' spread unless density is given); "
+        "weighed in log mass thickness by its sd (a log-normal prior: thickness_sigma, the "
+        "densities' spread unless density is given); "
         "\"electroneutrality\": the film from the charge balance also without an sd or a "
         "thickness; \"none\": the thickness given", table=_Q),
     Key("valences", _valences(), {},
