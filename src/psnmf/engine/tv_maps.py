@@ -591,12 +591,11 @@ def _squarem(
     history: list[float] = []
     at: list[int] = []  # sweeps run before each entry of history
     n = 0
-    a1 = np.empty_like(cur)
-    a2 = np.empty_like(cur)
+    a1, a2, trial, held = (np.empty_like(cur) for _ in range(4))
     cap = 1.0  # longest step allowed (magnitude): grows while steps succeed
-    trial = np.empty_like(cur)
-    while n < max_iter:
-        if max_iter - n < 3:  # no room for a cycle: plain sweeps up to max_iter
+    f_held = math.nan  # f(A0) of a cycle whose result awaits its check; nan: none
+    while n < max_iter or not math.isnan(f_held):
+        if math.isnan(f_held) and max_iter - n < 4:  # no room for a cycle: plain sweeps
             f = sweep(cur)
             history.append(f)
             at.append(done + n)
@@ -604,34 +603,39 @@ def _squarem(
             continue
         a1[...] = cur
         f = sweep(a1)
+        n += 1
+        if not math.isnan(f_held):
+            kept = math.isfinite(f) and f <= f_held
+            f_held = math.nan
+            if not kept:  # the extrapolated cycle's result is worse than its start
+                cur, held = held, cur
+                sweep(cur, want=False)  # F(A2) of that cycle
+                n += 1
+                continue
         history.append(f)
-        at.append(done + n)
+        at.append(done + n - 1)
         # the objective ``window`` sweeps ago (the last entry at least that far back)
         back = next((h for h, d in zip(history[::-1], at[::-1], strict=True)
                      if at[-1] - d >= window), None)
         if back is not None and back - f <= tol * abs(f):
-            return a1, history, n + 1, True
+            return a1, history, n, True
+        if max_iter - n < 3:
+            cur, a1 = a1, cur
+            continue
         a2[...] = a1
         sweep(a2, want=False)
         step = _extrapolate(cur, a1, a2, active, trial, cap)
         f_trial = sweep(trial)
-        n += 3
+        n += 2
         logger.debug("SQUAREM step %.3g (cap %.3g): f %.12g -> %.12g", step, cap, f, f_trial)
-        if not (math.isfinite(f_trial) and f_trial <= f):
-            # too long a step: retry once at a quarter of it, and lower the cap to that
-            cap = max(1.0, -step / 4.0)
-            if cap > 1.0 and n < max_iter:
-                step = _extrapolate(cur, a1, a2, active, trial, cap)
-                f_trial = sweep(trial)
-                n += 1
-                logger.debug("SQUAREM retry %.3g: f %.12g -> %.12g", step, f, f_trial)
         if math.isfinite(f_trial) and f_trial <= f:
             if -step >= cap:  # the cap held the step back: allow longer steps
                 cap *= STEP_GROWTH
-            cur, trial = trial, cur
         else:
-            sweep(a2, want=False)
-            n += 1
-            cur, a2 = a2, cur
+            cap = max(1.0, -step / 4.0)
+            # F(extrapolated) may still be below f(A0): the next sweep tells
+            f_held = f
+            held, a2 = a2, held
+        cur, trial = trial, cur
     return cur, history, n, False
 
