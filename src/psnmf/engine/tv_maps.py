@@ -572,13 +572,15 @@ def _squarem(
     without ``want``, which skips the logarithms), so ``f(A0)`` comes with ``A1`` and
     ``f(extrapolated)`` with the sweep after it. The cycle's result ``F(extrapolated)`` is
     kept when ``f(extrapolated) <= f(A0)``. Otherwise the cap drops to a quarter of the
-    failed step and, if that is still a step beyond -1, the cycle tries it (one sweep
-    more); failing again it ends at ``F(A2)``. Either way the objective never increases: a
-    sweep never raises it (block-coordinate MM), so ``f(F(B)) <= f(B) <= f(A0)``. A kept
-    step the cap held back multiplies the cap by :data:`STEP_GROWTH` (from 1, so the first
-    cycles take short steps). Without the cap the step ``|r| / |v|`` grows where the sweeps
-    crawl (large weights) and fails cycle after cycle (180 x 180 mantle at 1 x counts per
-    pixel: 332 sweeps uncapped, 117 capped). From an extrapolated state every pixel moves,
+    failed step and ``F(extrapolated)`` is kept on probation: the next cycle's first sweep
+    gives its objective, and if that is above ``f(A0)`` the run goes back to ``F(A2)`` (one
+    sweep lost; a sweep lowers the objective, so the probation often passes). Either way
+    the objective never increases: a sweep never raises it (block-coordinate MM), so
+    ``f(F(B)) <= f(B) <= f(A0)``, and a state on probation is neither recorded nor
+    returned before it passed. A kept step the cap held back multiplies the cap by
+    :data:`STEP_GROWTH` (from 1, so the first cycles take short steps). Without the cap
+    the step ``|r| / |v|`` grows to hundreds where the sweeps crawl (large weights) and
+    fails cycle after cycle. From an extrapolated state every pixel moves,
     and a second MM step per pixel would double a sweep's cost for less than the
     extrapolation gains. Masked (inactive) pixels are never changed.
 
@@ -586,7 +588,8 @@ def _squarem(
     sweep later), the sweeps run and whether it converged: the run stops when the
     objective fell by at most ``tol`` times its magnitude over the last ``window`` sweeps
     (the plain solver's rule; ``done`` sweeps ran before ``cur``), or after ``max_iter``
-    sweeps (the last ones plain when fewer than a cycle's three are left).
+    sweeps (the last ones plain when fewer than a cycle's are left; a probation still
+    open at ``max_iter`` takes one or two sweeps more).
     """
     history: list[float] = []
     at: list[int] = []  # sweeps run before each entry of history
