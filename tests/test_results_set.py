@@ -413,12 +413,13 @@ TMPFS_CHILD = textwrap.dedent(
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A 4200 kB tmpfs (room for one set of results, not two); skipped without root."""
+    """A 1800 kB tmpfs: room for one set of results (1.1 MB), not two; skipped without
+    root."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     if not sys.platform.startswith("linux") or shutil.which("mount") is None:
         pytest.skip("needs Linux mount")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4200k", "tmpfs", str(mnt)],
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1800k", "tmpfs", str(mnt)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
