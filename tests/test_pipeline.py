@@ -218,6 +218,29 @@ def test_the_heldout_fit_is_the_search_candidate(monkeypatch):
     assert reused.psnmf < unsmoothed.psnmf < reused.raw
 
 
+def test_a_large_map_is_scored_on_its_central_window(monkeypatch):
+    """Above ``HELDOUT_PIXELS`` the three predictions are scored on the central window: raw
+    and the held-out counts are those of the window's rows; PSNMF (the whole half's fit,
+    its TV maps solved on the window) still predicts better than PCA and raw."""
+    from psnmf.pipeline import steps
+    from psnmf.selection import count_split, heldout_deviance
+    from psnmf.simulate import mantle
+
+    ds = mantle("medium", seed=5, shape=(48, 48))
+    counts = sp.csr_matrix(ds.counts.reshape(48 * 48, -1).astype(np.float64))
+    data = steps.Split(counts, *count_split(counts, 0.5, random_state=0), (48, 48))
+    cfg = {"seed": 0, "pure_spectra": True, "notes": [], "smoothing_lam": 2.0}
+    whole = steps.score(None, data, 3, 4, **cfg)
+    assert whole.window == (48, 48)
+    monkeypatch.setattr(steps, "HELDOUT_PIXELS", 24 * 24)
+    part = steps.score(None, data, 3, 4, **cfg)
+    rows = (np.arange(12, 36)[:, None] * 48 + np.arange(12, 36)).ravel()
+    assert part.window == (24, 24)
+    assert part.heldout_counts == data.X2[rows].sum()
+    assert part.raw == heldout_deviance(data.X2[rows], data.X1[rows], floor=part.floor)
+    assert part.psnmf < part.pca < part.raw
+
+
 def test_a_lower_iteration_cap_than_the_search_keeps_the_search_candidate_as_heldout_fit():
     """With ``max_iter`` below the search's cap the final fit stops earlier; the held-out
     score is still that of the search's candidate (its own caps)."""

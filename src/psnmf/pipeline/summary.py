@@ -25,7 +25,7 @@ HELDOUT_METHOD = (
     "binomial count split (fraction 0.5); raw: X1 predicts X2; PCA and PSNMF: fitted on X1 "
     "with the same k and b (PSNMF: the model search's fit of X1, at its iteration caps, "
     "with the final fit's TV weight); Poisson deviance of X2 per count, predicted means "
-    "floored"
+    "floored; scored on the central window of at most 256 x 256 pixels"
 )
 
 
@@ -85,7 +85,10 @@ class HeldoutDeviance:
         ``None`` when the PCA of ``X1`` failed.
     floor, fraction, seed : the deviance floor and the count split.
     heldout_counts : float
-        Counts of ``X2``.
+        Counts of ``X2`` in the pixels scored.
+    window : (int, int)
+        The central window scored (the whole image unless it holds more than
+        :data:`psnmf.pipeline.steps.HELDOUT_PIXELS` pixels).
     """
 
     raw: float
@@ -95,6 +98,7 @@ class HeldoutDeviance:
     fraction: float
     seed: int | None
     heldout_counts: float
+    window: tuple[int, int]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the method in words."""

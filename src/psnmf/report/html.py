@@ -231,7 +231,9 @@ def context(result: UnmixResult, figure_paths: dict[str, Path],
         "summary_fit": right,
         "explorer": _explorer_info(data),
         "deviance": {"raw": dev.raw, "pca": dev.pca, "psnmf": dev.psnmf,
-                     "floor": dev.floor, "seed": dev.seed},
+                     "floor": dev.floor, "seed": dev.seed,
+                     "window": None if list(dev.window) == list(s.input.shape[:2])
+                     else dev.window},
         "k": s.parameters.n_components,
         "b": s.parameters.bin_factor,
         "figures": {key: _figure(figure_paths[key], caption, fname, page_dir)
