@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from psnmf.report import explorer, html
 
@@ -77,6 +78,23 @@ def test_region_counts_of_a_dask_cube_equal_those_of_numpy():
         b = explorer.region_counts(lazy, (17, 9), cube.sum(), budget=budget, max_channels=10)
         assert (a.r, a.encoding) == (b.r, b.encoding)
         np.testing.assert_array_equal(a.values, b.values)
+
+
+@pytest.mark.parametrize("budget", [10**7, 4000, 1500, 300])
+def test_region_counts_from_the_counts_read_equal_those_of_the_signal(budget):
+    """The counts the run read (float64 CSR, pixels x channels) give the same regions,
+    encoding and values as reading the cube again, whichever route the budget takes."""
+    rng = np.random.default_rng(3)
+    cube = rng.poisson(0.05, size=(13, 10, 23)).astype(np.int32)
+    cube[3, 4, 5] = 70_000
+    X = sp.csr_matrix(cube.reshape(130, 23).astype(np.float64))
+    a = explorer.region_counts(cube, (13, 10), cube.sum(), budget=budget, max_channels=8)
+    b = explorer.region_counts(cube, (13, 10), cube.sum(), budget=budget, max_channels=8,
+                               counts=X)
+    assert (a.r, a.c, a.encoding, a.values.dtype) == (b.r, b.c, b.encoding, b.values.dtype)
+    for f in ("values", "indices", "indptr"):
+        x, y = getattr(a, f), getattr(b, f)
+        assert (x is None and y is None) or np.array_equal(x, y)
 
 
 def test_display_image_averages_blocks_including_partial_edges():

@@ -423,6 +423,10 @@ class UnmixResult:
     raw_sum : ndarray (channels,) or None
         The raw counts summed over the pixels (from the counts read for the run, so that
         the report's sum spectrum needs no second pass over a lazy file).
+    counts : scipy.sparse.csr_matrix (pixels, channels) or None
+        The raw counts of ``signal`` as read for the run (pixels masked out of the fit
+        included), from which the report's region spectra are summed without a second
+        pass over a lazy file.
     """
 
     model: Any
@@ -443,6 +447,7 @@ class UnmixResult:
     residuals: Any = None
     composition_maps: Any = None
     raw_sum: np.ndarray | None = None
+    counts: Any = field(default=None, repr=False)
 
     @property
     def n_components(self) -> int:

@@ -327,6 +327,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         selection=selection, summary=summary, warnings=notes, scale=fitted.scale,
         pca=baseline.factors, residuals=resid, composition_maps=comp_maps,
         raw_sum=np.asarray(loaded.counts.sum(axis=0), dtype=np.float64).ravel(),
+        counts=loaded.counts,
     )
 
 

@@ -11,9 +11,10 @@ a pixel is ``scale * maps @ spectra``. Maps (components and elements) are averag
 ``d x d`` blocks, with ``d`` the smallest factor that leaves at most
 :data:`MAX_IMAGE_SIDE` pixels a side.
 
-Everything is computed from :class:`psnmf.pipeline.summary.UnmixResult` with NumPy in row
-bands (:func:`psnmf.io.counts.row_blocks`), or from the sparse counts when single pixels
-fit the budget: the cube is never densified in float64.
+Everything is computed from :class:`psnmf.pipeline.summary.UnmixResult`: the region
+spectra from the sparse counts the run read (``result.counts``), else from the signal with
+NumPy in row bands (:func:`psnmf.io.counts.row_blocks`), or through its sparse counts
+when single pixels fit the budget: the cube is never densified in float64.
 """
 
 from __future__ import annotations
@@ -144,9 +145,9 @@ def _dense_region_sums(data: Any, r: int, c: int) -> np.ndarray:
     return out
 
 
-def _sparse_region_sums(signal: Any, shape: tuple[int, int], r: int, c: int) -> sp.csr_array:
-    """``(regions, channel groups)`` sums as CSR, from the sparse counts of ``signal``."""
-    X, _ = to_counts(signal, dtype=np.int64)
+def _sparse_region_sums(X: Any, shape: tuple[int, int], r: int, c: int) -> sp.csr_array:
+    """``(regions, channel groups)`` sums as CSR, from sparse counts ``X`` (pixels,
+    channels)."""
     ny, nx = shape
     gy, gx = _grid(shape, r)
     yy, xx = np.divmod(np.arange(ny * nx), nx)
@@ -183,8 +184,8 @@ def _encode(B: np.ndarray | sp.csr_array, r: int, c: int, grid: tuple[int, int])
 
 
 def region_counts(signal: Any, shape: tuple[int, int], total_counts: float, *,
-                  budget: int = RAW_BUDGET_BYTES,
-                  max_channels: int = MAX_DISPLAY_CHANNELS) -> RegionCounts:
+                  budget: int = RAW_BUDGET_BYTES, max_channels: int = MAX_DISPLAY_CHANNELS,
+                  counts: Any = None) -> RegionCounts:
     """The raw counts of ``signal`` summed over the regions and channel groups the page gets.
 
     Parameters
@@ -198,6 +199,9 @@ def region_counts(signal: Any, shape: tuple[int, int], total_counts: float, *,
         Bytes the encoded counts may take.
     max_channels : int
         Most channel groups.
+    counts : sparse matrix (pixels, channels), optional
+        The counts of ``signal``, already read: summed from them (a sparse product)
+        instead of reading ``signal`` again.
 
     Examples
     --------
@@ -215,8 +219,10 @@ def region_counts(signal: Any, shape: tuple[int, int], total_counts: float, *,
     r, route = choose_region_side(shape, n_ch, float(total_counts), budget)
     while True:
         grid = _grid(shape, r)
-        if route == "sparse":
-            B = _sparse_region_sums(signal, shape, r, c)
+        if counts is not None:
+            B = _sparse_region_sums(counts, shape, r, c)
+        elif route == "sparse":
+            B = _sparse_region_sums(to_counts(signal, dtype=np.int64)[0], shape, r, c)
         else:
             B = _dense_region_sums(data, r, c).reshape(grid[0] * grid[1], n_ch)
         rc = _encode(B, r, c, grid)
@@ -322,7 +328,7 @@ def explorer_data(result: UnmixResult, *, budget: int = RAW_BUDGET_BYTES,
     maps = np.asarray(model.maps_)
     ny, nx, k = maps.shape
     counts = region_counts(result.signal, (ny, nx), result.summary.input.total_counts,
-                           budget=budget, max_channels=max_channels)
+                           budget=budget, max_channels=max_channels, counts=result.counts)
     axis = result.signal.axes_manager.signal_axes[0]
     e = np.asarray(axis.axis, dtype=np.float64)
     starts = channel_groups(e.size, counts.c)
