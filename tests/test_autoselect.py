@@ -168,31 +168,3 @@ def test_choose_components_is_reproducible_and_reports_failures():
     assert [r.deviance for r in rows[:2]] == [r.deviance for r in again]
     assert all(r.stage == "k" and r.candidate.bin_factor == 8 for r in rows)
     assert rows[2].deviance is None  # 10 components on 3 x 3 binned pixels
-
-
-@pytest.mark.parametrize("patience", [None, 1, 2])
-def test_k_search_in_batches_records_the_one_at_a_time_trials(patience):
-    """The k search's fits run side by side across candidates (selection.FoldBatches):
-    the same trials, bit for bit, and the same best as scoring one candidate at a time
-    (binned_stage_score in a plain grid_search), a failing candidate included, and no fit
-    that search would not make."""
-    from psnmf.engine.binning import bin_counts
-    from psnmf.selection import FoldBatches, ModelCandidate, binned_stage_score, grid_search
-
-    ds = sample_dataset("mantle", snr="low", seed=1, shape=(48, 48))
-    X = sp.csr_matrix(ds.counts.reshape(-1, ds.counts.shape[-1]).astype(float))
-    ks = (2, 3, 4, 40)  # 40 components on 36 binned pixels: fails
-    kw = {"seed": 0, "max_iter": 30}
-    res = choose_components(X, (48, 48), 8, ks, patience=patience, **kw)
-    binned = bin_counts(X, (48, 48), 8)
-    folds = count_folds(binned, COMPONENT_FOLDS, 0)
-    ref = grid_search([ModelCandidate(8, k) for k in ks],
-                      lambda c: binned_stage_score(binned, folds, c.n_components, **kw),
-                      patience=patience, stage="k")
-    assert [(t.candidate, t.deviance, t.n_iter) for t in res.trials] == [
-        (t.candidate, t.deviance, t.n_iter) for t in ref.trials]
-    assert res.best.candidate == ref.best.candidate
-    batches = FoldBatches(binned, folds, ks, 2, workers=2, **kw, priors=None)
-    for t in ref.trials:
-        batches.score(t.candidate.n_components)
-    assert len(batches.done) == COMPONENT_FOLDS * len(ref.trials)

@@ -21,7 +21,6 @@ evidence type (:class:`SearchResult`, a :class:`Trial` per candidate):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -31,7 +30,6 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from psnmf._validation import (
     check_counts_values,
@@ -105,14 +103,10 @@ class Score:
         not be scored.
     n_iter : str
         Iterations of the fit(s) behind the score, as shown in the tables.
-    time_s : float or None
-        Seconds of the candidate's own work, where its fits ran side by side with other
-        candidates' (:func:`choose_components`); ``None``: the duration of the call.
     """
 
     deviance: float | None
     n_iter: str = "-"
-    time_s: float | None = None
 
 
 @dataclass
@@ -242,8 +236,7 @@ def grid_search(
             result = Score(None if result is None else float(result))
         dev = result.deviance
         dev = None if dev is None or not math.isfinite(dev) else float(dev)
-        took = time.perf_counter() - t0 if result.time_s is None else result.time_s
-        trials.append(Trial(cand, dev, result.n_iter, took, stage))
+        trials.append(Trial(cand, dev, result.n_iter, time.perf_counter() - t0, stage))
         scored = [(t.deviance, i) for i, t in enumerate(trials) if t.deviance is not None]
         if patience is not None and scored and len(trials) - 1 - min(scored)[1] >= patience:
             break
@@ -485,113 +478,29 @@ def binned_stage_score(
     ``binned`` (:func:`count_folds`). ``priors`` (fixed spectra, supports, start spectra)
     constrain every fit as they do the final one.
     """
+    total = float(binned.sum())
+    n_folds = len(folds)
+
+    def fold_score(test: sp.csr_matrix) -> tuple[float, int]:
+        train = binned - test
+        train.eliminate_zeros()
+        check_has_counts(train)
+        fit = fit_binned(counts_csr(train), k, spectra="nmf", max_iter=max_iter,
+                         random_state=check_random_state(seed), priors=priors).nmf
+        pred = fit.scale[:, None] * (fit.A @ fit.S) / (n_folds - 1)
+        return poisson_deviance(test, pred, floor=DEVIANCE_FLOOR, per_count=False), int(
+            fit.n_iter)
+
     try:  # the folds are independent fits: side by side on the cores, summed in order
-        scores = kernels.map_threads(
-            lambda test: _fold_fit(binned, test, k, len(folds), seed=seed, max_iter=max_iter,
-                                   priors=priors), folds)
+        scores = kernels.map_threads(fold_score, folds)
     except ValueError as exc:  # e.g. more components than binned pixels
         logger.info("k stage k=%d failed: %s", k, exc)
         return Score(None, "-")
-    return _summed_folds(float(binned.sum()), scores)
-
-
-def _fold_fit(
-    binned: sp.csr_matrix, test: sp.csr_matrix, k: int, n_folds: int, *, seed: int | None,
-    max_iter: int, priors: SpectralPriors | None,
-) -> tuple[float, int]:
-    """Deviance (summed) of the fold ``test`` under the binned stage with ``k`` components
-    fitted to the other folds, and its iterations (:func:`binned_stage_score`)."""
-    train = binned - test
-    train.eliminate_zeros()
-    check_has_counts(train)
-    fit = fit_binned(counts_csr(train), k, spectra="nmf", max_iter=max_iter,
-                     random_state=check_random_state(seed), priors=priors).nmf
-    pred = fit.scale[:, None] * (fit.A @ fit.S) / (n_folds - 1)
-    return poisson_deviance(test, pred, floor=DEVIANCE_FLOOR, per_count=False), int(fit.n_iter)
-
-
-def _summed_folds(total: float, scores: Sequence[tuple[float, int]],
-                  time_s: float | None = None) -> Score:
-    """The folds' deviances summed in order, per count; the most iterations of their fits."""
     dev = 0.0
     for fold_dev, _ in scores:
         dev += fold_dev
     value = None if total <= 0 else dev / total
-    return Score(value, str(max(n for _, n in scores)), time_s)
-
-
-class FoldBatches:
-    """The fits of the k search, one per ``(k, fold)``, run side by side in batches.
-
-    The fits of a candidate's folds are independent, and so are those of different
-    candidates. The search (:func:`choose_components`) scores the ``k`` in increasing
-    order and stops on the deviance, so the first ``sure`` of them are scored whatever the
-    deviances: their folds form one batch (all of them with no early stop), and each later
-    candidate's folds one batch each. Five folds on two cores leave one core idle through
-    the last fold; ten do not, so the first batch saves that wait once per extra
-    candidate in it, and no fit is made that the one-at-a-time search would not make.
-    Each fit runs as in :func:`binned_stage_score` (serial kernels, BLAS on one thread),
-    so the scores equal its scores bit for bit; a fold that cannot be fitted
-    (``ValueError``) fails its candidate only.
-
-    Parameters
-    ----------
-    binned : CSR (binned pixels, channels) counts; folds : their :func:`count_folds`
-    components : the candidate ``k``, in the order scored
-    sure : how many of the first candidates are scored in any case
-    seed, max_iter, priors : as in :func:`binned_stage_score`
-    workers : fits run at once (default: the available cores)
-    """
-
-    def __init__(
-        self, binned: sp.csr_matrix, folds: Sequence[sp.csr_matrix], components: Sequence[int],
-        sure: int, *, seed: int | None, max_iter: int, priors: SpectralPriors | None,
-        workers: int | None = None,
-    ) -> None:
-        self.binned, self.folds = binned, list(folds)
-        self.total = float(binned.sum())
-        ks = list(dict.fromkeys(int(k) for k in components))
-        self.tasks = [(k, j) for k in ks for j in range(len(self.folds))]
-        self.sure = ks[:max(int(sure), 0)]
-        self.fit_kw = {"seed": seed, "max_iter": max_iter, "priors": priors}
-        self.workers = kernels.available_cores() if workers is None else max(1, int(workers))
-        self.done: dict[tuple[int, int], tuple[float, int, float] | ValueError] = {}
-
-    def score(self, k: int) -> Score:
-        """The held-out score of ``k`` (:func:`binned_stage_score`), its fits' seconds
-        divided by the workers as its time."""
-        self._run_through(int(k))
-        parts = [self.done[(int(k), j)] for j in range(len(self.folds))]
-        failed = next((p for p in parts if isinstance(p, ValueError)), None)
-        if failed is not None:
-            logger.info("k stage k=%d failed: %s", k, failed)
-            return Score(None, "-")
-        share = sum(p[2] for p in parts) / min(self.workers, len(parts))
-        return _summed_folds(self.total, [(d, n) for d, n, _ in parts], share)
-
-    def _run_through(self, k: int) -> None:
-        """Run the batch that completes ``k``'s folds (with the sure candidates')."""
-        first = len(self.done)  # the batches follow the order of self.tasks
-        need = max(i for i, (c, _) in enumerate(self.tasks) if c == k or c in self.sure) + 1
-        if need <= first:
-            return
-        batch = self.tasks[first:need][::-1]  # the larger k (the slower fits) first
-        # BLAS on one thread as in map_threads' threads, also for a batch of one fit
-        limit = threadpool_limits(limits=1, user_api="blas") if self.workers > 1 else (
-            contextlib.nullcontext())
-        with limit:
-            results = kernels.map_threads(self._fit, batch, self.workers)
-        self.done.update(zip(batch, results, strict=True))
-
-    def _fit(self, task: tuple[int, int]) -> tuple[float, int, float] | ValueError:
-        k, j = task
-        t0 = time.perf_counter()
-        try:
-            dev, n_iter = _fold_fit(self.binned, self.folds[j], k, len(self.folds),
-                                    **self.fit_kw)
-        except ValueError as exc:  # e.g. more components than binned pixels
-            return exc
-        return dev, n_iter, time.perf_counter() - t0
+    return Score(value, str(max(n for _, n in scores)))
 
 
 def choose_components(
@@ -629,19 +538,13 @@ def choose_components(
     samples; the thin layer's four phases were missed by all, k = 6, and by the subsets,
     6 and 5). A random subset keeps every phase in proportion to its area; at 512 x 512
     and ``b = 8`` it quarters the work.
-
-    The fits of the folds run side by side on the cores, across candidates where that
-    keeps every core busy (:class:`FoldBatches`); the scores are those of one candidate
-    at a time.
     """
     binned = subsample_rows(bin_counts(counts, image_shape, bin_factor), max_pixels, seed)
     folds = count_folds(binned, n_folds, seed)
-    ks = sorted(int(k) for k in components)
-    fits = FoldBatches(binned, folds, ks, len(ks) if patience is None else patience + 1,
-                       seed=seed, max_iter=max_iter, priors=priors)
     return grid_search(
-        [ModelCandidate(int(bin_factor), k) for k in ks],
-        lambda c: fits.score(c.n_components),
+        [ModelCandidate(int(bin_factor), int(k)) for k in sorted(components)],
+        lambda c: binned_stage_score(binned, folds, c.n_components, seed=seed,
+                                     max_iter=max_iter, priors=priors),
         patience=patience, prefer=_prefer_simple, stage="k", progress=progress,
         error=NO_SCORE,
     )
