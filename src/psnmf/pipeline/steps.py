@@ -308,10 +308,10 @@ def _smoothed_factors(model: PSNMF, X: sp.csr_matrix, shape: tuple[int, int], la
     ``rows``, the window of ``shape`` whose counts are ``X``: the maps smoothed on ``X`` at
     the weight ``lam`` (not for ``lam = 0``)."""
     L, S = fitted_factors(model)
-    k = S.shape[0]
-    scale = np.nan_to_num(model.scale_.reshape(-1, 1)[rows])
     if not lam > 0:
         return L[rows], S
+    k = S.shape[0]
+    scale = np.nan_to_num(model.scale_.reshape(-1, 1)[rows])
     start = np.nan_to_num(model.maps_.reshape(-1, k)[rows], nan=1.0 / k)  # masked: NaN
     maps = smooth_maps(X, start, S, shape, float(lam), penalty=model.smoothing_penalty,
                        pixel_mask=pixel_mask, tol=HELDOUT_TV_TOL).maps

@@ -25,7 +25,7 @@ HELDOUT_METHOD = (
     "binomial count split (fraction 0.5); raw: X1 predicts X2; PCA and PSNMF: fitted on X1 "
     "with the same k and b (PSNMF: the model search's fit of X1, at its iteration caps, "
     "with the final fit's TV weight); Poisson deviance of X2 per count, predicted means "
-    "floored; scored on the central window of at most 256 x 256 pixels"
+    "floored; scored over the pixels of `window` (the central window of a larger map)"
 )
 
 
