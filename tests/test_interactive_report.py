@@ -67,6 +67,23 @@ def test_region_counts_choose_sparse_for_sparse_data_and_dense_otherwise():
         _brute_regions(dense_cube, rc.r, 1))
 
 
+@pytest.mark.parametrize("packed", [6000, 2500])
+def test_region_counts_fit_the_packed_budget_and_stay_exact(packed):
+    """Where the compressed counts (and ``region_bytes`` a region) exceed the packed
+    budget, the regions are merged until they fit; the sums stay those of the cube."""
+    rng = np.random.default_rng(4)
+    cube = rng.poisson(0.2, size=(37, 29, 40))
+    free = explorer.region_counts(cube, (37, 29), cube.sum(), max_channels=40,
+                                  packed_budget=None)
+    rc = explorer.region_counts(cube, (37, 29), cube.sum(), max_channels=40,
+                                packed_budget=packed, region_bytes=12)
+    regions = rc.grid[0] * rc.grid[1]
+    assert free.r == 1 and rc.r > 1
+    assert rc.packed_nbytes + 12 * regions <= packed
+    got = np.array([rc.region(gy, gx) for gy in range(rc.grid[0]) for gx in range(rc.grid[1])])
+    np.testing.assert_array_equal(got, _brute_regions(cube, rc.r, 1))
+
+
 def test_region_counts_of_a_dask_cube_equal_those_of_numpy():
     import dask.array as da
 

@@ -3,9 +3,13 @@
 The browser gets the raw counts summed over square regions of ``r x r`` pixels and over
 groups of ``c`` adjacent channels, with ``r`` the smallest side for which the counts fit in
 :data:`RAW_BUDGET_BYTES` (stored dense, or as a CSR matrix when most entries are zero, in
-the narrowest unsigned integer type that holds them) and ``c`` the smallest group that
-leaves at most :data:`MAX_DISPLAY_CHANNELS` channels. The PSNMF model of a region is
-rebuilt in the page from ``k`` weights per region (the region's sum of
+the narrowest unsigned integer type that holds them) and for which the counts and the
+regions' model weights, gzip-compressed as Bokeh embeds them, fit in
+:data:`PACKED_BUDGET_BYTES`, and ``c`` the smallest group that leaves at most
+:data:`MAX_DISPLAY_CHANNELS` channels. The second bound keeps the page small where the
+counts are many or sparse: a sparse map's counts fit the raw bound pixel by pixel, and
+the page would hold every count and a weight per pixel, more than the input. The PSNMF model
+of a region is rebuilt in the page from ``k`` weights per region (the region's sum of
 ``scale * maps``) and the ``k`` component spectra grouped the same way, since the model of
 a pixel is ``scale * maps @ spectra``. Maps (components and elements) are averaged over
 ``d x d`` blocks, with ``d`` the smallest factor that leaves at most
@@ -20,6 +24,7 @@ when single pixels fit the budget: the cube is never densified in float64.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +36,14 @@ from psnmf.io.counts import row_blocks, to_counts
 if TYPE_CHECKING:  # pragma: no cover
     from psnmf.pipeline.summary import UnmixResult
 
-#: Bytes the embedded raw region spectra may take (before base64 encoding).
+#: Bytes the embedded raw region spectra may take (before compression and base64 encoding).
 RAW_BUDGET_BYTES = 4 * 2**20
+#: Bytes the region spectra and the regions' model weights may take in the page,
+#: gzip-compressed (as Bokeh embeds arrays) and before base64 encoding.
+PACKED_BUDGET_BYTES = 256 * 2**10
+#: zlib level of the estimate of the packed size: Bokeh's default (2); a higher level
+#: set in Bokeh only makes the page smaller than the estimate.
+PACK_LEVEL = 2
 #: Most channels the page's spectra have (adjacent channels are summed beyond that).
 MAX_DISPLAY_CHANNELS = 512
 #: Most pixels a side of the maps the page draws (blocks are averaged beyond that).
@@ -69,7 +80,15 @@ class RegionCounts:
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays the page embeds."""
-        return sum(a.nbytes for a in (self.values, self.indices, self.indptr) if a is not None)
+        return sum(a.nbytes for a in self._arrays())
+
+    @property
+    def packed_nbytes(self) -> int:
+        """Bytes of the arrays gzip-compressed as Bokeh embeds them (before base64)."""
+        return sum(packed_size(a) for a in self._arrays())
+
+    def _arrays(self) -> list[np.ndarray]:
+        return [a for a in (self.values, self.indices, self.indptr) if a is not None]
 
     def region(self, gy: int, gx: int) -> np.ndarray:
         """The counts of region ``(gy, gx)`` (float64, ``n_channels``)."""
@@ -81,6 +100,18 @@ class RegionCounts:
             lo, hi = self.indptr[g], self.indptr[g + 1]
             out[self.indices[lo:hi]] = self.values[lo:hi]
         return out
+
+
+def packed_size(a: np.ndarray) -> int:
+    """Bytes of ``a`` zlib-compressed at :data:`PACK_LEVEL`: what it adds to the page
+    (Bokeh gzip-compresses each array; the gzip header adds 18 bytes) before base64.
+
+    Examples
+    --------
+    >>> packed_size(np.zeros(10**6, dtype=np.uint8)) < 5000
+    True
+    """
+    return len(zlib.compress(np.ascontiguousarray(a).tobytes(), PACK_LEVEL))
 
 
 def _uint(max_value: float) -> np.dtype:
@@ -100,8 +131,13 @@ def group_channels(a: np.ndarray, c: int) -> np.ndarray:
     return a if c == 1 else np.add.reduceat(a, channel_groups(a.shape[-1], c), axis=-1)
 
 
-def _sparse_bytes(nnz: int, n_regions: int, itemsize: int) -> int:
-    return nnz * (4 + itemsize) + 4 * (n_regions + 1)
+def _index_dtype(n_channels: int) -> np.dtype:
+    """The dtype of the CSR channel indices: uint16 where the channels allow."""
+    return np.dtype(np.uint16 if n_channels <= 2**16 else np.int32)
+
+
+def _sparse_bytes(nnz: int, n_regions: int, itemsize: int, n_channels: int) -> int:
+    return nnz * (_index_dtype(n_channels).itemsize + itemsize) + 4 * (n_regions + 1)
 
 
 def _grid(shape: tuple[int, int], r: int) -> tuple[int, int]:
@@ -123,7 +159,7 @@ def choose_region_side(shape: tuple[int, int], n_channels: int, total_counts: fl
         if regions * n_channels * 2 <= budget:
             return r, "dense"
         nnz = min(total_counts, regions * n_channels)
-        if _sparse_bytes(int(nnz), regions, 2) <= budget:
+        if _sparse_bytes(int(nnz), regions, 2, n_channels) <= budget:
             return r, "sparse"
     return max(shape), "dense"  # pragma: no cover - one region always fits
 
@@ -163,8 +199,10 @@ def _sparse_region_sums(X: Any, shape: tuple[int, int], r: int, c: int) -> sp.cs
     return B
 
 
-def _encode(B: np.ndarray | sp.csr_array, r: int, c: int, grid: tuple[int, int]) -> RegionCounts:
-    """The smaller of the dense and the CSR form of ``B`` (regions x channels)."""
+def _encode(B: np.ndarray | sp.csr_array, r: int, c: int, grid: tuple[int, int],
+            form: str | None = None) -> RegionCounts:
+    """The smaller of the dense and the CSR form of ``B`` (regions x channels), or the
+    ``form`` given (``'dense'`` or ``'sparse'``)."""
     n_regions, n_ch = B.shape
     if sp.issparse(B):
         B = sp.csr_array(B)
@@ -173,19 +211,23 @@ def _encode(B: np.ndarray | sp.csr_array, r: int, c: int, grid: tuple[int, int])
     else:
         dtype = _uint(B.max() if B.size else 0)
         nnz = int(np.count_nonzero(B))
-    if _sparse_bytes(nnz, n_regions, dtype.itemsize) < n_regions * n_ch * dtype.itemsize:
+    smaller = _sparse_bytes(nnz, n_regions, dtype.itemsize, n_ch) < n_regions * n_ch * \
+        dtype.itemsize
+    if form == "sparse" or (form is None and smaller):
         S = sp.csr_array(B)
         S.sum_duplicates()
         S.eliminate_zeros()
         return RegionCounts(r, c, grid, "sparse", S.data.astype(dtype),
-                            S.indices.astype(np.int32), S.indptr.astype(np.int32), n_ch)
+                            S.indices.astype(_index_dtype(n_ch)), S.indptr.astype(np.int32),
+                            n_ch)
     dense = B.toarray() if sp.issparse(B) else B
     return RegionCounts(r, c, grid, "dense", dense.astype(dtype).ravel(), None, None, n_ch)
 
 
 def region_counts(signal: Any, shape: tuple[int, int], total_counts: float, *,
                   budget: int = RAW_BUDGET_BYTES, max_channels: int = MAX_DISPLAY_CHANNELS,
-                  counts: Any = None) -> RegionCounts:
+                  counts: Any = None, packed_budget: int | None = PACKED_BUDGET_BYTES,
+                  region_bytes: int = 0) -> RegionCounts:
     """The raw counts of ``signal`` summed over the regions and channel groups the page gets.
 
     Parameters
@@ -202,6 +244,13 @@ def region_counts(signal: Any, shape: tuple[int, int], total_counts: float, *,
     counts : sparse matrix (pixels, channels), optional
         The counts of ``signal``, already read: summed from them (a sparse product)
         instead of reading ``signal`` again.
+    packed_budget : int or None
+        Bytes the encoded counts, compressed (:func:`packed_size`), plus ``region_bytes``
+        per region may take; ``None``: no such bound. Where the region side that fits
+        ``budget`` does not fit this, the regions are merged ``m x m`` (``m`` = 2, 3, ...)
+        until they do: the data are read once.
+    region_bytes : int
+        Further bytes the page holds per region (its model weights).
 
     Examples
     --------
@@ -227,8 +276,61 @@ def region_counts(signal: Any, shape: tuple[int, int], total_counts: float, *,
             B = _dense_region_sums(data, r, c).reshape(grid[0] * grid[1], n_ch)
         rc = _encode(B, r, c, grid)
         if rc.nbytes <= budget or r >= max(shape):
-            return rc
+            break
         r += 1  # the values needed a wider type than the bound assumed
+    if packed_budget is None:
+        return rc
+    return _fit_packed(B, rc, shape, packed_budget, region_bytes, budget)
+
+
+def _packed_total(rc: RegionCounts, region_bytes: int) -> int:
+    return rc.packed_nbytes + region_bytes * rc.grid[0] * rc.grid[1]
+
+
+def _packed_encode(B: np.ndarray | sp.csr_array, r: int, c: int, grid: tuple[int, int],
+                   budget: int) -> RegionCounts:
+    """The form of ``B`` (dense or CSR) smaller once compressed, among those whose raw
+    bytes fit ``budget`` (the raw choice of :func:`_encode` when neither does): gzip
+    shrinks the zeros of a dense form, so that it is often the smaller in the page where
+    the CSR form is smaller raw."""
+    forms = [_encode(B, r, c, grid, form) for form in ("dense", "sparse")]
+    fits = [rc for rc in forms if rc.nbytes <= budget]
+    return min(fits, key=lambda rc: rc.packed_nbytes) if fits else _encode(B, r, c, grid)
+
+
+def _fit_packed(B: np.ndarray | sp.csr_array, rc: RegionCounts, shape: tuple[int, int],
+                packed_budget: int, region_bytes: int, budget: int) -> RegionCounts:
+    """``rc`` (the sums ``B`` at side ``rc.r``) when its packed size fits
+    ``packed_budget``; else the same counts merged over ``m x m`` regions, with the
+    smallest ``m`` tried whose packed size fits, in the form smaller packed
+    (:func:`_packed_encode`).
+
+    The packed size of dense counts falls about as ``1 / m**2``, so the next ``m`` tried is
+    ``m * sqrt(size / packed_budget)`` (at least ``m + 1``); sparse counts fall slower and
+    take more steps."""
+    base, grid0, r0, m = B, rc.grid, rc.r, 1
+    top = -(-max(shape) // r0)  # the m of a single region
+    size = _packed_total(rc, region_bytes)
+    while size > packed_budget and m < top:
+        m = min(max(m + 1, int(m * math.sqrt(size / packed_budget))), top)
+        r = r0 * m
+        rc = _packed_encode(_merge_regions(base, grid0, m), r, rc.c, _grid(shape, r), budget)
+        size = _packed_total(rc, region_bytes)
+    return rc
+
+
+def _merge_regions(B: np.ndarray | sp.csr_array, grid: tuple[int, int],
+                   m: int) -> np.ndarray | sp.csr_array:
+    """Sums of ``B`` (regions of ``grid``, row-major, x channels) over ``m x m`` blocks of
+    regions: the sums over regions of side ``m * r`` when ``B``'s have side ``r``
+    (``(y // r) // m == y // (m * r)``)."""
+    gy, gx = grid
+    yy, xx = np.divmod(np.arange(gy * gx), gx)
+    gx2 = -(-gx // m)
+    merged = (yy // m) * gx2 + xx // m
+    M = sp.csr_array((np.ones(gy * gx, dtype=np.int64), (merged, np.arange(gy * gx))),
+                     shape=(-(-gy // m) * gx2, gy * gx))
+    return M @ B
 
 
 def region_weights(maps: np.ndarray, scale: np.ndarray, r: int) -> np.ndarray:
@@ -319,16 +421,19 @@ class ExplorerData:
 
 def explorer_data(result: UnmixResult, *, budget: int = RAW_BUDGET_BYTES,
                   max_channels: int = MAX_DISPLAY_CHANNELS,
-                  max_side: int = MAX_IMAGE_SIDE) -> ExplorerData:
+                  max_side: int = MAX_IMAGE_SIDE,
+                  packed_budget: int | None = PACKED_BUDGET_BYTES) -> ExplorerData:
     """Gather the page's data from a result (see the module for what and at which
-    resolution)."""
+    resolution; ``packed_budget`` bounds the compressed region counts and weights, the
+    weights counted at their 4 raw bytes each, see :func:`region_counts`)."""
     from psnmf.report.figures import energy_limits, line_markers
 
     model = result.model
     maps = np.asarray(model.maps_)
     ny, nx, k = maps.shape
     counts = region_counts(result.signal, (ny, nx), result.summary.input.total_counts,
-                           budget=budget, max_channels=max_channels, counts=result.counts)
+                           budget=budget, max_channels=max_channels, counts=result.counts,
+                           packed_budget=packed_budget, region_bytes=4 * k)
     axis = result.signal.axes_manager.signal_axes[0]
     e = np.asarray(axis.axis, dtype=np.float64)
     starts = channel_groups(e.size, counts.c)

@@ -211,7 +211,7 @@ def _residuals(result: UnmixResult) -> dict[str, Any] | None:
 def _explorer_info(data: ExplorerData) -> dict[str, Any]:
     rc = data.counts
     return {"r": rc.r, "c": rc.c, "grid": rc.grid, "n_channels": rc.n_channels,
-            "encoding": rc.encoding, "kib": round(rc.nbytes / 1024), "d": data.d}
+            "encoding": rc.encoding, "kib": round(rc.packed_nbytes / 1024), "d": data.d}
 
 
 def context(result: UnmixResult, figure_paths: dict[str, Path],
