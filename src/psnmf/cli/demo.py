@@ -159,7 +159,7 @@ def format_table(res: dict[str, Any]) -> str:
                  "per-pixel maps)")
     if "pure_tv" in res:
         lines.append(f"  (pure+TV = PSNMF's defaults: pure-pixel spectra; total-variation maps, "
-                     f"weight {res['pure_tv']['weight']:g} x counts/pixel chosen by held-out "
+                     f"weight {res['pure_tv']['weight']:.2g} x counts/pixel chosen by held-out "
                      "deviance)")
     lines += ["", "Denoising error vs the noise-free cube (|estimate - truth|^2 / |truth|^2)", ""]
     for name, err in res["denoise"].items():
