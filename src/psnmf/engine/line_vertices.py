@@ -24,6 +24,29 @@ A line shared by the phase and its neighbour (Si in SiO2 next to Si) never reach
 along that direction before the phase's own lines do, so it bounds nothing wrong, but it
 does not bound the step either; ``max_step`` caps every ``t_i``.
 
+The step is evidence of a missing element only where the data measured that element. A
+line is measured in a vertex (*held*) above ``MEASURED`` times its allowance: outside its
+zero band ``[-allow, allow]`` by the band's own width. With ``check`` (the default):
+
+* a line below its zero band is an overshoot to pull back from only if another vertex
+  holds it and every line family of its element is below its band too; otherwise (no
+  vertex could lift it, or Ti L below while Ti K is within) it is the templates' mismatch
+  to the data and bounds nothing (a CeO2 vertex pulled 0.23 of the way towards a vertex
+  with Pt lines at the noise level, 1.1x -> 8.8x the oracle angle; gold particles pulled
+  towards TiO2 by their Ti L line alone);
+* an outward step is kept only if it is resolved (some line falls by more than
+  ``MEASURED`` times its allowance; else the whole move lies within the templates'
+  tolerance: spinel grains among olivine, whose vertex has no Si left to take out), every
+  line that stops it is held by a vertex it moves away from (the phase loses an element
+  of that neighbour, not a line at zero in both that stops the step by noise: the
+  ceramic's spinel, stopped by Zr, 7x -> 34x), and every line family of each stopping
+  element ends within its zero band (an element the phase lacks has all its families at
+  zero; M23C6 carbides in ferrite hold Fe, and their vertex reaches zero in Fe L, absorbed
+  and fitted less well, with Fe K still well above it: 1.1x -> 2.6x);
+* a pull-back is kept only if each vertex it moves towards holds a line it lifts.
+
+A vertex whose step fails these tests (:func:`step_supported`) keeps its spectrum.
+
 Examples
 --------
 A phase B mixed with at most 60 % of a matrix A: the NMF-like vertex ``0.6 B + 0.4 A``
@@ -55,11 +78,15 @@ __all__ = [
     "CONTINUUM_DEGREE",
     "MAX_INWARD",
     "MAX_STEP",
+    "MEASURED",
     "MISMATCH",
     "N_SD",
+    "STEP_TOL",
+    "STOP_TOL",
     "extrapolate_vertices",
     "line_basis",
     "line_coefficients",
+    "step_supported",
 ]
 
 #: Legendre degree of the continuum basis (degree + 1 terms times the Kramers shape).
@@ -75,6 +102,14 @@ N_SD = 2.0
 #: And this fraction of the vertex's total line intensity: the templates' mismatch to the
 #: data (absorption in the specimen, the continuum basis), about 0.3 % on simulated phases.
 MISMATCH = 0.005
+#: Least step ``t_i`` counted as a move away from vertex ``i`` (the linear programme's
+#: zeros come back as round-off).
+STEP_TOL = 1e-6
+#: A line ends at the lower edge of its zero band within this fraction of the band.
+STOP_TOL = 0.01
+#: A line is measured (held by a vertex, or moved by a step) beyond this many times the
+#: half-width of its zero band: outside the band by the band's own width.
+MEASURED = 2.0
 
 
 def line_basis(
@@ -196,6 +231,79 @@ def _steps(D: np.ndarray, slack: np.ndarray, max_step: float,
     return None
 
 
+def _bounding_lines(C: np.ndarray, allow: np.ndarray, j: int,
+                    line_elements: list[str] | None = None) -> np.ndarray:
+    """The lines that bound the steps of vertex ``j``: all but those below their zero band
+    in ``j`` that are no overshoot. An overshoot beyond a vertex that holds the line (above
+    ``MEASURED`` times its band) lowers every line family of the element; a line below
+    its band that no other vertex holds, or whose element has another family within or
+    above its band (Ti L below, Ti K within), is the templates' mismatch to the data and
+    would pull the vertex back for nothing."""
+    others = [i for i in range(C.shape[0]) if i != j]
+    below = C[j] < -allow[j]
+    held = np.any(C[others] > MEASURED * allow[others], axis=0)
+    overshoot = below & held
+    if line_elements is not None:
+        element = np.asarray(line_elements)
+        for el in np.unique(element[overshoot]):
+            overshoot[element == el] &= bool(below[element == el].all())
+    return ~below | overshoot
+
+
+def step_supported(
+    C: np.ndarray,
+    allow: np.ndarray,
+    j: int,
+    t: np.ndarray,
+    line_elements: list[str] | None = None,
+) -> bool:
+    """Whether the step ``t`` of vertex ``j`` is evidence of missing (or overshot) lines.
+
+    The tests of the module docstring, on the template intensities ``C`` and the zero band
+    of every vertex (a line of a vertex is zero within ``[-allow, allow]``; it is *held*
+    above ``MEASURED`` times ``allow``, outside the band by the band's width). An outward
+    step (``t_i > 0``) must be resolved (some line of ``j`` falls by more than
+    ``MEASURED * allow``), every line that stops it (ends at the band's lower edge) must be
+    held by a vertex the step moves away from, and, given ``line_elements``, every line
+    of each stopping element must end within its zero band. A pull-back (``t_i < 0``) lifts
+    the lines of ``j`` below their band; each vertex it moves towards must hold one of
+    them, else the pull-back trades the whole spectrum for a line at the noise level of
+    both vertices.
+
+    Parameters
+    ----------
+    C : ndarray (k, n_lines), template intensities of the vertices
+    allow : ndarray (k, n_lines), half-width of each zero band
+    j : int, the vertex moved
+    t : ndarray (k - 1,), its steps away from the other vertices (in index order)
+    line_elements : list of str, optional, the element of each line
+
+    Returns
+    -------
+    bool
+    """
+    others = np.array([i for i in range(C.shape[0]) if i != j])
+    held = C > MEASURED * allow
+    toward = others[t < -STEP_TOL]
+    below = C[j] < -allow[j]
+    if toward.size and not np.all(np.any(held[toward][:, below], axis=1)):
+        return False
+    away = others[t > STEP_TOL]
+    if away.size == 0:
+        return True
+    new = C[j] + (C[j][None, :] - C[others]).T @ t
+    if np.max((C[j] - new) / allow[j]) <= MEASURED:
+        return False
+    stops = np.flatnonzero(new <= -allow[j] * (1.0 - STOP_TOL))
+    if not np.all(np.any(held[away][:, stops], axis=0)):
+        return False
+    if line_elements is None:
+        return True
+    element = np.asarray(line_elements)
+    family = np.isin(element, element[stops])
+    return bool(np.all(new[family] <= allow[j][family]))
+
+
 def extrapolate_vertices(
     S: np.ndarray,
     counts: np.ndarray,
@@ -207,6 +315,8 @@ def extrapolate_vertices(
     mismatch: float = MISMATCH,
     max_step: float = MAX_STEP,
     max_inward: float = MAX_INWARD,
+    line_elements: list[str] | None = None,
+    check: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Move the vertices ``which`` as far out as their line intensities stay non-negative.
 
@@ -218,10 +328,11 @@ def extrapolate_vertices(
     moved back in by the least total inward step that lifts it; then as far out as the
     lines allow (the largest total outward step, never traded for an inward one). A
     direction no line bounds gets no outward step; a vertex the constraints cannot all
-    hold for is kept. The other
-    vertices are those of ``S`` before any move. The moved spectrum is clipped at zero
-    (channels where the subtracted neighbour is above the vertex by noise) and
-    renormalised.
+    hold for is kept. With ``check``, the lines below their band that are no overshoot
+    bound nothing, and a vertex whose step fails :func:`step_supported` is kept too (the
+    module docstring). The other vertices are those of ``S`` before any move. The moved
+    spectrum is clipped at zero (channels where the subtracted neighbour is above the
+    vertex by noise) and renormalised.
 
     Parameters
     ----------
@@ -232,6 +343,12 @@ def extrapolate_vertices(
     n_sd : float, counting-noise sd below zero a line may reach
     mismatch : float, and this fraction of the vertex's total line intensity
     max_step, max_inward : bounds of every ``t_i``
+    line_elements : list of str, optional
+        The element of each line row (``names`` of :func:`line_basis` up to the ``_``),
+        for the family test of :func:`step_supported`.
+    check : bool
+        Leave the lines below their band that are no overshoot out of the bounds, and
+        keep a vertex whose step is not supported (:func:`step_supported`).
 
     Returns
     -------
@@ -249,14 +366,15 @@ def extrapolate_vertices(
     assert sd is not None
     T = np.eye(k)
     steps = np.zeros((k, k))
+    allow = n_sd * sd + mismatch * np.abs(C).sum(axis=1, keepdims=True)
     for j in np.flatnonzero(np.asarray(which, dtype=bool)):
         others = [i for i in range(k) if i != j]
         if not others:
             continue
         D = (C[j][None, :] - C[others]).T  # (n_lines, k - 1): d c_j / d t_i
-        lower = -(n_sd * sd[j] + mismatch * np.abs(C[j]).sum())
-        t = _steps(D, C[j] - lower, max_step, max_inward)
-        if t is None:
+        rows = _bounding_lines(C, allow, j, line_elements) if check else slice(None)
+        t = _steps(D[rows], (C[j] + allow[j])[rows], max_step, max_inward)
+        if t is None or (check and not step_supported(C, allow, j, t, line_elements)):
             continue
         steps[j, others] = t
         T[j] = 0.0

@@ -9,8 +9,10 @@
    (:func:`psnmf.engine.pure_pixels.finer_vertex_correction`), and moves a vertex still
    without one to the corner of its faces at full resolution
    (:func:`psnmf.engine.pure_pixels.face_vertex_correction`).
-   With ``never_pure='lines'``, :func:`extrapolate_never_pure` then moves every vertex still
-   kept outwards as far as its element line intensities stay non-negative
+   With ``never_pure='lines'`` (or ``'auto'`` given the sample's elements),
+   :func:`extrapolate_never_pure` then moves every vertex still without a pure cluster or
+   a corner of its faces outwards as far as its element line intensities stay
+   non-negative, where the step is evidence of missing elements
    (:func:`psnmf.engine.line_vertices.extrapolate_vertices`).
 2. :func:`fit_full` - Poisson NMF of the full-resolution counts started from those spectra
    and the upsampled binned maps (:func:`stage2_start`), the spectra held fixed or free.
@@ -82,8 +84,10 @@ SPECTRA_MODES = ("pure", "nmf")
 STAGE2_MODES = ("fixed", "free")
 #: Scales of the pure-pixel clusters: the binned stage's only, or also the finer ones.
 VERTEX_SCALES = ("binned", "multi")
-#: Vertices without a pure cluster: kept (NMF's), or extrapolated by element lines.
-NEVER_PURE_MODES = ("keep", "lines")
+#: Vertices without a pure cluster: extrapolated by element lines where the sample's
+#: elements and detector model are known ('auto'), kept (NMF's), or extrapolated with
+#: the elements and model required ('lines').
+NEVER_PURE_MODES = ("auto", "keep", "lines")
 #: Weight of the uniform map mixed into the upsampled stage-1 maps that start stage 2.
 START_MIX = 0.01
 #: Keyword arguments of :func:`fit_binned` that are estimator parameters of the same name
@@ -143,8 +147,7 @@ class BinnedFit:
     face_moved : ndarray (k,) of bool or None
         Which vertices moved to the corner of their faces (their ``scales`` entry is 1).
     before_faces : BinnedFit or None
-        When a vertex moved to its faces: the fit without that step (what
-        :func:`extrapolate_never_pure` starts from, as it treats those vertices itself).
+        When a vertex moved to its faces: the fit without that step.
     """
 
     nmf: NMFResult
@@ -455,14 +458,18 @@ def extrapolate_never_pure(
     """Extrapolate the vertices without a pure cluster by their element lines.
 
     The vertices that no pure cluster moved (``fit.moved`` false and, after
-    :func:`refine_vertices`, ``fit.scales`` zero; a vertex moved to the corner of its faces
-    counts as one: the extrapolation starts from ``fit.before_faces``, for the lines bound
-    such a vertex from outside and its faces from inside) are moved away from the others as far as
-    their line-family intensities stay non-negative
-    (:func:`psnmf.engine.line_vertices.extrapolate_vertices`), the counts behind each
+    :func:`refine_vertices`, ``fit.scales`` zero) are moved away from the others as far as
+    their line-family intensities stay non-negative, where that step is evidence of
+    missing elements (:func:`psnmf.engine.line_vertices.extrapolate_vertices` and its
+    tests, :func:`psnmf.engine.line_vertices.step_supported`), the counts behind each
     vertex being its binned abundances times the binned pixels' counts; the binned maps are
     then re-solved for the new spectra. A vertex with a pure cluster is never moved: its
-    spectrum is the data's.
+    spectrum is the data's. Nor is a vertex moved to the corner of its faces (its
+    ``scales`` entry is 1): its faces are mixing lines with phases the data show pure,
+    which fix it from the data, while a line of an element the layer shares with its
+    neighbours (Si in a SiO2 layer on Si) may not bound the extrapolation (the gate
+    stack's SiO2 at medium counts: 1.7-2.0x the oracle angle at its faces, 25-29x
+    extrapolated).
 
     Parameters
     ----------
@@ -486,15 +493,13 @@ def extrapolate_never_pure(
         The step of each moved vertex away from each other vertex (zero rows for the
         others).
     """
-    if fit.before_faces is not None:  # the lines, not the faces, move never-pure vertices
-        fit = fit.before_faces
     k = fit.spectra.shape[0]
     kept = ~fit.moved if fit.scales is None else fit.scales == 0
     if priors is not None and priors.fixed:
         kept = kept & ~priors.rows(k, fit.spectra.shape[1])[0]
     if fit.clusters is None or not kept.any():
         return fit, np.zeros((k, k))
-    G, n_lines, _ = line_basis(model, elements)
+    G, n_lines, names = line_basis(model, elements)
     if G.shape[1] != fit.spectra.shape[1]:
         raise ValueError(
             f"edx_model has {G.shape[1]} channels but the data {fit.spectra.shape[1]}: "
@@ -503,7 +508,8 @@ def extrapolate_never_pure(
         )
     pixel_counts = np.asarray(binned.sum(axis=1), dtype=np.float64).ravel()
     vertex_counts = fit.maps.T @ pixel_counts
-    S, T, steps = extrapolate_vertices(fit.spectra, vertex_counts, kept, G, n_lines)
+    S, T, steps = extrapolate_vertices(fit.spectra, vertex_counts, kept, G, n_lines,
+                                       line_elements=[n.split("_")[0] for n in names])
     if not steps.any():
         return fit, steps
     if priors is not None:
@@ -515,7 +521,8 @@ def extrapolate_never_pure(
                            check_input=False).A
     return BinnedFit(nmf=fit.nmf, spectra=S, maps=maps, transform=T @ fit.transform,
                      moved=fit.moved, clusters=fit.clusters, scales=fit.scales,
-                     full_maps=None, scale_clusters=fit.scale_clusters), steps
+                     full_maps=None, scale_clusters=fit.scale_clusters, faces=fit.faces,
+                     face_moved=fit.face_moved, before_faces=fit.before_faces), steps
 
 
 def stage2_start(upsampled_maps: np.ndarray) -> np.ndarray:
