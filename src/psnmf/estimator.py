@@ -120,9 +120,10 @@ CHOICE_HINTS = {
                       "updated, the paper's step 3)",
     "vertex_scales": "'binned' (pure clusters of the binned pixels only) or 'multi' (also at "
                      "b/2, ..., full resolution for the vertices the binned stage kept)",
-    "never_pure": "'keep' (a vertex without a pure cluster keeps NMF's spectrum) or 'lines' "
-                  "(it is extrapolated until an element line reaches zero; needs elements "
-                  "and an EDX model or a signal that has them)",
+    "never_pure": "'auto' ('lines' where the sample's elements and EDX model are known, "
+                  "else 'keep'), 'keep' (a vertex without a pure cluster keeps NMF's "
+                  "spectrum) or 'lines' (it is extrapolated until an element line reaches "
+                  "zero; needs elements and an EDX model or a signal that has them)",
 }
 
 
@@ -283,25 +284,30 @@ class PSNMF(TransformerMixin, BaseEstimator):
         binned stage is the same as with 'binned'. The bootstrap and the debiased spectra
         (:mod:`psnmf.uncertainty`) replay the finer-scale moves. 'binned': among the
         binned pixels only. Lazy / Dask input keeps 'binned'.
-    never_pure : {'keep', 'lines'}, default='keep'
-        The vertices without a pure cluster ('pure'): phases never pure (nanoparticles on a
-        support, nanoclusters in a matrix). 'keep': NMF's vertex, inside the true simplex
-        (the phase plus some of its neighbours). 'lines': each is moved away from the other
-        vertices as far as all its element line-family intensities stay non-negative
-        within noise (:func:`psnmf.engine.two_stage.extrapolate_never_pure`): a phase
-        without the support's or the matrix's elements loses them, which the likelihood
-        alone cannot decide. Needs ``elements`` and ``edx_model`` (or a HyperSpy signal
-        with ``Sample.elements`` and its energy axis). Not the default: a phase that has
-        every element of a neighbour but no pure cluster at any scale (M23C6 carbides in
-        ferrite at low counts) is pushed out until it loses one of them, so use it with
-        ``vertex_scales='multi'``; and the bootstrap (:mod:`psnmf.uncertainty`) does not
-        replay it.
+    never_pure : {'auto', 'keep', 'lines'}, default='auto'
+        The vertices without a pure cluster or a corner of their faces ('pure'): phases
+        never pure (nanoparticles on a support, nanoclusters in a matrix). 'keep': NMF's
+        vertex, inside the true simplex (the phase plus some of its neighbours). 'lines':
+        each is moved away from the other vertices as far as all its element line-family
+        intensities stay non-negative within noise
+        (:func:`psnmf.engine.two_stage.extrapolate_never_pure`): a phase without the
+        support's or the matrix's elements loses them, which the likelihood alone cannot
+        decide. The move is kept only where it is evidence of a missing element
+        (:func:`psnmf.engine.line_vertices.step_supported`: resolved beyond the lines'
+        zero band, stopped by an element a neighbour holds, every line family of that
+        element at zero), so a phase that holds every element of its neighbour (M23C6
+        carbides in ferrite) keeps its vertex. Needs ``elements`` and ``edx_model`` (or a
+        HyperSpy signal with ``Sample.elements`` and its energy axis). 'auto': 'lines'
+        where those are known, 'keep' where not (a NumPy array without ``elements`` and
+        ``edx_model``, ``spectra='nmf'``, lazy data). The bootstrap
+        (:mod:`psnmf.uncertainty`) does not replay the extrapolation: for error bars of a
+        fit that moved a vertex by its lines, fit with 'keep'.
     elements : list of str, optional
-        The sample's elements, for ``never_pure='lines'`` (default: the signal's
+        The sample's elements, for ``never_pure`` 'lines' or 'auto' (default: the signal's
         ``Sample.elements``).
     edx_model : psnmf.physics.EDXModel, optional
-        The forward model on the data's energy axis, for ``never_pure='lines'`` (default:
-        :func:`psnmf.quantify.model_for_signal` of the signal).
+        The forward model on the data's energy axis, for ``never_pure`` 'lines' or 'auto'
+        (default: :func:`psnmf.quantify.model_for_signal` of the signal).
     fixed_spectra : dict {component: array (channels,)}, optional
         Spectra measured on a reference, by component index (or a list: item j for
         component j): the fitted spectrum of that component is the given one, normalised
@@ -356,8 +362,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
         The bin factor of the scale at which each spectrum moved to a pure cluster (``b``
         for the binned stage, smaller with ``vertex_scales='multi'``; 0: kept).
     vertex_steps_ : ndarray (k, k)
-        ``never_pure='lines'``: the step of each extrapolated vertex away from each other
-        vertex (zero rows for the vertices not moved; all zero otherwise).
+        ``never_pure`` 'lines' or 'auto': the step of each extrapolated vertex away from
+        each other vertex (zero rows for the vertices not moved; all zero otherwise).
     loss_ : dict
         ``{'binned': ndarray, 'full': ndarray}`` loss (generalised KL) histories.
     n_iter_ : dict
@@ -435,7 +441,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         max_dispersion: float = 1.5,
         max_tail: float = 1.0,
         vertex_scales: str = "multi",
-        never_pure: str = "keep",
+        never_pure: str = "auto",
         elements: list[str] | tuple[str, ...] | None = None,
         edx_model: Any = None,
         fixed_spectra: Any = None,
@@ -594,12 +600,14 @@ class PSNMF(TransformerMixin, BaseEstimator):
                                            self.init_rois))
 
     def _line_physics(self, X: Any) -> tuple[Any, list[str]] | None:
-        """``(edx_model, elements)`` for ``never_pure='lines'``, else None.
+        """``(edx_model, elements)`` for ``never_pure='lines'``, and for 'auto' where both
+        are known and ``spectra='pure'``; else None.
 
         Both from the parameters where given, else from the signal (its energy axis and
         metadata, :func:`psnmf.quantify.model_for_signal`; ``Sample.elements``).
         """
-        if self.never_pure != "lines":
+        if self.never_pure == "keep" or (self.never_pure == "auto"
+                                         and self.spectra != "pure"):
             return None
         if self.spectra != "pure":
             raise ValueError(
@@ -608,12 +616,14 @@ class PSNMF(TransformerMixin, BaseEstimator):
             )
         model, elements = self.edx_model, self.elements
         if signals.is_signal(X):
-            if model is None:
+            if elements is None:
+                elements = list(X.metadata.get_item("Sample.elements", []) or [])
+            if model is None and elements:
                 from psnmf.quantify import model_for_signal
 
                 model = model_for_signal(X)
-            if elements is None:
-                elements = list(X.metadata.get_item("Sample.elements", []) or [])
+        if (model is None or not elements) and self.never_pure == "auto":
+            return None
         if model is None or not elements:
             raise ValueError(
                 "never_pure='lines' needs the sample's elements and the EDX model of the "
@@ -635,7 +645,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
                 f"X must be a lazy spectrum image of shape (ny, nx, channels), got shape "
                 f"{tuple(data.shape)}."
             )
-        if self.never_pure != "keep":
+        if self.never_pure == "lines":
             raise ValueError(
                 "never_pure='lines' is not available for lazy / Dask data yet; use "
                 "never_pure='keep' or load the data into memory (signal.compute())."

@@ -671,11 +671,13 @@ def bootstrap(
     """
     if int(n_boot) < 2:
         raise ValueError(f"n_boot must be >= 2, got {n_boot!r}.")
-    if getattr(model, "never_pure", "keep") != "keep":
+    if (getattr(model, "never_pure", "keep") == "lines"
+            or np.any(getattr(model, "vertex_steps_", 0.0))):
         raise ValueError(
             f"bootstrap replays the binned stage with its pure-pixel correction only, not "
-            f"never_pure={model.never_pure!r} (its replicates would describe another "
-            "estimator); fit the model with never_pure='keep' for error bars."
+            f"the line extrapolation of never_pure={model.never_pure!r} (its replicates "
+            "would describe another estimator); fit the model with never_pure='keep' for "
+            "error bars."
         )
     for name, value in (("n_splits", n_splits), ("replicate_splits", replicate_splits)):
         if int(value) < 1:
