@@ -300,8 +300,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
         HyperSpy signal with ``Sample.elements`` and its energy axis). 'auto': 'lines'
         where those are known, 'keep' where not (a NumPy array without ``elements`` and
         ``edx_model``, ``spectra='nmf'``, lazy data). The bootstrap
-        (:mod:`psnmf.uncertainty`) does not replay the extrapolation: for error bars of a
-        fit that moved a vertex by its lines, fit with 'keep'.
+        (:mod:`psnmf.uncertainty`) replays the extrapolation of the vertices it moved,
+        with the same elements and model (``line_physics_``).
     elements : list of str, optional
         The sample's elements, for ``never_pure`` 'lines' or 'auto' (default: the signal's
         ``Sample.elements``).
@@ -364,6 +364,10 @@ class PSNMF(TransformerMixin, BaseEstimator):
     vertex_steps_ : ndarray (k, k)
         ``never_pure`` 'lines' or 'auto': the step of each extrapolated vertex away from
         each other vertex (zero rows for the vertices not moved; all zero otherwise).
+    line_physics_ : tuple (EDXModel, list of str) or None
+        The EDX model and elements the line extrapolation ran with (given, or from the
+        signal), so that the bootstrap (:func:`psnmf.uncertainty.bootstrap`) replays it
+        with the same physics; None where it did not run ('keep', or 'auto' without them).
     loss_ : dict
         ``{'binned': ndarray, 'full': ndarray}`` loss (generalised KL) histories.
     n_iter_ : dict
@@ -587,6 +591,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
                                                    mask)
         self._set_fitted(shape, b, template, stage1, stage2, maps, smoothing, unsmoothed,
                          selection, steps)
+        self.line_physics_ = lines
         self.pixel_mask_ = mask
         self.spectral_priors_ = priors
         if mask is not None:  # not estimated
@@ -769,6 +774,7 @@ class PSNMF(TransformerMixin, BaseEstimator):
         self.pixel_mask_ = None
         self.spectral_priors_ = None
         self.vertex_steps_ = np.zeros((k, k)) if steps is None else steps
+        self.line_physics_ = None
         self.image_shape_ = shape
         self.n_components_ = k
         self.bin_factor_ = b
