@@ -248,3 +248,25 @@ def test_a_lower_iteration_cap_than_the_search_keeps_the_search_candidate_as_hel
                 **{**FAST, "max_iter": 50})
     assert res.model.n_iter_["binned"] <= 50
     assert np.isfinite(res.deviance.psnmf)
+
+
+def test_unmix_extrapolates_a_never_pure_phase_by_the_signals_elements():
+    """The pipeline fits CSR counts, so it passes the signal's elements and EDX model to
+    the estimator itself: on the ODS steel (mixed_phase, 'medium', 64 x 64) the Y2Ti2O7
+    nanoclusters, never pure, have their vertex extrapolated by the lines in ``unmix``
+    (summary.json's ``vertex_lines``, the printed summary), and the pure phases keep
+    theirs."""
+    from psnmf.metrics import compare_to_truth
+    from psnmf.simulate import sample_dataset
+
+    ds = sample_dataset("mixed_phase", snr="medium", seed=0, shape=(64, 64))
+    res = unmix(ds.to_signal(), n_components=3, bin_factor=4, n_boot=0, seed=0,
+                max_iter=1000, max_iter_full=30, progress=False)
+    par = res.summary.parameters
+    assert par.line_elements == list(ds.elements)
+    order = compare_to_truth(res.model.spectra_, res.model.maps_, ds.spectra,
+                             ds.maps)["order"]
+    y = int(order[list(ds.phase_names).index("Y2Ti2O7")])
+    assert par.vertex_lines == [j == y for j in range(3)]
+    assert f"extrapolated by element lines for #{y}" in format_summary(res)
+    assert res.summary.to_dict()["parameters"]["vertex_lines"] == par.vertex_lines

@@ -58,19 +58,51 @@ def make_estimator(
     k: int, b: int, *, seed: int | None, iterations: tuple[int, int],
     smoothing: float | str | None, pure_spectra: bool,
     image_shape: tuple[int, int] | None = None, priors: dict[str, Any] | None = None,
+    lines: dict[str, Any] | None = None,
 ) -> PSNMF:
     """The one place the pipeline builds a :class:`psnmf.PSNMF`.
 
     ``pure_spectra`` picks ``spectra='pure'`` (pure-pixel spectra where the data show pure
     pixels) or ``'nmf'`` (the paper's binned-stage spectra); ``iterations`` are the caps
     of the binned and the full-resolution stage; ``priors`` the estimator's prior options
-    (``fixed_spectra``, ``spectra_mask``, ``init_rois``; :mod:`psnmf.pipeline.priors`).
+    (``fixed_spectra``, ``spectra_mask``, ``init_rois``; :mod:`psnmf.pipeline.priors`);
+    ``lines`` its ``elements`` and ``edx_model`` (:func:`line_physics`), with which its
+    default ``never_pure='auto'`` extrapolates the vertices of never-pure phases.
     """
     return PSNMF(
         n_components=k, bin_factor=b, spectra="pure" if pure_spectra else "nmf",
         smoothing=smoothing, random_state=seed, max_iter=iterations[0],
         max_iter_full=iterations[1], image_shape=image_shape, **(priors or {}),
+        **(lines or {}),
     )
+
+
+def line_physics(signal: Any, notes: list[str] | None = None) -> dict[str, Any]:
+    """The estimator's ``elements`` and ``edx_model`` for the line extrapolation of
+    never-pure vertices (``PSNMF(never_pure='auto')``): the signal's ``Sample.elements``
+    (the file's, or those the user gave) and the forward model of its energy axis
+    (:func:`psnmf.quantify.model_for_signal`, the one the compositions are quantified
+    with). The pipeline fits CSR counts, from which the estimator cannot read them.
+
+    Empty (the never-pure vertices kept) when the signal names no element, and, noted in
+    ``notes``, when no forward model fits its energy axis (an axis starting below zero)
+    or none of its elements has an X-ray line on it.
+    """
+    from psnmf.engine.line_vertices import line_basis
+    from psnmf.quantify import model_for_signal
+
+    elements = list(signal.metadata.get_item("Sample.elements", []) or [])
+    if not elements:
+        return {}
+    try:
+        model = model_for_signal(signal)
+        line_basis(model, elements)
+    except ValueError as exc:
+        if notes is not None:
+            notes.append(f"The element lines could not bound the spectra of never-pure "
+                         f"phases ({exc}); their vertices are NMF's.")
+        return {}
+    return {"elements": elements, "edx_model": model}
 
 
 @dataclass
@@ -120,6 +152,7 @@ def choose(
     auto_components: Sequence[int] = DEFAULT_COMPONENTS,
     fits: dict[tuple[int, int], PSNMF] | None = None,
     priors: dict[str, Any] | None = None, pure_spectra: bool = True,
+    lines: dict[str, Any] | None = None,
 ) -> ModelChoice:
     """Choose ``k`` and/or ``b`` by held-out deviance (:func:`psnmf.selection.choose_model`).
 
@@ -144,7 +177,7 @@ def choose(
                              f"that include it.")
     template = make_estimator(k or 2, b or 4, seed=seed, iterations=SWEEP_ITERATIONS,
                               smoothing=None, pure_spectra=pure_spectra, image_shape=shape,
-                              priors=priors)
+                              priors=priors, lines=lines)
     fit = candidate_fit(template, shape, pixel_mask=data.pixel_mask, fits=fits,
                         record=data.X1)
     return choose_model(
@@ -222,12 +255,15 @@ class Fitted:
 
 def fit(signal: Any, data: Split, k: int, b: int, *, seed: int | None,
         iterations: tuple[int, int], smoothing: float | str | None,
-        pure_spectra: bool, priors: dict[str, Any] | None = None) -> Fitted:
+        pure_spectra: bool, priors: dict[str, Any] | None = None,
+        lines: dict[str, Any] | None = None) -> Fitted:
     """PSNMF of all the counts: component spectra, maps and count scale as signals with the
-    axes and metadata of ``signal``, and the denoised cube (lazy, from the factors)."""
+    axes and metadata of ``signal``, and the denoised cube (lazy, from the factors);
+    ``lines`` the estimator's elements and EDX model (:func:`line_physics`)."""
     model = make_estimator(k, b, seed=seed, iterations=iterations, smoothing=smoothing,
                            pure_spectra=pure_spectra, image_shape=data.image_shape,
-                           priors=priors).fit(data.counts, pixel_mask=data.pixel_mask)
+                           priors=priors, lines=lines).fit(data.counts,
+                                                           pixel_mask=data.pixel_mask)
     if not all(model.converged_.values()):
         logger.info("PSNMF stopped at the iteration caps %s", model.n_iter_)
     spectra = signals.spectra_signal(model.spectra_, signal)
@@ -241,6 +277,7 @@ def score(
     signal: Any, data: Split, k: int, b: int, *, seed: int | None,
     smoothing_lam: float, pure_spectra: bool, notes: list[str],
     candidate: PSNMF | None = None, priors: dict[str, Any] | None = None,
+    lines: dict[str, Any] | None = None,
 ) -> HeldoutDeviance:
     """Held-out deviance of raw (``X1`` predicts ``X2``), PCA and PSNMF fitted on ``X1``.
 
@@ -268,7 +305,7 @@ def score(
     if candidate is None:
         template = make_estimator(k, b, seed=seed, iterations=SWEEP_ITERATIONS,
                                   smoothing=None, pure_spectra=pure_spectra,
-                                  image_shape=shape, priors=priors)
+                                  image_shape=shape, priors=priors, lines=lines)
         candidate = candidate_fit(template, shape, pixel_mask=data.pixel_mask)(X1, b, k)
     rows, window = central_window(np.arange(X1.shape[0]), shape, HELDOUT_PIXELS)
     mask = data.pixel_mask

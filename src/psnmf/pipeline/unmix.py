@@ -270,6 +270,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         resolved = resolve_priors(priors, loaded.signal, loaded.counts, loaded.image_shape)
         data = steps.split(loaded, seed, None if resolved is None else resolved.pixel_mask)
         estimator_priors = _check_priors(resolved, data, k)
+        lines = steps.line_physics(loaded.signal, notes) if vertex else {}
         memory.check_unmix_memory(
             data.image_shape, data.counts.shape[1], data.counts.nnz,
             what=f"'{loaded.source.get('file') or 'the signal'}'",
@@ -284,11 +285,11 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
             selection = steps.choose(data, k=k, b=b, bins=bins, components=None,
                                      auto_components=components, seed=seed, progress=prog,
                                      fits=fits, priors=estimator_priors,
-                                     pure_spectra=vertex)
+                                     pure_spectra=vertex, lines=lines)
         k = k if k is not None else selection.n_components
         b = b if b is not None else selection.bin_factor
     config = {"seed": seed, "iterations": iterations, "smoothing": smoothing,
-              "pure_spectra": vertex, "priors": estimator_priors}
+              "pure_spectra": vertex, "priors": estimator_priors, "lines": lines}
     with prog.step("pca", "PCA (HyperSpy)"):
         baseline = steps.pca(loaded.signal, k, seed, notes, data)
     with prog.step("psnmf", f"PSNMF k={k} b={b}"):
@@ -297,7 +298,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         deviance = steps.score(loaded.signal, data, k, b, seed=seed, notes=notes,
                                smoothing_lam=fitted.model.smoothing_["lam"],
                                pure_spectra=vertex, candidate=fits.get((b, k)),
-                               priors=estimator_priors)
+                               priors=estimator_priors, lines=lines)
         resid = steps.residual_map(loaded.signal, data, fitted)
     with prog.step("elements", "elemental maps"):
         elmaps = steps.element_maps(loaded, baseline, fitted, notes)
@@ -433,6 +434,9 @@ def _parameters(model: Any, k: int, b: int, selection: ModelChoice | None, seed:
         max_iter=iterations[0], max_iter_full=iterations[1], tol=model.tol,
         estimator=type(model).__name__,
         vertex_moved=model.vertex_moved_.tolist() if model.spectra == "pure" else None,
+        vertex_lines=(model.vertex_steps_.any(axis=1).tolist()
+                      if model.line_physics_ is not None else None),
+        line_elements=None if model.line_physics_ is None else list(model.line_physics_[1]),
         smoothing=smoothing, n_boot=n_boot, integration_windows_fwhm=INTEGRATION_WINDOWS,
         pca="HyperSpy decomposition(normalize_poissonian_noise=True, algorithm='SVD', "
         f"svd_solver='randomized', output_dimension={PCA_DIMENSION}, navigation_mask=None)"
@@ -485,6 +489,10 @@ def format_summary(result: UnmixResult) -> str:
         lines.append("  spectra     pure-pixel vertex moved for " + (
             ", ".join(f"#{i}" for i, m in enumerate(par.vertex_moved) if m)
             or "none (no pure cluster)"))
+    if par.vertex_lines is not None:
+        lines.append("  spectra     extrapolated by element lines for " + (
+            ", ".join(f"#{i}" for i, m in enumerate(par.vertex_lines) if m)
+            or "none (no never-pure vertex with a supported step)"))
     if s.smoothing.penalty:
         how = AUTO if s.smoothing.chosen else "given"
         lines.append(f"  maps        total-variation weight {s.smoothing.relative:.3g} x "
