@@ -245,8 +245,9 @@ that of the stated k-factor uncertainty (O K 45 % now, 20 % in these tables; Mg 
 Never-pure vertices extrapolated by their lines (``--never-pure``)
 ------------------------------------------------------------------
 The fits are given the sample's elements and the quantifying model, as ``psnmf unmix``
-gives them, so the estimator's default (``never_pure='auto'``) extrapolates the vertices
-of never-pure phases by their element lines and the bootstrap replays that
+gives them, and ``--never-pure auto`` (the default here; the estimator's own default is
+'keep') extrapolates the vertices of never-pure phases by their element lines and the
+bootstrap replays that
 (:mod:`psnmf.uncertainty`); ``--never-pure keep`` fits as before. ``same`` physics,
 'medium' and 'low', 96 x 96, 3 seeds, 12 replicates, elements >= 1 at.%, covered / total
 (bootstrap only, full budget), |err| median / max in at.%::

@@ -1,5 +1,5 @@
 """Never-pure vertices extrapolated by element lines: psnmf.engine.line_vertices and
-PSNMF(never_pure='lines' / 'auto', the default)."""
+PSNMF(never_pure='lines' / 'auto'; the default 'keep' leaves them)."""
 
 from __future__ import annotations
 
@@ -86,16 +86,16 @@ def test_a_step_is_kept_only_where_it_is_evidence_of_a_missing_element():
     assert step_supported(overshoot, allow, 1, np.array([-0.02]), names)  # a pull-back
 
 
-def test_defaults_extrapolate_never_pure_nanoclusters_given_the_elements():
+def test_auto_extrapolates_never_pure_nanoclusters_given_the_elements():
     """ODS steel (mixed_phase, medium counts, 96 x 96, seed 0): the Y2Ti2O7 nanoclusters
-    are at most half of any pixel. Without the elements the default keeps NMF's vertex
-    (4.7x the oracle angle); given them ('auto'), it is extrapolated until its Fe and Cr
-    lines vanish: measured 1.08x, tolerance 1.3x. Ferrite and M23C6 have pure clusters
-    and keep their spectra exactly."""
+    are at most half of any pixel. The default ('keep') keeps NMF's vertex (4.7x the
+    oracle angle); with never_pure='auto' and the elements given, it is extrapolated
+    until its Fe and Cr lines vanish: measured 1.08x, tolerance 1.3x. Ferrite and M23C6
+    have pure clusters and keep their spectra exactly."""
     ds = sample_dataset("mixed_phase", snr="medium", seed=0, shape=(96, 96))
     plain = PSNMF(3, 4, random_state=0, **PURE).fit(ds.counts)
-    auto = PSNMF(3, 4, random_state=0, **PURE, elements=list(ds.elements),
-                 edx_model=ds.model).fit(ds.counts)
+    auto = PSNMF(3, 4, random_state=0, **PURE, never_pure="auto",
+                 elements=list(ds.elements), edx_model=ds.model).fit(ds.counts)
     oracle = oracle_limits(ds).angle
     before, after = score(plain, ds), score(auto, ds)
     y = list(ds.phase_names).index("Y2Ti2O7")
@@ -108,18 +108,18 @@ def test_defaults_extrapolate_never_pure_nanoclusters_given_the_elements():
 
 @pytest.mark.parametrize(("name", "snr", "seed"), [("small_grains", "medium", 1),
                                                    ("mixed_phase", "low", 0)])
-def test_defaults_keep_vertices_whose_step_is_no_evidence(name, snr, seed):
+def test_auto_keeps_vertices_whose_step_is_no_evidence(name, snr, seed):
     """96 x 96: the spinel grains among olivine and pyroxene (small_grains, 'medium') have
     no Si left in their vertex to take out (the step stays within the lines' zero band;
     extrapolated, 1.07x -> 1.37x the oracle angle); the M23C6 carbides in ferrite
     (mixed_phase, 'low') hold Fe, and their vertex reaches zero in Fe L with Fe K well
-    above it (extrapolated, 1.12x -> 2.55x). Given the elements, the default keeps both
+    above it (extrapolated, 1.12x -> 2.55x). Given the elements, 'auto' keeps both
     vertices exactly; every other kept vertex (Y2Ti2O7) may still move."""
     ds = sample_dataset(name, snr=snr, seed=seed, shape=(96, 96))
     k = ds.maps.shape[-1]
     plain = PSNMF(k, 4, random_state=0, **PURE).fit(ds.counts)
-    auto = PSNMF(k, 4, random_state=0, **PURE, elements=list(ds.elements),
-                 edx_model=ds.model).fit(ds.counts)
+    auto = PSNMF(k, 4, random_state=0, **PURE, never_pure="auto",
+                 elements=list(ds.elements), edx_model=ds.model).fit(ds.counts)
     phase = "Spl" if name == "small_grains" else "M23C6"
     j = int(score(plain, ds)["order"][list(ds.phase_names).index(phase)])
     assert plain.vertex_scale_[j] == 0  # no pure cluster at any scale
@@ -183,7 +183,7 @@ def test_lines_need_elements_a_model_and_pure_spectra():
 
 def test_bootstrap_replays_the_line_extrapolation():
     """ODS steel (mixed_phase, 'medium', 96 x 96, the noise seed of benchmarks/coverage.py's
-    seed 1): the default moves the never-pure Y2Ti2O7 vertex by its lines given the
+    seed 1): never_pure='auto' moves the never-pure Y2Ti2O7 vertex by its lines given the
     signal's elements; every bootstrap replicate replays that move with the same elements
     and model (measured: Fe 0.27-0.43 at.% in the replicates, as in the estimate), and
     the 95 % intervals of the nanoclusters' O, Ti and Y cover the truth (Ti 18.18 in
@@ -192,7 +192,7 @@ def test_bootstrap_replays_the_line_extrapolation():
 
     ds = sample_dataset("mixed_phase", snr="medium", seed=101, shape=(96, 96))
     signal = ds.to_signal()
-    model = PSNMF(3, 4, smoothing=None, random_state=0).fit(signal)
+    model = PSNMF(3, 4, smoothing=None, random_state=0, never_pure="auto").fit(signal)
     y = int(score(model, ds)["order"][list(ds.phase_names).index("Y2Ti2O7")])
     assert model.vertex_steps_[y].any() and model.line_physics_[1] == list(ds.elements)
     res = bootstrap(model, signal, n_boot=6, elements=list(ds.elements),

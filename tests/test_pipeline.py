@@ -251,17 +251,17 @@ def test_a_lower_iteration_cap_than_the_search_keeps_the_search_candidate_as_hel
 
 
 def test_unmix_extrapolates_a_never_pure_phase_by_the_signals_elements():
-    """The pipeline fits CSR counts, so it passes the signal's elements and EDX model to
-    the estimator itself: on the ODS steel (mixed_phase, 'medium', 64 x 64) the Y2Ti2O7
-    nanoclusters, never pure, have their vertex extrapolated by the lines in ``unmix``
-    (summary.json's ``vertex_lines``, the printed summary), and the pure phases keep
-    theirs."""
+    """With ``never_pure='lines'`` the pipeline, which fits CSR counts, passes the signal's
+    elements and EDX model to the estimator itself: on the ODS steel (mixed_phase,
+    'medium', 64 x 64) the Y2Ti2O7 nanoclusters, never pure, have their vertex
+    extrapolated by the lines in ``unmix`` (summary.json's ``vertex_lines``, the printed
+    summary), and the pure phases keep theirs."""
     from psnmf.metrics import compare_to_truth
     from psnmf.simulate import sample_dataset
 
     ds = sample_dataset("mixed_phase", snr="medium", seed=0, shape=(64, 64))
     res = unmix(ds.to_signal(), n_components=3, bin_factor=4, n_boot=0, seed=0,
-                max_iter=1000, max_iter_full=30, progress=False)
+                max_iter=1000, max_iter_full=30, progress=False, never_pure="lines")
     par = res.summary.parameters
     assert par.line_elements == list(ds.elements)
     order = compare_to_truth(res.model.spectra_, res.model.maps_, ds.spectra,

@@ -63,7 +63,8 @@ are relative to its folder. Unknown keys and bad values are refused. Keys:
   files = ["a.bcf"]   n_components = "auto"   bin_factor = "auto"   bins = [4, 8, 16]
   components = [2, 3, 4, 5, 6]   energy_range = "auto" (or [0.2, 15.0])
   elements = "auto" (or ["Fe", "O"])   seed = 0   max_iter = 1000   max_iter_full = 200
-  smoothing = "auto"   vertex = true   n_boot = 20   write_denoised = false
+  smoothing = "auto"   vertex = true   never_pure = "keep"   n_boot = 20
+  write_denoised = false
   report = true   output = "auto"   overwrite = false   quiet = false   verbose = false
   [quantify] method = "CL"   k_factors = "theoretical"   thickness = "auto"
   thickness_sigma = "none"   density = "auto"   thickness_from = "auto"
@@ -80,7 +81,8 @@ psnmf.pipeline.unmix(path, output_dir=...), psnmf.pipeline.unmix_files(files, OU
 OPTION_KEYS = {
     "files": "files", "components": "n_components", "bin_factor": "bin_factor",
     "bins": "bins", "max_iter": "max_iter", "max_iter_full": "max_iter_full",
-    "smoothing": "smoothing", "vertex": "vertex", "write_denoised": "write_denoised",
+    "smoothing": "smoothing", "vertex": "vertex", "never_pure": "never_pure",
+    "write_denoised": "write_denoised",
     "bootstrap": "n_boot", "energy_range": "energy_range", "elements": "elements",
     "output": "output", "seed": "seed", "overwrite": "overwrite", "quiet": "quiet",
     "verbose": "verbose", "method": "quantify.method", "k_factors": "quantify.k_factors",
@@ -138,6 +140,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--vertex", action=argparse.BooleanOptionalAction, default=None,
                    help="move each binned-stage spectrum to its pure-pixel cluster (default); "
                    "--no-vertex keeps the binned-stage NMF spectra (the paper's PSNMF)")
+    p.add_argument("--never-pure", choices=["keep", "lines"], default=None,
+                   help="spectra of phases without pure pixels (particles on a support, "
+                   "nanoclusters in a matrix): 'keep' NMF's (default) or 'lines', "
+                   "extrapolated along the element lines of the file's (or --elements') "
+                   "elements where that is evidence of a missing element")
     p.add_argument("--write-denoised", action=argparse.BooleanOptionalAction, default=None,
                    help="also write the dense denoised cubes denoised.hspy and "
                    "pca_denoised.hspy (float32, chunked, compressed); by default only the "

@@ -482,6 +482,9 @@ KEYS: dict[str, Key] = _keys(
         "iteration cap of the full-resolution stage"),
     Key("smoothing", _smoothing(), "auto", "total-variation weight of the maps"),
     Key("vertex", _boolean(), True, "pure-pixel spectra (false: the paper's PSNMF)"),
+    Key("never_pure", _choice("keep", "lines"), "keep",
+        "spectra of phases without pure pixels: NMF's (keep) or extrapolated by the "
+        "element lines (lines)"),
     Key("n_boot", _int(0, zero=False, example="20"), 20, "bootstrap replicates (0: none)"),
     Key("write_denoised", _boolean(), False, "also write the dense denoised cubes"),
     Key("report", _boolean(), True, "write the figures and report.html"),

@@ -66,8 +66,8 @@ def make_estimator(
     pixels) or ``'nmf'`` (the paper's binned-stage spectra); ``iterations`` are the caps
     of the binned and the full-resolution stage; ``priors`` the estimator's prior options
     (``fixed_spectra``, ``spectra_mask``, ``init_rois``; :mod:`psnmf.pipeline.priors`);
-    ``lines`` its ``elements`` and ``edx_model`` (:func:`line_physics`), with which its
-    default ``never_pure='auto'`` extrapolates the vertices of never-pure phases.
+    ``lines`` its ``never_pure``, ``elements`` and ``edx_model`` (:func:`line_physics`),
+    with which it extrapolates the vertices of never-pure phases along their lines.
     """
     return PSNMF(
         n_components=k, bin_factor=b, spectra="pure" if pure_spectra else "nmf",
@@ -79,7 +79,7 @@ def make_estimator(
 
 def line_physics(signal: Any, notes: list[str] | None = None) -> dict[str, Any]:
     """The estimator's ``elements`` and ``edx_model`` for the line extrapolation of
-    never-pure vertices (``PSNMF(never_pure='auto')``): the signal's ``Sample.elements``
+    never-pure vertices (``PSNMF(never_pure='lines')``): the signal's ``Sample.elements``
     (the file's, or those the user gave) and the forward model of its energy axis
     (:func:`psnmf.quantify.model_for_signal`, the one the compositions are quantified
     with). The pipeline fits CSR counts, from which the estimator cannot read them.
@@ -102,7 +102,7 @@ def line_physics(signal: Any, notes: list[str] | None = None) -> dict[str, Any]:
             notes.append(f"The element lines could not bound the spectra of never-pure "
                          f"phases ({exc}); their vertices are NMF's.")
         return {}
-    return {"elements": elements, "edx_model": model}
+    return {"never_pure": "lines", "elements": elements, "edx_model": model}
 
 
 @dataclass

@@ -63,7 +63,7 @@ class Parameters:
     estimator: str
     vertex_moved: list[bool] | None
     #: Per component, whether its vertex was extrapolated by the element lines
-    #: (``PSNMF(never_pure='auto')``, :func:`psnmf.engine.two_stage.extrapolate_never_pure`);
+    #: (``PSNMF(never_pure='lines')``, :func:`psnmf.engine.two_stage.extrapolate_never_pure`);
     #: None where the extrapolation did not run (no elements, or ``vertex=False``).
     vertex_lines: list[bool] | None
     #: The elements whose lines bounded that extrapolation (None where it did not run).

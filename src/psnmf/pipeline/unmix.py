@@ -78,6 +78,7 @@ def unmix(
     report: bool = True,
     smoothing: float | str | None = "auto",
     vertex: bool = True,
+    never_pure: str = "keep",
     n_boot: int = DEFAULT_BOOTSTRAP,
     write_denoised: bool = False,
     quantify_options: dict[str, Any] | None = None,
@@ -127,6 +128,12 @@ def unmix(
     vertex : bool
         Pure-pixel spectra (``PSNMF(spectra='pure')``): move each binned-stage spectrum to
         its pure-pixel cluster when the data show one. ``False`` gives the paper's spectra.
+    never_pure : {'keep', 'lines'}
+        The spectra of the phases without pure pixels (``PSNMF(never_pure=...)``): NMF's
+        vertex ('keep'), or extrapolated along the element lines of the signal's elements
+        and EDX model ('lines', with ``vertex``; kept, with a note, where the file names
+        no element or no model fits its energy axis). ``summary.json`` says which
+        vertices the lines moved.
     n_boot : int
         Bootstrap replicates for the ± of the component compositions
         (:func:`psnmf.uncertainty.bootstrap`); 0 skips the composition table.
@@ -241,7 +248,7 @@ def unmix(
                     elements=elements, seed=seed, bins=tuple(bins),
                     components=tuple(components),
                     iterations=(int(max_iter), int(max_iter_full)), smoothing=smoothing,
-                    vertex=bool(vertex), n_boot=int(n_boot),
+                    vertex=bool(vertex), never_pure=str(never_pure), n_boot=int(n_boot),
                     quantify_options=quantify_options, priors=Priors.from_any(priors),
                 )
                 if results is not None:
@@ -262,6 +269,7 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
          b: int | None, energy_range: Any, elements: Any, seed: int | None,
          bins: tuple[int, ...], components: tuple[int, ...], iterations: tuple[int, int],
          smoothing: float | str | None, vertex: bool, n_boot: int,
+         never_pure: str = "keep",
          quantify_options: dict[str, Any] | None = None,
          priors: Priors | None = None) -> UnmixResult:
     """The steps from the input to the result, nothing written."""
@@ -270,7 +278,8 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         resolved = resolve_priors(priors, loaded.signal, loaded.counts, loaded.image_shape)
         data = steps.split(loaded, seed, None if resolved is None else resolved.pixel_mask)
         estimator_priors = _check_priors(resolved, data, k)
-        lines = steps.line_physics(loaded.signal, notes) if vertex else {}
+        lines = (steps.line_physics(loaded.signal, notes)
+                 if vertex and never_pure == "lines" else {})
         memory.check_unmix_memory(
             data.image_shape, data.counts.shape[1], data.counts.nnz,
             what=f"'{loaded.source.get('file') or 'the signal'}'",
