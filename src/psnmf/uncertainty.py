@@ -38,11 +38,11 @@ seed), 30/32 for both at 'low'.
 
 Vertices extrapolated by their element lines
 --------------------------------------------
-With ``never_pure`` 'auto' (the default, given the sample's elements and EDX model) or
-'lines', a vertex without a pure cluster may have been moved outwards along its element
-lines (:func:`psnmf.engine.two_stage.extrapolate_never_pure`, ``vertex_steps_``). Every
-replicate then replays that extrapolation with the fit's elements and EDX model
-(``line_physics_``) and the same rule
+With ``never_pure`` 'lines' or 'auto' (given the sample's elements and EDX model; the
+default 'keep' moves nothing), a vertex without a pure cluster may have been moved
+outwards along its element lines (:func:`psnmf.engine.two_stage.extrapolate_never_pure`,
+``vertex_steps_``). Every replicate then replays that extrapolation with the fit's
+elements and EDX model (``line_physics_``) and the same rule
 (:func:`psnmf.engine.line_vertices.extrapolate_vertices` and its tests): the vertices the
 fit moved so, where the replicate's binned stage and finer scales found no pure cluster
 for them, are extrapolated from the fit's NMF vertex plus the replicate's NMF error
