@@ -170,7 +170,12 @@ from scipy.stats import chi2, norm
 
 from psnmf.engine import _kernels as kernels
 from psnmf.engine.binning import bin_counts
-from psnmf.engine.line_vertices import extrapolate_vertices, line_basis
+from psnmf.engine.line_vertices import (
+    elements_of_lines,
+    extrapolate_vertices,
+    line_basis,
+    step_transform,
+)
 from psnmf.engine.poisson_nmf import poisson_draw, solve_abundances
 from psnmf.engine.priors import SpectralPriors
 from psnmf.engine.pure_pixels import replay_vertex_correction
@@ -892,17 +897,6 @@ class _LineReplay:
         return out
 
 
-def _line_transform(steps: np.ndarray) -> np.ndarray:
-    """The transform of the line extrapolation with these ``steps``
-    (:func:`psnmf.engine.line_vertices.extrapolate_vertices`): rows sum to one, ``-t_i``
-    off the diagonal of a moved vertex."""
-    T = np.eye(steps.shape[0])
-    for j in np.flatnonzero(steps.any(axis=1)):
-        T[j] = -steps[j]
-        T[j, j] = 1.0 + steps[j].sum()
-    return T
-
-
 def _nmf_abundances(A: np.ndarray, transform: np.ndarray) -> np.ndarray:
     """The abundances of the NMF's own spectra from those of the corrected spectra
     ``transform @ nmf_spectra``: ``A @ transform``, clipped at zero and renormalised where
@@ -938,9 +932,9 @@ def _line_replay(model: Any, pixel_counts: np.ndarray) -> _LineReplay | None:
     edx_model, elements = physics
     basis, n_lines, names = line_basis(edx_model, elements)
     k = steps.shape[0]
-    maps = model.binned_maps_.reshape(-1, k) @ _line_transform(steps)
+    maps = model.binned_maps_.reshape(-1, k) @ step_transform(steps)
     counts = np.clip(maps, 0.0, None).T @ np.asarray(pixel_counts, dtype=float)
-    return _LineReplay(basis, n_lines, [n.split("_")[0] for n in names], counts,
+    return _LineReplay(basis, n_lines, elements_of_lines(names), counts,
                        steps.any(axis=1))
 
 

@@ -86,7 +86,9 @@ __all__ = [
     "extrapolate_vertices",
     "line_basis",
     "line_coefficients",
+    "elements_of_lines",
     "step_supported",
+    "step_transform",
 ]
 
 #: Legendre degree of the continuum basis (degree + 1 terms times the Kramers shape).
@@ -157,6 +159,31 @@ def line_basis(
     for d in range(int(continuum_degree) + 1):
         rows.append(c * np.polynomial.legendre.Legendre.basis(d)(x))
     return np.array(rows), n_lines, names
+
+
+def elements_of_lines(names: list[str]) -> list[str]:
+    """The element of each line row of :func:`line_basis` from its ``names``.
+
+    >>> elements_of_lines(["Fe_Ka", "Fe_La", "O_Ka"])
+    ['Fe', 'Fe', 'O']
+    """
+    return [n.split("_")[0] for n in names]
+
+
+def step_transform(steps: np.ndarray) -> np.ndarray:
+    """The transform ``T`` of vertex steps (``steps[j, i]`` = ``t_i`` of vertex ``j``):
+    the moved vertex is ``(1 + sum_i t_i) s_j - sum_i t_i s_i``, so its row sums to one;
+    the rows of unmoved vertices are the identity's.
+
+    >>> step_transform(np.array([[0.0, 0.0], [0.5, 0.0]]))
+    array([[ 1. ,  0. ],
+           [-0.5,  1.5]])
+    """
+    T = np.eye(steps.shape[0])
+    for j in np.flatnonzero(steps.any(axis=1)):
+        T[j] = -steps[j]
+        T[j, j] = 1.0 + steps[j].sum()
+    return T
 
 
 def line_coefficients(
@@ -364,7 +391,6 @@ def extrapolate_vertices(
     k = S.shape[0]
     C, sd = line_coefficients(S, G, n_lines, counts)
     assert sd is not None
-    T = np.eye(k)
     steps = np.zeros((k, k))
     allow = n_sd * sd + mismatch * np.abs(C).sum(axis=1, keepdims=True)
     for j in np.flatnonzero(np.asarray(which, dtype=bool)):
@@ -377,9 +403,7 @@ def extrapolate_vertices(
         if t is None or (check and not step_supported(C, allow, j, t, line_elements)):
             continue
         steps[j, others] = t
-        T[j] = 0.0
-        T[j, j] = 1.0 + t.sum()
-        T[j, others] = -t
+    T = step_transform(steps)
     out = S.copy()
     moved = steps.any(axis=1)
     if moved.any():

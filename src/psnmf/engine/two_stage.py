@@ -49,7 +49,7 @@ import scipy.sparse as sp
 
 from psnmf._validation import check_random_state
 from psnmf.engine.binning import bin_counts, upsample_maps
-from psnmf.engine.line_vertices import extrapolate_vertices, line_basis
+from psnmf.engine.line_vertices import elements_of_lines, extrapolate_vertices, line_basis
 from psnmf.engine.poisson_nmf import NMFResult, initialise, poisson_nmf, solve_abundances
 from psnmf.engine.priors import SpectralPriors
 from psnmf.engine.pure_pixels import (
@@ -509,7 +509,7 @@ def extrapolate_never_pure(
     pixel_counts = np.asarray(binned.sum(axis=1), dtype=np.float64).ravel()
     vertex_counts = fit.maps.T @ pixel_counts
     S, T, steps = extrapolate_vertices(fit.spectra, vertex_counts, kept, G, n_lines,
-                                       line_elements=[n.split("_")[0] for n in names])
+                                       line_elements=elements_of_lines(names))
     if not steps.any():
         return fit, steps
     if priors is not None:
