@@ -78,8 +78,8 @@ def make_estimator(
 
 
 def line_physics(signal: Any, notes: list[str] | None = None) -> dict[str, Any]:
-    """The estimator's ``elements`` and ``edx_model`` for the line extrapolation of
-    never-pure vertices (``PSNMF(never_pure='lines')``): the signal's ``Sample.elements``
+    """The estimator's ``never_pure='lines'`` with its ``elements`` and ``edx_model``, for
+    the line extrapolation of never-pure vertices: the signal's ``Sample.elements``
     (the file's, or those the user gave) and the forward model of its energy axis
     (:func:`psnmf.quantify.model_for_signal`, the one the compositions are quantified
     with). The pipeline fits CSR counts, from which the estimator cannot read them.

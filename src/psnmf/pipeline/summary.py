@@ -64,7 +64,8 @@ class Parameters:
     vertex_moved: list[bool] | None
     #: Per component, whether its vertex was extrapolated by the element lines
     #: (``PSNMF(never_pure='lines')``, :func:`psnmf.engine.two_stage.extrapolate_never_pure`);
-    #: None where the extrapolation did not run (no elements, or ``vertex=False``).
+    #: None where the extrapolation did not run (``never_pure='keep'``, no elements, or
+    #: ``vertex=False``).
     vertex_lines: list[bool] | None
     #: The elements whose lines bounded that extrapolation (None where it did not run).
     line_elements: list[str] | None
