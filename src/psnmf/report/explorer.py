@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from psnmf.engine.binning import binning_matrix
 from psnmf.io.counts import row_blocks, to_counts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -322,15 +323,9 @@ def _fit_packed(B: np.ndarray | sp.csr_array, rc: RegionCounts, shape: tuple[int
 def _merge_regions(B: np.ndarray | sp.csr_array, grid: tuple[int, int],
                    m: int) -> np.ndarray | sp.csr_array:
     """Sums of ``B`` (regions of ``grid``, row-major, x channels) over ``m x m`` blocks of
-    regions: the sums over regions of side ``m * r`` when ``B``'s have side ``r``
-    (``(y // r) // m == y // (m * r)``)."""
-    gy, gx = grid
-    yy, xx = np.divmod(np.arange(gy * gx), gx)
-    gx2 = -(-gx // m)
-    merged = (yy // m) * gx2 + xx // m
-    M = sp.csr_array((np.ones(gy * gx, dtype=np.int64), (merged, np.arange(gy * gx))),
-                     shape=(-(-gy // m) * gx2, gy * gx))
-    return M @ B
+    regions, the binning of the region grid by ``m``: the sums over regions of side
+    ``m * r`` when ``B``'s have side ``r`` (``(y // r) // m == y // (m * r)``)."""
+    return binning_matrix(grid, m) @ B
 
 
 def region_weights(maps: np.ndarray, scale: np.ndarray, r: int) -> np.ndarray:
