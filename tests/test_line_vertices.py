@@ -13,7 +13,7 @@ from psnmf.engine.line_vertices import (
     line_coefficients,
     step_supported,
 )
-from psnmf.metrics import compare_to_truth, oracle_limits, spectral_angle
+from psnmf.metrics import compare_to_truth, match_components, oracle_limits, spectral_angle
 from psnmf.physics import EDXModel
 from psnmf.simulate import sample_dataset
 
@@ -125,6 +125,47 @@ def test_auto_keeps_vertices_whose_step_is_no_evidence(name, snr, seed):
     assert plain.vertex_scale_[j] == 0  # no pure cluster at any scale
     np.testing.assert_array_equal(auto.spectra_[j], plain.spectra_[j])
     assert not auto.vertex_steps_[j].any()
+
+
+def test_a_vertex_at_its_pure_cluster_is_not_extrapolated():
+    """ODS steel (mixed_phase, 'low', 96 x 96, seed 0): no cluster moves the M23C6 vertex
+    (radius-9 px grains), because at b = 2 its pure pixels form a cluster at the vertex
+    itself (the depth test); :func:`refine_vertices` flags it ``at_vertex`` and the line
+    extrapolation leaves it, whatever the line tests say (on espm's spectra they took its
+    Fe out, 5.2 -> 16.1 degrees). The never-pure Y2Ti2O7, whose richest pixels are the
+    upper end of a tail, is not flagged and is extrapolated; flagged, it would be kept."""
+    import scipy.sparse as sp
+
+    from psnmf.engine.binning import bin_counts
+    from psnmf.engine.two_stage import (
+        binned_kwargs,
+        extrapolate_never_pure,
+        fit_binned,
+        refine_vertices,
+    )
+
+    ds = sample_dataset("mixed_phase", snr="low", seed=0, shape=(96, 96))
+    est = PSNMF(3, 4, random_state=0)
+    counts = sp.csr_matrix(ds.counts.reshape(-1, ds.counts.shape[-1]).astype(float))
+    binned = bin_counts(counts, (96, 96), 4)
+    fit = refine_vertices(counts, (96, 96), 4,
+                          fit_binned(binned, 3, random_state=0,
+                                     **binned_kwargs(est.get_params())))
+    order = [int(i) for i in match_components(fit.spectra, ds.spectra)]
+    carbide, clusters = (order[list(ds.phase_names).index(n)]
+                         for n in ("M23C6", "Y2Ti2O7"))
+    assert fit.scales[carbide] == 0 and fit.scales[clusters] == 0
+    assert fit.at_vertex[carbide] and not fit.at_vertex[clusters]
+    moved, steps = extrapolate_never_pure(binned, fit, ds.model, list(ds.elements),
+                                          solve_maps=False)
+    assert not steps[carbide].any() and steps[clusters].any()
+    np.testing.assert_array_equal(moved.spectra[carbide], fit.spectra[carbide])
+    flagged = fit.at_vertex.copy()
+    flagged[clusters] = True
+    fit.at_vertex = flagged
+    _, steps = extrapolate_never_pure(binned, fit, ds.model, list(ds.elements),
+                                      solve_maps=False)
+    assert not steps.any()
 
 
 def test_lines_recover_never_pure_particles_near_the_oracle():

@@ -42,7 +42,10 @@ zero band ``[-allow, allow]`` by the band's own width. With ``check`` (the defau
   ceramic's spinel, stopped by Zr, 7x -> 34x), and every line family of each stopping
   element ends within its zero band (an element the phase lacks has all its families at
   zero; M23C6 carbides in ferrite hold Fe, and their vertex reaches zero in Fe L, absorbed
-  and fitted less well, with Fe K still well above it: 1.1x -> 2.6x);
+  and fitted less well, with Fe K still well above it: 1.1x -> 2.6x; on spectra of
+  another physics code both Fe families may reach zero, so such a phase is kept before
+  this test, where the finer scales find its pure cluster at the vertex:
+  :func:`psnmf.engine.two_stage.vertex_at_cluster`);
 * a pull-back is kept only if each vertex it moves towards holds a line it lifts.
 
 A vertex whose step fails these tests (:func:`step_supported`) keeps its spectrum.

@@ -55,6 +55,7 @@ from psnmf.engine.priors import SpectralPriors
 from psnmf.engine.pure_pixels import (
     Face,
     PureCluster,
+    cluster_passes,
     face_vertex_correction,
     finer_vertex_correction,
     vertex_correction,
@@ -76,6 +77,7 @@ __all__ = [
     "refine_vertices",
     "scale_start",
     "stage2_start",
+    "vertex_at_cluster",
 ]
 
 #: Spectra of the binned stage: the pure-pixel corrected simplex, or NMF's own.
@@ -148,6 +150,10 @@ class BinnedFit:
         Which vertices moved to the corner of their faces (their ``scales`` entry is 1).
     before_faces : BinnedFit or None
         When a vertex moved to its faces: the fit without that step.
+    at_vertex : ndarray (k,) of bool or None
+        After :func:`refine_vertices`: the vertices kept whose cluster at some finer scale
+        passes the cluster tests but lies at the vertex (:func:`vertex_at_cluster`): the
+        data show those phases pure, at the vertex they have.
     """
 
     nmf: NMFResult
@@ -162,6 +168,7 @@ class BinnedFit:
     faces: list[list[Face] | None] | None = None
     face_moved: np.ndarray | None = None
     before_faces: BinnedFit | None = None
+    at_vertex: np.ndarray | None = None
 
 
 def fit_binned(
@@ -364,7 +371,9 @@ def refine_vertices(
     BinnedFit
         ``spectra``, ``transform`` (still ``spectra = transform @ nmf.S``) and ``maps``
         updated; ``scales`` says where each vertex moved and ``scale_clusters`` what was
-        found at each scale; ``moved`` and ``clusters`` are the binned stage's.
+        found at each scale, ``at_vertex`` which vertices kept have a pure cluster at the
+        vertex (:func:`vertex_at_cluster`); ``moved`` and ``clusters`` are the binned
+        stage's.
     """
     if fit.clusters is None:
         return fit
@@ -397,6 +406,8 @@ def refine_vertices(
             A = None
     plain = _refined(counts, image_shape, bin_factor, fit, S, T, scales, full_maps, tried,
                      max_iter, solve_maps)
+    plain.at_vertex = vertex_at_cluster(tried, scales, min_cluster, max_dispersion,
+                                        max_tail)
     todo = (scales == 0) & ~frozen
     if not (faces and todo.any() and np.any(scales > 0)):
         return plain
@@ -419,6 +430,28 @@ def refine_vertices(
     out = _refined(counts, image_shape, bin_factor, fit, S, T, scales, full_maps, tried,
                    max_iter, solve_maps)
     out.faces, out.face_moved, out.before_faces = face_list, face_moved, plain
+    out.at_vertex = plain.at_vertex & (scales == 0)
+    return out
+
+
+def vertex_at_cluster(
+    tried: dict[int, list[PureCluster | None]], scales: np.ndarray, min_cluster: int,
+    max_dispersion: float, max_tail: float,
+) -> np.ndarray:
+    """The vertices kept (``scales`` 0) whose cluster at some finer scale of ``tried``
+    passes the cluster tests of :func:`psnmf.engine.pure_pixels.vertex_correction` (size,
+    dispersion, tail) and fails only the depth test: a mode of many pixels at the vertex.
+
+    Such a vertex is kept because its pure pixels sit at it, clipped at the simplex
+    boundary, not because the phase is never pure (grains of radius 9 px among a matrix,
+    at b = 2 and full resolution); the binned stage counts the same cluster as pure.
+    """
+    out = np.zeros(scales.shape[0], dtype=bool)
+    for clusters in tried.values():
+        for j, c in enumerate(clusters):
+            if c is not None and scales[j] == 0:
+                out[j] |= cluster_passes(c, j, min_cluster, max_dispersion, max_tail,
+                                         -np.inf)
     return out
 
 
@@ -464,7 +497,12 @@ def extrapolate_never_pure(
     tests, :func:`psnmf.engine.line_vertices.step_supported`), the counts behind each
     vertex being its binned abundances times the binned pixels' counts; the binned maps are
     then re-solved for the new spectra. A vertex with a pure cluster is never moved: its
-    spectrum is the data's. Nor is a vertex moved to the corner of its faces (its
+    spectrum is the data's. Nor is a vertex whose pure cluster at a finer scale lies at
+    the vertex itself (``fit.at_vertex``, :func:`vertex_at_cluster`): the data show that
+    phase pure, and the lines cannot tell how far out a phase that holds every element of
+    its neighbour lies (on espm's spectra the M23C6 carbides' vertex, kept there by the
+    depth test, lost its Fe along its lines: 2.1 -> 15.7 degrees). Nor is a vertex moved
+    to the corner of its faces (its
     ``scales`` entry is 1): its faces are mixing lines with phases the data show pure,
     which fix it from the data, while a line of an element the layer shares with its
     neighbours (Si in a SiO2 layer on Si) may not bound the extrapolation (the gate
@@ -495,17 +533,19 @@ def extrapolate_never_pure(
     """
     k = fit.spectra.shape[0]
     kept = ~fit.moved if fit.scales is None else fit.scales == 0
+    if fit.at_vertex is not None:
+        kept = kept & ~fit.at_vertex
     if priors is not None and priors.fixed:
         kept = kept & ~priors.rows(k, fit.spectra.shape[1])[0]
+    if model.axis.size != fit.spectra.shape[1]:
+        raise ValueError(
+            f"edx_model has {model.axis.size} channels but the data "
+            f"{fit.spectra.shape[1]}: give the model of the data's energy axis "
+            "(EDXModel.for_axis(offset, scale, size))."
+        )
     if fit.clusters is None or not kept.any():
         return fit, np.zeros((k, k))
     G, n_lines, names = line_basis(model, elements)
-    if G.shape[1] != fit.spectra.shape[1]:
-        raise ValueError(
-            f"edx_model has {G.shape[1]} channels but the data {fit.spectra.shape[1]}: "
-            "give the model of the data's energy axis (EDXModel.for_axis(offset, scale, "
-            "size))."
-        )
     pixel_counts = np.asarray(binned.sum(axis=1), dtype=np.float64).ravel()
     vertex_counts = fit.maps.T @ pixel_counts
     S, T, steps = extrapolate_vertices(fit.spectra, vertex_counts, kept, G, n_lines,
@@ -522,7 +562,8 @@ def extrapolate_never_pure(
     return BinnedFit(nmf=fit.nmf, spectra=S, maps=maps, transform=T @ fit.transform,
                      moved=fit.moved, clusters=fit.clusters, scales=fit.scales,
                      full_maps=None, scale_clusters=fit.scale_clusters, faces=fit.faces,
-                     face_moved=fit.face_moved, before_faces=fit.before_faces), steps
+                     face_moved=fit.face_moved, before_faces=fit.before_faces,
+                     at_vertex=fit.at_vertex), steps
 
 
 def stage2_start(upsampled_maps: np.ndarray) -> np.ndarray:
