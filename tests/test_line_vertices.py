@@ -67,17 +67,22 @@ def test_extrapolation_recovers_a_phase_seen_only_mixed_and_pulls_back_an_oversh
 
 def test_a_step_is_kept_only_where_it_is_evidence_of_a_missing_element():
     """A vertex that holds a tenth of its neighbour (lines A K, A L of the neighbour's
-    element, X K of its own; zero band +-0.004): the step that takes A out is supported;
-    not when A's L line stays above its band (the phase holds A), when the step is within
-    the band (nothing to take out), or when a line no neighbour holds stops it (noise)."""
+    element, X K of its own; zero band +-0.004): the step that takes A out is supported,
+    also where A's L line stays above its band (the templates' mismatch in the absorbed,
+    overlapped low-energy family); not when the step stops at A L with A K still above
+    its band (the phase holds A), when the step is within the band (nothing to take
+    out), or when a line no neighbour holds stops it (noise)."""
     names = ["A", "A", "X"]
     allow = np.full((2, 3), 0.004)
     C = np.array([[0.5, 0.1, 0.0], [0.05, 0.01, 0.4]])
     t = np.array([(0.05 + 0.004) / 0.45])  # A K at the band's lower edge
     assert step_supported(C, allow, 1, t, names)
-    holds_a = np.array([[0.5, 0.1, 0.0], [0.05, 0.03, 0.4]])  # A L not at zero there
-    assert step_supported(holds_a, allow, 1, t, None)  # without the family test
-    assert not step_supported(holds_a, allow, 1, t, names)
+    l_above = np.array([[0.5, 0.1, 0.0], [0.05, 0.03, 0.4]])  # A L not at zero there
+    assert step_supported(l_above, allow, 1, t, names)
+    holds_a = np.array([[0.5, 0.1, 0.0], [0.1, 0.01, 0.4]])
+    t_l = np.array([(0.01 + 0.004) / 0.09])  # A L at the band's edge, A K at 0.038
+    assert step_supported(holds_a, allow, 1, t_l, None)  # without the family test
+    assert not step_supported(holds_a, allow, 1, t_l, names)
     nearly_pure = np.array([[0.5, 0.1, 0.0], [0.001, 0.0002, 0.4]])
     assert not step_supported(nearly_pure, allow, 1, np.array([0.01]), names)
     noise = np.array([[0.5, 0.001, 0.0], [0.3, -0.003, 0.4]])  # stopped by a line at zero

@@ -294,8 +294,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
         support's or the matrix's elements loses them, which the likelihood alone cannot
         decide. The move is kept only where it is evidence of a missing element
         (:func:`psnmf.engine.line_vertices.step_supported`: resolved beyond the lines'
-        zero band, stopped by an element a neighbour holds, every line family of that
-        element at zero). A vertex whose pure pixels the finer scales find at the vertex
+        zero band, stopped by an element a neighbour holds, that element's highest line
+        family at zero). A vertex whose pure pixels the finer scales find at the vertex
         itself is not moved either: the data show that phase pure, and the lines cannot
         say how far out a phase lies that holds every element of its neighbour (M23C6
         carbides in ferrite: on spectra of another physics code, espm, its Fe K and L
@@ -307,8 +307,8 @@ class PSNMF(TransformerMixin, BaseEstimator):
         and three physics (the model's own, another EDX model, espm's spectra;
         ``benchmarks/never_pure_physics.py``), 'auto' made no phase more than 1 % worse
         than 'keep' and the never-pure phases better (median degrees at 'medium': Pt 28.5
-        -> 8.0 on the model's data, Y2Ti2O7 13.9 -> 2.6 on the other model's, Au 4.6 ->
-        2.8 on espm's); 'keep' is the default. The
+        -> 8.0 on the model's data, Y2Ti2O7 13.9 -> 2.6 on the other model's and 7.5 ->
+        2.2 on espm's, Au 4.6 -> 2.8 on espm's); 'keep' is the default. The
         bootstrap
         (:mod:`psnmf.uncertainty`) replays the extrapolation of the vertices it moved,
         with the same elements and model (``line_physics_``).

@@ -39,13 +39,17 @@ zero band ``[-allow, allow]`` by the band's own width. With ``check`` (the defau
   tolerance: spinel grains among olivine, whose vertex has no Si left to take out), every
   line that stops it is held by a vertex it moves away from (the phase loses an element
   of that neighbour, not a line at zero in both that stops the step by noise: the
-  ceramic's spinel, stopped by Zr, 7x -> 34x), and every line family of each stopping
-  element ends within its zero band (an element the phase lacks has all its families at
-  zero; M23C6 carbides in ferrite hold Fe, and their vertex reaches zero in Fe L, absorbed
-  and fitted less well, with Fe K still well above it: 1.1x -> 2.6x; on spectra of
-  another physics code both Fe families may reach zero, so such a phase is kept before
-  this test, where the finer scales find its pure cluster at the vertex:
-  :func:`psnmf.engine.two_stage.vertex_at_cluster`);
+  ceramic's spinel, stopped by Zr, 7x -> 34x), and the highest-energy line family (K,
+  else L, else M) of each stopping element ends within its zero band. An element the
+  phase lacks has every family at zero; the highest is the least absorbed and overlapped,
+  so the one the templates fit best: M23C6 carbides in ferrite hold Fe, and their vertex
+  reaches zero in Fe L with Fe K still well above it (extrapolated, 1.1x -> 2.6x), while
+  on espm's spectra the Y2Ti2O7 nanoclusters keep a Cr L intensity beside O K that they
+  do not have, with Cr K at zero (required at zero too, their step was refused: 6.5 and
+  8.6 degrees against 2.1 and 2.2 extrapolated). On spectra of another physics code both
+  Fe families of the carbide may reach zero; such a phase is kept before this test, where
+  the finer scales find its pure cluster at the vertex
+  (:func:`psnmf.engine.two_stage.vertex_at_cluster`);
 * a pull-back is kept only if each vertex it moves towards holds a line it lifts.
 
 A vertex whose step fails these tests (:func:`step_supported`) keeps its spectrum.
@@ -294,11 +298,12 @@ def step_supported(
     above ``MEASURED`` times ``allow``, outside the band by the band's width). An outward
     step (``t_i > 0``) must be resolved (some line of ``j`` falls by more than
     ``MEASURED * allow``), every line that stops it (ends at the band's lower edge) must be
-    held by a vertex the step moves away from, and, given ``line_elements``, every line
-    of each stopping element must end within its zero band. A pull-back (``t_i < 0``) lifts
-    the lines of ``j`` below their band; each vertex it moves towards must hold one of
-    them, else the pull-back trades the whole spectrum for a line at the noise level of
-    both vertices.
+    held by a vertex the step moves away from, and, given ``line_elements`` (whose lines
+    of one element come K, L, M in that order, as :func:`line_basis` gives them), the
+    first line of each stopping element must end within its zero band. A pull-back
+    (``t_i < 0``) lifts the lines of ``j`` below their band; each vertex it moves towards
+    must hold one of them, else the pull-back trades the whole spectrum for a line at the
+    noise level of both vertices.
 
     Parameters
     ----------
@@ -330,8 +335,9 @@ def step_supported(
     if line_elements is None:
         return True
     element = np.asarray(line_elements)
-    family = np.isin(element, element[stops])
-    return bool(np.all(new[family] <= allow[j][family]))
+    first = np.unique(element, return_index=True)[1]  # each element's K, else L, else M
+    top = first[np.isin(element[first], element[stops])]
+    return bool(np.all(new[top] <= allow[j][top]))
 
 
 def extrapolate_vertices(
