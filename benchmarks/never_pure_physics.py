@@ -44,6 +44,14 @@ b = 2, espm 'medium' seed 0, 70.1; the extrapolation never tries those), Pt on e
 'low' seed 1 (72.7: its b = 2 cluster lies at the vertex) and on the other model's at
 'low' seed 0 (77.7, moved at b = 4), the SiO2 layer at 'low' (47-53).
 
+At 128 x 128 (``--size 128``, same code, seeds 0-1) two phases are worse than 'keep' by
+more than 5 % on one seed: the catalyst's CeO2 on espm's spectra at 'medium' (median 1.35
+-> 1.84 degrees, oracle 0.90; worst seed 1.46x), where its Pt gains 65.8 -> 3.87 (oracle
+3.49), and the gold particles on the other model's spectra at 'medium' (4.23 -> 4.55,
+oracle 3.33; worst 1.15x). The gains hold there: Y2Ti2O7 11.8 -> 2.25 (same, 'medium',
+oracle 2.19), 13.5 -> 2.02 (other), 6.88 -> 1.71 (espm); Pt 33.2 -> 19.1 (same), 72.6
+-> 11.3 (espm, 'low').
+
 Usage::
 
     python benchmarks/never_pure_physics.py          # 5 samples x 2 presets x 3 physics x 2 seeds
