@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -243,7 +244,31 @@ def machine() -> str:
     except OSError:
         load = ""
     return (f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.machine()}, "
-            f"Python {platform.python_version()}, {load}")
+            f"Python {platform.python_version()}, {load}\n  packages: {packages()}")
+
+
+#: The packages whose versions decide the kernels' speed (Numba's compiler, the sparse and
+#: dense arithmetic) and the anchor's (HyperSpy, scikit-learn).
+TIMED_PACKAGES = ("numba", "llvmlite", "numpy", "scipy", "scikit-learn", "hyperspy")
+
+
+def packages() -> str:
+    """Versions of :data:`TIMED_PACKAGES` and the CPU Numba compiles for: the same code
+    ran twice as slow in a venv rebuilt on another day, with HyperSpy's time unchanged,
+    so every timing names them."""
+    out = []
+    for name in TIMED_PACKAGES:
+        try:
+            out.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name} absent")
+    try:
+        import llvmlite.binding as llvm
+
+        out.append(f"Numba target {llvm.get_host_cpu_name()}")
+    except ImportError:
+        pass
+    return ", ".join(out)
 
 
 def print_table(title: str, rows: list[tuple[str, float, str]]) -> None:
