@@ -73,7 +73,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import linear_sum_assignment
 
 from psnmf import PSNMF
 from psnmf.engine.binning import bin_counts
@@ -83,7 +82,7 @@ from psnmf.engine.two_stage import (
     fit_binned,
     refine_vertices,
 )
-from psnmf.metrics import oracle_spectra, spectral_angle
+from psnmf.metrics import match_components, oracle_spectra, spectral_angle
 from psnmf.physics import EDXModel, normalize_composition
 from psnmf.simulate import load_sample
 
@@ -113,12 +112,8 @@ def _espm(cov: Any, sample: str, base: EDXModel) -> dict[str, np.ndarray]:
 
 def matched_angles(spectra: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Each true spectrum's angle (degrees) to the fitted spectrum matched to it (the
-    assignment of least total angle)."""
-    k = truth.shape[0]
-    ang = np.array([[spectral_angle(spectra[i], truth[j]) for j in range(k)]
-                    for i in range(k)])
-    rows, cols = linear_sum_assignment(ang)
-    return ang[rows, cols][np.argsort(cols)]
+    assignment of least total angle, :func:`psnmf.metrics.match_components`)."""
+    return np.asarray(spectral_angle(spectra[match_components(spectra, truth)], truth))
 
 
 def keep_and_auto(ds: Any, base: EDXModel) -> tuple[np.ndarray, np.ndarray, float]:
