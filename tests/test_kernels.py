@@ -166,3 +166,71 @@ def test_fits_side_by_side_equal_the_loop_in_order():
     with pytest.raises(ValueError, match="fold 3"):
         kernels.map_threads(fail, range(5), workers=2)
     assert kernels.map_threads(fail, [0, 1, 2], workers=1) == [0, 1, 2]
+
+
+def _counts(k: int, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    n, ne = 120, 90
+    S = rng.dirichlet(np.ones(ne), size=k)
+    A = rng.dirichlet(np.ones(k), size=n)
+    X = rng.poisson(40 * A @ S).astype(np.float64)
+    X[7] = 0  # an empty pixel
+    return sp.csr_matrix(X), A, S
+
+
+def _generic_columns(S: np.ndarray) -> np.ndarray:
+    """``S.T`` padded to ``LANES + 1`` columns: a layout only the generic loops read."""
+    k, ne = S.shape
+    St = np.zeros((ne, kernels.LANES + 1))
+    St[:, :k] = S.T
+    return St
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_four_lane_ratio_pass_is_bit_identical_to_the_generic_one(k):
+    Xs, A, S = _counts(k)
+    n, ne = Xs.shape
+    num_A, parts, ll_parts = np.empty((n, k)), np.empty((kernels.N_CHUNKS, ne, k)), np.empty(16)
+    num_S = np.empty((k, ne))
+    for want in [(True, True, True), (True, False, False), (False, True, False)]:
+        ll = kernels._RATIO[1](Xs.indptr, Xs.indices, Xs.data, A, np.ascontiguousarray(S.T),
+                               num_A, parts, ll_parts, *want, kernels.TINY)
+        kernels._SUM_PARTS(parts, num_S)
+        got_A, got_S, got_ll = kernels.ratio_numerators(Xs, A, S, want_A=want[0],
+                                                        want_S=want[1], want_ll=want[2])
+        assert got_A is None or np.array_equal(got_A, num_A)
+        assert got_S is None or np.array_equal(got_S, num_S)
+        assert not want[2] or got_ll == ll
+
+
+@pytest.mark.parametrize("simplex", [True, False])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_four_lane_pixel_solve_is_bit_identical_to_the_generic_one(k, simplex):
+    Xs, A, S = _counts(k)
+    n = Xs.shape[0]
+    ref = A.copy()
+    ll = np.empty((2, n))
+    n_iter = np.empty(n, dtype=np.int64)
+    denom = S.sum(axis=1)
+    kernels._FIXED[1](Xs.indptr, Xs.indices, Xs.data, _generic_columns(S), ref, denom, simplex,
+                      50, 1e-9, kernels.TINY, ll[0], ll[1], n_iter)
+    got, got_ll, got_iter = kernels.solve_fixed_spectra(Xs, A.copy(), S, simplex=simplex,
+                                                        max_iter=50, tol=1e-9)
+    assert np.array_equal(got, ref) and np.array_equal(got_ll, ll)
+    assert np.array_equal(got_iter, n_iter)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_four_lane_tv_sweep_is_bit_identical_to_the_generic_one(k):
+    from psnmf.engine import tv_maps
+
+    Xs, A, S = _counts(k)
+    maps = A.reshape(10, 12, k)
+    active = np.ones((10, 12), dtype=np.bool_)
+    out = []
+    for St in (_generic_columns(S), kernels.lane_columns(S)):
+        cur = maps.copy()
+        ll = tv_maps._rb_sweep(Xs.indptr, Xs.indices, Xs.data, St, cur, 3.0, True, 1e-3, 0, 2,
+                               1e-9, active, True)
+        out.append((cur, ll))
+    assert np.array_equal(out[0][0], out[1][0]) and out[0][1] == out[1][1]

@@ -84,6 +84,7 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 from psnmf.engine import _kernels as kernels
+from psnmf.engine._kernels import LANES
 
 logger = logging.getLogger(__name__)
 
@@ -188,10 +189,51 @@ def _solve_pixel(e, alpha, beta, out):
 
 
 @njit(cache=True, inline="always")
+def _em_weights_lanes(p0, p1, indices, data, St, a, e, want):
+    """:func:`_em_weights` for ``St`` of exactly :data:`LANES` columns (zero-padded when
+    ``k`` is smaller): the abundances and sums are scalars the compiler keeps in
+    registers, and a padded lane adds exact zeros, so the results are bit-identical
+    (:func:`psnmf.engine._kernels._ratio_pass_lanes`)."""
+    k = a.shape[0]
+    a0 = a[0]
+    a1 = a[1] if k > 1 else 0.0
+    a2 = a[2] if k > 2 else 0.0
+    a3 = a[3] if k > 3 else 0.0
+    e0 = e1 = e2 = e3 = 0.0
+    ll = 0.0
+    for p in range(p0, p1):
+        j = indices[p]
+        mod = 0.0
+        mod += a0 * St[j, 0]
+        mod += a1 * St[j, 1]
+        mod += a2 * St[j, 2]
+        mod += a3 * St[j, 3]
+        if mod < 1e-300:
+            mod = 1e-300
+        r = data[p] / mod
+        if want:
+            ll += data[p] * math.log(mod)
+        e0 += r * St[j, 0]
+        e1 += r * St[j, 1]
+        e2 += r * St[j, 2]
+        e3 += r * St[j, 3]
+    e[0] = e0
+    if k > 1:
+        e[1] = e1
+    if k > 2:
+        e[2] = e2
+    if k > 3:
+        e[3] = e3
+    return ll
+
+
+@njit(cache=True, inline="always")
 def _em_weights(p0, p1, indices, data, St, a, e, want):
     """``e_q = sum_j X_j S_qj / (a S)_j`` over the counts ``p0:p1`` of one pixel; returns
     ``sum_j X_j log (a S)_j`` with ``want`` (0 otherwise: the logarithms are the costly
     part). The two loops are written out so that the common one carries no branch."""
+    if St.shape[1] == LANES:
+        return _em_weights_lanes(p0, p1, indices, data, St, a, e, want)
     k = a.shape[0]
     for q in range(k):
         e[q] = 0.0
@@ -498,7 +540,7 @@ def smooth_maps(
             f"A has shape {A.shape} and X {X.shape}, expected ({ny * nx}, {k}) and "
             f"({ny * nx}, channels) for an image of {ny} x {nx} pixels and {k} spectra."
         )
-    St = np.ascontiguousarray(S.T, dtype=np.float64)
+    St = kernels.lane_columns(S)
     cur = np.ascontiguousarray(A, dtype=np.float64).reshape(ny, nx, k).copy()
     active = _active((ny, nx), pixel_mask)
     lam = float(lam)
