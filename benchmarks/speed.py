@@ -16,6 +16,11 @@ Tables printed:
    at 120 counts per pixel: wall time and peak resident memory, each in a fresh process
    (the counts are simulated directly in sparse form and loaded from a ``.npz``).
 4. Scaling of PSNMF with the counts per pixel at 256^2 x 2048.
+5. The ratio pass of the multiplicative updates, k = 3: the four-lane kernel psnmf runs
+   (``kernels.ratio_numerators``) against the generic loop over ``k`` on the same arrays,
+   serial and on all cores, at the k search's size (180 x 180 binned 8 x 8) and at full
+   resolution (512 x 512 x 2048, 120 counts per pixel); the results are checked
+   bit-identical. ``--lanes`` prints this table only (about a minute).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -271,22 +277,66 @@ def packages() -> str:
     return ", ".join(out)
 
 
-def print_table(title: str, rows: list[tuple[str, float, str]]) -> None:
+def print_table(title: str, rows: list[tuple[str, float, str]], unit: str = "s") -> None:
     print(f"\n{title}")
     w = max(len(r[0]) for r in rows)
     for name, t, note in rows:
-        print(f"  {name:<{w}}  {t:8.2f} s   {note}")
+        print(f"  {name:<{w}}  {t:8.2f} {unit:<2}  {note}")
+
+
+LANES_TITLE = "5. Ratio pass, k = 3, milliseconds per pass (best of several)"
+
+
+def bench_lanes() -> list[tuple[str, float, str]]:
+    """Table 5: milliseconds per ratio pass, the generic loop over ``k`` as the anchor."""
+    from psnmf.engine.binning import bin_counts
+
+    binned = bin_counts(sparse_mantle((180, 180), 147.0, n_channels=1980), (180, 180), 8)
+    rows = _lanes_rows("180x180x1980 binned 8x8, 147 counts/px", binned)
+    return rows + _lanes_rows("512x512x2048, 120 counts/px", sparse_mantle((512, 512), 120.0))
+
+
+def _lanes_rows(name: str, X: sp.csr_matrix) -> list[tuple[str, float, str]]:
+    from psnmf.engine import _kernels as kernels
+
+    n, ne = X.shape
+    rng = np.random.default_rng(0)
+    A, S = rng.dirichlet(np.ones(K), n), rng.dirichlet(np.ones(ne), K)
+    reps = max(3, int(3e7 // X.nnz))
+    rows = []
+    for label, variant in (("serial", 1), ("all cores", 0)):
+        bufs = (np.empty((n, K)), np.empty((kernels.N_CHUNKS, ne, K)),
+                np.empty(kernels.N_CHUNKS))
+        generic = partial(kernels._RATIO[variant], X.indptr, X.indices, X.data, A,
+                          np.ascontiguousarray(S.T), *bufs, True, True, False, kernels.TINY)
+        ws = kernels.RatioWorkspace(n, ne, K)
+        A4, St4 = ws.factors(A, S)
+        lanes = partial(kernels._RATIO_LANES[variant], X.indptr, X.indices, X.data, A4, St4,
+                        ws.num_A, ws.parts, ws.ll_parts, True, True, False, kernels.TINY)
+        generic(), lanes()
+        same = (np.array_equal(bufs[0], ws.num_A[:, :K])
+                and np.array_equal(bufs[1], ws.parts[:, :, :K]))
+        t_gen = min(_timed(generic)[0] for _ in range(reps))
+        t_lanes = min(_timed(lanes)[0] for _ in range(reps))
+        rows.append((f"{name}, {label}, generic", 1e3 * t_gen, f"nnz {X.nnz / 1e6:5.2f}M"))
+        rows.append((f"{name}, {label}, four lanes", 1e3 * t_lanes,
+                     f"{t_gen / t_lanes:4.2f}x faster, bit-identical: {same}"))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short version (~2 min)")
+    parser.add_argument("--lanes", action="store_true", help="table 5 only (~1 min)")
     args = parser.parse_args(argv)
     quick = args.quick
 
     print("psnmf speed benchmark" + (" (quick)" if quick else ""))
     print("machine:", machine())
     warm_jit()
+    if args.lanes:
+        print_table(LANES_TITLE, bench_lanes(), unit="ms")
+        return 0
 
     print_table("1. Poisson/KL NMF at equal iterations, mantle 180x180x1980, 147 counts/px",
                 bench_sklearn(20 if quick else 100))
@@ -321,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{r['wall'] / base_t:4.2f}x  nnz {r['nnz'] / 1e6:5.2f}M  "
                          f"peak RSS {r['peak_mb']:.0f} MB  iters {r['n_iter']}"))
         print_table("4. Scaling with counts per pixel", rows)
+    print_table(LANES_TITLE, bench_lanes(), unit="ms")
     return 0
 
 
