@@ -94,6 +94,7 @@ __all__ = [
     "line_basis",
     "line_coefficients",
     "elements_of_lines",
+    "mixture_plateau",
     "step_supported",
     "step_transform",
 ]
@@ -335,9 +336,73 @@ def step_supported(
     if line_elements is None:
         return True
     element = np.asarray(line_elements)
-    first = np.unique(element, return_index=True)[1]  # each element's K, else L, else M
-    top = first[np.isin(element[first], element[stops])]
+    top = _top_lines(element, element[stops])
     return bool(np.all(new[top] <= allow[j][top]))
+
+
+def _top_lines(element: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """The row of the highest line family (K, else L, else M: the first row of each
+    element, as :func:`line_basis` orders them) of each element in ``of``, given the
+    element of every row; the family the templates fit best (see the module docstring)."""
+    first = np.unique(element, return_index=True)[1]
+    return first[np.isin(element[first], of)]
+
+
+def mixture_plateau(
+    C: np.ndarray,
+    allow: np.ndarray,
+    j: int,
+    t: np.ndarray,
+    line_elements: list[str],
+    partners: np.ndarray | None = None,
+) -> bool:
+    """Whether vertex ``j`` is a mixture of the extrapolated phase with a neighbour.
+
+    A phase that is never pure can still form a tight cluster of pixels all at the same
+    mixture with a neighbour (nanoclusters that are at most half of any pixel, particles
+    always on their support film): the cluster tests see a pure phase, and the vertex is
+    that mixture. Its line step ``t`` then takes the neighbour ``i`` out whole: the
+    cluster holds (above ``MEASURED`` times its zero band) the lines of at least two
+    elements that ``i`` holds, and every element that ``i`` holds ends within the zero
+    band of ``j`` in its highest line family (as :func:`step_supported` asks of the
+    stopping elements: on espm's spectra the Y2Ti2O7 plateau keeps a Cr L beside O K with
+    Cr K at zero). One line stops the step; a second element of ``i`` reaching zero with it is the
+    evidence that the cluster holds ``i`` in its own proportions. With one element
+    nothing but the stopping line is tested, and a phase that shares that element with
+    ``i`` would lose it (a SiO2 layer stepped away from Si keeps only its O). A pure phase
+    that shares an element with a neighbour it steps away from keeps that line above the
+    band (ferrite's Fe, stepped away from the Fe-bearing carbide; Opx beside olivine) and
+    is no plateau. The lines cannot tell a pure phase from its mixture with a neighbour
+    whose elements are all among its own (``MgSiO3`` is half ``Mg2SiO4``, half ``SiO2``):
+    such a vertex is kept.
+
+    Parameters
+    ----------
+    C : ndarray (k, n_lines), template intensities of the vertices
+    allow : ndarray (k, n_lines), half-width of each zero band
+    j : int, the vertex
+    t : ndarray (k - 1,), its steps away from the other vertices (in index order), which
+        :func:`step_supported` accepts
+    line_elements : list of str, the element of each line
+    partners : ndarray (k,) of bool, optional
+        The vertices that may be the neighbour (those the data show pure); default all.
+
+    Returns
+    -------
+    bool
+    """
+    k = C.shape[0]
+    others = np.array([i for i in range(k) if i != j])
+    new = C[j] + (C[j][None, :] - C[others]).T @ t
+    element = np.asarray(line_elements)
+    ok = np.ones(k, dtype=bool) if partners is None else np.asarray(partners, dtype=bool)
+    for i in others[(t > STEP_TOL) & ok[others]]:
+        held = C[i] > MEASURED * allow[i]
+        shared = held & (C[j] > MEASURED * allow[j])
+        top = _top_lines(element, element[held])
+        if np.unique(element[shared]).size >= 2 and np.all(new[top] <= allow[j][top]):
+            return True
+    return False
 
 
 def extrapolate_vertices(
@@ -353,6 +418,7 @@ def extrapolate_vertices(
     max_inward: float = MAX_INWARD,
     line_elements: list[str] | None = None,
     check: bool = True,
+    plateau: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Move the vertices ``which`` as far out as their line intensities stay non-negative.
 
@@ -385,6 +451,11 @@ def extrapolate_vertices(
     check : bool
         Leave the lines below their band that are no overshoot out of the bounds, and
         keep a vertex whose step is not supported (:func:`step_supported`).
+    plateau : ndarray (k,) of bool, optional
+        Vertices at a pure cluster (not in ``which``), moved (with ``check`` and
+        ``line_elements``) only where the cluster is a mixture plateau: the step is
+        supported and takes out whole a neighbour that is itself at a pure cluster
+        (:func:`mixture_plateau`).
 
     Returns
     -------
@@ -402,7 +473,8 @@ def extrapolate_vertices(
     assert sd is not None
     steps = np.zeros((k, k))
     allow = n_sd * sd + mismatch * np.abs(C).sum(axis=1, keepdims=True)
-    for j in np.flatnonzero(np.asarray(which, dtype=bool)):
+    tried = np.zeros(k, dtype=bool) if plateau is None else np.asarray(plateau, dtype=bool)
+    for j in np.flatnonzero(np.asarray(which, dtype=bool) | tried):
         others = [i for i in range(k) if i != j]
         if not others:
             continue
@@ -410,6 +482,9 @@ def extrapolate_vertices(
         rows = _bounding_lines(C, allow, j, line_elements) if check else slice(None)
         t = _steps(D[rows], (C[j] + allow[j])[rows], max_step, max_inward)
         if t is None or (check and not step_supported(C, allow, j, t, line_elements)):
+            continue
+        if tried[j] and not (check and line_elements is not None
+                             and mixture_plateau(C, allow, j, t, line_elements, tried)):
             continue
         steps[j, others] = t
     T = step_transform(steps)

@@ -532,24 +532,24 @@ def extrapolate_never_pure(
         others).
     """
     k = fit.spectra.shape[0]
-    kept = ~fit.moved if fit.scales is None else fit.scales == 0
-    if fit.at_vertex is not None:
-        kept = kept & ~fit.at_vertex
+    kept, plateau = _line_candidates(fit)
     if priors is not None and priors.fixed:
-        kept = kept & ~priors.rows(k, fit.spectra.shape[1])[0]
+        fixed = priors.rows(k, fit.spectra.shape[1])[0]
+        kept, plateau = kept & ~fixed, plateau & ~fixed
     if model.axis.size != fit.spectra.shape[1]:
         raise ValueError(
             f"edx_model has {model.axis.size} channels but the data "
             f"{fit.spectra.shape[1]}: give the model of the data's energy axis "
             "(EDXModel.for_axis(offset, scale, size))."
         )
-    if fit.clusters is None or not kept.any():
+    if fit.clusters is None or not (kept | plateau).any():
         return fit, np.zeros((k, k))
     G, n_lines, names = line_basis(model, elements)
     pixel_counts = np.asarray(binned.sum(axis=1), dtype=np.float64).ravel()
     vertex_counts = fit.maps.T @ pixel_counts
     S, T, steps = extrapolate_vertices(fit.spectra, vertex_counts, kept, G, n_lines,
-                                       line_elements=elements_of_lines(names))
+                                       line_elements=elements_of_lines(names),
+                                       plateau=plateau)
     if not steps.any():
         return fit, steps
     if priors is not None:
@@ -564,6 +564,22 @@ def extrapolate_never_pure(
                      full_maps=None, scale_clusters=fit.scale_clusters, faces=fit.faces,
                      face_moved=fit.face_moved, before_faces=fit.before_faces,
                      at_vertex=fit.at_vertex), steps
+
+
+def _line_candidates(fit: BinnedFit) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices :func:`extrapolate_never_pure` tries: those without a pure cluster
+    (``kept``: neither moved to one nor at one, :func:`vertex_at_cluster`), and those
+    moved to a pure cluster at some scale (``plateau``), tried only as mixture plateaus
+    (:func:`psnmf.engine.line_vertices.mixture_plateau`). A vertex moved to the corner of
+    its faces is neither: its faces fix it from the data."""
+    moved = fit.moved if fit.scales is None else fit.scales > 0
+    kept = ~moved
+    if fit.at_vertex is not None:
+        kept = kept & ~fit.at_vertex
+    plateau = moved.copy()
+    if fit.face_moved is not None:
+        plateau &= ~fit.face_moved
+    return kept, plateau
 
 
 def stage2_start(upsampled_maps: np.ndarray) -> np.ndarray:
