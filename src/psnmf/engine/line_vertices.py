@@ -54,6 +54,12 @@ zero band ``[-allow, allow]`` by the band's own width. With ``check`` (the defau
 
 A vertex whose step fails these tests (:func:`step_supported`) keeps its spectrum.
 
+A vertex at a pure cluster is moved only where that cluster is a mixture plateau
+(:func:`mixture_plateau`): a never-pure phase all of whose richest pixels hold the same
+share of a neighbour (nanoclusters at most half of any pixel) forms a tight cluster that
+passes the pure-cluster tests; its step, supported as above, then takes that neighbour
+out whole, at least two of its elements together.
+
 Examples
 --------
 A phase B mixed with at most 60 % of a matrix A: the NMF-like vertex ``0.6 B + 0.4 A``

@@ -11,8 +11,9 @@
    (:func:`psnmf.engine.pure_pixels.face_vertex_correction`).
    With ``never_pure='lines'`` (or ``'auto'`` given the sample's elements),
    :func:`extrapolate_never_pure` then moves every vertex still without a pure cluster or
-   a corner of its faces outwards as far as its element line intensities stay
-   non-negative, where the step is evidence of missing elements
+   a corner of its faces, and every vertex whose pure cluster is a mixture plateau
+   (:func:`psnmf.engine.line_vertices.mixture_plateau`), outwards as far as its element
+   line intensities stay non-negative, where the step is evidence of missing elements
    (:func:`psnmf.engine.line_vertices.extrapolate_vertices`).
 2. :func:`fit_full` - Poisson NMF of the full-resolution counts started from those spectra
    and the upsampled binned maps (:func:`stage2_start`), the spectra held fixed or free.
@@ -496,8 +497,16 @@ def extrapolate_never_pure(
     missing elements (:func:`psnmf.engine.line_vertices.extrapolate_vertices` and its
     tests, :func:`psnmf.engine.line_vertices.step_supported`), the counts behind each
     vertex being its binned abundances times the binned pixels' counts; the binned maps are
-    then re-solved for the new spectra. A vertex with a pure cluster is never moved: its
-    spectrum is the data's. Nor is a vertex whose pure cluster at a finer scale lies at
+    then re-solved for the new spectra. A vertex moved to a pure cluster keeps it (its
+    spectrum is the data's) unless that cluster is a mixture plateau: a tight cluster of
+    pixels all at the same mixture of a never-pure phase with a neighbour at a pure
+    cluster, which its line step takes out whole
+    (:func:`psnmf.engine.line_vertices.mixture_plateau`; the Y2Ti2O7 nanoclusters, at
+    most half of any pixel, whose plateau bins pass the cluster tests at b = 4: 49.8
+    degrees from the truth at the cluster, 3.0 extrapolated; Pt particles on their carbon
+    film at b = 2 on espm's spectra: 70.1 and 4.4). Such a vertex is extrapolated from its
+    cluster. Nor is a vertex whose pure
+    cluster at a finer scale lies at
     the vertex itself (``fit.at_vertex``, :func:`vertex_at_cluster`): the data show that
     phase pure, and the lines cannot tell how far out a phase that holds every element of
     its neighbour lies (on espm's spectra the M23C6 carbides' vertex, kept there by the
