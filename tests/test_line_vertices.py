@@ -157,6 +157,41 @@ def test_auto_extrapolates_a_false_pure_plateau():
     np.testing.assert_array_equal(auto.spectra_[m], plain.spectra_[m])
 
 
+def test_extrapolate_never_pure_tries_vertices_at_a_cluster_as_plateaus():
+    """A matrix (Fe-Cr) vertex at its pure cluster and a second vertex at the 50/50
+    mixture of the matrix with a Y-Ti oxide: the second vertex is extrapolated to the oxide
+    whether it moved to its cluster (``scales`` 4) or its cluster lies at the vertex
+    (``at_vertex``), because the cluster is a mixture plateau; the matrix, whose step
+    would take out no neighbour, keeps its spectrum. A vertex moved to the corner of its
+    faces is never tried."""
+    import scipy.sparse as sp
+
+    from psnmf.engine.two_stage import BinnedFit, extrapolate_never_pure
+
+    model = EDXModel()
+    a = model.phase_spectrum({"Fe": 85, "Cr": 15})
+    b = model.phase_spectrum({"Y": 18, "Ti": 18, "O": 64})
+    a, b = a / a.sum(), b / b.sum()
+    S = np.array([a, 0.5 * a + 0.5 * b])
+    maps = np.repeat(np.eye(2), 50, axis=0)
+    binned = sp.csr_matrix(np.random.default_rng(0).poisson(5000 * maps @ S).astype(float))
+    elements = ["Fe", "Cr", "Y", "Ti", "O"]
+
+    def fit(scales, at_vertex, face_moved=None):
+        return BinnedFit(nmf=None, spectra=S, maps=maps, transform=np.eye(2),
+                         moved=np.array([True, False]), clusters=[None, None],
+                         scales=np.array(scales), at_vertex=np.array(at_vertex),
+                         face_moved=face_moved)
+
+    for f in (fit([4, 4], [False, False]), fit([4, 0], [False, True])):
+        out, steps = extrapolate_never_pure(binned, f, model, elements, solve_maps=False)
+        assert steps[1, 0] > 0.8 and not steps[0].any()
+        assert spectral_angle(out.spectra[1], b) < 0.1 * spectral_angle(S[1], b)
+        np.testing.assert_array_equal(out.spectra[0], S[0])
+    faces = fit([4, 1], [False, False], face_moved=np.array([False, True]))
+    assert not extrapolate_never_pure(binned, faces, model, elements, solve_maps=False)[1].any()
+
+
 def test_auto_extrapolates_never_pure_nanoclusters_given_the_elements():
     """ODS steel (mixed_phase, medium counts, 96 x 96, seed 0): the Y2Ti2O7 nanoclusters
     are at most half of any pixel. The default ('keep') keeps NMF's vertex (4.7x the
@@ -204,7 +239,8 @@ def test_a_vertex_at_its_pure_cluster_is_not_extrapolated():
     itself (the depth test); :func:`refine_vertices` flags it ``at_vertex`` and the line
     extrapolation leaves it, whatever the line tests say (on espm's spectra they took its
     Fe out, 5.2 -> 16.1 degrees). The never-pure Y2Ti2O7, whose richest pixels are the
-    upper end of a tail, is not flagged and is extrapolated; flagged, it would be kept."""
+    upper end of a tail, is not flagged and is extrapolated; flagged, it would be kept
+    (its NMF vertex is no mixture plateau, which a flagged vertex is tried as)."""
     import scipy.sparse as sp
 
     from psnmf.engine.binning import bin_counts

@@ -505,18 +505,18 @@ def extrapolate_never_pure(
     most half of any pixel, whose plateau bins pass the cluster tests at b = 4: 49.8
     degrees from the truth at the cluster, 3.0 extrapolated; Pt particles on their carbon
     film at b = 2 on espm's spectra: 70.1 and 4.4). Such a vertex is extrapolated from its
-    cluster. Nor is a vertex whose pure
-    cluster at a finer scale lies at
-    the vertex itself (``fit.at_vertex``, :func:`vertex_at_cluster`): the data show that
-    phase pure, and the lines cannot tell how far out a phase that holds every element of
-    its neighbour lies (on espm's spectra the M23C6 carbides' vertex, kept there by the
-    depth test, lost its Fe along its lines: 2.1 -> 15.7 degrees). Nor is a vertex moved
-    to the corner of its faces (its
-    ``scales`` entry is 1): its faces are mixing lines with phases the data show pure,
-    which fix it from the data, while a line of an element the layer shares with its
-    neighbours (Si in a SiO2 layer on Si) may not bound the extrapolation (the gate
-    stack's SiO2 at medium counts: 1.7-2.0x the oracle angle at its faces, 25-29x
-    extrapolated).
+    cluster. A vertex whose pure cluster at a finer scale lies at the vertex itself
+    (``fit.at_vertex``, :func:`vertex_at_cluster`) is likewise tried only as a plateau:
+    the data show that phase pure unless its cluster is a mixture, and the lines cannot
+    tell how far out a phase that holds every element of its neighbour lies (on espm's
+    spectra the M23C6 carbides' vertex, kept there by the depth test, lost its Fe along
+    its lines: 2.1 -> 15.7 degrees; the Pt particles' b = 2 cluster at 'low' lies at
+    their vertex and is a plateau on the film: 72.7 degrees kept, 9.6 extrapolated). Nor
+    is a vertex moved to the corner of its faces (its ``scales`` entry is 1): its faces
+    are mixing lines with phases the data show pure, which fix it from the data, while a
+    line of an element the layer shares with its neighbours (Si in a SiO2 layer on Si)
+    may not bound the extrapolation (the gate stack's SiO2 at medium counts: 1.7-2.0x the
+    oracle angle at its faces, 25-29x extrapolated).
 
     Parameters
     ----------
@@ -578,14 +578,16 @@ def extrapolate_never_pure(
 def _line_candidates(fit: BinnedFit) -> tuple[np.ndarray, np.ndarray]:
     """The vertices :func:`extrapolate_never_pure` tries: those without a pure cluster
     (``kept``: neither moved to one nor at one, :func:`vertex_at_cluster`), and those
-    moved to a pure cluster at some scale (``plateau``), tried only as mixture plateaus
-    (:func:`psnmf.engine.line_vertices.mixture_plateau`). A vertex moved to the corner of
-    its faces is neither: its faces fix it from the data."""
+    moved to a pure cluster at some scale or at one (``plateau``), tried only as mixture
+    plateaus (:func:`psnmf.engine.line_vertices.mixture_plateau`), which are also the
+    neighbours a plateau may hold. A vertex moved to the corner of its faces is neither:
+    its faces fix it from the data."""
     moved = fit.moved if fit.scales is None else fit.scales > 0
     kept = ~moved
+    plateau = moved.copy()
     if fit.at_vertex is not None:
         kept = kept & ~fit.at_vertex
-    plateau = moved.copy()
+        plateau |= fit.at_vertex
     if fit.face_moved is not None:
         plateau &= ~fit.face_moved
     return kept, plateau
