@@ -96,6 +96,12 @@ def test_a_step_is_kept_only_where_it_is_evidence_of_a_missing_element():
     assert not step_supported(noise, allow, 1, np.array([0.25]), ["A", "Z", "X"])
     overshoot = np.array([[0.5, 0.1, 0.0], [-0.01, -0.005, 0.4]])
     assert step_supported(overshoot, allow, 1, np.array([-0.02]), names)  # a pull-back
+    # a line below its band before the step (B, held by a vertex the step does not move
+    # away from: the templates' mismatch, which bounds nothing) does not stop it
+    below = np.array([[0.5, 0.1, 0.0, 0.0], [0.0, 0.0, 0.0, 0.5],
+                      [0.05, 0.01, 0.4, -0.006]])
+    t_b = np.array([(0.05 + 0.004) / 0.45, 0.0])
+    assert step_supported(below, np.full((3, 4), 0.004), 2, t_b, ["A", "A", "X", "B"])
 
 
 def test_a_mixture_plateau_takes_out_a_neighbour_whole():

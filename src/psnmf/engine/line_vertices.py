@@ -304,8 +304,10 @@ def step_supported(
     of every vertex (a line of a vertex is zero within ``[-allow, allow]``; it is *held*
     above ``MEASURED`` times ``allow``, outside the band by the band's width). An outward
     step (``t_i > 0``) must be resolved (some line of ``j`` falls by more than
-    ``MEASURED * allow``), every line that stops it (ends at the band's lower edge) must be
-    held by a vertex the step moves away from, and, given ``line_elements`` (whose lines
+    ``MEASURED * allow``), every line that stops it (the step takes it from within or above
+    its band to the band's lower edge; a line below its band before the step is the
+    templates' mismatch and bounds nothing, :func:`_bounding_lines`) must be held by a
+    vertex the step moves away from, and, given ``line_elements`` (whose lines
     of one element come K, L, M in that order, as :func:`line_basis` gives them), the
     first line of each stopping element must end within its zero band. A pull-back
     (``t_i < 0``) lifts the lines of ``j`` below their band; each vertex it moves towards
@@ -336,7 +338,7 @@ def step_supported(
     new = C[j] + (C[j][None, :] - C[others]).T @ t
     if np.max((C[j] - new) / allow[j]) <= MEASURED:
         return False
-    stops = np.flatnonzero(new <= -allow[j] * (1.0 - STOP_TOL))
+    stops = np.flatnonzero((new <= -allow[j] * (1.0 - STOP_TOL)) & (C[j] >= -allow[j]))
     if not np.all(np.any(held[away][:, stops], axis=0)):
         return False
     if line_elements is None:
