@@ -142,6 +142,34 @@ def _ratio_pass(
     return total
 
 
+@njit(cache=True, inline="always")
+def lanes_model(a, St, j):
+    """``(a S)_j`` for four-lane abundances ``a`` (a tuple), summed from 0 in lane order as
+    the generic loops sum over ``k``."""
+    m = 0.0
+    m += a[0] * St[j, 0]
+    m += a[1] * St[j, 1]
+    m += a[2] * St[j, 2]
+    m += a[3] * St[j, 3]
+    return m
+
+
+@njit(cache=True, inline="always")
+def lanes_add(s, r, St, j):
+    """The four sums ``s`` (a tuple) plus ``r * S[:, j]``."""
+    return (s[0] + r * St[j, 0], s[1] + r * St[j, 1], s[2] + r * St[j, 2],
+            s[3] + r * St[j, 3])
+
+
+@njit(cache=True, inline="always")
+def lanes_of(a, k):
+    """The ``k <= 4`` entries of ``a`` as a four-lane tuple, zeros beyond ``k``."""
+    return (a[0], a[1] if k > 1 else 0.0, a[2] if k > 2 else 0.0, a[3] if k > 3 else 0.0)
+
+
+ZERO_LANES = (0.0, 0.0, 0.0, 0.0)
+
+
 def _ratio_pass_lanes(
     indptr, indices, data, A, St, num_A, num_St_parts, ll_parts, want_A, want_S, want_ll, floor
 ):
@@ -156,49 +184,33 @@ def _ratio_pass_lanes(
     """
     n = A.shape[0]
     n_chunks = ll_parts.shape[0]
-    ne = num_St_parts.shape[1]
     for c in prange(n_chunks):
         start = (c * n) // n_chunks
         stop = ((c + 1) * n) // n_chunks
         P = num_St_parts[c]
         if want_S:
-            for j in range(ne):
-                P[j, 0] = 0.0
-                P[j, 1] = 0.0
-                P[j, 2] = 0.0
-                P[j, 3] = 0.0
+            P[:, :] = 0.0
         ll = 0.0
         for i in range(start, stop):
-            a0, a1, a2, a3 = A[i, 0], A[i, 1], A[i, 2], A[i, 3]
-            s0 = s1 = s2 = s3 = 0.0
+            a = (A[i, 0], A[i, 1], A[i, 2], A[i, 3])
+            s = ZERO_LANES
             for p in range(indptr[i], indptr[i + 1]):
                 j = indices[p]
                 x = data[p]
-                m = 0.0
-                m += a0 * St[j, 0]
-                m += a1 * St[j, 1]
-                m += a2 * St[j, 2]
-                m += a3 * St[j, 3]
+                m = lanes_model(a, St, j)
                 if m < floor:
                     m = floor
                 r = x / m
                 if want_ll:
                     ll += x * np.log(m)
                 if want_A:
-                    s0 += r * St[j, 0]
-                    s1 += r * St[j, 1]
-                    s2 += r * St[j, 2]
-                    s3 += r * St[j, 3]
+                    s = lanes_add(s, r, St, j)
                 if want_S:
-                    P[j, 0] += r * a0
-                    P[j, 1] += r * a1
-                    P[j, 2] += r * a2
-                    P[j, 3] += r * a3
+                    for q in range(LANES):
+                        P[j, q] += r * a[q]
             if want_A:
-                num_A[i, 0] = s0
-                num_A[i, 1] = s1
-                num_A[i, 2] = s2
-                num_A[i, 3] = s3
+                for q in range(LANES):
+                    num_A[i, q] = s[q]
         ll_parts[c] = ll
     total = 0.0
     for c in range(n_chunks):
@@ -504,34 +516,18 @@ def _em_update_lanes(Sg, xs, k, a, out, d, floor, want_ll):
     """:func:`_em_update` for ``Sg`` of exactly :data:`LANES` columns (zero-padded when
     ``k`` is smaller), with the abundances and sums as scalars in registers; bit-identical
     to the generic loop (a padded lane adds exact zeros)."""
-    a0 = a[0]
-    a1 = a[1] if k > 1 else 0.0
-    a2 = a[2] if k > 2 else 0.0
-    a3 = a[3] if k > 3 else 0.0
-    e0 = e1 = e2 = e3 = 0.0
+    al = lanes_of(a, k)
+    e = ZERO_LANES
     ll = 0.0
     for p in range(xs.shape[0]):
-        m = 0.0
-        m += a0 * Sg[p, 0]
-        m += a1 * Sg[p, 1]
-        m += a2 * Sg[p, 2]
-        m += a3 * Sg[p, 3]
+        m = lanes_model(al, Sg, p)
         if m < floor:
             m = floor
         if want_ll:
             ll += xs[p] * np.log(m)
-        r = xs[p] / m
-        e0 += r * Sg[p, 0]
-        e1 += r * Sg[p, 1]
-        e2 += r * Sg[p, 2]
-        e3 += r * Sg[p, 3]
-    out[0] = a0 * e0 / d[0]
-    if k > 1:
-        out[1] = a1 * e1 / d[1]
-    if k > 2:
-        out[2] = a2 * e2 / d[2]
-    if k > 3:
-        out[3] = a3 * e3 / d[3]
+        e = lanes_add(e, xs[p] / m, Sg, p)
+    for q in range(k):
+        out[q] = al[q] * e[q] / d[q]
     return ll
 
 

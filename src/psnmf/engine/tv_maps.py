@@ -195,35 +195,19 @@ def _em_weights_lanes(p0, p1, indices, data, St, a, e, want):
     registers, and a padded lane adds exact zeros, so the results are bit-identical
     (:func:`psnmf.engine._kernels._ratio_pass_lanes`)."""
     k = a.shape[0]
-    a0 = a[0]
-    a1 = a[1] if k > 1 else 0.0
-    a2 = a[2] if k > 2 else 0.0
-    a3 = a[3] if k > 3 else 0.0
-    e0 = e1 = e2 = e3 = 0.0
+    al = kernels.lanes_of(a, k)
+    s = kernels.ZERO_LANES
     ll = 0.0
     for p in range(p0, p1):
         j = indices[p]
-        mod = 0.0
-        mod += a0 * St[j, 0]
-        mod += a1 * St[j, 1]
-        mod += a2 * St[j, 2]
-        mod += a3 * St[j, 3]
+        mod = kernels.lanes_model(al, St, j)
         if mod < 1e-300:
             mod = 1e-300
-        r = data[p] / mod
         if want:
             ll += data[p] * math.log(mod)
-        e0 += r * St[j, 0]
-        e1 += r * St[j, 1]
-        e2 += r * St[j, 2]
-        e3 += r * St[j, 3]
-    e[0] = e0
-    if k > 1:
-        e[1] = e1
-    if k > 2:
-        e[2] = e2
-    if k > 3:
-        e[3] = e3
+        s = kernels.lanes_add(s, data[p] / mod, St, j)
+    for q in range(k):
+        e[q] = s[q]
     return ll
 
 
