@@ -32,11 +32,12 @@ The kernels:
 Four lanes: with ``k`` known only at run time, the per-pixel abundances and sums of the
 inner loops live in memory and every non-zero loops over ``k``. Up to :data:`LANES`
 components (PSNMF's usual 2-4 phases) the factors are padded with zero columns to exactly
-:data:`LANES` and loops written out over four scalars do the work
-(:func:`_ratio_pass_lanes`, :func:`_em_update_lanes`, and the TV sweep's
-``_em_weights_lanes``): the compiler keeps them in registers, the ratio pass runs 2-2.5x
-faster, and since a padded lane adds exact zeros in the same order, the results are
-bit-identical to the generic loops, which serve larger ``k``.
+:data:`LANES` and four-lane tuples do the work (:func:`_ratio_pass_lanes`,
+:func:`_em_update_lanes`, and the TV sweep's ``_em_weights_lanes``, through the inlined
+:func:`lanes_model`, :func:`lanes_add` and :func:`lanes_of`): the compiler keeps them in
+registers, the ratio pass on EDX counts runs 1.4-1.5x faster on one core
+(``benchmarks/speed.py --lanes``), and since a padded lane adds exact zeros in the same
+order, the results are bit-identical to the generic loops, which serve larger ``k``.
 
 Determinism: in :func:`ratio_numerators` rows are split into a fixed number of chunks
 (:data:`N_CHUNKS`, independent of the number of threads), each chunk accumulates into its
@@ -178,7 +179,7 @@ def _ratio_pass_lanes(
 
     The pixel's abundances and accumulators are scalars, which the compiler keeps in
     registers; with ``k`` known only at run time the generic pass keeps them in memory and
-    loops over ``k`` for every non-zero, 2-2.5x slower. The sums run in the same order as
+    loops over ``k`` for every non-zero, 1.4-1.5x slower. The sums run in the same order as
     the generic pass and a padded lane adds exact zeros (``0 * s = 0``, ``m + 0 = m``), so
     the results are bit-identical to it.
     """
