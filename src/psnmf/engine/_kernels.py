@@ -71,8 +71,9 @@ from threadpoolctl import threadpool_limits
 #: Number of row chunks the kernels split the work into (fixed for determinism).
 N_CHUNKS = 16
 
-#: Up to this many components the ratio pass runs on factors padded to this many columns
-#: (:func:`_ratio_pass_lanes`: scalars in registers, bit-identical to the generic pass).
+#: Up to this many components the ratio pass, the fixed-spectra pixel update and the TV
+#: sweep run on factors padded to this many columns (four-lane tuples in registers,
+#: bit-identical to the generic loops; see the module docstring).
 LANES = 4
 
 #: Smallest model value used in a ratio ``X / model`` (avoids division by zero).
@@ -415,7 +416,7 @@ class RatioWorkspace:
     def __init__(self, n: int, ne: int, k: int, want_A: bool = True, want_S: bool = True) -> None:
         self.k = k
         #: columns of the factors as the pass sees them: :data:`LANES` (zero-padded) or ``k``
-        self.lanes = LANES if k <= LANES else k
+        self.lanes = max(k, LANES)
         width = self.lanes
         self.num_A = np.empty((n if want_A else 0, width))
         self.parts = np.empty((N_CHUNKS, ne if want_S else 0, width))

@@ -272,6 +272,13 @@ def _steps(D: np.ndarray, slack: np.ndarray, max_step: float,
     return None
 
 
+def _step_directions(C: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """The other vertices and the change of vertex ``j``'s line intensities per unit step
+    away from each, ``D`` (n_lines, k - 1): after the steps ``t`` they are ``C[j] + D @ t``."""
+    others = np.array([i for i in range(C.shape[0]) if i != j], dtype=int)
+    return others, (C[j][None, :] - C[others]).T
+
+
 def _bounding_lines(C: np.ndarray, allow: np.ndarray, j: int,
                     line_elements: list[str] | None = None) -> np.ndarray:
     """The lines that bound the steps of vertex ``j``: all but those below their zero band
@@ -326,7 +333,7 @@ def step_supported(
     -------
     bool
     """
-    others = np.array([i for i in range(C.shape[0]) if i != j])
+    others, D = _step_directions(C, j)
     held = C > MEASURED * allow
     toward = others[t < -STEP_TOL]
     below = C[j] < -allow[j]
@@ -335,7 +342,7 @@ def step_supported(
     away = others[t > STEP_TOL]
     if away.size == 0:
         return True
-    new = C[j] + (C[j][None, :] - C[others]).T @ t
+    new = C[j] + D @ t
     if np.max((C[j] - new) / allow[j]) <= MEASURED:
         return False
     stops = np.flatnonzero((new <= -allow[j] * (1.0 - STOP_TOL)) & (C[j] >= -allow[j]))
@@ -400,8 +407,8 @@ def mixture_plateau(
     bool
     """
     k = C.shape[0]
-    others = np.array([i for i in range(k) if i != j])
-    new = C[j] + (C[j][None, :] - C[others]).T @ t
+    others, D = _step_directions(C, j)
+    new = C[j] + D @ t
     element = np.asarray(line_elements)
     ok = np.ones(k, dtype=bool) if partners is None else np.asarray(partners, dtype=bool)
     for i in others[(t > STEP_TOL) & ok[others]]:
@@ -483,10 +490,9 @@ def extrapolate_vertices(
     allow = n_sd * sd + mismatch * np.abs(C).sum(axis=1, keepdims=True)
     tried = np.zeros(k, dtype=bool) if plateau is None else np.asarray(plateau, dtype=bool)
     for j in np.flatnonzero(np.asarray(which, dtype=bool) | tried):
-        others = [i for i in range(k) if i != j]
-        if not others:
+        others, D = _step_directions(C, j)
+        if others.size == 0:
             continue
-        D = (C[j][None, :] - C[others]).T  # (n_lines, k - 1): d c_j / d t_i
         rows = _bounding_lines(C, allow, j, line_elements) if check else slice(None)
         t = _steps(D[rows], (C[j] + allow[j])[rows], max_step, max_inward)
         if t is None or (check and not step_supported(C, allow, j, t, line_elements)):
