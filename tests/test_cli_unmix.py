@@ -96,6 +96,26 @@ def test_help_and_version(capsys):
     assert capsys.readouterr().out.startswith("psnmf ")
 
 
+def test_own_process_freezes_after_the_pipeline_imports(tmp_path, monkeypatch, capsys):
+    """As the ``psnmf`` program: every pipeline library is imported before the first
+    freeze, and the heap is frozen again when the command ends (even on an error); a
+    library caller (``own_process`` unset) leaves the collector alone."""
+    import gc
+
+    from psnmf.cli._args import PIPELINE_MODULES
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(gc, "freeze", lambda: seen.append(
+        [m for m in PIPELINE_MODULES if m in sys.modules]))
+    missing = str(tmp_path / "missing.hspy")
+    assert main(["unmix", missing], own_process=True) == 2
+    assert seen == [list(PIPELINE_MODULES)] * 2
+    assert "missing.hspy" in capsys.readouterr().err
+    seen.clear()
+    assert main(["unmix", missing]) == 2
+    assert seen == []
+
+
 def test_real_command_shows_progress_and_summary(tmp_path):
     """The installed entry point, as a user runs it: progress on stderr, summary on stdout."""
     exe = Path(sys.executable).with_name("psnmf")

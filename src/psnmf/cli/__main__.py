@@ -1,7 +1,5 @@
 """``python -m psnmf.cli``: the ``psnmf`` command."""
 
-import sys
+from psnmf.cli import console
 
-from psnmf.cli import main
-
-sys.exit(main())
+console()

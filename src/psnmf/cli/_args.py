@@ -1,4 +1,4 @@
-"""Argument types and options shared by the ``unmix`` and ``sweep`` subcommands."""
+"""Argument types and options shared by the subcommands."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import sys
 from pathlib import Path
 
 from psnmf.selection import DEFAULT_BINS
+
+#: What the commands that run the pipeline import while they run: their parsers'
+#: ``preload``, imported before the run by :func:`psnmf.cli.console`.
+PIPELINE_MODULES: tuple[str, ...] = (
+    "psnmf.pipeline", "psnmf.report", "hyperspy.api", "exspy", "matplotlib.pyplot",
+    "bokeh.plotting",
+)
 
 
 def energy_range(text: str) -> tuple[float | None, float | None]:

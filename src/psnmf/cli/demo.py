@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from psnmf.cli._args import image_shape, int_list, seed
+from psnmf.cli._args import PIPELINE_MODULES, image_shape, int_list, seed
 
 EXAMPLES = """examples:
   psnmf demo                      # mantle sample, medium SNR, PSNMF with b = 4 and 12
@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--paper-only", action="store_true",
                    help="run only the paper's PSNMF, not the default configuration "
                         "(pure-pixel spectra, TV maps)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, preload=PIPELINE_MODULES)
 
 
 def run_demo(

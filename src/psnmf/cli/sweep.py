@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from psnmf.cli._args import (
+    PIPELINE_MODULES,
     add_bins,
     add_common,
     default_output,
@@ -61,7 +62,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--unmix", action="store_true",
                    help="then run 'psnmf unmix' with the best b and k (into OUTPUT/unmix)")
     add_common(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, preload=PIPELINE_MODULES)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from psnmf.cli._args import (
+    PIPELINE_MODULES,
     add_bins,
     add_common,
     auto_int,
@@ -219,7 +220,8 @@ def register(subparsers: Any) -> None:
                    "out: vacuum, contamination, damage); their maps are NaN")
     add_common(p, several=True)
     # not given: the value then comes from --config, else the default
-    p.set_defaults(func=run, **{dest: NOT_GIVEN for dest in OPTION_KEYS if dest != "files"})
+    p.set_defaults(func=run, preload=PIPELINE_MODULES,
+                   **{dest: NOT_GIVEN for dest in OPTION_KEYS if dest != "files"})
 
 
 def _component_value(text: str) -> tuple[int, str]:
