@@ -104,6 +104,34 @@ def test_a_step_is_kept_only_where_it_is_evidence_of_a_missing_element():
     assert step_supported(below, np.full((3, 4), 0.004), 2, t_b, ["A", "A", "X", "B"])
 
 
+def test_a_pull_back_leaves_every_family_of_the_element_within_its_band():
+    """A vertex slightly beyond TiO2: Ti K at -1.5 and Ti L at -1.3 allowances is pulled
+    back until both are at the band's lower edge (Ti K then within its band). With Ti K
+    at -1.1 and Ti L at -1.5 (the templates' mismatch in the absorbed low-energy family:
+    the gold particles on the other model's spectra) lifting Ti L would take Ti K above
+    its band, making present an element the pull-back says is absent: the vertex is
+    kept."""
+    model = EDXModel()
+    G, n_lines, names = line_basis(model, ["Au", "O", "Ti"])
+    assert names == ["Au_L", "Au_M", "O_K", "Ti_K", "Ti_L"]
+    allow = 0.005  # MISMATCH times the vertex's total line intensity, 1 (sd ~ 0)
+    c_tio2 = np.array([0.0, 0.0, 0.4, 0.5, 0.1])
+
+    def pull_back(ti_k: float, ti_l: float) -> np.ndarray:
+        c_au = np.array([0.5, 0.5 + (ti_k + ti_l) * allow, 0.0, -ti_k * allow,
+                         -ti_l * allow])  # |c|_1 = 1
+        S = np.array([c_tio2 @ G[:n_lines], c_au @ G[:n_lines]]) + 0.5 * G[n_lines]
+        S = S / S.sum(axis=1, keepdims=True)
+        _, _, steps = extrapolate_vertices(S, np.full(2, 1e14), np.array([False, True]),
+                                           G, n_lines,
+                                           line_elements=["Au", "Au", "O", "Ti", "Ti"])
+        return steps[1]
+
+    lifts_both = pull_back(1.5, 1.3)
+    assert -0.02 < lifts_both[0] < -0.01  # Ti L's 0.3 allowances over its 0.1
+    assert not pull_back(1.1, 1.5).any()  # Ti L lifted only with Ti K at +1.2: kept
+
+
 def test_a_mixture_plateau_takes_out_a_neighbour_whole():
     """Line intensities of a matrix (Fe K, Fe L, Cr K of elements Fe, Fe, Cr, and Y K)
     and a cluster at half of it (zero band +-0.004): the step that takes the matrix out
