@@ -462,6 +462,7 @@ def extrapolate_vertices(
     line_elements: list[str] | None = None,
     check: bool = True,
     plateau: np.ndarray | None = None,
+    partners: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Move the vertices ``which`` as far out as their line intensities stay non-negative.
 
@@ -499,6 +500,10 @@ def extrapolate_vertices(
         ``line_elements``) only where the cluster is a mixture plateau: the step is
         supported and takes out whole a neighbour that is itself at a pure cluster
         (:func:`mixture_plateau`).
+    partners : ndarray (k,) of bool, optional
+        The vertices at a pure cluster that a plateau may hold (default ``plateau``): a
+        bootstrap replicate tries as plateaus only the vertices the fit extrapolated, while
+        every vertex at a cluster in the replicate is a possible partner.
 
     Returns
     -------
@@ -517,6 +522,7 @@ def extrapolate_vertices(
     steps = np.zeros((k, k))
     allow = n_sd * sd + mismatch * np.abs(C).sum(axis=1, keepdims=True)
     tried = np.zeros(k, dtype=bool) if plateau is None else np.asarray(plateau, dtype=bool)
+    partners = tried if partners is None else np.asarray(partners, dtype=bool)
     for j in np.flatnonzero(np.asarray(which, dtype=bool) | tried):
         others, D = _step_directions(C, j)
         if others.size == 0:
@@ -530,7 +536,7 @@ def extrapolate_vertices(
         if t is None or (check and not step_supported(C, allow, j, t, line_elements)):
             continue
         if tried[j] and not (check and line_elements is not None
-                             and mixture_plateau(C, allow, j, t, line_elements, tried)):
+                             and mixture_plateau(C, allow, j, t, line_elements, partners)):
             continue
         steps[j, others] = t
     T = step_transform(steps)
