@@ -159,15 +159,10 @@ def test_a_mixture_plateau_takes_out_a_neighbour_whole():
     assert not mixture_plateau(one_element, allow, 1, t_one, ["Si", "Si", "Cr", "O"])
 
 
-def test_auto_extrapolates_a_false_pure_plateau():
-    """A phase that is exactly half of every pixel it touches: 14 squares of 8 x 8 px of
-    a Y-Ti oxide over an Fe-Cr matrix (64 x 64, 150 counts per pixel, seed 0). At b = 4
-    its plateau bins form a tight cluster that passes the pure-cluster tests, so the
-    vertex is moved to the 50/50 mixture (measured 47.5 degrees, oracle 3.0) and the
-    default keeps it there. With never_pure='auto' the cluster holds the matrix's Fe and
-    Cr and the line step takes both out together: a mixture plateau, extrapolated to
-    3.3 degrees (tolerance 1.3x the oracle). The matrix, a pure phase, keeps its
-    spectrum exactly."""
+def _plateau_sample() -> tuple[np.ndarray, np.ndarray, np.ndarray, EDXModel]:
+    """A Y-Ti oxide that is exactly half of every pixel it touches: 14 squares of 8 x 8 px
+    over an Fe-Cr matrix, 64 x 64 at 150 counts per pixel (seed 0). Returns the counts,
+    the true spectra and maps, and the model that made them."""
     model = EDXModel()
     a = model.phase_spectrum({"Fe": 85, "Cr": 15})
     b = model.phase_spectrum({"Y": 18, "Ti": 18, "O": 64})
@@ -179,6 +174,19 @@ def test_auto_extrapolates_a_false_pure_plateau():
         y, x = rng.integers(0, 56, 2)
         maps[y:y + 8, x:x + 8] = [0.5, 0.5]
     counts = rng.poisson(150 * maps @ S).astype(float)
+    return counts, S, maps, model
+
+
+def test_auto_extrapolates_a_false_pure_plateau():
+    """A phase that is exactly half of every pixel it touches: 14 squares of 8 x 8 px of
+    a Y-Ti oxide over an Fe-Cr matrix (64 x 64, 150 counts per pixel, seed 0). At b = 4
+    its plateau bins form a tight cluster that passes the pure-cluster tests, so the
+    vertex is moved to the 50/50 mixture (measured 47.5 degrees, oracle 3.0) and the
+    default keeps it there. With never_pure='auto' the cluster holds the matrix's Fe and
+    Cr and the line step takes both out together: a mixture plateau, extrapolated to
+    3.3 degrees (tolerance 1.3x the oracle). The matrix, a pure phase, keeps its
+    spectrum exactly."""
+    counts, S, maps, model = _plateau_sample()
     physics = {"elements": ["Fe", "Cr", "Y", "Ti", "O"], "edx_model": model}
     plain = PSNMF(2, 4, random_state=0, **PURE).fit(counts)
     auto = PSNMF(2, 4, random_state=0, **PURE, never_pure="auto", **physics).fit(counts)
@@ -397,17 +405,7 @@ def test_bootstrap_replays_a_mixture_plateau():
     mixture, 47 degrees from it)."""
     from psnmf.uncertainty import bootstrap
 
-    model = EDXModel()
-    a = model.phase_spectrum({"Fe": 85, "Cr": 15})
-    b = model.phase_spectrum({"Y": 18, "Ti": 18, "O": 64})
-    S = np.array([a / a.sum(), b / b.sum()])
-    maps = np.zeros((64, 64, 2))
-    maps[..., 0] = 1.0
-    rng = np.random.default_rng(0)
-    for _ in range(14):
-        y, x = rng.integers(0, 56, 2)
-        maps[y:y + 8, x:x + 8] = [0.5, 0.5]
-    counts = rng.poisson(150 * maps @ S).astype(float)
+    counts, S, maps, model = _plateau_sample()
     elements = ["Fe", "Cr", "Y", "Ti", "O"]
     auto = PSNMF(2, 4, random_state=0, **PURE, never_pure="auto", elements=elements,
                  edx_model=model).fit(counts)
