@@ -896,8 +896,6 @@ class _LineReplay:
         that fails its tests keeps the vertex, as the fit would have."""
         kept = np.asarray(kept, dtype=bool)
         todo, plateau = self.which & kept, self.which & ~kept
-        if not self.which.any():
-            return spectra
         if start is not None:
             spectra = np.where(todo[:, None], start, spectra)
         out, _, steps = extrapolate_vertices(spectra, self.counts, todo, self.basis,

@@ -301,11 +301,10 @@ def _bounding_lines(C: np.ndarray, allow: np.ndarray, j: int,
     return ~below | overshoot
 
 
-def _overshot_lines(C: np.ndarray, allow: np.ndarray, j: int,
-                    line_elements: list[str] | None) -> np.ndarray:
-    """Every line family of the elements that vertex ``j`` overshoots (those of which
-    :func:`_bounding_lines` lifts a line): a pull-back must leave them at or below the
-    upper edge of their zero band.
+def _overshot_lines(lifted: np.ndarray, line_elements: list[str] | None) -> np.ndarray:
+    """Every line family of the elements a vertex overshoots (``lifted``: its lines below
+    their band that :func:`_bounding_lines` keeps as bounds): a pull-back must leave them
+    at or below the upper edge of their zero band.
 
     The overshot element is absent from the phase, so all its families are zero; a
     pull-back that lifts one family to its band's lower edge while it takes another above
@@ -315,13 +314,11 @@ def _overshot_lines(C: np.ndarray, allow: np.ndarray, j: int,
     absorption); lifting Ti L pulled the vertex 0.02 towards TiO2 until Ti K stood at
     +2.0, 4.75 -> 5.46 degrees (oracle 3.38).
 
-    >>> C = np.array([[0.5, 0.3, 0.0], [-0.11, -0.15, 0.4]])  # Ti K, Ti L, Au L
-    >>> _overshot_lines(C, np.full((2, 3), 0.1), 1, ["Ti", "Ti", "Au"])
+    >>> _overshot_lines(np.array([False, True, False]), ["Ti", "Ti", "Au"])  # Ti K, L; Au L
     array([ True,  True, False])
     """
     if line_elements is None:
-        return np.zeros(C.shape[1], dtype=bool)
-    lifted = _bounding_lines(C, allow, j, line_elements) & (C[j] < -allow[j])
+        return np.zeros(lifted.size, dtype=bool)
     element = np.asarray(line_elements)
     return np.isin(element, element[lifted])
 
@@ -527,9 +524,11 @@ def extrapolate_vertices(
         others, D = _step_directions(C, j)
         if others.size == 0:
             continue
-        rows = _bounding_lines(C, allow, j, line_elements) if check else slice(None)
-        ceiling = (_overshot_lines(C, allow, j, line_elements) if check
-                   else np.zeros(n_lines, dtype=bool))
+        rows: np.ndarray | slice = slice(None)
+        ceiling = np.zeros(n_lines, dtype=bool)
+        if check:
+            rows = _bounding_lines(C, allow, j, line_elements)
+            ceiling = _overshot_lines(rows & (C[j] < -allow[j]), line_elements)
         t = _steps(np.vstack([D[rows], -D[ceiling]]),
                    np.r_[(C[j] + allow[j])[rows], (allow[j] - C[j])[ceiling]],
                    max_step, max_inward)
