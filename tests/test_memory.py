@@ -300,6 +300,65 @@ def test_progress_shows_elapsed_and_time_left():
     assert prog._ticker is None and set(prog.timings) == {"fit", "other"}
 
 
+def test_time_left_follows_how_fast_the_run_goes():
+    """A step that took three times its expectation makes the steps after it expected
+    slower (shrunk towards the model by ``prior_s``); the run's time left sums the steps
+    still to come."""
+    prog = Progress(enabled=False)
+    prog.expect({"load": 10.0, "fit": 40.0, "report": 10.0})
+    prog.timings["load"] = 30.0
+    assert prog.speed() == pytest.approx(40.0 / 20.0)
+    prog._current = ("fit", time.perf_counter())
+    assert prog.status() == "0 s of ~1 min 20 s, ~1 min 20 s left; run ~1 min 40 s left"
+    prog.timings["load"] = 1000.0  # kept within 4x
+    assert prog.speed() == 4.0
+
+
+def test_progress_counter_shows_the_units_done():
+    stream = io.StringIO()
+    prog = Progress(enabled=True, stream=stream)
+    prog.start(1, "psnmf unmix")
+    with prog.step("composition", "compositions"), \
+            prog.counter(20, "bootstrap replicates") as advance:
+        for _ in range(5):
+            time.sleep(0.12)  # tqdm redraws at most every 0.1 s
+            advance(1)
+    prog.close()
+    assert "bootstrap replicates" in stream.getvalue() and "5/20" in stream.getvalue()
+    quiet = Progress(enabled=False)
+    with quiet.counter(3, "x") as advance:
+        advance(1)  # nothing shown, nothing raised
+
+
+def test_time_model_reproduces_its_measurements():
+    """The time model is the fit of its measurements; each measured run's whole time is
+    predicted within 50 % by the model fitted to the other runs."""
+    model = memory.fit_time_model()
+    assert set(model) == set(memory.TIME_MODEL)
+    for name, coef in memory.TIME_MODEL.items():
+        assert coef == pytest.approx(model[name], rel=1e-3, abs=1e-3)
+    assert all(abs(err) < 0.5 for err in memory.time_error().values())
+
+
+def test_expected_time_follows_pixels_counts_and_settings():
+    base = memory.estimate_time((256, 256), 2048, 4_000_000)
+    assert set(base) == set(memory.STAGES)
+    bare = memory.estimate_time((256, 256), 2048, 4_000_000, choose=False, n_boot=0,
+                                output=False)
+    assert set(bare) == {"load", "pca", "psnmf", "heldout", "elements"}
+    # the dense cube does not count, the pixels and the counts do
+    assert memory.estimate_time((256, 256), 4096, 4_000_000) == base
+    bigger = memory.estimate_time((512, 512), 2048, 16_000_000)
+    assert all(bigger[s] >= base[s] for s in base) and sum(bigger.values()) > sum(
+        base.values())
+    # the bootstrap: what the stopping rule typically draws, at most n_boot
+    two = memory.estimate_time((256, 256), 2048, 4_000_000, n_boot=2)
+    assert two["composition"] == pytest.approx(
+        base["composition"] * 2 / memory.typical_replicates())
+    dense = memory.estimate_time((256, 256), 2048, 4_000_000, write_denoised=True)
+    assert dense["save"] > base["save"]
+
+
 def test_quiet_progress_writes_nothing_and_starts_no_thread():
     stream = io.StringIO()
     prog = Progress(enabled=False, stream=stream)

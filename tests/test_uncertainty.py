@@ -258,14 +258,17 @@ def test_sd_upper_factor_bounds_the_true_sd_at_its_confidence():
 def test_the_stopping_rule_stops_where_the_k_factors_dominate():
     """Medium counts: the theoretical k-factors' sd is 10-50x the bootstrap's, so the
     intervals are settled before ``n_boot`` replicates; their edges stay within the rule's
-    tolerance of those from every replicate."""
+    tolerance of those from every replicate. The progress callback counts the replicates
+    taken, not those drawn beside them and discarded."""
     ds = mantle("medium", seed=100, shape=(60, 60))
     m = PSNMF(3, 4, random_state=0, **PURE).fit(ds.counts)
     kw = {"elements": list(ds.elements), "edx_model": ds.model, "random_state": 0}
-    stopped = bootstrap(m, ds.counts, n_boot=20, **kw)
+    taken: list[int] = []
+    stopped = bootstrap(m, ds.counts, n_boot=20, progress=taken.append, **kw)
     full = bootstrap(m, ds.counts, n_boot=20, width_tol=None, **kw)
     n = stopped.replicates.shape[0]
     assert 4 <= n < 20 and full.replicates.shape[0] == 20
+    assert taken == [1] * n
     assert len(stopped.composition_replicates) == n
     assert stopped.debiased_replicates.shape == stopped.replicates.shape
     np.testing.assert_array_equal(stopped.replicates, full.replicates[:n])

@@ -166,6 +166,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -641,6 +642,7 @@ def bootstrap(
     quantify_options: dict[str, Any] | None = None,
     width_tol: float | None = 0.1,
     min_boot: int = 4,
+    progress: Callable[[int], Any] | None = None,
 ) -> BootstrapResult:
     """Parametric bootstrap of a fitted :class:`psnmf.PSNMF`.
 
@@ -694,6 +696,8 @@ def bootstrap(
         or extrapolated by their lines, the binned stages of at least
         :data:`CENTRE_REPLICATES` replicates are fitted first (their mean centres the
         replays), whichever number the rule stops at.
+    progress : callable, optional
+        Called with 1 as each replicate is taken (a progress bar's ``update``).
 
     Returns
     -------
@@ -833,6 +837,8 @@ def bootstrap(
             if deb_reps is not None:
                 deb_reps[r] = deb
             drawn = r + 1
+            if progress is not None:
+                progress(1)
             if quantify_rep is None:
                 continue
             out.composition_replicates.append(quantify_rep(reps[r]))

@@ -16,27 +16,27 @@ per stage, ::
 by non-negative least squares in relative error, where ``cube = pixels * channels * 8``
 (the bytes of the float64 cube), ``nnz`` the non-zero entries of the counts and
 ``baseline`` the resident size of a process that has imported psnmf and HyperSpy
-(:data:`BASELINE`, about 175 MiB).
+(:data:`BASELINE`, about 183 MiB). :func:`fit_time_model` fits the seconds of each stage
+the same way, on pixels and non-zeros (:data:`TIME_MODEL`).
 
 The measurements (:data:`MEASUREMENTS`, ``python -m psnmf.pipeline.memory measure FILE
-'{"n_boot": 3, "output_dir": "out"}'``): simulated mantle maps
-(:func:`psnmf.simulate.mantle`) of 64 x 64, 128 x 128, 180 x 180 and 256 x 256 pixels x
-1980 channels at 147 counts per pixel and 128 x 128 at 18, all defaults (k and b chosen, TV
-maps, factors and report written, no dense cubes) but 3 bootstrap replicates, the pipeline
-that reads a file lazily into sparse counts and never holds its dense cube, this 2-core
-machine. Whole-run peak: largest relative error over the measured cases 15 % (in-sample);
-predicted from the other cases only (leave one out): medium_64 +17 %, medium_128 -17 %,
-low_128 -4 %, medium_180 -12 %, medium_256 +21 %. At these sizes the peaks (0.47-0.88 GB)
-are mostly the libraries' own buffers, which vary from run to run by tens of MB, so the
-model is rough; :data:`PEAK_ERROR` is the largest leave-one-out error, rounded up; a
-48 x 48 run not used in the fit is checked against it in ``tests/test_memory.py``. To
-refit after the pipeline changes: measure the five files again and run
-``python -m psnmf.pipeline.memory fit *.json``.
-
-For comparison, on the 64², 128², 128² low and 180² inputs, the pipeline that held the
-dense cube (commit af4da9f) peaked at 0.50, 0.70, 0.65 and 0.98 GB, and the one before it
-(commit 5c5be89: dense PCA, dense denoised cubes written) at 0.95, 2.72, 1.87 and 5.15 GB,
-always in the held-out deviance step, 6.5 to 12 times the float64 cube above the baseline.
+'{"output_dir": "out"}'``), all defaults (k and b chosen, TV maps, up to 20 bootstrap
+replicates, factors and report written, no dense cubes), one fresh process each, the
+pipeline that reads a file lazily into sparse counts and never holds its dense cube, this
+2-core machine (AMD EPYC, 24 GB): simulated mantle maps (:func:`psnmf.simulate.mantle`, 10
+elements, a 100 nm film) of 64 x 64, 128 x 128, 180 x 180 and 256 x 256 pixels x 1980
+channels at 147 counts per pixel and 128 x 128 at 18; and the inputs of
+``benchmarks/unmix_scale.py`` at 512 x 512 x 2048, 120 counts per pixel, and 512 x 512 x
+4096, 1.2 counts per pixel (sparse). Whole-run peak: largest relative error over the
+measured cases 6 % (in-sample); predicted from the other cases only (leave one out):
+medium_64 +13 %, medium_128 -4 %, low_128 +1 %, medium_180 -1 %, medium_256 -6 %,
+medium_512 +7 %, sparse_512 -28 % (the one case with so few counts). The peaks of the
+small maps (0.5-0.8 GB) are mostly the libraries' own buffers, which vary from run to run
+by tens of MB; :data:`PEAK_ERROR` is the largest leave-one-out error, rounded up; a 48 x 48
+run not used in the fit is checked against it in ``tests/test_memory.py``. The whole-run
+time, left out the same way: -21, +1, +17, -13, -23, +42 and -1 %. To refit after the
+pipeline changes: measure the seven inputs again and run ``python -m psnmf.pipeline.memory
+fit *.json``.
 """
 
 from __future__ import annotations
@@ -54,13 +54,14 @@ from psnmf import _validation
 from psnmf._validation import MEMORY_FRACTION, InsufficientMemoryError
 
 #: The stages of ``unmix`` in their order (the names of its progress steps).
-STAGES = ("load", "sweep", "pca", "psnmf", "heldout", "elements", "composition", "save",
-          "report")
+STAGES = ("load", "sweep", "pca", "psnmf", "heldout", "elements", "composition",
+          "composition_maps", "save", "report")
 
 STAGE_LABELS = {
     "load": "loading", "sweep": "choosing k and b", "pca": "PCA (HyperSpy)",
     "psnmf": "the PSNMF fit", "heldout": "the held-out deviance and residual map", "elements":
-    "the elemental maps", "composition": "the bootstrap compositions", "save":
+    "the elemental maps", "composition": "the bootstrap compositions",
+    "composition_maps": "the composition maps", "save":
     "writing the signals", "report": "the figures and report",
 }
 
@@ -70,73 +71,115 @@ STAGE_LABELS = {
 #: seconds]}}}``, one fresh process per case.
 MEASUREMENTS: dict[str, dict[str, Any]] = {
     'medium_64': {
-        "shape": [64, 64, 1980], "nnz": 296994, "baseline": 182366208,
-        "n_boot": 3, "k": 3, "b": 4, "stages": {
-            'load': [362745856, 1.57],
-            'sweep': [430616576, 15.93],
-            'pca': [423862272, 1.64],
-            'psnmf': [429895680, 6.24],
-            'heldout': [429924352, 3.88],
-            'elements': [433512448, 0.23],
-            'composition': [446361600, 2.09],
-            'save': [445186048, 2.04],
-            'report': [474722304, 3.19],
+        "shape": [64, 64, 1980], "nnz": 296994, "baseline": 192237568,
+        "n_boot": 20, "replicates": 5, "k": 3, "b": 4,
+        "stages": {
+            'load': [368480256, 1.15],
+            'sweep': [532680704, 4.61],
+            'pca': [469766144, 0.08],
+            'psnmf': [536440832, 1.84],
+            'heldout': [499945472, 0.3],
+            'elements': [503316480, 0.21],
+            'composition': [523034624, 7.88],
+            'composition_maps': [523227136, 0.28],
+            'save': [524632064, 2.06],
+            'report': [540041216, 1.32],
         },
     },
     'medium_128': {
-        "shape": [128, 128, 1980], "nnz": 1203362, "baseline": 182153216,
-        "n_boot": 3, "k": 3, "b": 8, "stages": {
-            'load': [441352192, 1.64],
-            'sweep': [514449408, 20.66],
-            'pca': [526213120, 1.54],
-            'psnmf': [576274432, 20.38],
-            'heldout': [576434176, 12.8],
-            'elements': [576536576, 0.53],
-            'composition': [579043328, 3.24],
-            'save': [643743744, 2.66],
-            'report': [612323328, 7.16],
+        "shape": [128, 128, 1980], "nnz": 1203362, "baseline": 192245760,
+        "n_boot": 20, "replicates": 20, "k": 3, "b": 4,
+        "stages": {
+            'load': [448655360, 1.58],
+            'sweep': [614158336, 7.14],
+            'pca': [548319232, 0.21],
+            'psnmf': [576421888, 3.04],
+            'heldout': [657788928, 1.25],
+            'elements': [525262848, 0.24],
+            'composition': [616448000, 22.34],
+            'composition_maps': [616640512, 1.2],
+            'save': [618680320, 2.18],
+            'report': [633643008, 1.44],
         },
     },
     'low_128': {
-        "shape": [128, 128, 1980], "nnz": 254765, "baseline": 182226944,
-        "n_boot": 3, "k": 3, "b": 16, "stages": {
-            'load': [390373376, 2.55],
-            'sweep': [439717888, 18.69],
-            'pca': [447283200, 3.41],
-            'psnmf': [448589824, 19.05],
-            'heldout': [456380416, 6.35],
-            'elements': [459943936, 0.45],
-            'composition': [463941632, 1.82],
-            'save': [529162240, 2.71],
-            'report': [508977152, 7.2],
+        "shape": [128, 128, 1980], "nnz": 254765, "baseline": 192241664,
+        "n_boot": 20, "replicates": 20, "k": 3, "b": 4,
+        "stages": {
+            'load': [390488064, 1.38],
+            'sweep': [534700032, 3.35],
+            'pca': [471371776, 0.14],
+            'psnmf': [471977984, 2.69],
+            'heldout': [589496320, 1.28],
+            'elements': [463540224, 0.21],
+            'composition': [523100160, 19.75],
+            'composition_maps': [526184448, 1.22],
+            'save': [528252928, 2.25],
+            'report': [543469568, 1.52],
         },
     },
     'medium_180': {
-        "shape": [180, 180, 1980], "nnz": 2360583, "baseline": 182280192,
-        "n_boot": 3, "k": 3, "b": 4, "stages": {
-            'load': [539037696, 4.61],
-            'sweep': [639426560, 54.7],
-            'pca': [663973888, 4.26],
-            'psnmf': [674971648, 27.87],
-            'heldout': [634417152, 18.36],
-            'elements': [638132224, 0.67],
-            'composition': [726454272, 10.34],
-            'save': [605851648, 3.41],
-            'report': [592064512, 8.16],
+        "shape": [180, 180, 1980], "nnz": 2360583, "baseline": 192286720,
+        "n_boot": 20, "replicates": 7, "k": 3, "b": 4,
+        "stages": {
+            'load': [536633344, 2.79],
+            'sweep': [622243840, 8.09],
+            'pca': [680730624, 0.72],
+            'psnmf': [696090624, 4.07],
+            'heldout': [753545216, 2.13],
+            'elements': [635019264, 0.29],
+            'composition': [773648384, 11.19],
+            'composition_maps': [741994496, 1.07],
+            'save': [744820736, 2.29],
+            'report': [759427072, 1.46],
         },
     },
     'medium_256': {
-        "shape": [256, 256, 1980], "nnz": 4762668, "baseline": 182206464,
-        "n_boot": 3, "k": 3, "b": 8, "stages": {
-            'load': [670236672, 2.97],
-            'sweep': [821559296, 48.95],
-            'pca': [879026176, 3.41],
-            'psnmf': [816132096, 13.23],
-            'heldout': [805842944, 12.72],
-            'elements': [752099328, 0.55],
-            'composition': [787832832, 5.51],
-            'save': [669757440, 3.55],
-            'report': [617033728, 5.85],
+        "shape": [256, 256, 1980], "nnz": 4762668, "baseline": 192241664,
+        "n_boot": 20, "replicates": 6, "k": 3, "b": 4,
+        "stages": {
+            'load': [735707136, 4.51],
+            'sweep': [888856576, 16.8],
+            'pca': [941453312, 1.3],
+            'psnmf': [916004864, 6.61],
+            'heldout': [941420544, 3.23],
+            'elements': [846336000, 0.37],
+            'composition': [1107492864, 13.91],
+            'composition_maps': [994918400, 1.86],
+            'save': [922558464, 2.36],
+            'report': [936980480, 1.53],
+        },
+    },
+    'medium_512': {
+        "shape": [512, 512, 1980], "nnz": 16529440, "baseline": 192229376,
+        "n_boot": 20, "replicates": 4, "k": 3, "b": 4,
+        "stages": {
+            'load': [1259540480, 7.22],
+            'sweep': [1474220032, 26.65],
+            'pca': [1818288128, 5.29],
+            'psnmf': [1649999872, 20.25],
+            'heldout': [1526439936, 6.62],
+            'elements': [1437921280, 0.86],
+            'composition': [2440409088, 21.95],
+            'composition_maps': [1407119360, 1.4],
+            'save': [1029144576, 1.0],
+            'report': [1196838912, 2.67],
+        },
+    },
+    'sparse_512': {
+        "shape": [512, 512, 3960], "nnz": 311675, "baseline": 192184320,
+        "n_boot": 20, "replicates": 0, "k": 2, "b": 8,
+        "stages": {
+            'load': [580128768, 4.27],
+            'sweep': [726319104, 20.44],
+            'pca': [792956928, 2.42],
+            'psnmf': [601415680, 4.84],
+            'heldout': [718807040, 4.48],
+            'elements': [640421888, 0.17],
+            'composition': [902356992, 1.47],
+            'composition_maps': [644673536, 0.0],
+            'save': [646414336, 0.61],
+            'report': [771862528, 1.96],
         },
     },
 }
@@ -144,33 +187,39 @@ MEASUREMENTS: dict[str, dict[str, Any]] = {
 #: Fitted per stage: ``(a, c, d)`` of ``peak - baseline = a * cube + c * nnz + d``
 #: (cube = pixels x channels x 8 bytes). See :func:`fit_model`.
 MODEL: dict[str, tuple[float, float, float]] = {
-    'load': (0.1224, 46.11, 1.645e+08),
-    'sweep': (0.05058, 79.68, 2.24e+08),
-    'pca': (0.1184, 79.9, 2.139e+08),
-    'psnmf': (0.01878, 89.21, 2.384e+08),
-    'heldout': (0.06217, 73.9, 2.388e+08),
-    'elements': (0.03706, 67.73, 2.504e+08),
-    'composition': (0, 85.64, 2.603e+08),
-    'save': (0.2346, 0, 2.834e+08),
-    'report': (0.003148, 29.49, 3.177e+08),
+    'load': (0.02337, 55.5, 1.757e+08),
+    'sweep': (0.02281, 54.94, 3.267e+08),
+    'pca': (0.03836, 80.47, 2.553e+08),
+    'psnmf': (0.01094, 74.24, 2.928e+08),
+    'heldout': (0.01931, 62.78, 3.466e+08),
+    'elements': (0.01861, 59.45, 2.729e+08),
+    'composition': (0.04613, 110.8, 2.919e+08),
+    'composition_maps': (0.01114, 59.43, 3.389e+08),
+    'save': (0.009272, 32.93, 3.631e+08),
+    'report': (0.02326, 40.06, 3.69e+08),
 }
 #: Resident bytes of a process that has imported psnmf and HyperSpy (mean of the runs).
-BASELINE = 182246604
+BASELINE = 192240000
 #: Relative error of the whole-run peak the tests allow: the largest leave-one-out error
 #: over :data:`MEASUREMENTS`, rounded up (see the module docstring).
-PEAK_ERROR = 0.25
-#: Fitted per stage: ``(a, d)`` of ``seconds = a * cube_mb + d`` (cube_mb: the float64 cube
-#: in MB); this machine, so a rough guide for the progress display.
-TIME_MODEL: dict[str, tuple[float, float]] = {
-    'load': (0.001657, 1.96),
-    'sweep': (0.03919, 15.05),
-    'pca': (0.001809, 2.08),
-    'psnmf': (0.002852, 16.14),
-    'heldout': (0.008346, 7.258),
-    'elements': (0.0002576, 0.376),
-    'composition': (0.001557, 0.8685),
-    'save': (0.001452, 2.254),
-    'report': (0.001262, 5.773),
+PEAK_ERROR = 0.3
+#: Writing the dense denoised cubes (``write_denoised``): bytes added to the save stage's
+#: peak per byte of the float64 cube, and seconds per MB of it (measured at 256 x 256 x
+#: 1980; the writing is chunked, so the bytes are an upper bound at larger sizes).
+DENSE_WRITE: tuple[float, float] = (0.17, 0.038)
+#: Fitted per stage: ``(a, c, d)`` of ``seconds = a * pixels + c * nnz + d`` (pixels and
+#: non-zeros in millions) on this machine: a guide for the progress display.
+TIME_MODEL: dict[str, tuple[float, float, float]] = {
+    'load': (11.34, 0.2726, 1.139),
+    'sweep': (54.22, 0.9384, 3.34),
+    'pca': (7.934, 0.128, 0),
+    'psnmf': (11.1, 0.8957, 1.745),
+    'heldout': (16.98, 0.2565, 0.2322),
+    'elements': (0, 0.0411, 0.183),
+    'composition': (0, 0.2633, 0.988),
+    'composition_maps': (0, 0.09823, 0),
+    'save': (0, 0.005426, 1.018),
+    'report': (2.442, 0.03538, 1.329),
 }
 
 
@@ -222,7 +271,7 @@ def _gib(n: float) -> str:
 def estimate_peak(
     image_shape: tuple[int, int], n_channels: int, nnz: int, *,
     k_max: int = 8, bin_factors: Sequence[int] = (2, 4, 8), n_boot: int = 20,
-    write_denoised: bool = True, choose: bool = True, output: bool = True,
+    write_denoised: bool = False, choose: bool = True, output: bool = True,
     report: bool = True, baseline: int | None = None,
 ) -> MemoryEstimate:
     """Estimated peak resident memory of ``unmix`` on an input of this size, by stage.
@@ -237,14 +286,15 @@ def estimate_peak(
         Non-zero entries of the counts (pixels x channels with at least one count).
     k_max, bin_factors :
         Largest ``k`` and the ``b`` of the search. The measured runs searched
-        ``k <= 8`` over ``b`` in (2, 4, 8) and chose ``k = 3``; the model has no term in
-        them (the search holds binned data and ``pixels x k`` maps, small beside the cube).
+        ``k <= 8`` over ``b`` in (2, 4, 8) and chose ``k = 3`` (2 on the sparse map); the
+        model has no term in them (the search holds binned data and ``pixels x k`` maps,
+        small beside the cube).
     n_boot : int
         Bootstrap replicates; 0 leaves out the composition stage (its measured peak does
         not grow with the replicates, which run one after the other).
     write_denoised : bool
-        Whether the dense denoised cubes are written. The save stage was measured writing
-        them; without them its estimate is kept (an upper bound).
+        Whether the dense denoised cubes are written: adds ``DENSE_WRITE[0]`` times the
+        cube to the save stage (:data:`DENSE_WRITE`).
     choose, output, report : bool
         Whether k or b is searched, results are written, the report is made: the stages
         left out do not count.
@@ -257,60 +307,84 @@ def estimate_peak(
 
     Notes
     -----
-    Measured peak of each stage (:data:`MEASUREMENTS`, n_boot = 3) above the baseline, in
-    multiples of the float64 cube (pixels x channels x 8 bytes), with the error of the
-    fitted model in percent of the measured peak, and the fitted constants (``a`` per cube
-    byte, ``c`` in bytes per non-zero, ``d`` in MiB):
+    Measured peak of each stage above the baseline (:data:`MEASUREMENTS`), MiB, with the
+    error of the fitted model (:data:`MODEL`) in percent of it:
 
-    =========== ============ ============ ============ ============ ============ ==============
-    stage            64² med     128² med     128² low     180² med     256² med a, c, d
-    =========== ============ ============ ============ ============ ============ ==============
-    load         2.78 ( +3%)  1.00 ( -3%)  0.80 ( -0%)  0.70 ( -6%)  0.47 ( +5%) 0.12, 46, 157
-    sweep        3.83 ( +1%)  1.28 ( +0%)  0.99 ( -0%)  0.89 ( -4%)  0.62 ( +3%) 0.05, 80, 214
-    pca          3.72 ( +2%)  1.33 ( -1%)  1.02 ( -0%)  0.94 ( -4%)  0.67 ( +3%) 0.12, 80, 204
-    psnmf        3.82 ( +8%)  1.52 (-11%)  1.03 ( -0%)  0.96 ( -7%)  0.61 ( +8%) 0.02, 89, 227
-    heldout      3.82 ( +7%)  1.52 (-13%)  1.06 ( -0%)  0.88 ( -2%)  0.60 ( +5%) 0.06, 74, 228
-    elements     3.87 ( +9%)  1.52 (-13%)  1.07 ( -0%)  0.89 ( -6%)  0.55 ( +7%) 0.04, 68, 239
-    composition  4.07 ( +8%)  1.53 ( -8%)  1.09 ( +0%)  1.06 (-15%)  0.58 (+10%) 0.00, 86, 248
-    save         4.05 (+14%)  1.78 (-25%)  1.34 ( -1%)  0.83 ( -5%)  0.47 ( +8%) 0.23, 0, 270
-    report       4.51 (+12%)  1.66 (-18%)  1.26 ( -0%)  0.80 ( -5%)  0.42 ( +6%) 0.00, 29, 303
-    =========== ============ ============ ============ ============ ============ ==============
+    ================ ========= ========= ========= ========= ========= ========== =========
+    stage             64² med  128² med  128² low  180² med  256² med   512² med 512² 1.2
+    ================ ========= ========= ========= ========= ========= ========== =========
+    load             168 (+10%) 245 (-3%) 189 (-1%) 328 (-7%) 518 (-15%) 1018 (+12%) 370 (-0%)
+    sweep            325 (+1%) 402 (-5%) 327 (+1%) 410 (+9%) 664 (-12%) 1223 (+4%) 509 (-0%)
+    pca              265 (+1%) 340 (+2%) 266 (+2%) 466 (-5%) 715 (-9%) 1551 (+7%) 573 (-0%)
+    psnmf            328 (-8%) 366 (+0%) 267 (+12%) 480 (-6%) 690 (-9%) 1390 (+7%) 390 (-1%)
+    heldout          293 (+19%) 444 (-8%) 379 (-7%) 535 (-10%) 714 (-11%) 1272 (+10%) 502 (-0%)
+    elements         297 (-6%) 318 (+5%) 259 (+8%) 422 (-5%) 624 (-12%) 1188 (+7%) 427 (-0%)
+    composition      315 (-1%) 405 (+3%) 316 (+0%) 554 (-1%) 873 (-5%) 2144 (+3%) 677 (-0%)
+    composition_maps 316 (+8%) 405 (-3%) 318 (+7%) 524 (-12%) 765 (-21%) 1159 (+13%) 432 (-1%)
+    save             317 (+12%) 407 (-5%) 320 (+11%) 527 (-19%) 696 (-27%) 798 (+13%) 433 (-1%)
+    report           332 (+10%) 421 (-4%) 335 (+10%) 541 (-16%) 710 (-22%) 958 (+12%) 553 (-1%)
+    ================ ========= ========= ========= ========= ========= ========== =========
 
     Examples
     --------
     >>> est = estimate_peak((128, 128), 1980, 1_200_000)
     >>> est.largest, round(est.need / (128 * 128 * 1980 * 8), 1)
-    ('composition', 1.4)
+    ('composition', 1.7)
     """
     ny, nx = (int(v) for v in image_shape)
     cube = ny * nx * int(n_channels) * 8
     base = BASELINE if baseline is None else int(baseline)
-    skip = {name for name, on in (("sweep", choose), ("composition", n_boot > 0),
-                                  ("save", output), ("report", output and report)) if not on}
     stages = {}
     for name in STAGES:
-        if name in skip or name not in MODEL:
+        if name in _skipped(choose, n_boot, output, report) or name not in MODEL:
             continue
         a, c, d = MODEL[name]
         stages[name] = int(base + a * cube + c * int(nnz) + d)
+    if write_denoised and "save" in stages:
+        stages["save"] += int(DENSE_WRITE[0] * cube)
     return MemoryEstimate(stages, base, (ny, nx, int(n_channels)), int(nnz))
 
 
-def estimate_time(image_shape: tuple[int, int], n_channels: int, *, n_boot: int = 20,
-                  ) -> dict[str, float]:
-    """Expected seconds of each stage on this 2-core machine (:data:`TIME_MODEL`).
+def estimate_time(image_shape: tuple[int, int], n_channels: int, nnz: int, *,
+                  n_boot: int = 20, choose: bool = True, output: bool = True,
+                  report: bool = True, write_denoised: bool = False) -> dict[str, float]:
+    """Expected seconds of each stage that will run, on the machine of :data:`TIME_MODEL`.
 
-    Scaled linearly in the size of the cube; the composition stage scales with
-    ``n_boot`` (the model was fitted per replicate). A guide for the progress display,
-    not a promise: other machines, other data and other counts differ.
+    ``seconds = a * pixels_millions + c * nnz_millions + d`` per stage: the work follows
+    the pixels (maps, binning, TV) and the counts (the sparse kernels), not the dense
+    cube. The composition stage scales with ``n_boot`` (fitted per replicate: an upper
+    bound when the bootstrap's stopping rule ends it early, and the stage the model
+    predicts worst, since its cost depends on the elements and the absorption correction).
+    Writing the dense cubes adds :data:`DENSE_WRITE` seconds per MB of the float64 cube to
+    the save stage. The flags leave out the stages a run skips, as in
+    :func:`estimate_peak`. A guide for the progress display, which rescales it by how fast
+    the run goes (:meth:`psnmf.pipeline.progress.Progress.speed`), not a promise.
+
+    Examples
+    --------
+    >>> est = estimate_time((128, 128), 2048, 1_500_000, choose=False)
+    >>> "sweep" in est, est["psnmf"] > 0
+    (False, True)
     """
     ny, nx = (int(v) for v in image_shape)
-    mb = ny * nx * int(n_channels) * 8 / 1e6
+    x = _time_features(ny * nx, int(nnz))
     out = {}
-    for name, (a, d) in TIME_MODEL.items():
-        seconds = max(a * mb + d, 0.0)
-        out[name] = seconds * n_boot if name == "composition" else seconds
+    for name, coef in TIME_MODEL.items():
+        if name in _skipped(choose, n_boot, output, report):
+            continue
+        seconds = _stage_seconds(coef, x)
+        out[name] = (seconds * min(n_boot, typical_replicates()) if name == "composition"
+                     else seconds)
+    if write_denoised and "save" in out:
+        out["save"] += DENSE_WRITE[1] * ny * nx * int(n_channels) * 8 / 1e6
     return out
+
+
+def _skipped(choose: bool, n_boot: int, output: bool, report: bool) -> set[str]:
+    """The stages a run with these settings leaves out."""
+    return {name for name, on in (("sweep", choose), ("composition", n_boot > 0),
+                                  ("composition_maps", n_boot > 0), ("save", output),
+                                  ("report", output and report)) if not on}
 
 
 def check_unmix_memory(
@@ -342,7 +416,7 @@ def check_unmix_memory(
     >>> check_unmix_memory((64, 64), 1980, 300_000, available=2**40).largest
     'report'
     >>> check_unmix_memory((512, 512), 4096, 10**6, what="'scan.bcf'",
-    ...                    available=2**31)  # doctest: +ELLIPSIS
+    ...                    available=2**29)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     psnmf._validation.InsufficientMemoryError: 'scan.bcf' (512 x 512 pixels x 4096 channels...
@@ -459,9 +533,11 @@ def leave_one_out_error(measurements: dict[str, dict[str, Any]] | None = None,
 
 
 def fit_time_model(measurements: dict[str, dict[str, Any]] | None = None,
-                   ) -> dict[str, tuple[float, float]]:
-    """Fit :data:`TIME_MODEL`: per stage, ``seconds = a * cube_mb + d`` (least squares,
-    ``a, d >= 0``); the composition stage per bootstrap replicate."""
+                   ) -> dict[str, tuple[float, float, float]]:
+    """Fit :data:`TIME_MODEL`: per stage, ``seconds = a * pixels_millions + c *
+    nnz_millions + d`` (non-negative least squares in relative error, as
+    :func:`fit_model`); the composition stage per bootstrap replicate.
+    """
     import numpy as np
     from scipy.optimize import nnls
 
@@ -471,13 +547,59 @@ def fit_time_model(measurements: dict[str, dict[str, Any]] | None = None,
         rows, ys = [], []
         for m in meas.values():
             if name in m["stages"]:
-                ny, nx, ne = m["shape"]
-                rows.append([ny * nx * ne * 8 / 1e6, 1.0])
-                per = m.get("n_boot", 1) if name == "composition" else 1
-                ys.append(m["stages"][name][1] / per)
-        if rows:
-            coef, _ = nnls(np.asarray(rows), np.asarray(ys))
-            out[name] = (float(coef[0]), float(coef[1]))
+                ny, nx, _ = m["shape"]
+                per = _replicates(m) if name == "composition" else 1
+                if per > 0:
+                    rows.append(list(_time_features(ny * nx, m["nnz"])))
+                    ys.append(m["stages"][name][1] / per)
+        if not rows:
+            continue
+        A, y = np.asarray(rows, float), np.asarray(ys, float)
+        w = 1.0 / np.maximum(y, 0.05)
+        scale = np.maximum(np.abs(A).max(0), 1e-9)
+        coef, _ = nnls((A / scale) * w[:, None], y * w)
+        out[name] = tuple(float(v) for v in coef / scale)
+    return out
+
+
+def _replicates(m: dict[str, Any]) -> int:
+    """The bootstrap replicates measurement ``m`` drew (its ``n_boot`` when not recorded)."""
+    return int(m.get("replicates", m.get("n_boot", 1)))
+
+
+def typical_replicates(measurements: dict[str, dict[str, Any]] | None = None) -> int:
+    """The median number of replicates the bootstrap's stopping rule drew in the measured
+    runs that quantified (rounded up): what :func:`estimate_time` expects of a run."""
+    import numpy as np
+
+    meas = MEASUREMENTS if measurements is None else measurements
+    drawn = [_replicates(m) for m in meas.values() if _replicates(m) > 0]
+    return int(np.ceil(np.median(drawn))) if drawn else 20
+
+
+def _stage_seconds(coef: Sequence[float], x: Sequence[float]) -> float:
+    """Seconds of one stage under :data:`TIME_MODEL` coefficients ``coef`` (never < 0)."""
+    return max(sum(c * v for c, v in zip(coef, x, strict=True)), 0.0)
+
+
+def _time_features(pixels: int, nnz: int) -> tuple[float, float, float]:
+    """The terms of :data:`TIME_MODEL`: pixels and non-zeros in millions, and 1."""
+    return pixels / 1e6, nnz / 1e6, 1.0
+
+
+def time_error(measurements: dict[str, dict[str, Any]] | None = None,
+               ) -> dict[str, float]:
+    """Relative error of each case's whole-run time (the sum of its stages) predicted by
+    the time model fitted to the other cases (:func:`fit_time_model`)."""
+    meas = MEASUREMENTS if measurements is None else measurements
+    out = {}
+    for name, m in meas.items():
+        model = fit_time_model({k: v for k, v in meas.items() if k != name})
+        ny, nx, _ = m["shape"]
+        x = _time_features(ny * nx, m["nnz"])
+        pred = sum(_stage_seconds(model[s], x) * (_replicates(m) if s == "composition" else 1)
+                   for s in m["stages"] if s in model)
+        out[name] = float(pred / sum(v[1] for v in m["stages"].values()) - 1)
     return out
 
 
@@ -521,6 +643,8 @@ def measure_unmix(path: str | Path, output_dir: str | Path | None = None,
         "shape": [int(v) for v in res.summary.input.shape],
         "nnz": int((res.signal.data > 0).sum()),
         "baseline": baseline, "n_boot": int(kwargs.get("n_boot", 20)),
+        "replicates": (0 if res.summary.composition is None
+                       else int(res.summary.composition.n_boot)),
         "k": int(res.n_components), "b": int(res.summary.parameters.bin_factor),
         "stages": {name: [prog.peaks[name], round(prog.timings[name], 2)]
                    for name in prog.peaks},
@@ -538,7 +662,8 @@ def _main(argv: list[str]) -> int:
         meas = {Path(p).stem: json.loads(Path(p).read_text()) for p in argv[1:]}
         model, err = fit_model(meas)
         print(json.dumps({"model": model, "error": err, "time": fit_time_model(meas),
-                          "leave_one_out": leave_one_out_error(meas)}))
+                          "leave_one_out": leave_one_out_error(meas),
+                          "time_leave_one_out": time_error(meas)}))
         return 0
     print("usage: python -m psnmf.pipeline.memory measure FILE [JSON kwargs]\n"
           "       python -m psnmf.pipeline.memory fit MEASUREMENT.json ...", file=sys.stderr)

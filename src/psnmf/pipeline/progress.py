@@ -1,8 +1,10 @@
 """Progress of a run on stderr: one bar of steps, nested bars for searches, step timings.
 
 The bar of the run shows the current step, its elapsed time and, for a step with an
-expected duration (:meth:`Progress.expect`), the time left; a background thread refreshes
-it once a second, so a single long call (a fit, a PCA) still shows time passing. Iterated
+expected duration (:meth:`Progress.expect`), the time left in the step and in the run; the
+expectations are rescaled by how fast the finished steps went (:meth:`Progress.speed`). A
+background thread refreshes the bar once a second, so a single long call (a fit, a PCA)
+still shows time passing. Iterated
 steps (:meth:`Progress.iterate`) get a nested tqdm bar with its own rate and time left.
 With ``track_memory`` each step also records the peak resident memory of the process
 (``VmHWM``, reset at the start of the step through ``/proc/self/clear_refs``), which is
@@ -17,7 +19,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
@@ -46,6 +48,9 @@ class Progress:
     track_memory: bool = False
     #: Seconds between refreshes of the bar during a step.
     refresh_s: float = 1.0
+    #: Weight, in expected seconds, of the prior belief that the time model is right on
+    #: this machine: :meth:`speed` leaves 1 only as finished steps outweigh it.
+    prior_s: float = 10.0
 
     def __init__(self, enabled: bool = True, verbose: bool = False, stream: Any = None) -> None:
         self.enabled = enabled
@@ -66,27 +71,59 @@ class Progress:
         """Expected duration of steps by name (from a time model): the bar shows time left."""
         self.expected.update({k: float(v) for k, v in seconds.items() if v and v > 0})
 
-    def status(self) -> str:
-        """The current step's elapsed time, and its expected total and time left if known.
+    def speed(self) -> float:
+        """How much slower than expected this run goes: the seconds the finished steps took
+        over the seconds expected of them, shrunk towards 1 by :attr:`prior_s` and kept in
+        [1/4, 4].
+
+        The time model (:meth:`expect`) was measured on one machine and one kind of data;
+        the expected durations of the steps still to come are multiplied by this factor, so
+        the time left adapts to this machine and these data as the run goes on.
 
         Examples
         --------
         >>> prog = Progress(enabled=False)
-        >>> prog.expect({"fit": 40.0})
+        >>> prog.expect({"load": 10.0, "fit": 40.0})
+        >>> prog.speed()
+        1.0
+        >>> prog.timings["load"] = 30.0  # three times slower than expected
+        >>> prog.speed()
+        2.0
+        """
+        done = [name for name in self.timings if name in self.expected]
+        expected = sum(self.expected[name] for name in done)
+        took = sum(self.timings[name] for name in done)
+        return min(max((took + self.prior_s) / (expected + self.prior_s), 0.25), 4.0)
+
+    def status(self) -> str:
+        """The current step's elapsed time, its expected total and time left if known, and
+        the time left in the whole run when steps with an expected duration follow.
+
+        Examples
+        --------
+        >>> prog = Progress(enabled=False)
+        >>> prog.expect({"fit": 40.0, "report": 15.0})
         >>> prog._current = ("fit", time.perf_counter() - 10.0)
         >>> prog.status()
-        '10 s of ~40 s, ~30 s left'
+        '10 s of ~40 s, ~30 s left; run ~45 s left'
         """
         if self._current is None:
             return ""
         name, t0 = self._current
         dt = time.perf_counter() - t0
         text = _fmt_s(dt)
+        speed = self.speed()
+        left = 0.0
         total = self.expected.get(name)
-        if total is not None:
+        if total is not None and total * speed >= 1.0:  # no estimate for a blink
+            total *= speed
             left = total - dt
             text += f" of ~{_fmt_s(total)}, " + (
                 f"~{_fmt_s(left)} left" if left > 0 else "taking longer than expected")
+        later = speed * sum(seconds for step, seconds in self.expected.items()
+                            if step != name and step not in self.timings)
+        if later > 0:
+            text += f"; run ~{_fmt_s(max(left, 0.0) + later)} left"
         return text
 
     def _tick(self) -> None:
@@ -156,6 +193,23 @@ class Progress:
         yield from tqdm(
             items, desc=desc, file=self.stream, leave=False, dynamic_ncols=True, position=1
         )
+
+    @contextlib.contextmanager
+    def counter(self, total: int, desc: str) -> Iterator[Callable[[int], Any]]:
+        """A nested bar of ``total`` units for work that reports its own progress (the
+        bootstrap's replicates): yields ``advance(n)``, to call as ``n`` units finish; the
+        bar shows their rate and, at that rate, the time left for all ``total``."""
+        if not self.enabled:
+            yield lambda n: None
+            return
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=desc, file=self.stream, leave=False,
+                   dynamic_ncols=True, position=1)
+        try:
+            yield bar.update
+        finally:
+            bar.close()
 
     def write(self, message: str) -> None:
         """Print a message without breaking the bars."""

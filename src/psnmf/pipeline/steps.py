@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -453,7 +453,8 @@ class Quantified:
 
 def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: int,
              seed: int | None, notes: list[str],
-             options: dict[str, Any] | None = None) -> Quantified:
+             options: dict[str, Any] | None = None,
+             progress: Callable[[int], Any] | None = None) -> Quantified:
     """Composition of every component with its error budget (report table).
 
     ``options`` go to :func:`psnmf.quantify.quantify` through the bootstrap (``method``,
@@ -461,7 +462,8 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
     ``detection_sigma``, ``thickness_from``, ``valences``, ``charge_balance_sd``,
     ``detector_window_known``...); excluded elements are fitted even when the element
     list lacks them. ``thickness_from`` is ``"auto"`` unless given (``"none"`` or None:
-    the thickness given alone). The table records the film each component was corrected
+    the thickness given alone). ``progress`` is called with 1 per bootstrap replicate
+    taken. The table records the film each component was corrected
     for (:func:`psnmf.pipeline.summary.thickness_record`: an ionic component's own,
     measured from its spectrum, where it was estimated). The table is ``None`` with fewer
     than two elements, or when the quantification fails (noted).
@@ -492,7 +494,7 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
     try:
         res = bootstrap(model, data.counts, n_boot=n_boot, elements=elements,
                         edx_model=model_for_signal(signal), random_state=seed,
-                        quantify_options=opts)
+                        quantify_options=opts, progress=progress)
         rows = res.composition_rows(names=[f"#{j}" for j in range(model.spectra_.shape[0])])
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         notes.append(f"The compositions could not be computed ({exc}); no composition table.")

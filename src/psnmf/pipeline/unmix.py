@@ -250,6 +250,8 @@ def unmix(
                     iterations=(int(max_iter), int(max_iter_full)), smoothing=smoothing,
                     vertex=bool(vertex), never_pure=str(never_pure), n_boot=int(n_boot),
                     quantify_options=quantify_options, priors=Priors.from_any(priors),
+                    writes={"output": results is not None, "report": bool(report),
+                            "write_denoised": bool(write_denoised)},
                 )
                 if results is not None:
                     _write(result, results, prog, report=report, t_start=t_start,
@@ -271,8 +273,11 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
          smoothing: float | str | None, vertex: bool, n_boot: int,
          never_pure: str = "keep",
          quantify_options: dict[str, Any] | None = None,
-         priors: Priors | None = None) -> UnmixResult:
-    """The steps from the input to the result, nothing written."""
+         priors: Priors | None = None,
+         writes: dict[str, bool] | None = None) -> UnmixResult:
+    """The steps from the input to the result, nothing written (``writes``: what the caller
+    will write, ``output``, ``report`` and ``write_denoised`` flags, for the memory guard
+    and the expected durations)."""
     with prog.step("load", "loading"):
         loaded = load(path_or_signal, energy_range, elements, notes)
         resolved = resolve_priors(priors, loaded.signal, loaded.counts, loaded.image_shape)
@@ -283,9 +288,11 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         memory.check_unmix_memory(
             data.image_shape, data.counts.shape[1], data.counts.nnz,
             what=f"'{loaded.source.get('file') or 'the signal'}'",
-            choose=k is None or b is None, n_boot=n_boot,
+            choose=k is None or b is None, n_boot=n_boot, **(writes or {}),
         )
-        prog.expect(memory.estimate_time(data.image_shape, data.counts.shape[1], n_boot=n_boot))
+        prog.expect(memory.estimate_time(
+            data.image_shape, data.counts.shape[1], data.counts.nnz, n_boot=n_boot,
+            choose=k is None or b is None, **(writes or {})))
     selection = None
     fits: dict[tuple[int, int], Any] = {}  # the search's fits of X1, by (b, k)
     if k is None or b is None:
@@ -313,9 +320,11 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
         elmaps = steps.element_maps(loaded, baseline, fitted, notes)
     composition = comp_maps = None
     if n_boot > 0 and elmaps.lines:
-        with prog.step("composition", f"compositions (bootstrap, up to {n_boot} replicates)"):
+        with (prog.step("composition", f"compositions (bootstrap, up to {n_boot} replicates)"),
+              prog.counter(n_boot, "bootstrap replicates") as advance):
             quantified = steps.quantify(fitted.model, data, loaded.signal, elmaps.lines,
-                                        n_boot, seed, notes, options=quantify_options)
+                                        n_boot, seed, notes, options=quantify_options,
+                                        progress=advance)
             composition = quantified.table
         with prog.step("composition_maps", "composition maps"):
             comp_maps = steps.composition_maps(fitted.model, quantified, notes)
