@@ -49,13 +49,16 @@ K = 3
 # data
 # ----------------------------------------------------------------------------------------
 def sparse_mantle(
-    shape: tuple[int, int], counts_per_pixel: float, n_channels: int = N_CHANNELS, seed: int = 0
+    shape: tuple[int, int], counts_per_pixel: float, n_channels: int = N_CHANNELS, seed: int = 0,
+    channel_width: float = 0.01,
 ) -> sp.csr_matrix:
     """Mantle-like counts simulated directly as a CSR matrix (never a dense cube).
 
     Each pixel draws its total ``N ~ Poisson(n)``, then every count picks a phase from the
     pixel's abundances and a channel from that phase's spectrum: the channel counts are then
     independent ``Poisson(n * (a S)_j)``, exactly as in :func:`psnmf.simulate.simulate`.
+    The energy axis starts at 0.2 keV in channels of ``channel_width`` keV: a signal made
+    from the counts needs the same calibration for its lines to sit at their energies.
     """
     from psnmf.physics import EDXModel
     from psnmf.simulate.maps import from_recipe
@@ -63,7 +66,7 @@ def sparse_mantle(
 
     spec = load_sample("mantle")
     micro = from_recipe(dict(spec["microstructure"]), shape)
-    model = EDXModel.for_axis(0.2, 0.01, n_channels)
+    model = EDXModel.for_axis(0.2, channel_width, n_channels)
     spectra = np.stack([model.phase_spectrum(spec["phases"][p]) for p in micro.phase_names])
     spectra /= spectra.sum(axis=1, keepdims=True)
     ny, nx = shape

@@ -67,7 +67,8 @@ from speed import sparse_mantle
 import hyperspy.api as hs
 
 out, n, ne, cpp = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-X = sparse_mantle((n, n), cpp, n_channels=ne, seed=0)
+width = 0.01 * 2048 / ne  # 0.2-20.7 keV whatever the channels
+X = sparse_mantle((n, n), cpp, n_channels=ne, seed=0, channel_width=width)
 band = max(1, (64 * 2**20) // (2 * n * ne))  # rows of ~64 MB of uint16
 
 
@@ -81,7 +82,7 @@ blocks = [da.from_delayed(dask.delayed(rows)(y, min(n, y + band)),
 s = hs.signals.Signal1D(da.concatenate(blocks, axis=0)).as_lazy()
 s.set_signal_type("EDS_TEM")
 ax = s.axes_manager.signal_axes[0]
-ax.name, ax.units, ax.offset, ax.scale = "Energy", "keV", 0.2, 0.01 * 2048 / ne
+ax.name, ax.units, ax.offset, ax.scale = "Energy", "keV", 0.2, width
 s.metadata.set_item("Acquisition_instrument.TEM.beam_energy", 200.0)
 s.add_elements(["Mg", "Si", "Ca", "Fe", "Al", "O"])
 s.save(out, overwrite=True, chunks=(band, n, ne))
