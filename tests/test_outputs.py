@@ -222,3 +222,18 @@ def test_default_folder_holds_no_cube_and_each_figure_once(tmp_path):
     assert sum(sizes.values()) <= steps.result_bytes(
         shape, 3, write_denoised=False, report=True,
         n_lines=len(res.summary.input.xray_lines_mapped or ()))
+
+
+def test_no_composition_table_below_zero_energy():
+    """A run that kept the zero-energy peak (axis from -0.2 keV): no composition table,
+    with a note naming the cause and the option, before any bootstrap fit."""
+    from psnmf.pipeline import steps
+    from psnmf.simulate import mantle
+
+    signal = mantle("medium", seed=0, shape=(8, 8)).to_signal()
+    signal.axes_manager.signal_axes[0].offset = -0.2
+    notes: list[str] = []
+    quantified = steps.quantify(None, None, signal, ["Mg_Ka", "Si_Ka", "O_Ka"], 20, 0, notes)
+    assert quantified.table is None
+    assert len(notes) == 1 and "starts at -0.2 keV" in notes[0]
+    assert "--energy-range 0.2,HI" in notes[0]

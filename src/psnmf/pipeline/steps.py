@@ -473,6 +473,14 @@ def quantify(model: PSNMF, data: Split, signal: Any, lines: list[str], n_boot: i
     from psnmf.uncertainty import BUDGET_PARTS, bootstrap
 
     opts = dict(options or {})
+    e_min = float(signal.axes_manager.signal_axes[0].offset)
+    if e_min < 0:
+        notes.append(
+            f"No composition table: the energy range starts at {e_min:g} keV, below zero "
+            "(the zero-energy peak was kept, see the note on the energy range), and the line "
+            "fit models positive energies only; to quantify, give an energy range from "
+            "0.2 keV (energy_range / --energy-range 0.2,HI).")
+        return Quantified(None)
     elements = list(dict.fromkeys(line.split("_")[0] for line in lines))
     excluded = list(opts.get("exclude_elements") or [])
     elements += [el for el in excluded if el not in elements]
