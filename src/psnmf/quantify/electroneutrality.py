@@ -59,7 +59,7 @@ with log sd ``1 / sqrt(1 / s_e^2 + 1 / s_p^2)``; the two disagree by
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,13 +264,8 @@ def neutral_rows(
         q_lo = charge(c, lo, rows)
         q_hi = charge(c, hi, rows)
         st = np.where(q_lo < 0, -1, np.where(q_hi > 0, 1, 0))
-        # bisection to a mass thickness relative precision of 1e-9 of the range
-        for _b in range(32):
-            mid = 0.5 * (lo + hi)
-            q_mid = charge(c, mid, rows)
-            pos = q_mid > 0
-            lo = np.where(pos, mid, lo)
-            hi = np.where(pos, hi, mid)
+        lo, hi = _bracket_root(lambda m, c=c, rows=rows: charge(c, m, rows), lo, hi,
+                               q_lo, q_hi, st == 0, ROOT_XTOL * MAX_MASS_THICKNESS)
         m = np.where(st == -1, 0.0, np.where(st == 1, MAX_MASS_THICKNESS, 0.5 * (lo + hi)))
         # the root of the linear interpolation in the last bracket
         q_l, q_h = charge(c, lo, rows), charge(c, hi, rows)
@@ -286,6 +281,51 @@ def neutral_rows(
             f"converge in {max_iter} iterations; the film is too thick for the thin-film "
             "correction")
     return comp, mt, status
+
+
+#: Width, relative to :data:`MAX_MASS_THICKNESS`, of the bracket in which
+#: :func:`neutral_rows` takes the neutral mass thickness (2**-32, 32 bisections' worth).
+ROOT_XTOL = 2.0**-32
+
+
+def _bracket_root(f: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray,
+                  f_lo: np.ndarray, f_hi: np.ndarray, rows: np.ndarray, xtol: float,
+                  max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Brackets ``[lo, hi]`` of width <= ``xtol`` around the root of the decreasing ``f``
+    (``f(lo) > 0 >= f(hi)``) in each of ``rows`` (a mask; the others are returned as
+    given), by the Illinois method (regula falsi that halves the value kept at an end
+    twice in a row), vectorised over rows: superlinear where ``f`` is smooth, as the
+    charge of a film is in its mass thickness, so about 8 evaluations instead of the 32
+    of bisection; a step that would leave the bracket bisects.
+
+    Examples
+    --------
+    >>> f = lambda x: 2.0 - x * x
+    >>> x = np.array([0.0]), np.array([2.0])
+    >>> lo, hi = _bracket_root(f, *x, f(x[0]), f(x[1]), np.array([True]), 1e-12)
+    >>> bool(abs(lo[0] - 2**0.5) < 1e-12 and hi[0] - lo[0] <= 1e-12)
+    True
+    """
+    lo, hi = lo.copy(), hi.copy()
+    f_lo, f_hi = f_lo.copy(), f_hi.copy()
+    todo = rows & (hi - lo > xtol)
+    kept = np.zeros(lo.size, dtype=np.int64)  # the end kept last: +1 hi, -1 lo
+    for _ in range(max_iter):
+        if not todo.any():
+            break
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = hi - f_hi * (hi - lo) / (f_hi - f_lo)
+        x = np.where(np.isfinite(x) & (x > lo) & (x < hi), x, 0.5 * (lo + hi))
+        fx = f(x)
+        up = todo & (fx > 0)     # the root is above x
+        down = todo & ~(fx > 0)
+        lo, f_lo = np.where(up, x, lo), np.where(up, fx, f_lo)
+        hi, f_hi = np.where(down, x, hi), np.where(down, fx, f_hi)
+        f_hi = np.where(up & (kept == 1), 0.5 * f_hi, f_hi)
+        f_lo = np.where(down & (kept == -1), 0.5 * f_lo, f_lo)
+        kept = np.where(up, 1, np.where(down, -1, kept))
+        todo &= (hi - lo > xtol) & (fx != 0)
+    return lo, hi
 
 
 @dataclass(frozen=True)
