@@ -40,6 +40,11 @@ Methods, all on the same counts
   stopping message (``cap`` when the cap stopped it).
 * ``PSNMF default``: ``PSNMF(k, 4, random_state=0)`` (pure-pixel spectra, TV maps with the
   weight chosen by held-out deviance).
+* ``PSNMF auto``: ``PSNMF(k, 4, never_pure='auto', random_state=0)``, given the elements
+  espm is told and ``EDXModel.for_axis`` of the data's energy axis and beam energy (psnmf's
+  samples: the sample's own model): the vertices of phases without pure pixels are
+  extrapolated along their element lines. Without ``elements`` and ``edx_model`` 'auto'
+  on a NumPy array is 'keep', i.e. ``PSNMF default``.
 * ``PSNMF paper``: ``PSNMF(k, 4, spectra='nmf', smoothing=None, random_state=0)``.
 
 Scoring
@@ -64,11 +69,13 @@ Usage::
     .venv/bin/python benchmarks/peers.py --samples mantle --snr medium --size 96 \\
         --espm-datasets paper293 --espm-max-iter 2000 --json rows.json --markdown t.md
 
-Measured (espm datasets, cap 200, 2 shared cores at load 7-13; full tables, machine and
-load in the ``peers.py`` section of ``benchmarks/README.md``): angle (degrees) oracle / espm /
-PSNMF default / PSNMF paper, paper recipe N = 293: pseudo-Brg 0.29 / 3.56 / 0.36 / 23.11,
-pseudo-Fp 2.11 / 8.86 / 18.78 / 18.78, pseudo-CaPv 1.79 / 23.64 / 7.57 / 7.57; wall time espm
-487 s (200 iterations, not converged), PSNMF default 73 s, paper 19 s.
+Measured (espm datasets, cap 200, 2 shared AMD EPYC cores at load 2-4, commit be0084f;
+full tables, machine and load in the ``peers.py`` section of ``benchmarks/README.md``): angle
+(degrees) oracle / espm / PSNMF default / PSNMF auto / PSNMF paper, paper recipe N = 293:
+pseudo-Brg 0.29 / 3.56 / 0.36 / 0.36 / 23.11, pseudo-Fp 2.11 / 8.86 / 18.78 / 3.69 / 18.78,
+pseudo-CaPv 1.79 / 23.64 / 7.57 / 7.33 / 7.57; wall time espm 220 s (200 iterations, not
+converged), PSNMF default 18 s, auto 14 s, paper 6 s. At N = 18 espm's pseudo-CaPv (6.55)
+beats psnmf's (19.96).
 """
 
 from __future__ import annotations
@@ -86,10 +93,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import xraylib
 from speed import machine  # benchmarks/ is on the path of a script run from it
 
 import psnmf
 from psnmf.metrics import compare_to_truth, map_mse, oracle_limits
+from psnmf.physics import EDXModel
 from psnmf.simulate import sample_dataset
 
 HERE = Path(__file__).resolve().parent
@@ -107,9 +116,11 @@ ESPM_DATASETS: dict[str, tuple[list[str], str]] = {
 }
 #: espm settings for psnmf's count presets (the paper's low- and high-noise settings).
 PRESET_SETTINGS = {"medium": "paper-293", "low": "paper-18"}
-METHODS = ["oracle", "espm", "default", "paper"]
+METHODS = ["oracle", "espm", "default", "auto", "paper"]
+#: The psnmf configurations, in the order of the tables.
+PSNMF_METHODS = ["default", "auto", "paper"]
 TITLES = {"oracle": "oracle", "espm": "espm SmoothNMF", "default": "PSNMF default",
-          "paper": "PSNMF paper"}
+          "auto": "PSNMF auto", "paper": "PSNMF paper"}
 #: espm's detector defaults (every recipe of its paper and datasets uses them).
 ESPM_WIDTH = {"width_slope": 0.01, "width_intercept": 0.065}
 
@@ -190,7 +201,13 @@ def psnmf_dataset(name: str, snr: str, size: int, seed: int, work: Path) -> dict
     return {"label": f"{name} {snr} {size}x{size} seed {seed}", "source": "psnmf",
             "counts": ds.counts, "spectra": ds.spectra, "maps": ds.maps,
             "phases": list(ds.phase_names), "weights": None, "espm_input": path,
-            "espm_settings": PRESET_SETTINGS[snr], "seed": seed}
+            "espm_settings": PRESET_SETTINGS[snr], "seed": seed,
+            "physics": (model, [str(e) for e in ds.elements])}
+
+
+def element_symbol(element: str) -> str:
+    """A chemical symbol from espm's element name (a symbol or an atomic number)."""
+    return xraylib.AtomicNumberToSymbol(int(element)) if element.isdigit() else element
 
 
 def espm_dataset(key: str, venv: Path, work: Path) -> dict[str, Any]:
@@ -206,6 +223,9 @@ def espm_dataset(key: str, venv: Path, work: Path) -> dict[str, Any]:
         names = [str(n) for n in z["phase_names"]]
         n_counts = float(z["N"])
         seed = int(z["noise_seed"])
+        model = EDXModel.for_axis(float(z["energy_offset"]), float(z["energy_scale"]),
+                                  counts.shape[-1], beam_energy=float(z["beam_energy"]))
+        elements = [element_symbol(str(e)) for e in z["elements"]]
     signal = weights * dens                     # expected counts of each phase / N
     fractions = signal / signal.sum(axis=-1, keepdims=True)
     ny, nx = counts.shape[:2]
@@ -213,7 +233,7 @@ def espm_dataset(key: str, venv: Path, work: Path) -> dict[str, Any]:
              else f"espm particles N={n_counts:g} {ny}x{nx}")
     return {"label": label, "source": "espm", "counts": counts, "spectra": phases,
             "maps": fractions, "phases": names, "weights": weights, "espm_input": path,
-            "espm_settings": settings, "seed": seed}
+            "espm_settings": settings, "seed": seed, "physics": (model, elements)}
 
 
 # -----------------------------------------------------------------------------------------
@@ -222,16 +242,42 @@ def espm_dataset(key: str, venv: Path, work: Path) -> dict[str, Any]:
 def warm_jit() -> None:
     """Compile (or load from Numba's cache) psnmf's kernels before any timing."""
     ds = sample_dataset("mantle", snr="medium", seed=0, shape=(24, 24))
-    psnmf.PSNMF(3, 4, random_state=0).fit(ds.counts)
-    psnmf.PSNMF(3, 4, spectra="nmf", smoothing=None, random_state=0).fit(ds.counts)
+    physics = (ds.model, [str(e) for e in ds.elements])
+    for which in PSNMF_METHODS:
+        psnmf_estimator(3, which, physics).fit(ds.counts)
 
 
-def run_psnmf(counts: np.ndarray, k: int, which: str) -> dict[str, Any]:
-    """Fit one psnmf configuration; spectra, maps, per-pixel scale and wall time."""
+def psnmf_estimator(k: int, which: str,
+                    physics: tuple[EDXModel, list[str]] | None = None) -> psnmf.PSNMF:
+    """One psnmf configuration: 'default', 'auto' or 'paper'.
+
+    Parameters
+    ----------
+    k : int
+        Number of phases.
+    which : {'default', 'auto', 'paper'}
+        The configuration (see the module docstring).
+    physics : tuple of (EDXModel, list of str), optional
+        ``(edx_model, elements)`` for 'auto' (without them 'auto' is 'keep' on an array).
+
+    Returns
+    -------
+    psnmf.PSNMF
+        The unfitted estimator.
+    """
     if which == "default":
-        est = psnmf.PSNMF(k, 4, random_state=0)
-    else:
-        est = psnmf.PSNMF(k, 4, spectra="nmf", smoothing=None, random_state=0)
+        return psnmf.PSNMF(k, 4, random_state=0)
+    if which == "auto":
+        model, elements = physics if physics is not None else (None, None)
+        return psnmf.PSNMF(k, 4, never_pure="auto", elements=elements, edx_model=model,
+                           random_state=0)
+    return psnmf.PSNMF(k, 4, spectra="nmf", smoothing=None, random_state=0)
+
+
+def run_psnmf(counts: np.ndarray, k: int, which: str,
+              physics: tuple[EDXModel, list[str]] | None = None) -> dict[str, Any]:
+    """Fit one psnmf configuration; spectra, maps, per-pixel scale and wall time."""
+    est = psnmf_estimator(k, which, physics)
     t0 = time.perf_counter()
     est.fit(counts)
     seconds = time.perf_counter() - t0
@@ -298,8 +344,8 @@ def evaluate(d: dict[str, Any], venv: Path, cap: int | None, work: Path,
     fits: dict[str, dict[str, Any]] = {}
     if with_espm:
         fits["espm"] = run_espm(d, venv, k, cap, work)
-    for which in ("default", "paper"):
-        fits[which] = run_psnmf(d["counts"], k, which)
+    for which in PSNMF_METHODS:
+        fits[which] = run_psnmf(d["counts"], k, which, d["physics"])
     for label, f in fits.items():
         sc = compare_to_truth(f["spectra"], f["maps"], d["spectra"], d["maps"])
         entry = {"angle": sc["angle"].tolist(), "mse": sc["mse"].tolist(),
@@ -330,9 +376,9 @@ def _cell(row: dict[str, Any], method: str, what: str, i: int, fmt: str) -> str:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The side-by-side tables: per phase angle and MSE, per dataset the wall times."""
-    head = ("| dataset | phase | oracle angle | espm angle | PSNMF default angle | "
-            "PSNMF paper angle | oracle MSE | espm MSE | PSNMF default MSE | "
-            "PSNMF paper MSE |")
+    titles = ["oracle", "espm"] + [TITLES[m] for m in PSNMF_METHODS]
+    head = ("| dataset | phase | " + " | ".join(f"{t} angle" for t in titles) + " | "
+            + " | ".join(f"{t} MSE" for t in titles) + " |")
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         for i, phase in enumerate(r["phases"]):
@@ -341,8 +387,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             out.append(f"| {r['dataset']} | {phase} | " + " | ".join(cells) + " |")
     if any("mse_weights" in r["oracle"] for r in rows):
         out += ["", "MSE against espm's own ground truth (its weights, see the docstring):", "",
-                "| dataset | phase | oracle | espm | PSNMF default | PSNMF paper |",
-                "|---|---|---|---|---|---|"]
+                "| dataset | phase | " + " | ".join(titles) + " |",
+                "|" + "---|" * (len(titles) + 2)]
         for r in rows:
             if "mse_weights" not in r["oracle"]:
                 continue
@@ -352,8 +398,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     out += ["", "Wall time (s; load average before / after the dataset) and espm's "
             "iterations:", "",
             "| dataset | counts/px | espm settings | espm s | espm iterations (cap) | "
-            "espm stop | PSNMF default s | PSNMF paper s | oracle s | load |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "espm stop | " + " | ".join(f"{TITLES[m]} s" for m in PSNMF_METHODS)
+            + " | oracle s | load |",
+            "|" + "---|" * (8 + len(PSNMF_METHODS))]
     for r in rows:
         e = r.get("espm")
         if e is not None:
@@ -361,9 +408,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             espm_cells = (f"{e['seconds']:.1f} | {e['n_iter']} ({e['max_iter']}) | {stop}")
         else:
             espm_cells = "- | - | -"
+        psnmf_cells = " | ".join(f"{r[m]['seconds']:.1f}" for m in PSNMF_METHODS)
         out.append(f"| {r['dataset']} | {r['counts_per_pixel']:.0f} | {r['espm_settings']} | "
-                   f"{espm_cells} | {r['default']['seconds']:.1f} | "
-                   f"{r['paper']['seconds']:.1f} | {r['oracle']['seconds']:.1f} | "
+                   f"{espm_cells} | {psnmf_cells} | {r['oracle']['seconds']:.1f} | "
                    f"{r['load_before']:.1f} / {r['load_after']:.1f} |")
     return "\n".join(out)
 
