@@ -103,9 +103,19 @@ class AbsorptionTables:
         ``mu/rho`` the mass-fraction mean of the absorbers' coefficients; a family's
         factor is the weighted mean over its lines (1 for a family without lines).
         """
+        return self.factors_of(self.attenuation(compositions), mass_thickness)
+
+    def attenuation(self, compositions: np.ndarray) -> np.ndarray:
+        """``mu/rho`` (n, lines) of films of compositions (n, absorbers, at.%) at every
+        tabulated line: the part of :meth:`factors` that does not depend on the mass
+        thickness, for callers that try many thicknesses of one composition."""
+        return self.mass_fractions(compositions) @ self.mu
+
+    def factors_of(self, attenuation: np.ndarray, mass_thickness: np.ndarray) -> np.ndarray:
+        """:meth:`factors` from :meth:`attenuation` (n, lines) and mass thicknesses (n,)."""
         rt = np.asarray(mass_thickness, dtype=np.float64).reshape(-1)
-        chi = (self.mass_fractions(compositions) @ self.mu) * (rt * 0.1 / self.sin_takeoff)[:, None]
-        a = np.asarray(absorption_factor(chi))      # kg/m^2 -> g/cm^2 above
+        chi = attenuation * (rt * 0.1 / self.sin_takeoff)[:, None]  # kg/m^2 -> g/cm^2
+        a = np.asarray(absorption_factor(chi))
         total = self.line_weights.sum(axis=0)
         out = (a @ self.line_weights) / np.where(total > 0, total, 1.0)
         out[:, total == 0] = 1.0

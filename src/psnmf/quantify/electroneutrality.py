@@ -249,8 +249,8 @@ def neutral_rows(
     mt = np.zeros(n)
     status = np.zeros(n, dtype=np.int64)
 
-    def charge(c: np.ndarray, m: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        a = tables.factors(c, m)
+    def charge(mu: np.ndarray, m: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        a = tables.factors_of(mu, m)
         return _compositions(k[rows] / a, i[rows]) @ v
 
     active = np.ones(n, dtype=bool)
@@ -259,19 +259,20 @@ def neutral_rows(
         if rows.size == 0:
             break
         c = comp[rows]
+        mu = tables.attenuation(c)  # the composition is fixed while the thickness moves
         lo = np.zeros(rows.size)
         hi = np.full(rows.size, MAX_MASS_THICKNESS)
-        q_lo = charge(c, lo, rows)
-        q_hi = charge(c, hi, rows)
+        q_lo = charge(mu, lo, rows)
+        q_hi = charge(mu, hi, rows)
         st = np.where(q_lo < 0, -1, np.where(q_hi > 0, 1, 0))
-        lo, hi = _bracket_root(lambda m, c=c, rows=rows: charge(c, m, rows), lo, hi,
+        lo, hi = _bracket_root(lambda m, mu=mu, rows=rows: charge(mu, m, rows), lo, hi,
                                q_lo, q_hi, st == 0, ROOT_XTOL * MAX_MASS_THICKNESS)
         m = np.where(st == -1, 0.0, np.where(st == 1, MAX_MASS_THICKNESS, 0.5 * (lo + hi)))
         # the root of the linear interpolation in the last bracket
-        q_l, q_h = charge(c, lo, rows), charge(c, hi, rows)
+        q_l, q_h = charge(mu, lo, rows), charge(mu, hi, rows)
         lin = lo + (hi - lo) * q_l / np.where(q_l != q_h, q_l - q_h, 1.0)
         m = np.where(st == 0, np.clip(lin, lo, hi), m)
-        new = _compositions(k[rows] / tables.factors(c, m), i[rows])
+        new = _compositions(k[rows] / tables.factors_of(mu, m), i[rows])
         delta = np.abs(new - c).max(axis=1)
         comp[rows], mt[rows], status[rows] = new, m, st
         active[rows[delta < tol]] = False
