@@ -1078,16 +1078,34 @@ def _render(
     axis: EnergyAxis, energies: np.ndarray, weights: np.ndarray, sigmas: np.ndarray
 ) -> np.ndarray:
     """Gaussian lines of the given weights integrated exactly over each channel."""
-    edges = axis.edges
     out = np.zeros(axis.size)
-    for e0, w, s in zip(energies, weights, sigmas, strict=True):
+    profiles = _line_profiles(axis, tuple(energies.tolist()), tuple(sigmas.tolist()))
+    for (lo, hi, profile), w in zip(profiles, weights, strict=True):
+        if profile is not None:
+            out[lo:hi] += w * profile
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _line_profiles(axis: EnergyAxis, energies: tuple[float, ...], sigmas: tuple[float, ...],
+                   ) -> tuple[tuple[int, int, np.ndarray | None], ...]:
+    """Each line's unit Gaussian integrated over the channels within 8 sigma of it, as
+    ``(first channel, end channel, values)`` (values None when no channel is near): the
+    quantification renders the same lines with new weights (their absorption in each film
+    it tries) many times."""
+    edges = axis.edges
+    out = []
+    for e0, s in zip(energies, sigmas, strict=True):
         lo = max(axis.index(e0 - 8 * s) - 1, 0)
         hi = min(axis.index(e0 + 8 * s) + 2, axis.size)
         if hi <= lo:
+            out.append((lo, hi, None))
             continue
         cdf = 0.5 * (1.0 + erf((edges[lo : hi + 1] - e0) / (math.sqrt(2.0) * s)))
-        out[lo:hi] += w * np.diff(cdf)
-    return out
+        profile = np.diff(cdf)
+        profile.flags.writeable = False
+        out.append((lo, hi, profile))
+    return tuple(out)
 
 
 @lru_cache(maxsize=64)
