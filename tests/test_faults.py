@@ -185,8 +185,16 @@ CHILD_UNMIX = textwrap.dedent(
             time.sleep(0.3)  # (a small .hspy is written in milliseconds)
         real_replace(src, dst)
 
+    unmix_module = sys.modules["psnmf.pipeline.unmix"]
+    real_run = unmix_module._run
+
+    def slow_run(*args, **kwargs):  # the work takes at least 1 s, so that a signal sent
+        time.sleep(1.0)  # 0.3 s after the start lands while it computes on any machine
+        return real_run(*args, **kwargs)
+
     os.fsync = slow_fsync
     os.replace = slow_replace
+    unmix_module._run = slow_run
     print("ready", flush=True)
     sys.exit(main(sys.argv[1:]))
     """
