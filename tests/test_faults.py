@@ -189,7 +189,7 @@ CHILD_UNMIX = textwrap.dedent(
     real_run = unmix_module._run
 
     def slow_run(*args, **kwargs):  # the work takes at least 1 s, so that a signal sent
-        time.sleep(1.0)  # 0.3 s after the start lands while it computes on any machine
+        time.sleep(1.0)  # 0.3 s after it starts lands while it computes on any machine
         return real_run(*args, **kwargs)
 
     os.fsync = slow_fsync
@@ -242,9 +242,10 @@ def test_unmix_overwrite_interrupted_keeps_the_earlier_results(tmp_path, earlier
     argv = ["unmix", str(base), "-o", str(out), "--overwrite", "--seed", "1", "-k", "3",
             *UNMIX_FAST[2:]]
     proc = _start(CHILD_UNMIX, *argv)
-    if pattern is None:
+    if pattern is None:  # the staging folder is made, its signal handlers set, the work
+        started = _wait_for(proc, tmp_path, ".R.psnmf-staging-*")  # (1 s at least) begun
         time.sleep(0.3)
-        seen = not list(tmp_path.glob(".R.psnmf-staging-*/*"))
+        seen = started and not list(tmp_path.glob(".R.psnmf-staging-*/*"))
     else:
         seen = _wait_for(proc, tmp_path, ".R.psnmf-staging-*/" + pattern)
     proc.send_signal(sig)
