@@ -237,6 +237,20 @@ def test_guard_in_process_with_little_memory(monkeypatch):
     assert small.need < 0.8 * 600 * 2**20
 
 
+def test_dense_cubes_count_only_when_written(monkeypatch):
+    """``write_denoised`` adds the dense cubes' writing to the save stage, and a refusal
+    caused by them proposes leaving them out."""
+    plain = memory.estimate_peak((512, 512), 2048, 16_000_000)
+    dense = memory.estimate_peak((512, 512), 2048, 16_000_000, write_denoised=True)
+    cube = 512 * 512 * 2048 * 8
+    assert dense.stages["save"] - plain.stages["save"] == int(memory.DENSE_WRITE[0] * cube)
+    assert {s: v for s, v in dense.stages.items() if s != "save"} == {
+        s: v for s, v in plain.stages.items() if s != "save"}
+    monkeypatch.setattr(_validation, "available_memory", lambda: 2**30)
+    with pytest.raises(_validation.InsufficientMemoryError, match="without --write-denoised"):
+        memory.check_unmix_memory((512, 512), 2048, 16_000_000, write_denoised=True)
+
+
 def test_stages_left_out_do_not_count():
     full = memory.estimate_peak((64, 64), 1980, 300_000)
     bare = memory.estimate_peak((64, 64), 1980, 300_000, choose=False, n_boot=0,

@@ -462,6 +462,10 @@ def _message(est: MemoryEstimate, have: int, limits: dict[str, int], what: str,
                              f"s.rebin(scale=({b}, {b}, 1)) or s.inav[...], then "
                              "s.save('smaller.hspy'))")
                 break
+    if options.get("write_denoised"):
+        n = need((ny, nx), ne, est.nnz, write_denoised=False)
+        fixes.append(f"no dense denoised cubes, without --write-denoised (about {_gib(n)}; "
+                     "the factor files rebuild them)")
     if "composition" in est.stages and est.largest == "composition":
         n = need((ny, nx), ne, est.nnz, n_boot=0)
         fixes.append(f"no bootstrap error bars with --bootstrap 0 (about {_gib(n)})")

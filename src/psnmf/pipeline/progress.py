@@ -4,8 +4,9 @@ The bar of the run shows the current step, its elapsed time and, for a step with
 expected duration (:meth:`Progress.expect`), the time left in the step and in the run; the
 expectations are rescaled by how fast the finished steps went (:meth:`Progress.speed`). A
 background thread refreshes the bar once a second, so a single long call (a fit, a PCA)
-still shows time passing. Iterated
-steps (:meth:`Progress.iterate`) get a nested tqdm bar with its own rate and time left.
+still shows time passing. Iterated steps (:meth:`Progress.iterate`) and work that counts
+its own units (:meth:`Progress.counter`) get a nested tqdm bar with its own rate and time
+left.
 With ``track_memory`` each step also records the peak resident memory of the process
 (``VmHWM``, reset at the start of the step through ``/proc/self/clear_refs``), which is
 how :mod:`psnmf.pipeline.memory` measures the peak of every stage.
