@@ -326,6 +326,9 @@ def test_time_left_follows_how_fast_the_run_goes():
     assert prog.status() == "0 s of ~1 min 20 s, ~1 min 20 s left; run ~1 min 40 s left"
     prog.timings["load"] = 1000.0  # kept within 4x
     assert prog.speed() == 4.0
+    prog.timings["load"] = 30.0
+    prog.skip("report", "never expected")  # a stage with nothing to do: no longer counted
+    assert prog.status() == "0 s of ~1 min 20 s, ~1 min 20 s left"
 
 
 def test_progress_counter_shows_the_units_done():

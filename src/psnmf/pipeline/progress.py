@@ -72,6 +72,12 @@ class Progress:
         """Expected duration of steps by name (from a time model): the bar shows time left."""
         self.expected.update({k: float(v) for k, v in seconds.items() if v and v > 0})
 
+    def skip(self, *names: str) -> None:
+        """Steps that will not run after all (a stage with nothing to do): their expected
+        durations no longer count in the time left in the run."""
+        for name in names:
+            self.expected.pop(name, None)
+
     def speed(self) -> float:
         """How much slower than expected this run goes: the seconds the finished steps took
         over the seconds expected of them, shrunk towards 1 by :attr:`prior_s` and kept in

@@ -319,6 +319,8 @@ def _run(path_or_signal: Any, prog: Progress, notes: list[str], *, k: int | None
     with prog.step("elements", "elemental maps"):
         elmaps = steps.element_maps(loaded, baseline, fitted, notes)
     composition = comp_maps = None
+    if not elmaps.lines:
+        prog.skip("composition", "composition_maps")
     if n_boot > 0 and elmaps.lines:
         with (prog.step("composition", f"compositions (bootstrap, up to {n_boot} replicates)"),
               prog.counter(n_boot, "bootstrap replicates") as advance):
