@@ -488,9 +488,6 @@ def fit_model(measurements: dict[str, dict[str, Any]] | None = None,
     (cube = pixels x channels x 8), each row weighted by ``1 / (peak - baseline)`` so that
     the fit is in relative error.
     """
-    import numpy as np
-    from scipy.optimize import nnls
-
     meas = MEASUREMENTS if measurements is None else measurements
     model: dict[str, tuple[float, float, float]] = {}
     for name in STAGES:
@@ -500,13 +497,8 @@ def fit_model(measurements: dict[str, dict[str, Any]] | None = None,
                 ny, nx, ne = m["shape"]
                 rows.append([ny * nx * ne * 8, m["nnz"], 1.0])
                 ys.append(m["stages"][name][0] - m["baseline"])
-        if not rows:
-            continue
-        A, y = np.asarray(rows, float), np.asarray(ys, float)
-        scale = np.maximum(np.abs(A).max(0), 1.0)
-        w = 1.0 / np.maximum(y, 1.0)
-        coef, _ = nnls((A / scale) * w[:, None], y * w)
-        model[name] = tuple(float(v) for v in coef / scale)
+        if rows:
+            model[name] = _fit_relative(rows, ys, floor=1.0)
     err = max(abs(_predicted_peak(model, m) / _measured_peak(m) - 1) for m in meas.values())
     return model, float(err)
 
@@ -541,9 +533,6 @@ def fit_time_model(measurements: dict[str, dict[str, Any]] | None = None,
     nnz_millions + d`` (non-negative least squares in relative error, as
     :func:`fit_model`); the composition stage per bootstrap replicate.
     """
-    import numpy as np
-    from scipy.optimize import nnls
-
     meas = MEASUREMENTS if measurements is None else measurements
     out = {}
     for name in STAGES:
@@ -555,14 +544,23 @@ def fit_time_model(measurements: dict[str, dict[str, Any]] | None = None,
                 if per > 0:
                     rows.append(list(_time_features(ny * nx, m["nnz"])))
                     ys.append(m["stages"][name][1] / per)
-        if not rows:
-            continue
-        A, y = np.asarray(rows, float), np.asarray(ys, float)
-        w = 1.0 / np.maximum(y, 0.05)
-        scale = np.maximum(np.abs(A).max(0), 1e-9)
-        coef, _ = nnls((A / scale) * w[:, None], y * w)
-        out[name] = tuple(float(v) for v in coef / scale)
+        if rows:
+            out[name] = _fit_relative(rows, ys, floor=0.05)
     return out
+
+
+def _fit_relative(rows: list[list[float]], ys: list[float],
+                  floor: float) -> tuple[float, float, float]:
+    """Non-negative least squares of ``ys`` on ``rows`` in relative error: each row weighted
+    by ``1 / max(y, floor)``, the columns scaled to a maximum of 1 for the solver."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    A, y = np.asarray(rows, float), np.asarray(ys, float)
+    scale = np.maximum(np.abs(A).max(0), 1e-9)
+    w = 1.0 / np.maximum(y, floor)
+    coef, _ = nnls((A / scale) * w[:, None], y * w)
+    return tuple(float(v) for v in coef / scale)
 
 
 def _replicates(m: dict[str, Any]) -> int:
