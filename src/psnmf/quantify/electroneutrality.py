@@ -265,11 +265,11 @@ def neutral_rows(
         q_lo = charge(mu, lo, rows)
         q_hi = charge(mu, hi, rows)
         st = np.where(q_lo < 0, -1, np.where(q_hi > 0, 1, 0))
-        lo, hi = _bracket_root(lambda m, mu=mu, rows=rows: charge(mu, m, rows), lo, hi,
-                               q_lo, q_hi, st == 0, ROOT_XTOL * MAX_MASS_THICKNESS)
+        lo, hi, q_l, q_h = _bracket_root(lambda m, mu=mu, rows=rows: charge(mu, m, rows),
+                                         lo, hi, q_lo, q_hi, st == 0,
+                                         ROOT_XTOL * MAX_MASS_THICKNESS)
         m = np.where(st == -1, 0.0, np.where(st == 1, MAX_MASS_THICKNESS, 0.5 * (lo + hi)))
         # the root of the linear interpolation in the last bracket
-        q_l, q_h = charge(mu, lo, rows), charge(mu, hi, rows)
         lin = lo + (hi - lo) * q_l / np.where(q_l != q_h, q_l - q_h, 1.0)
         m = np.where(st == 0, np.clip(lin, lo, hi), m)
         new = _compositions(k[rows] / tables.factors_of(mu, m), i[rows])
@@ -291,24 +291,29 @@ ROOT_XTOL = 2.0**-32
 
 def _bracket_root(f: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray,
                   f_lo: np.ndarray, f_hi: np.ndarray, rows: np.ndarray, xtol: float,
-                  max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+                  max_iter: int = 200,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Brackets ``[lo, hi]`` of width <= ``xtol`` around the root of the decreasing ``f``
     (``f(lo) > 0 >= f(hi)``) in each of ``rows`` (a mask; the others are returned as
-    given), by the Illinois method (regula falsi that halves the value kept at an end
-    twice in a row), vectorised over rows: superlinear where ``f`` is smooth, as the
-    charge of a film is in its mass thickness, so about 8 evaluations instead of the 32
-    of bisection; a step that would leave the bracket bisects.
+    given), with ``f`` at both ends, by the Illinois method (regula falsi that halves the
+    value kept at an end twice in a row), vectorised over rows: superlinear where ``f`` is
+    smooth, as the charge of a film is in its mass thickness, so about 8 evaluations
+    instead of the 32 of bisection; a step that would leave the bracket bisects.
 
     Examples
     --------
     >>> f = lambda x: 2.0 - x * x
     >>> x = np.array([0.0]), np.array([2.0])
-    >>> lo, hi = _bracket_root(f, *x, f(x[0]), f(x[1]), np.array([True]), 1e-12)
+    >>> lo, hi, f_lo, f_hi = _bracket_root(f, *x, f(x[0]), f(x[1]), np.array([True]),
+    ...                                    1e-12)
     >>> bool(abs(lo[0] - 2**0.5) < 1e-12 and hi[0] - lo[0] <= 1e-12)
+    True
+    >>> bool(f_lo[0] == f(lo)[0] and f_hi[0] == f(hi)[0])
     True
     """
     lo, hi = lo.copy(), hi.copy()
     f_lo, f_hi = f_lo.copy(), f_hi.copy()
+    true_lo, true_hi = f_lo.copy(), f_hi.copy()  # f at the ends, f_lo/f_hi halved by Illinois
     todo = rows & (hi - lo > xtol)
     kept = np.zeros(lo.size, dtype=np.int64)  # the end kept last: +1 hi, -1 lo
     for _ in range(max_iter):
@@ -322,11 +327,12 @@ def _bracket_root(f: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.
         down = todo & ~(fx > 0)
         lo, f_lo = np.where(up, x, lo), np.where(up, fx, f_lo)
         hi, f_hi = np.where(down, x, hi), np.where(down, fx, f_hi)
+        true_lo, true_hi = np.where(up, fx, true_lo), np.where(down, fx, true_hi)
         f_hi = np.where(up & (kept == 1), 0.5 * f_hi, f_hi)
         f_lo = np.where(down & (kept == -1), 0.5 * f_lo, f_lo)
         kept = np.where(up, 1, np.where(down, -1, kept))
         todo &= (hi - lo > xtol) & (fx != 0)
-    return lo, hi
+    return lo, hi, true_lo, true_hi
 
 
 @dataclass(frozen=True)
