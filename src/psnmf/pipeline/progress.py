@@ -195,11 +195,7 @@ class Progress:
         if not self.enabled:
             yield from items
             return
-        from tqdm.auto import tqdm
-
-        yield from tqdm(
-            items, desc=desc, file=self.stream, leave=False, dynamic_ncols=True, position=1
-        )
+        yield from self._nested_bar(desc, iterable=items)
 
     @contextlib.contextmanager
     def counter(self, total: int, desc: str) -> Iterator[Callable[[int], Any]]:
@@ -209,14 +205,18 @@ class Progress:
         if not self.enabled:
             yield lambda n: None
             return
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc=desc, file=self.stream, leave=False,
-                   dynamic_ncols=True, position=1)
+        bar = self._nested_bar(desc, total=total)
         try:
             yield bar.update
         finally:
             bar.close()
+
+    def _nested_bar(self, desc: str, **kwargs: Any) -> Any:
+        """A tqdm bar on the line below the run's bar, removed when it closes."""
+        from tqdm.auto import tqdm
+
+        return tqdm(desc=desc, file=self.stream, leave=False, dynamic_ncols=True, position=1,
+                    **kwargs)
 
     def write(self, message: str) -> None:
         """Print a message without breaking the bars."""
